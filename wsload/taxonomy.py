@@ -1,0 +1,55 @@
+"""Stable failure identifiers shared by stats, raw samples, gates and reports.
+
+They never change meaning once released: dashboards, gates and notebooks group by them.
+Parameterised ids (``http_<status>``, ``closed_<code>``, ``disconnected_<code>``) are built
+by the helpers below so that spelling stays in one place.
+"""
+
+from __future__ import annotations
+
+# connect: TCP connect start to a valid HTTP 101
+REFUSED = "refused"
+DNS = "dns"
+UNREACHABLE = "unreachable"
+TCP_TIMEOUT = "tcp_timeout"
+TLS = "tls"
+HANDSHAKE_TIMEOUT = "handshake_timeout"
+INVALID_HTTP = "invalid_http"
+RESET = "reset"
+
+# auth: HTTP 101 to the ack frame
+AUTH_REJECTED = "auth_rejected"
+AUTH_TIMEOUT = "auth_timeout"
+IDENTITY_MISMATCH = "identity_mismatch"
+AUTH_MATERIAL_MISSING = "auth_material_missing"
+
+# turn
+EVENT_TIMEOUT = "event_timeout"
+SEQUENCE_MISSING = "sequence_missing"
+SEQUENCE_ORDER = "sequence_order"
+SEQUENCE_DUPLICATE = "sequence_duplicate"
+AGENT_ERROR = "agent_error"
+FOREIGN_EVENT = "foreign_event"
+PROTOCOL_ERROR = "protocol_error"
+
+# security
+AUTH_NOT_ENFORCED = "auth_not_enforced"
+
+CONNECT_FAILURES = frozenset(
+    {REFUSED, DNS, UNREACHABLE, TCP_TIMEOUT, TLS, HANDSHAKE_TIMEOUT, INVALID_HTTP, RESET}
+)
+
+
+def http_status(status: int) -> str:
+    """The id of an upgrade answered with another HTTP status than 101."""
+    return f"http_{status}"
+
+
+def closed(code: int | None) -> str:
+    """The id of a close before the ack; 1006 when the peer vanished without a close frame."""
+    return f"closed_{code if code is not None else 1006}"
+
+
+def disconnected(code: int | None) -> str:
+    """The id of a close in the middle of a turn."""
+    return f"disconnected_{code if code is not None else 1006}"
