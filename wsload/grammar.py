@@ -164,6 +164,34 @@ class Grammar:
         """The event names that may come next."""
         return frozenset(s.label for i in states if (s := self._states[i]).label is not None)
 
+    def ahead(self, states: frozenset[int]) -> frozenset[int]:
+        """Every state reachable from ``states`` by skipping any number of events."""
+        seen = set(states)
+        stack = list(states)
+        while stack:
+            s = self._states[stack.pop()]
+            nexts = list(s.epsilon)
+            if s.target is not None:
+                nexts.append(s.target)
+            for nxt in nexts:
+                if nxt not in seen:
+                    seen.add(nxt)
+                    stack.append(nxt)
+        return frozenset(seen)
+
+    def repeatable(self, name: str) -> bool:
+        """Whether some valid turn holds ``name`` more than once."""
+        after = self.ahead(
+            frozenset().union(
+                *(
+                    self.step(frozenset({i}), name)
+                    for i, s in enumerate(self._states)
+                    if s.label == name
+                )
+            )
+        )
+        return name in self.expected(after)
+
     def matches(self, names: list[str]) -> bool:
         """Whether a whole sequence of event names is one valid turn."""
         states = self.initial

@@ -1,0 +1,1 @@
+"""Locust user classes of wsload: each one a kind of browser tab or client."""

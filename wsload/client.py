@@ -1,0 +1,478 @@
+"""The timed WebSocket client: one authenticated session, every phase timed and classified.
+
+I/O lives here and nowhere else in the engine. The upgrade is built and checked by
+``handshake`` (sans I/O) and sent over a plain socket, so wsload knows the exact bytes
+that went out and times TCP, TLS and upgrade apart; once the server has answered 101 the
+socket is handed to websocket-client's ``WebSocket`` for framing. Everything blocks in the
+ordinary socket API, so under gevent (as Locust runs it) each session is a greenlet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import json
+import socket
+import ssl
+import struct
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import websocket
+from websocket import ABNF
+
+from wsload import taxonomy
+from wsload.carrier import Placement, missing_from
+from wsload.errors import ConfigError
+from wsload.handshake import (
+    MAX_HEAD_BYTES,
+    Endpoint,
+    HandshakeError,
+    UpgradeRequest,
+    build_request,
+    check_response,
+    find_head_end,
+    parse_ws_url,
+)
+from wsload.profile import Profile, get_field
+
+_perf = time.perf_counter
+
+
+@dataclass
+class Timings:
+    """Phase durations in milliseconds; None for a phase that did not happen."""
+
+    started_at: float  # wall clock (epoch seconds) when the attempt began
+    dns_ms: float | None = None
+    tcp_ms: float | None = None
+    tls_ms: float | None = None
+    upgrade_ms: float | None = None
+    connect_ms: float | None = None  # TCP connect start to a valid 101 (all of the above)
+    auth_ms: float | None = None  # 101 to the ack, or to the rejection
+
+
+class ConnectError(Exception):
+    """A connection that did not become an authenticated session.
+
+    ``failure`` is the taxonomy id, ``phase`` is ``connect`` (before a valid 101) or ``auth``.
+    For ``identity_mismatch`` the working session is attached, so a caller may go on.
+    """
+
+    def __init__(
+        self,
+        failure: str,
+        phase: str,
+        detail: str,
+        timings: Timings,
+        *,
+        http_status: int | None = None,
+        close_code: int | None = None,
+        error_code: str | None = None,
+        session: Session | None = None,
+    ) -> None:
+        self.failure = failure
+        self.phase = phase
+        self.detail = detail
+        self.timings = timings
+        self.http_status = http_status
+        self.close_code = close_code
+        self.error_code = error_code
+        self.session = session
+        super().__init__(f"{failure} ({phase}): {detail}")
+
+
+@dataclass(frozen=True)
+class ClientOptions:
+    """Timeouts and browser-likeness of one connection attempt."""
+
+    connect_timeout_s: float = 10.0
+    handshake_timeout_s: float = 10.0
+    ack_timeout_s: float | None = None  # None: the profile's
+    origin: str | None = None  # None: the profile's; "" sends none
+    user_agent: str | None = None  # None: the profile's; "" sends none
+    tls_verify: bool = True
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One received message: ``kind`` is text, binary, close or ping/pong."""
+
+    kind: str
+    received_at: float  # perf_counter seconds
+    text: str | None = None
+    data: bytes | None = None
+    close_code: int | None = None
+    close_reason: str = ""
+
+
+class Session:
+    """An open, authenticated WebSocket session."""
+
+    def __init__(
+        self,
+        ws: websocket.WebSocket,
+        endpoint: Endpoint,
+        request: UpgradeRequest,
+        *,
+        subprotocol: str | None,
+        response_headers: dict[str, str],
+        set_cookies: tuple[str, ...],
+        timings: Timings,
+    ) -> None:
+        self.ws = ws
+        self.endpoint = endpoint
+        self.request = request
+        self.subprotocol = subprotocol
+        self.response_headers = response_headers
+        self.set_cookies = set_cookies
+        self.timings = timings
+        self.ack: dict[str, Any] | None = None
+        self.user_id: str | None = None
+        self.close_code: int | None = None
+        self.bytes_received = 0
+
+    @property
+    def open(self) -> bool:
+        return self.ws.connected and self.close_code is None
+
+    def send_json(self, message: Any) -> int:
+        """Send one text frame; returns the payload size in bytes."""
+        payload = json.dumps(message, separators=(",", ":"))
+        self.ws.send(payload, ABNF.OPCODE_TEXT)
+        return len(payload)
+
+    def send_text(self, payload: str) -> int:
+        self.ws.send(payload, ABNF.OPCODE_TEXT)
+        return len(payload)
+
+    def recv(self, timeout: float | None) -> Frame | None:
+        """The next message, or None at ``timeout``; a close or lost link is a close Frame."""
+        self.ws.settimeout(timeout)
+        try:
+            opcode, frame = self.ws.recv_data_frame(True)
+        except websocket.WebSocketTimeoutException:
+            return None
+        except (websocket.WebSocketConnectionClosedException, OSError):
+            self.close_code = self.close_code or 1006
+            return Frame("close", _perf(), close_code=1006, close_reason="connection lost")
+        now = _perf()
+        data = frame.data if frame is not None else b""
+        self.bytes_received += len(data)
+        if opcode == ABNF.OPCODE_TEXT:
+            text = data if isinstance(data, str) else data.decode("utf-8")
+            return Frame("text", now, text=text)
+        if opcode == ABNF.OPCODE_BINARY:
+            return Frame("binary", now, data=bytes(data))
+        if opcode == ABNF.OPCODE_CLOSE:
+            code, reason = parse_close(data)
+            self.close_code = code
+            return Frame("close", now, close_code=code, close_reason=reason)
+        return Frame("ping" if opcode == ABNF.OPCODE_PING else "pong", now, data=bytes(data))
+
+    def close(self, code: int = 1000, timeout: float = 2.0) -> None:
+        """Close politely, waiting up to ``timeout`` for the server's close frame."""
+        try:
+            if self.ws.connected:
+                self.ws.close(status=code, timeout=timeout)
+        except (OSError, websocket.WebSocketException):
+            pass
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop the connection at once, no close handshake."""
+        with contextlib.suppress(OSError):
+            self.ws.shutdown()
+
+
+def parse_close(data: bytes | str) -> tuple[int, str]:
+    """Close code and reason of a close frame's payload (1005 when it carries no code)."""
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if len(data) < 2:
+        return 1005, ""
+    return struct.unpack("!H", data[:2])[0], data[2:].decode("utf-8", "replace")
+
+
+class _Prefixed:
+    """A socket whose first reads return bytes already taken off the wire."""
+
+    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
+        self._sock = sock
+        self._prefix = prefix
+
+    def recv(self, bufsize: int) -> bytes:
+        if self._prefix:
+            chunk, self._prefix = self._prefix[:bufsize], self._prefix[bufsize:]
+            return chunk
+        return self._sock.recv(bufsize)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _elapsed_ms(start: float, end: float) -> float:
+    return (end - start) * 1000.0
+
+
+def _classify_socket_error(exc: BaseException, timeout_id: str) -> str:
+    if isinstance(exc, socket.gaierror):
+        return taxonomy.DNS
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return timeout_id
+    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
+        return taxonomy.TLS
+    if isinstance(exc, ConnectionRefusedError):
+        return taxonomy.REFUSED
+    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+        return taxonomy.RESET
+    if isinstance(exc, OSError) and exc.errno in (101, 113, 99):  # unreachable, no route
+        return taxonomy.UNREACHABLE
+    return taxonomy.RESET
+
+
+def _resolve(endpoint: Endpoint) -> tuple[int, tuple[Any, ...]]:
+    try:
+        ip = ipaddress.ip_address(endpoint.host)
+    except ValueError:
+        info = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
+        family, _, _, _, address = info[0]
+        return family, address
+    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
+    return family, (endpoint.host, endpoint.port)
+
+
+def _read_head(sock: Any, peekable: bool) -> tuple[bytes, bytes]:
+    """Read an HTTP head; returns it and any bytes read past it (frames sent right after)."""
+    buffer = b""
+    while True:
+        chunk = sock.recv(65536, socket.MSG_PEEK) if peekable else sock.recv(65536)
+        if not chunk:
+            raise ConnectionResetError("connection closed before the server answered")
+        end = find_head_end(buffer + chunk)
+        if peekable:
+            # Consume only the head, leaving frames that follow it in the kernel buffer.
+            take = len(chunk) if end < 0 else end - len(buffer)
+            got = b""
+            while len(got) < take:
+                part = sock.recv(take - len(got))
+                if not part:
+                    raise ConnectionResetError("connection closed in the middle of the head")
+                got += part
+            chunk = got
+        buffer += chunk
+        if end >= 0:
+            return buffer[:end], buffer[end:]
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise HandshakeError(taxonomy.INVALID_HTTP, "no end of HTTP head in 64 KiB")
+
+
+def connect(
+    url: str,
+    profile: Profile,
+    placement: Placement,
+    *,
+    expected_subject: str | None = None,
+    options: ClientOptions | None = None,
+    on_connected: Callable[[Timings], None] | None = None,
+) -> Session:
+    """Open a session at ``placement.url`` and wait for the profile's ack.
+
+    Raises ``ConnectError`` with the taxonomy id of whatever went wrong. When
+    ``expected_subject`` is given, an ack naming another user is ``identity_mismatch``.
+    ``on_connected`` is called once the 101 is validated, before the ack wait.
+    """
+    opts = options or ClientOptions()
+    timings = Timings(started_at=time.time())
+    try:
+        endpoint = parse_ws_url(placement.url)
+    except ValueError as exc:
+        raise ConfigError(str(exc), fix="give a URL such as ws://127.0.0.1:8765/ws") from None
+    t0 = _perf()
+    sock: Any = None
+    phase_timeout = taxonomy.TCP_TIMEOUT
+    try:
+        family, address = _resolve(endpoint)
+        t_dns = _perf()
+        timings.dns_ms = _elapsed_ms(t0, t_dns)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(opts.connect_timeout_s)
+        sock.connect(address)
+        t_tcp = _perf()
+        timings.tcp_ms = _elapsed_ms(t_dns, t_tcp)
+        t_tls = t_tcp
+        if endpoint.secure:
+            phase_timeout = taxonomy.TLS
+            context = ssl.create_default_context()
+            if not opts.tls_verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+            sock = context.wrap_socket(sock, server_hostname=endpoint.host)
+            t_tls = _perf()
+            timings.tls_ms = _elapsed_ms(t_tcp, t_tls)
+        phase_timeout = taxonomy.HANDSHAKE_TIMEOUT
+        request = build_request(
+            endpoint,
+            subprotocols=placement.subprotocols,
+            origin=profile.endpoint.origin if opts.origin is None else opts.origin,
+            user_agent=profile.endpoint.user_agent if opts.user_agent is None else opts.user_agent,
+            cookies=placement.cookies,
+            extra_headers=placement.headers,
+        )
+        sent = request.to_bytes()
+        sock.settimeout(opts.handshake_timeout_s)
+        sock.sendall(sent)
+        head, rest = _read_head(sock, peekable=not endpoint.secure)
+        response = check_response(head, request, placement.subprotocols)
+        t_up = _perf()
+    except HandshakeError as exc:
+        _close_quietly(sock)
+        raise ConnectError(
+            exc.failure, "connect", exc.detail, timings, http_status=exc.status
+        ) from None
+    except OSError as exc:
+        _close_quietly(sock)
+        failure = _classify_socket_error(exc, phase_timeout)
+        raise ConnectError(failure, "connect", _describe(exc, endpoint), timings) from None
+    timings.upgrade_ms = _elapsed_ms(t_tls, t_up)
+    timings.connect_ms = _elapsed_ms(t0, t_up)
+
+    ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False)
+    ws.sock = _Prefixed(sock, rest) if rest else sock
+    ws.connected = True
+    session = Session(
+        ws,
+        endpoint,
+        request,
+        subprotocol=response.subprotocol,
+        response_headers=response.headers,
+        set_cookies=response.set_cookies,
+        timings=timings,
+    )
+    problem = missing_from(placement, profile.auth, sent)
+    if problem is not None:
+        session.abort()
+        raise ConnectError(taxonomy.AUTH_MATERIAL_MISSING, "connect", problem, timings)
+    if on_connected is not None:
+        on_connected(timings)
+    if not profile.ack.required:
+        timings.auth_ms = 0.0
+        return session
+    _await_ack(session, profile, t_up, opts, expected_subject)
+    return session
+
+
+def _describe(exc: OSError, endpoint: Endpoint) -> str:
+    where = f"{endpoint.host}:{endpoint.port}"
+    if isinstance(exc, ConnectionRefusedError):
+        return f"nothing listens at {where} (connection refused)"
+    if isinstance(exc, TimeoutError | socket.timeout):
+        return f"no answer from {where} in time"
+    return f"{type(exc).__name__}: {exc} ({where})"
+
+
+def _close_quietly(sock: Any) -> None:
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.close()
+
+
+def matches_any(frame: dict[str, Any], matchers: tuple[dict[str, Any], ...]) -> bool:
+    """Whether every field of at least one matcher equals the frame's value there."""
+    return any(all(get_field(frame, k) == v for k, v in m.items()) for m in matchers)
+
+
+def _await_ack(
+    session: Session,
+    profile: Profile,
+    t_up: float,
+    opts: ClientOptions,
+    expected_subject: str | None,
+) -> None:
+    timings = session.timings
+    ack_timeout = opts.ack_timeout_s if opts.ack_timeout_s is not None else profile.ack.timeout_s
+    deadline = t_up + ack_timeout
+    error_code: str | None = None
+    rejection = profile.rejection
+
+    def fail(failure: str, detail: str, at: float, **extra: Any) -> ConnectError:
+        timings.auth_ms = _elapsed_ms(t_up, at)
+        session.abort()
+        return ConnectError(failure, "auth", detail, timings, error_code=error_code, **extra)
+
+    while True:
+        remaining = deadline - _perf()
+        if remaining <= 0:
+            raise fail(taxonomy.AUTH_TIMEOUT, f"no ack in {ack_timeout:g} s", _perf())
+        frame = session.recv(remaining)
+        if frame is None:
+            continue
+        if frame.kind == "close":
+            code = frame.close_code
+            rejected = error_code is not None or code in rejection.close_codes
+            failure = taxonomy.AUTH_REJECTED if rejected else taxonomy.closed(code)
+            detail = f"closed {code} {frame.close_reason!r} before the ack"
+            if error_code:
+                detail = f"error frame {error_code}, then {detail}"
+            raise fail(failure, detail, frame.received_at, close_code=code)
+        if frame.kind != "text":
+            continue
+        try:
+            message = json.loads(frame.text or "")
+        except ValueError:
+            raise fail(
+                taxonomy.PROTOCOL_ERROR, "a frame before the ack is not JSON", frame.received_at
+            ) from None
+        if not isinstance(message, dict):
+            raise fail(
+                taxonomy.PROTOCOL_ERROR,
+                "a frame before the ack is not an object",
+                frame.received_at,
+            )
+        if matches_any(message, profile.ack.match):
+            timings.auth_ms = _elapsed_ms(t_up, frame.received_at)
+            session.ack = message
+            user_id = get_field(message, profile.ack.user_id_field)
+            session.user_id = None if user_id is None else str(user_id)
+            if expected_subject is not None and session.user_id != expected_subject:
+                raise ConnectError(
+                    taxonomy.IDENTITY_MISMATCH,
+                    "auth",
+                    f"acked as user {session.user_id!r}, token subject is {expected_subject!r}",
+                    timings,
+                    session=session,
+                )
+            return
+        if message.get(profile.events.type_field) in rejection.error_types:
+            code = message.get(rejection.error_code_field)
+            error_code = str(code) if code is not None else "error"
+            # The close frame that should follow decides nothing new; wait briefly for it.
+            deadline = min(deadline, _perf() + 1.0)
+
+
+def preflight(url: str, timeout: float = 3.0) -> None:
+    """Fail early, with the fix, when nothing listens at ``url``."""
+    try:
+        endpoint = parse_ws_url(url)
+    except ValueError as exc:
+        raise ConfigError(str(exc), fix="give a URL such as ws://127.0.0.1:8765/ws") from None
+    try:
+        family, address = _resolve(endpoint)
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(address)
+    except socket.gaierror as exc:
+        raise ConfigError(
+            f"cannot resolve the host of {url}: {exc.strerror or exc}",
+            fix="check the host name in --host",
+        ) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"nothing listens at {url} ({type(exc).__name__})",
+            fix="start the server under test, or run `wsload target` for the reference target "
+            "(with no --host the locustfile starts one itself)",
+        ) from None

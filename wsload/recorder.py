@@ -1,0 +1,155 @@
+"""Raw samples: one CSV row per measurement, written as it happens, flushed every second.
+
+CSV because it survives a crash (rows before the last flush are whole lines; a torn last
+line is dropped on load), appends without rewriting, and loads into pandas with the
+pyarrow engine at about a million rows a second. ``run.json`` beside it holds the options
+(secrets redacted), the profile, versions, host, start and stop.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+import secrets
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from wsload.errors import ConfigError
+
+SCHEMA_VERSION = 1
+SAMPLES_FILE = "samples.csv"
+RUN_FILE = "run.json"
+COLUMNS = (
+    "v",  # schema version
+    "run_id",
+    "node",  # generator process
+    "ts",  # wall clock at the start of the measurement, epoch seconds
+    "user",  # user index within the node
+    "subject",
+    "session",
+    "turn",
+    "kind",  # connect | auth | event | gap | span | turn | session
+    "name",  # the Locust stats name
+    "ms",
+    "ok",
+    "failure",
+    "http_status",
+    "close_code",
+    "users",  # users running in this process at that moment
+    "bytes",
+    "events",
+    "detail",
+)
+_SECRET_WORDS = ("secret", "password", "token", "key", "credential")
+
+
+def new_run_id() -> str:
+    """Sortable, unique enough across machines: UTC time plus random suffix."""
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
+
+
+def redact(options: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy with every secret-looking value replaced, safe to write anywhere."""
+    out: dict[str, Any] = {}
+    for key, value in options.items():
+        lowered = key.lower()
+        is_secret = any(word in lowered for word in _SECRET_WORDS) and not lowered.endswith(
+            ("lifetime", "_file", "_path", "private_key")
+        )
+        if is_secret and value not in (None, "", False):
+            out[key] = "***redacted***"
+        elif isinstance(value, str | int | float | bool) or value is None:
+            out[key] = value
+        elif isinstance(value, list | tuple):
+            out[key] = [v if isinstance(v, str | int | float | bool) else str(v) for v in value]
+        else:
+            out[key] = str(value)
+    return out
+
+
+def prepare_run_folder(base: str | Path | None, run_id: str) -> Path:
+    """Create the run folder (default ``results/<run-id>``); ``ConfigError`` if unusable."""
+    folder = Path(base) if base else Path("results") / run_id
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(
+            f"--results {folder} is a file, not a folder",
+            fix="give --results a folder path (it is created when missing)",
+        )
+    if folder.is_dir() and (folder / SAMPLES_FILE).exists():
+        raise ConfigError(
+            f"--results {folder} already holds a run ({SAMPLES_FILE})",
+            fix="give a new folder, or leave --results out for results/<run-id>/",
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write to the results folder {folder}: {exc.strerror or exc}",
+            fix="give --results a folder you can write to",
+        ) from None
+    return folder
+
+
+class Recorder:
+    """Appends sample rows to ``samples.csv``; flushes at most a second after a write."""
+
+    def __init__(self, folder: Path, *, flush_interval_s: float = 1.0) -> None:
+        self.folder = folder
+        self.path = folder / SAMPLES_FILE
+        new = not self.path.exists()
+        self._file = self.path.open("a", newline="", encoding="utf-8")
+        self._writer = csv.writer(self._file)
+        if new:
+            self._writer.writerow(COLUMNS)
+            self._file.flush()
+        self._flush_interval_s = flush_interval_s
+        self._last_flush = time.monotonic()
+        self.rows = 0
+        self.closed = False
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        """Write one row (values in ``COLUMNS`` order)."""
+        if self.closed:
+            return
+        self._writer.writerow(row)
+        self.rows += 1
+        if time.monotonic() - self._last_flush >= self._flush_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.closed:
+            return
+        self._file.flush()  # to the OS: a killed process loses nothing flushed
+        self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.flush()
+            self._file.close()
+            self.closed = True
+
+
+def write_run_json(folder: Path, meta: Mapping[str, Any]) -> None:
+    """Write ``run.json`` atomically (a crash never leaves half a file)."""
+    tmp = folder / (RUN_FILE + ".tmp")
+    tmp.write_text(json.dumps(meta, indent=2, sort_keys=True, default=str), encoding="utf-8")
+    tmp.replace(folder / RUN_FILE)
+
+
+def versions() -> dict[str, str]:
+    """Versions of what produced the numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("wsload", "locust", "websocket-client", "gevent", "PyJWT"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out

@@ -1,0 +1,86 @@
+"""The end-of-run summary: exact percentiles per stats name and failures by taxonomy id.
+
+Read from the raw samples, not Locust's rounded histogram, so the numbers printed here
+are the numbers a gate or notebook computes from the same run folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from wsload.recorder import SAMPLES_FILE
+
+_ORDER = ("connect", "auth", "turn:ttfe")
+
+
+def load_samples(folder: str | Path) -> pd.DataFrame:
+    """The samples of a run folder; a torn last line (crash) is skipped."""
+    path = Path(folder) / SAMPLES_FILE
+    frame = pd.read_csv(
+        path,
+        on_bad_lines="skip",
+        dtype={"failure": "string", "detail": "string", "subject": "string", "session": "string"},
+    )
+    frame["ok"] = frame["ok"].astype(bool)
+    return frame
+
+
+def _name_key(name: str) -> tuple[int, str]:
+    if name in _ORDER:
+        return (_ORDER.index(name), name)
+    if name == "turn:e2e":
+        return (90, name)
+    return (50, name)
+
+
+def percentile_table(samples: pd.DataFrame) -> pd.DataFrame:
+    """Per name: count, failures, and percentiles of the successful samples (ms)."""
+    rows = []
+    for name, group in samples.groupby("name"):
+        good = group.loc[group["ok"], "ms"]
+        rows.append(
+            {
+                "name": name,
+                "count": len(group),
+                "failures": int((~group["ok"]).sum()),
+                "p50": good.quantile(0.50) if len(good) else float("nan"),
+                "p95": good.quantile(0.95) if len(good) else float("nan"),
+                "p99": good.quantile(0.99) if len(good) else float("nan"),
+                "max": good.max() if len(good) else float("nan"),
+            }
+        )
+    table = pd.DataFrame(rows, columns=["name", "count", "failures", "p50", "p95", "p99", "max"])
+    return table.sort_values("name", key=lambda s: s.map(_name_key)).reset_index(drop=True)
+
+
+def failure_table(samples: pd.DataFrame) -> pd.DataFrame:
+    """Failures counted by stats name and taxonomy id."""
+    failed = samples.loc[~samples["ok"]]
+    if failed.empty:
+        return pd.DataFrame(columns=["name", "failure", "count"])
+    counts = failed.groupby(["name", "failure"]).size().rename("count").reset_index()
+    return counts.sort_values("count", ascending=False).reset_index(drop=True)
+
+
+def render(folder: str | Path) -> str:
+    """The summary as text for a terminal."""
+    samples = load_samples(folder)
+    lines = [f"wsload summary of {folder} ({len(samples)} samples, times in ms, exact)"]
+    table = percentile_table(samples)
+    header = f"{'name':<28}{'count':>8}{'fail':>7}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}"
+    lines += [header, "-" * len(header)]
+    for row in table.itertuples(index=False):
+        lines.append(
+            f"{row.name:<28}{row.count:>8}{row.failures:>7}"
+            + "".join(f"{v:>10.1f}" for v in (row.p50, row.p95, row.p99, row.max))
+        )
+    failures = failure_table(samples)
+    if failures.empty:
+        lines.append("failures: none")
+    else:
+        lines.append("failures by taxonomy id:")
+        for row in failures.itertuples(index=False):
+            lines.append(f"  {row.name:<26}{row.failure:<24}{row.count:>8}")
+    return "\n".join(lines)

@@ -1,0 +1,264 @@
+"""Judges and times one agent turn, sans I/O: events and receive times in, verdicts out.
+
+A ``TurnTracker`` is told when the chat message was sent and then fed every event the
+session received, with the time it arrived (``time.perf_counter`` seconds, taken by the
+caller as close to the wire as it can). It has no clock of its own, so tests, the live
+user and the offline analysis all get the same answer for the same input.
+
+Verdicts, from the profile's grammar (see ``wsload.grammar``):
+
+* ``foreign_event``: an event names another user, thread or run than this turn's.
+* ``sequence_duplicate``: a frame identical to an earlier one, or a second occurrence of
+  an event the grammar allows only once.
+* ``sequence_order``: an event the turn can no longer accept and has already passed.
+* ``sequence_missing``: events the grammar requires never came (skipped, or the terminal
+  event came early).
+* ``agent_error``: an error event; it ends the turn.
+* ``event_timeout``: silence longer than the event timeout, or the turn took too long.
+* ``disconnected_<code>``: the connection closed during the turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsload import taxonomy
+from wsload.grammar import Grammar
+from wsload.profile import Events
+
+
+def span_name(start: str, end: str) -> str:
+    """A short name for a span: the common prefix of its events (``tool``), else the start."""
+    prefix = ""
+    for a, b in zip(start, end, strict=False):
+        if a != b:
+            break
+        prefix += a
+    prefix = prefix.rstrip("_.:-")
+    return prefix or start
+
+
+@dataclass
+class TurnResult:
+    """Timings (milliseconds from the message send) and verdicts of one turn."""
+
+    ok: bool
+    failures: list[tuple[str, str]]  # (taxonomy id, detail), in the order found
+    ttfe_ms: float | None
+    e2e_ms: float | None  # to the terminal (or error) event; None if it never came
+    elapsed_ms: float  # to the verdict, whatever it was
+    first_ms: dict[str, float]  # event name -> first occurrence
+    gaps_ms: list[float]
+    spans_ms: list[tuple[str, float]]  # (span name, duration)
+    events: int
+    names: list[str]
+    run_id: str | None
+    terminal: str | None
+
+    @property
+    def failure(self) -> str | None:
+        """The failure that names this turn in stats: the first one found."""
+        return self.failures[0][0] if self.failures else None
+
+
+@dataclass
+class _Spans:
+    pairs: dict[str, tuple[str, str]]  # start name -> (span name, end name)
+    ends: dict[str, str]  # end name -> start name
+    open: dict[str, list[float]] = field(default_factory=dict)
+    done: list[tuple[str, float]] = field(default_factory=list)
+
+    def see(self, name: str, at: float) -> None:
+        if name in self.pairs:
+            self.open.setdefault(name, []).append(at)
+        start = self.ends.get(name)
+        if start is not None and self.open.get(start):
+            began = self.open[start].pop(0)
+            self.done.append((self.pairs[start][0], (at - began) * 1000.0))
+
+
+class TurnTracker:
+    """One turn: feed it events until ``done``; read ``result``."""
+
+    def __init__(
+        self,
+        events: Events,
+        grammar: Grammar,
+        *,
+        sent_at: float,
+        user_id: str | None,
+        thread_id: str | None,
+        timeout_s: float,
+        event_timeout_s: float,
+    ) -> None:
+        self._cfg = events
+        self._grammar = grammar
+        self._states = grammar.initial
+        self._terminal = frozenset(events.terminal)
+        self._errors = frozenset(events.error)
+        self._optional = frozenset(events.optional)
+        self._ignore = frozenset(events.ignore)
+        self.sent_at = sent_at
+        self.user_id = user_id
+        self.thread_id = thread_id
+        self.run_id: str | None = None
+        self._deadline_total = sent_at + timeout_s
+        self._event_timeout_s = event_timeout_s
+        self._last_at = sent_at
+        self._first_at: float | None = None
+        self._end_at: float | None = None
+        self._verdict_at: float | None = None
+        self._terminal_name: str | None = None
+        self._failures: list[tuple[str, str]] = []
+        self._first: dict[str, float] = {}
+        self._gaps: list[float] = []
+        self._names: list[str] = []
+        self._seen_raw: set[str] = set()
+        self._seen_names: set[str] = set()
+        self._skipped: list[str] = []
+        self._grammar_broken = False
+        self._spans = _Spans(
+            {s[0]: (span_name(s[0], s[1]), s[1]) for s in events.spans if len(s) == 2},
+            {s[1]: s[0] for s in events.spans if len(s) == 2},
+        )
+        self.done = False
+
+    # input ---------------------------------------------------------------------------
+    def deadline(self) -> float:
+        """When this turn times out unless another event comes (perf_counter seconds)."""
+        return min(self._deadline_total, self._last_at + self._event_timeout_s)
+
+    def feed(self, event: dict[str, Any], at: float, raw: str | None = None) -> bool:
+        """Take one received event; returns True once the turn is finished."""
+        if self.done:
+            return True
+        name = event.get(self._cfg.type_field)
+        if not isinstance(name, str) or name in self._ignore:
+            return False
+        foreign = self._foreign(event)
+        if foreign is not None:
+            self._fail(taxonomy.FOREIGN_EVENT, f"{name}: {foreign}")
+            return False
+        if raw is not None:
+            if raw in self._seen_raw:
+                self._fail(taxonomy.SEQUENCE_DUPLICATE, f"{name} received twice")
+                return False
+            self._seen_raw.add(raw)
+        if self.run_id is None:
+            run_id = event.get(self._cfg.run_id_field)
+            self.run_id = None if run_id is None else str(run_id)
+        self._record_time(name, at)
+        if name in self._errors:
+            detail = str(
+                event.get("error") or event.get("error_message") or event.get("data") or ""
+            )
+            self._fail(taxonomy.AGENT_ERROR, f"{name} {detail[:200]}".strip())
+            return self._finish(at, name)
+        if name in self._grammar.names:
+            self._advance(name)
+            if name in self._terminal:
+                return self._finish(at, name)
+        return False
+
+    def expire(self, now: float) -> TurnResult:
+        """Give up on the turn at ``now`` (call once ``now >= deadline()``)."""
+        if not self.done:
+            silent = (now - self._last_at) * 1000.0
+            self._fail(
+                taxonomy.EVENT_TIMEOUT,
+                f"{len(self._names)} events, then {silent:.0f} ms of silence"
+                + (f"; expected {', '.join(sorted(self._expected()))}" if self._names else ""),
+            )
+            self._verdict_at = now
+            self.done = True
+        return self.result()
+
+    def disconnected(self, code: int | None, now: float) -> TurnResult:
+        """The connection closed before the turn finished."""
+        if not self.done:
+            self._fail(taxonomy.disconnected(code), f"after {len(self._names)} events")
+            self._verdict_at = now
+            self.done = True
+        return self.result()
+
+    # output --------------------------------------------------------------------------
+    def result(self) -> TurnResult:
+        verdict_at = self._verdict_at if self._verdict_at is not None else self._last_at
+        return TurnResult(
+            ok=not self._failures and self.done and self._end_at is not None,
+            failures=list(self._failures),
+            ttfe_ms=None if self._first_at is None else (self._first_at - self.sent_at) * 1000.0,
+            e2e_ms=None if self._end_at is None else (self._end_at - self.sent_at) * 1000.0,
+            elapsed_ms=(verdict_at - self.sent_at) * 1000.0,
+            first_ms={k: (v - self.sent_at) * 1000.0 for k, v in self._first.items()},
+            gaps_ms=list(self._gaps),
+            spans_ms=list(self._spans.done),
+            events=len(self._names),
+            names=list(self._names),
+            run_id=self.run_id,
+            terminal=self._terminal_name,
+        )
+
+    # internals -----------------------------------------------------------------------
+    def _foreign(self, event: dict[str, Any]) -> str | None:
+        cfg = self._cfg
+        for field_name, mine in (
+            (cfg.user_id_field, self.user_id),
+            (cfg.thread_id_field, self.thread_id),
+            (cfg.run_id_field, self.run_id),
+        ):
+            theirs = event.get(field_name)
+            if mine is not None and theirs is not None and str(theirs) != mine:
+                return f"{field_name} {theirs!r} is not this turn's {mine!r}"
+        return None
+
+    def _record_time(self, name: str, at: float) -> None:
+        if self._first_at is None:
+            self._first_at = at
+        else:
+            self._gaps.append((at - self._last_at) * 1000.0)
+        self._last_at = max(self._last_at, at)
+        self._first.setdefault(name, at)
+        self._names.append(name)
+        self._spans.see(name, at)
+
+    def _advance(self, name: str) -> None:
+        seen_before = name in self._seen_names
+        self._seen_names.add(name)
+        if self._grammar_broken:
+            return
+        nxt = self._grammar.step(self._states, name)
+        if nxt:
+            self._states = nxt
+            return
+        if seen_before and not self._grammar.repeatable(name):
+            self._fail(taxonomy.SEQUENCE_DUPLICATE, f"second {name}")
+            return
+        skipped = self._grammar.step(self._grammar.ahead(self._states), name)
+        if skipped:
+            self._skipped.append(f"before {name}: {', '.join(sorted(self._expected()))}")
+            self._states = skipped
+            return
+        expected = ", ".join(sorted(self._expected())) or "nothing"
+        self._fail(taxonomy.SEQUENCE_ORDER, f"{name} where {expected} was expected")
+        self._grammar_broken = True
+
+    def _expected(self) -> frozenset[str]:
+        return self._grammar.expected(self._states)
+
+    def _finish(self, at: float, name: str) -> bool:
+        self._end_at = at
+        self._verdict_at = at
+        self._terminal_name = name
+        self.done = True
+        ids = {f for f, _ in self._failures}
+        if name not in self._errors and taxonomy.SEQUENCE_ORDER not in ids:
+            if self._skipped:
+                self._fail(taxonomy.SEQUENCE_MISSING, "; ".join(self._skipped))
+            elif not self._grammar_broken and not self._grammar.accepts(self._states):
+                self._fail(taxonomy.SEQUENCE_MISSING, f"{name} came before the turn was complete")
+        return True
+
+    def _fail(self, failure: str, detail: str) -> None:
+        self._failures.append((failure, detail))
