@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import pytest
@@ -20,9 +21,7 @@ SENT = 100.0
 
 
 def tracker(**overrides) -> TurnTracker:
-    kwargs = dict(
-        sent_at=SENT, user_id=USER, thread_id=THREAD, timeout_s=60.0, event_timeout_s=5.0
-    )
+    kwargs = dict(sent_at=SENT, user_id=USER, thread_id=THREAD, timeout_s=60.0, event_timeout_s=5.0)
     kwargs.update(overrides)
     return TurnTracker(PROFILE.events, GRAMMAR, **kwargs)
 
@@ -68,7 +67,7 @@ def test_valid_turn_is_ok_with_exact_timings(names, data):
     assert result.ttfe_ms == pytest.approx((times[0] - SENT) * 1000)
     assert result.e2e_ms == pytest.approx((times[-1] - SENT) * 1000)
     assert result.events == len(names)
-    assert result.gaps_ms == pytest.approx([(b - a) * 1000 for a, b in zip(times, times[1:])])
+    assert result.gaps_ms == pytest.approx([(b - a) * 1000 for a, b in itertools.pairwise(times)])
     assert result.first_ms["agent_completed"] == pytest.approx(result.e2e_ms)
     assert len(result.spans_ms) == names.count("tool_executing")
     for span, ms in result.spans_ms:

@@ -251,6 +251,11 @@ def _read_head(sock: Any, peekable: bool) -> tuple[bytes, bytes]:
     while True:
         chunk = sock.recv(65536, socket.MSG_PEEK) if peekable else sock.recv(65536)
         if not chunk:
+            if buffer:
+                raise HandshakeError(
+                    taxonomy.INVALID_HTTP,
+                    f"closed after a partial or non-HTTP answer {buffer[:40]!r}",
+                )
             raise ConnectionResetError("connection closed before the server answered")
         end = find_head_end(buffer + chunk)
         if peekable:
