@@ -213,3 +213,23 @@ def test_grammar_alternatives_and_optionals():
     assert g.matches(["start", "end"]) and g.matches(["start", "b", "c", "end"])
     assert not g.matches(["start", "b", "end"]) and not g.matches(["start", "a", "c", "end"])
     assert g.repeatable("a") is False and Grammar("x y* z").repeatable("y")
+
+
+def test_identical_frames_are_allowed_when_the_profile_says_events_repeat_verbatim():
+    import dataclasses
+
+    events = dataclasses.replace(PROFILE.events, frames_are_unique=False)
+    tr = TurnTracker(
+        events,
+        GRAMMAR,
+        sent_at=SENT,
+        user_id=USER,
+        thread_id=THREAD,
+        timeout_s=9,
+        event_timeout_s=9,
+    )
+    names = valid_names(2, 0)
+    for i, name in enumerate(names):
+        ev = {"type": name, "user_id": USER}
+        tr.feed(ev, SENT + i + 1, json.dumps(ev))
+    assert tr.result().ok

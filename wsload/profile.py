@@ -117,6 +117,8 @@ class Events:
     optional: tuple[str, ...] = ()
     spans: tuple[tuple[str, ...], ...] = (("tool_executing", "tool_completed"),)
     ignore: tuple[str, ...] = ("heartbeat", "pong")
+    # Events carry a timestamp or id, so an identical frame within a turn is a resend.
+    frames_are_unique: bool = True
 
 
 @dataclass(frozen=True)

@@ -140,7 +140,7 @@ class TurnTracker:
         if foreign is not None:
             self._fail(taxonomy.FOREIGN_EVENT, f"{name}: {foreign}")
             return False
-        if raw is not None:
+        if raw is not None and self._cfg.frames_are_unique:
             if raw in self._seen_raw:
                 self._fail(taxonomy.SEQUENCE_DUPLICATE, f"{name} received twice")
                 return False

@@ -1,0 +1,121 @@
+"""The main locustfile run for real: Locust as a process, headless, against real servers."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from wsload.summary import load_samples
+
+REPO = Path(__file__).resolve().parent.parent
+LOCUSTFILE = REPO / "locustfiles" / "ws_auth.py"
+pytestmark = pytest.mark.slow
+
+
+def locust(*args: str, env: dict[str, str] | None = None, timeout: float = 90):
+    full_env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET_KEY"}
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "locust", "-f", str(LOCUSTFILE), "--headless", *args],
+        cwd=REPO,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def stats_rows(prefix: Path) -> dict[str, dict[str, str]]:
+    with open(f"{prefix}_stats.csv", newline="") as f:
+        return {row["Name"]: row for row in csv.DictReader(f)}
+
+
+def test_fifty_users_without_host_chat_with_no_failures(tmp_path):
+    run = locust(
+        *("-u", "50", "-r", "25", "-t", "20s", "--think-time", "0.5"),
+        *("--csv", str(tmp_path / "run"), "--results", str(tmp_path / "results")),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = stats_rows(tmp_path / "run")
+    stages = ["connect", "auth", "turn:ttfe", "turn:agent_started", "turn:agent_thinking"]
+    stages += ["turn:tool_executing", "turn:tool_completed", "turn:agent_completed"]
+    stages += ["turn:gap", "turn:tool", "turn:e2e"]
+    for name in stages:
+        assert int(rows[name]["Request Count"]) > 0, name
+    assert rows["connect"]["Request Count"] == "50"
+    assert rows["Aggregated"]["Failure Count"] == "0"
+    samples = load_samples(tmp_path / "results")
+    counts = samples.groupby("name").size()
+    for name in stages:  # every sample Locust counted is a raw row, and nothing more
+        assert counts[name] == int(rows[name]["Request Count"]), name
+    assert samples["subject"].nunique() == 50
+    assert "failures: none" in run.stdout
+
+
+def test_measured_ttfe_and_gaps_match_the_target_within_5ms(tmp_path):
+    run = locust(
+        *("-u", "5", "-r", "5", "-t", "8s", "--think-time", "0.2"),
+        *("--target-args", "--ttfe 0.08 --gap 0.025 --tool-duration 0.025"),
+        *("--results", str(tmp_path / "results")),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    samples = load_samples(tmp_path / "results")
+    ttfe = samples.loc[samples["name"] == "turn:ttfe", "ms"]
+    gaps = samples.loc[samples["name"] == "turn:gap", "ms"]
+    assert len(ttfe) >= 30
+    assert abs(ttfe.median() - 80) <= 5, ttfe.describe()
+    assert abs(gaps.median() - 25) <= 5, gaps.describe()
+
+
+def test_the_same_locustfile_loads_another_backend_through_options_only(tmp_path):
+    secret = "other-backend-secret-0123456789abcdef"
+    server = subprocess.Popen(
+        [sys.executable, str(REPO / "tests" / "other_backend.py")],
+        env={**os.environ, "OTHER_SECRET": secret},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        port = int(server.stdout.readline())
+        run = locust(
+            *("-u", "5", "-r", "5", "-t", "5s", "--think-time", "0.2"),
+            *("--host", f"ws://127.0.0.1:{port}"),
+            *("--ws-profile", str(REPO / "tests" / "data" / "other_backend.toml")),
+            *("--results", str(tmp_path / "results")),
+            env={"JWT_SECRET_KEY": secret},
+        )
+    finally:
+        server.kill()
+        server.wait()
+    assert run.returncode == 0, run.stderr[-3000:]
+    samples = load_samples(tmp_path / "results")
+    names = set(samples["name"])
+    assert {"connect", "auth", "turn:run.start", "turn:run.step", "turn:run.end"} <= names
+    assert {"turn:run.output", "turn:e2e"} <= names
+    assert samples["ok"].all()
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--host", "ws://127.0.0.1:9"], {"JWT_SECRET_KEY": "x" * 40}, "nothing listens at"),
+        (["--host", "ws://127.0.0.1:9"], {}, "no JWT secret"),
+        (["--ws-profile", "tests/data/nope.toml"], {}, "bad protocol profile"),
+        (["--target-args", "--ttfe -1"], {}, "--ttfe"),
+        (["--host", "127.0.0.1:8765"], {"JWT_SECRET_KEY": "x" * 40}, "has no scheme"),
+    ],
+    ids=["unreachable", "no-secret", "bad-profile", "bad-target-args", "bad-host"],
+)
+def test_bad_input_stops_before_any_load_with_one_message(tmp_path, args, env, message):
+    run = locust(
+        *args, "-u", "1", "-t", "5s", "--results", str(tmp_path / "r"), env=env, timeout=30
+    )
+    assert run.returncode == 2, run.stderr[-2000:]
+    assert message in run.stderr
+    assert "Traceback" not in run.stderr + run.stdout
+    assert not (tmp_path / "r" / "samples.csv").exists()

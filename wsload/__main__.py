@@ -1,0 +1,5 @@
+"""``python -m wsload``: the ``wsload`` command."""
+
+from wsload.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,137 @@
+"""The ``wsload`` command: the reference target, the demo run, summaries, profile checks.
+
+Every configuration problem ends in one message on stderr and exit status 2; load runs
+themselves go through Locust (``locust -f locustfiles/ws_auth.py``), which ``demo`` wraps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
+
+REPO = Path(__file__).resolve().parent.parent
+LOCUSTFILE = REPO / "locustfiles" / "ws_auth.py"
+
+
+def _cmd_target(args: argparse.Namespace) -> int:
+    from wsload.target.cli import run
+
+    return run(args)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """A short headless run against the embedded reference target, then its summary."""
+    from wsload.recorder import new_run_id, prepare_run_folder
+
+    folder = prepare_run_folder(args.results or None, "demo-" + new_run_id())
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        "--users",
+        str(args.users),
+        "--spawn-rate",
+        str(args.spawn_rate),
+        "--run-time",
+        args.run_time,
+        "--think-time",
+        str(args.think_time),
+        "--results",
+        str(folder),
+        "--only-summary",
+        "--loglevel",
+        "WARNING",
+    ]
+    print(
+        f"wsload demo: {args.users} chat users for {args.run_time} against the embedded "
+        "reference target ...",
+        flush=True,
+    )
+    log_path = folder / "locust.log"
+    with log_path.open("w") as log:
+        code = subprocess.call(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    if not (folder / "samples.csv").is_file():
+        print(log_path.read_text()[-3000:], file=sys.stderr)
+        print(f"wsload demo: the run recorded nothing (exit {code}); log: {log_path}")
+        return code or 1
+    from wsload.summary import render
+
+    print(render(folder))
+    print(f"\nwsload demo: Locust exit code {code}; its console output: {log_path}")
+    print(f"wsload demo: results in {folder.resolve()}")
+    return code
+
+
+def _cmd_summary(args: argparse.Namespace) -> int:
+    from wsload.summary import render
+
+    folder = Path(args.run_dir)
+    if not (folder / "samples.csv").is_file():
+        raise ConfigError(
+            f"{folder} is not a wsload run folder (no samples.csv)",
+            fix="give the folder a run wrote, e.g. results/<run-id>",
+        )
+    print(render(folder))
+    return 0
+
+
+def _cmd_profile_check(args: argparse.Namespace) -> int:
+    from wsload.profile import load_profile
+
+    profile = load_profile(args.profile)
+    print(
+        f"{profile.source}: ok (profile {profile.name!r}, carrier {profile.auth.carrier}, "
+        f"grammar: {profile.events.sequence})"
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsload", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    from wsload.target.cli import add_arguments as add_target_arguments
+
+    target = sub.add_parser("target", help="run the reference agent-chat WebSocket server")
+    add_target_arguments(target)
+    target.set_defaults(func=_cmd_target)
+
+    demo = sub.add_parser("demo", help="short headless load against the embedded target")
+    demo.add_argument("--users", type=int, default=20, help="concurrent chat users (20)")
+    demo.add_argument("--spawn-rate", type=float, default=10, help="users started per second")
+    demo.add_argument("--run-time", default="15s", help="how long the load runs (15s)")
+    demo.add_argument("--think-time", type=float, default=0.5, help="seconds between messages")
+    demo.add_argument("--results", default="", help="run folder (default results/demo-<id>)")
+    demo.set_defaults(func=_cmd_demo)
+
+    summary = sub.add_parser("summary", help="exact percentiles and failures of a run folder")
+    summary.add_argument("run_dir", help="a run folder, e.g. results/<run-id>")
+    summary.set_defaults(func=_cmd_summary)
+
+    profile = sub.add_parser("profile", help="validate a protocol profile")
+    profile.add_argument("action", choices=["check"])
+    profile.add_argument("profile", help="a profile name in profiles/ or a TOML path")
+    profile.set_defaults(func=_cmd_profile_check)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ConfigError as error:
+        print(f"wsload: error: {error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
