@@ -190,7 +190,9 @@ def _add_options(parser: Any, **_: Any) -> None:
             "default": spec.default,
             "env_var": spec.env,
             "help": f"{spec.help} [env {spec.env}]",
-            "is_secret": spec.secret,
+            # Locust writes a UI argument's value into the page source even when it masks
+            # the input, so secrets stay off the web UI: they come from env or locust.conf.
+            "include_in_web_ui": not spec.secret,
         }
         if spec.choices:
             kwargs["choices"] = spec.choices
