@@ -15,3 +15,4 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # users/ beside
 
 import wsload.locust_glue  # noqa: F401 - registers options and listeners
 from users.chat import ChatUser  # noqa: F401
+from users.probe import SecurityProbeUser  # noqa: F401

@@ -197,6 +197,25 @@ class ChatUser(User):
             **common,
         )
 
+    def _check_stray(self, event: dict[str, Any], session: Session) -> None:
+        """An event outside any turn must still be this session's: isolation check."""
+        cfg = self.rt.profile.events
+        for field_name, mine in (
+            (cfg.user_id_field, session.user_id),
+            (cfg.thread_id_field, self.thread_id),
+        ):
+            theirs = event.get(field_name)
+            if mine and theirs is not None and str(theirs) != mine:
+                self._sample(
+                    "session",
+                    "isolation",
+                    0.0,
+                    ok=False,
+                    failure=taxonomy.FOREIGN_EVENT,
+                    detail=f"{event.get(cfg.type_field)} between turns: {field_name} is not ours",
+                )
+                return
+
     def _receive(self, session: Session) -> None:
         """Reads frames until the session closes; feeds the current turn."""
         while True:
@@ -219,12 +238,11 @@ class ChatUser(User):
                     )
                     continue
                 turn = self._turn
-                if (
-                    turn is not None
-                    and not turn.done
-                    and turn.feed(event, frame.received_at, frame.text)
-                ):
-                    self._turn_done.set()
+                if turn is not None and not turn.done:
+                    if turn.feed(event, frame.received_at, frame.text):
+                        self._turn_done.set()
+                else:
+                    self._check_stray(event, session)
             elif frame.kind == "close":
                 turn = self._turn
                 if turn is not None and not turn.done:

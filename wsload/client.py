@@ -30,10 +30,12 @@ from wsload.handshake import (
     MAX_HEAD_BYTES,
     Endpoint,
     HandshakeError,
+    HttpHead,
     UpgradeRequest,
     build_request,
     check_response,
     find_head_end,
+    parse_head,
     parse_ws_url,
 )
 from wsload.profile import Profile, get_field
@@ -457,6 +459,34 @@ def _await_ack(
             error_code = str(code) if code is not None else "error"
             # The close frame that should follow decides nothing new; wait briefly for it.
             deadline = min(deadline, _perf() + 1.0)
+
+
+def exchange_head(url: str, request: bytes, timeout: float) -> tuple[int, HttpHead]:
+    """Send raw request bytes and read the answer's head: for probes that break the rules."""
+    timings = Timings(started_at=time.time())
+    endpoint = parse_ws_url(url)
+    sock: Any = None
+    try:
+        family, address = _resolve(endpoint)
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.settimeout(timeout)
+        sock.connect(address)
+        if endpoint.secure:
+            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=endpoint.host)
+        sock.sendall(request)
+        head, _ = _read_head(sock, peekable=not endpoint.secure)
+        parsed = parse_head(head)
+        status_text = parsed.start[1]
+        if not (parsed.start[0].startswith("HTTP/") and status_text.isdigit()):
+            raise HandshakeError(taxonomy.INVALID_HTTP, "not an HTTP answer")
+        return int(status_text), parsed
+    except HandshakeError as exc:
+        raise ConnectError(exc.failure, "connect", exc.detail, timings) from None
+    except OSError as exc:
+        failure = _classify_socket_error(exc, taxonomy.HANDSHAKE_TIMEOUT)
+        raise ConnectError(failure, "connect", _describe(exc, endpoint), timings) from None
+    finally:
+        _close_quietly(sock)
 
 
 def preflight(url: str, timeout: float = 3.0) -> None:

@@ -23,6 +23,7 @@ from locust.runners import MasterRunner, WorkerRunner
 from wsload.client import ClientOptions, preflight
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.options import OPTION_SPECS, RunOptions, from_namespace, http_base, websocket_url
+from wsload.probes import ProbeTokens
 from wsload.recorder import (
     Recorder,
     new_run_id,
@@ -82,6 +83,13 @@ class Runtime:
         self._user_index = itertools.count(1)
         self._turn_index = itertools.count(1)
         self._fire = environment.events.request.fire
+        self._probe_tokens: ProbeTokens | None = None
+
+    def probe_tokens(self) -> ProbeTokens:
+        """The crafter of defective credentials, made once (it may generate a key)."""
+        if self._probe_tokens is None:
+            self._probe_tokens = ProbeTokens(self.minter)
+        return self._probe_tokens
 
     def new_user(self) -> tuple[int, str]:
         """Index and subject of a new user, unique across generator processes."""
@@ -218,8 +226,19 @@ def _on_init(environment: Environment, **_: Any) -> None:
         preflight(url)
         if options.results:
             prepare_run_folder(options.results, "check")
+        _size_probe_users(environment, options.probe_users)
     except ConfigError as error:
         _fail_config(error)
+
+
+def _size_probe_users(environment: Environment, count: int) -> None:
+    """Give the probe user class its fixed count, or drop it when probes are off."""
+    for user_class in list(environment.user_classes):
+        if user_class.__name__ == "SecurityProbeUser":
+            if count > 0:
+                user_class.fixed_count = count
+            else:
+                environment.user_classes.remove(user_class)
 
 
 def _start_embedded_target(environment: Environment, options: RunOptions) -> None:

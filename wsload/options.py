@@ -105,6 +105,20 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         type=float,
     ),
     OptionSpec(
+        "--probe-users",
+        "WSLOAD_PROBE_USERS",
+        "users (out of --users) that run negative auth probes; 0 turns the probes off",
+        1,
+        int,
+    ),
+    OptionSpec(
+        "--probe-interval",
+        "WSLOAD_PROBE_INTERVAL",
+        "seconds between two probes of one probe user",
+        1.0,
+        float,
+    ),
+    OptionSpec(
         "--results",
         "WSLOAD_RESULTS",
         "folder for this run's raw samples and run.json (default: results/<run-id>/)",
@@ -138,6 +152,8 @@ class RunOptions:
     event_timeout_s: float
     target_args: tuple[str, ...]
     results: str
+    probe_users: int
+    probe_interval_s: float
 
 
 def _positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
@@ -160,7 +176,7 @@ def from_namespace(ns: Any) -> RunOptions:
             _positive(
                 spec.flag[2:],
                 get(spec.dest),
-                allow_zero=spec.dest in ("think_time", "messages_per_session"),
+                allow_zero=spec.dest in ("think_time", "messages_per_session", "probe_users"),
             )
     try:
         target_args = tuple(shlex.split(get("target_args") or ""))
@@ -183,6 +199,8 @@ def from_namespace(ns: Any) -> RunOptions:
         event_timeout_s=get("event_timeout") or profile.chat.event_timeout_s,
         target_args=target_args,
         results=get("results") or "",
+        probe_users=1 if get("probe_users") is None else get("probe_users"),
+        probe_interval_s=get("probe_interval") or 1.0,
     )
 
 

@@ -64,6 +64,45 @@ def failure_table(samples: pd.DataFrame) -> pd.DataFrame:
     return counts.sort_values("count", ascending=False).reset_index(drop=True)
 
 
+def probe_table(samples: pd.DataFrame) -> pd.DataFrame:
+    """Negative probes by outcome: how the server refused each (or that it accepted)."""
+    probes = samples.loc[samples["kind"] == "probe"]
+    if probes.empty:
+        return pd.DataFrame(columns=["probe", "outcome", "count"])
+    outcome = probes["detail"].fillna("").str.split(":", n=1).str[0]
+    return (
+        probes.assign(probe=probes["name"].str.removeprefix("probe:"), outcome=outcome)
+        .groupby(["probe", "outcome"])
+        .size()
+        .rename("count")
+        .reset_index()
+    )
+
+
+def security_lines(samples: pd.DataFrame) -> list[str]:
+    """The security part of the summary: probes x outcome, identities, isolation."""
+    lines: list[str] = []
+    probes = probe_table(samples)
+    if not probes.empty:
+        lines.append("security probes (how the server refused; 'accepted' = auth NOT enforced):")
+        for probe, group in probes.groupby("probe", sort=True):
+            outcomes = ", ".join(f"{r.outcome} x{r.count}" for r in group.itertuples(index=False))
+            flag = "   <-- NOT ENFORCED" if "accepted" in set(group["outcome"]) else ""
+            lines.append(f"  {probe:<22}{outcomes}{flag}")
+    mismatches = samples.loc[samples["failure"] == "identity_mismatch"]
+    if not mismatches.empty:
+        acked = mismatches["detail"].fillna("").str.extract(r"acked as user '([^']*)'")[0]
+        top = ", ".join(f"{name!r} x{n}" for name, n in acked.value_counts().head(3).items())
+        lines.append(
+            f"identity mismatches: {len(mismatches)} sessions acked as another user than "
+            f"their token's subject ({top})"
+        )
+    foreign = int((samples["failure"] == "foreign_event").sum())
+    if foreign:
+        lines.append(f"isolation: {foreign} samples saw events of another user, thread or run")
+    return lines
+
+
 def render(folder: str | Path) -> str:
     """The summary as text for a terminal."""
     samples = load_samples(folder)
@@ -74,7 +113,10 @@ def render(folder: str | Path) -> str:
     for row in table.itertuples(index=False):
         lines.append(
             f"{row.name:<28}{row.count:>8}{row.failures:>7}"
-            + "".join(f"{v:>10.1f}" for v in (row.p50, row.p95, row.p99, row.max))
+            + "".join(
+                f"{v:>10.1f}" if v == v else f"{'-':>10}"
+                for v in (row.p50, row.p95, row.p99, row.max)
+            )
         )
     failures = failure_table(samples)
     if failures.empty:
@@ -83,4 +125,5 @@ def render(folder: str | Path) -> str:
         lines.append("failures by taxonomy id:")
         for row in failures.itertuples(index=False):
             lines.append(f"  {row.name:<26}{row.failure:<24}{row.count:>8}")
+    lines += security_lines(samples)
     return "\n".join(lines)
