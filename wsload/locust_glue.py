@@ -1,9 +1,15 @@
-"""The one engine module that imports Locust: options, the embedded target, samples.
+"""The one engine module that imports Locust: options, the embedded target, raw samples.
 
 Importing it registers wsload's command-line options (also settable by environment and
-``locust.conf``, shown in the web UI, secrets masked) and the event listeners that
+``locust.conf``, shown in the web UI, secrets kept off it) and the event listeners that
 validate them before any user starts, start the reference target when no ``--host`` is
-given, open the run folder, and print the exact summary at the end.
+given, record every request event as a raw row, and print the exact summary at the end.
+
+Every Locust request event, wsload's own and any other (a login through Locust's HTTP
+client, say), becomes one raw row, so the rows per name equal Locust's counts by
+construction. A standalone process writes its rows itself; a worker ships them to the
+master in batches over Locust's messages, once a second and when it stops; the master
+writes the one run folder.
 """
 
 from __future__ import annotations
@@ -14,8 +20,11 @@ import logging
 import secrets
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
+import gevent
+import psutil
 from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
@@ -36,6 +45,9 @@ from wsload.tokens import TokenMinter, node_tag, subject_for
 
 log = logging.getLogger("wsload")
 REQUEST_TYPE = "WS"
+ROWS_MESSAGE = "wsload_rows"
+SHIP_INTERVAL_S = 1.0
+HEALTH_INTERVAL_S = 1.0
 
 
 class Failure(Exception):
@@ -55,7 +67,7 @@ class Failure(Exception):
 class Runtime:
     """Per-process state shared by all users of one test run."""
 
-    def __init__(self, environment: Environment, options: RunOptions, recorder: Recorder | None):
+    def __init__(self, environment: Environment, options: RunOptions) -> None:
         self.environment = environment
         self.options = options
         self.profile = options.profile
@@ -70,11 +82,7 @@ class Runtime:
             raise ConfigError("no --host to load", fix="pass --host ws://HOST:PORT")
         self.url = websocket_url(environment.host, options.profile)
         self.http_url = http_base(self.url)
-        runner = environment.runner
-        worker_index = runner.worker_index if isinstance(runner, WorkerRunner) else None
-        self.node = node_tag(worker_index)
-        self.run_id = recorder.folder.name if recorder else new_run_id()
-        self.recorder = recorder
+        self.node = _node(environment)
         self.client_options = ClientOptions(
             connect_timeout_s=options.connect_timeout_s,
             handshake_timeout_s=options.connect_timeout_s,
@@ -99,10 +107,6 @@ class Runtime:
     def new_turn(self) -> int:
         return next(self._turn_index)
 
-    def user_count(self) -> int:
-        runner = self.environment.runner
-        return runner.user_count if runner is not None else 0
-
     def record(
         self,
         kind: str,
@@ -122,39 +126,79 @@ class Runtime:
         length: int = 0,
         events_count: int | None = None,
     ) -> None:
-        """One sample: to Locust's stats and, as a raw row, to the run folder."""
+        """One sample: a Locust request event, which the listener below also writes raw."""
         self._fire(
             request_type=REQUEST_TYPE,
             name=name,
             response_time=ms,
             response_length=length,
             exception=None if ok else Failure(failure or "failed", detail),
-            context={"kind": kind, "subject": subject},
-        )
-        if self.recorder is not None:
-            self.recorder.add(
-                (
-                    1,
-                    self.run_id,
-                    self.node,
-                    f"{started_at if started_at is not None else time.time():.6f}",
+            context={
+                "wsload": (
+                    kind,
+                    started_at,
                     user,
                     subject,
                     session,
-                    turn or "",
-                    kind,
-                    name,
-                    f"{ms:.3f}",
-                    int(ok),
-                    failure or "",
-                    http_status or "",
-                    close_code or "",
-                    self.user_count(),
-                    length,
-                    "" if events_count is None else events_count,
+                    turn,
+                    failure,
                     detail,
+                    http_status,
+                    close_code,
+                    events_count,
                 )
-            )
+            },
+        )
+
+
+def _node(environment: Environment) -> str:
+    runner = environment.runner
+    return node_tag(runner.worker_index if isinstance(runner, WorkerRunner) else None)
+
+
+# Where rows go -----------------------------------------------------------------------------
+class _Sink:
+    """Takes ``ROW_FIELDS`` rows from this process."""
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Deliver what is pending."""
+
+
+class _LocalSink(_Sink):
+    def __init__(self, recorder: Recorder) -> None:
+        self.recorder = recorder
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        self.recorder.add(row)
+
+
+class _WorkerSink(_Sink):
+    """Batches rows and ships them to the master once a second and when the test stops."""
+
+    def __init__(self, runner: WorkerRunner) -> None:
+        self.runner = runner
+        self.batch: list[tuple[Any, ...]] = []
+        self._shipper = gevent.spawn(self._ship_forever)
+
+    def add(self, row: tuple[Any, ...]) -> None:
+        self.batch.append(row)
+
+    def _ship(self) -> None:
+        if self.batch:
+            batch, self.batch = self.batch, []
+            self.runner.send_message(ROWS_MESSAGE, batch)
+
+    def _ship_forever(self) -> None:
+        while True:
+            gevent.sleep(SHIP_INTERVAL_S)
+            self._ship()
+
+    def close(self) -> None:
+        self._shipper.kill(block=False)
+        self._ship()
 
 
 class _State:
@@ -162,7 +206,10 @@ class _State:
     runtime_key: tuple[Any, ...] | None = None
     target: Any = None
     recorder: Recorder | None = None
+    sink: _Sink | None = None
+    health: gevent.Greenlet | None = None
     run_started: float | None = None
+    runs: int = 0
 
 
 _state = _State()
@@ -185,11 +232,12 @@ def runtime_for(environment: Environment) -> Runtime:
     options = environment.parsed_options
     key = (environment.host, *(getattr(options, s.dest, None) for s in OPTION_SPECS))
     if _state.runtime is None or _state.runtime_key != key:
-        _state.runtime = Runtime(environment, from_namespace(options), _state.recorder)
+        _state.runtime = Runtime(environment, from_namespace(options))
         _state.runtime_key = key
     return _state.runtime
 
 
+# Listeners ---------------------------------------------------------------------------------
 @events.init_command_line_parser.add_listener
 def _add_options(parser: Any, **_: Any) -> None:
     for spec in OPTION_SPECS:
@@ -209,7 +257,10 @@ def _add_options(parser: Any, **_: Any) -> None:
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, WorkerRunner):
+    runner = environment.runner
+    if isinstance(runner, MasterRunner):
+        runner.register_message(ROWS_MESSAGE, _on_rows_from_worker)
+    if isinstance(runner, WorkerRunner):
         return  # workers take host and options from the master's spawn messages
     try:
         options = from_namespace(environment.parsed_options)
@@ -263,50 +314,151 @@ def _start_embedded_target(environment: Environment, options: RunOptions) -> Non
 
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
-    if isinstance(environment.runner, MasterRunner | WorkerRunner):
-        return  # distributed recording comes with the master-side recorder
-    try:
-        options = from_namespace(environment.parsed_options)
-        run_id = new_run_id()
-        folder = prepare_run_folder(options.results or None, run_id)
-    except ConfigError as error:
-        _fail_config(error)
+    runner = environment.runner
+    if isinstance(runner, WorkerRunner):
+        _state.sink = _WorkerSink(runner)
+    else:
+        try:
+            options = from_namespace(environment.parsed_options)
+            run_id = new_run_id()
+            base = options.results or None
+            if base and _state.runs:
+                base = f"{base}-{_state.runs + 1}"  # a second run from the web UI
+            folder = prepare_run_folder(base, run_id)
+        except ConfigError as error:
+            _fail_config(error)
+            return
+        _state.runs += 1
+        _state.recorder = Recorder(folder, run_id)
+        _state.sink = _LocalSink(_state.recorder)
+        _state.run_started = time.time()
+        _write_meta(environment, options, stopped=None)
+        log.info("wsload: recording raw samples in %s", folder)
+    _state.health = gevent.spawn(_sample_health, environment, _state.sink)
+
+
+@events.request.add_listener
+def _on_request(
+    request_type: str,
+    name: str,
+    response_time: float,
+    response_length: int,
+    exception: BaseException | None = None,
+    context: dict[str, Any] | None = None,
+    start_time: float | None = None,
+    response: Any = None,
+    **_: Any,
+) -> None:
+    sink = _state.sink
+    if sink is None:
         return
-    _state.recorder = Recorder(folder)
-    _state.run_started = time.time()
-    _write_meta(environment, options, folder.name, stopped=None)
-    log.info("wsload: recording raw samples in %s", folder)
+    runner = _state.runtime.environment.runner if _state.runtime else None
+    users = runner.user_count if runner is not None else 0
+    extras = context.get("wsload") if context else None
+    if extras is not None:
+        kind, started, user, subject, session, turn, failure, detail, status, code, n = extras
+    else:  # a request of Locust's own clients: time it like any other sample
+        kind, user, subject, session, turn, code, n = "http", 0, "", "", 0, None, None
+        started = start_time
+        status = getattr(response, "status_code", None) or None
+        failure = None
+        detail = ""
+        if exception is not None:
+            failure = f"http_{status}" if status else type(exception).__name__
+            detail = str(exception)[:200]
+    sink.add(
+        (
+            _state.runtime.node if _state.runtime else "",
+            f"{started if started is not None else time.time():.6f}",
+            user,
+            subject,
+            session,
+            turn or "",
+            kind,
+            name,
+            f"{response_time:.3f}",
+            0 if exception is not None else 1,
+            failure or "",
+            status or "",
+            code or "",
+            users,
+            response_length or 0,
+            "" if n is None else n,
+            detail,
+        )
+    )
+
+
+def _on_rows_from_worker(msg: Any, **_: Any) -> None:
+    if _state.recorder is not None:
+        _state.recorder.add_many(msg.data)
+
+
+def _sample_health(environment: Environment, sink: _Sink) -> None:
+    """Generator health once a second: CPU of this process and event-loop lag.
+
+    Lag is how late a short sleep wakes up: when the generator's own loop is saturated,
+    every latency it measures includes that much of its own queueing.
+    """
+    process = psutil.Process()
+    process.cpu_percent()
+    node = _node(environment)
+    is_master = isinstance(environment.runner, MasterRunner)
+    while True:
+        worst = 0.0
+        deadline = time.monotonic() + HEALTH_INTERVAL_S
+        while time.monotonic() < deadline:
+            asked = time.monotonic()
+            gevent.sleep(0.05)
+            worst = max(worst, (time.monotonic() - asked - 0.05) * 1000.0)
+        runner = environment.runner
+        users = runner.user_count if runner is not None else 0
+        now = f"{time.time():.6f}"
+        rows: list[tuple[Any, ...]] = [
+            (node, now, 0, "", "", "", "health", "health:cpu", f"{process.cpu_percent():.1f}"),
+            (node, now, 0, "", "", "", "health", "health:lag", f"{worst:.3f}"),
+        ]
+        if is_master or not isinstance(runner, WorkerRunner):
+            rows.append((node, now, 0, "", "", "", "health", "health:users", str(users)))
+        for row in rows:
+            sink.add((*row, 1, "", "", "", users, 0, "", ""))
 
 
 @events.test_stop.add_listener
 def _on_test_stop(environment: Environment, **_: Any) -> None:
-    recorder = _state.recorder
-    if recorder is None:
-        return
-    recorder.close()
-    options = from_namespace(environment.parsed_options)
-    _write_meta(environment, options, recorder.folder.name, stopped=time.time())
+    if _state.health is not None:
+        _state.health.kill(block=False)
+        _state.health = None
+    sink = _state.sink
+    if sink is not None:
+        sink.close()  # a worker ships its last rows here, before its final stats report
+    if _state.recorder is not None:
+        _state.recorder.flush()
+        _write_meta(environment, from_namespace(environment.parsed_options), stopped=time.time())
 
 
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
     recorder = _state.recorder
-    if recorder is not None:
-        if not recorder.closed:
-            _on_test_stop(environment)
-        from wsload.summary import render
-
-        try:
-            print(render(recorder.folder), flush=True)
-            print(f"raw samples: {recorder.path}", flush=True)
-        except (OSError, ValueError) as exc:  # an empty run has nothing to summarise
-            print(f"wsload: no summary ({exc})", flush=True)
+    _state.sink = None
+    if recorder is not None and not recorder.closed:
+        recorder.close()  # only now: a master still receives workers' last rows until here
+        _write_meta(environment, from_namespace(environment.parsed_options), stopped=time.time())
+        _print_summary(recorder)
     _stop_target()
 
 
-def _write_meta(
-    environment: Environment, options: RunOptions, run_id: str, stopped: float | None
-) -> None:
+def _print_summary(recorder: Recorder, out: Callable[[str], None] = print) -> None:
+    from wsload.summary import render
+
+    try:
+        out(render(recorder.folder))
+        out(f"raw samples: {recorder.path}")
+    except (OSError, ValueError, KeyError) as exc:  # an empty run has nothing to summarise
+        out(f"wsload: no summary ({exc})")
+
+
+def _write_meta(environment: Environment, options: RunOptions, stopped: float | None) -> None:
     recorder = _state.recorder
     if recorder is None:
         return
@@ -314,14 +466,14 @@ def _write_meta(
     write_run_json(
         recorder.folder,
         {
-            "run_id": run_id,
+            "run_id": recorder.run_id,
             "host": environment.host,
             "embedded_target": _state.target is not None,
             "started": _state.run_started,
             "stopped": stopped,
+            "mode": type(environment.runner).__name__,
             "options": redact(parsed),
             "profile": options.profile.summary(),
             "versions": versions(),
-            "columns": "see wsload.recorder.COLUMNS",
         },
     )

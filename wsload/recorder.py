@@ -13,7 +13,7 @@ import json
 import platform
 import secrets
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +31,9 @@ COLUMNS = (
     "subject",
     "session",
     "turn",
-    "kind",  # connect | auth | event | gap | span | turn | session
-    "name",  # the Locust stats name
-    "ms",
+    "kind",  # connect | auth | event | gap | span | turn | session | probe | http | health
+    "name",  # the Locust stats name (health rows: health:cpu, health:lag, health:users)
+    "ms",  # latency in ms (health rows: CPU percent, loop lag ms, user count)
     "ok",
     "failure",
     "http_status",
@@ -43,6 +43,8 @@ COLUMNS = (
     "events",
     "detail",
 )
+# What a generator process produces: every column after v and run_id, which the writer adds.
+ROW_FIELDS = COLUMNS[2:]
 _SECRET_WORDS = ("secret", "password", "token", "key", "credential")
 
 
@@ -97,10 +99,16 @@ def prepare_run_folder(base: str | Path | None, run_id: str) -> Path:
 
 
 class Recorder:
-    """Appends sample rows to ``samples.csv``; flushes at most a second after a write."""
+    """Appends sample rows to ``samples.csv``; flushes at most a second after a write.
 
-    def __init__(self, folder: Path, *, flush_interval_s: float = 1.0) -> None:
+    Rows come in as ``ROW_FIELDS`` tuples, from this process or shipped by workers; the
+    recorder stamps them with the schema version and its run id.
+    """
+
+    def __init__(self, folder: Path, run_id: str, *, flush_interval_s: float = 1.0) -> None:
         self.folder = folder
+        self.run_id = run_id
+        self._prefix = (SCHEMA_VERSION, run_id)
         self.path = folder / SAMPLES_FILE
         new = not self.path.exists()
         self._file = self.path.open("a", newline="", encoding="utf-8")
@@ -114,11 +122,17 @@ class Recorder:
         self.closed = False
 
     def add(self, row: tuple[Any, ...]) -> None:
-        """Write one row (values in ``COLUMNS`` order)."""
+        """Write one row (values in ``ROW_FIELDS`` order)."""
+        self.add_many((row,))
+
+    def add_many(self, rows: Iterable[Sequence[Any]]) -> None:
         if self.closed:
             return
-        self._writer.writerow(row)
-        self.rows += 1
+        prefix = self._prefix
+        writerow = self._writer.writerow
+        for row in rows:
+            writerow((*prefix, *row))
+            self.rows += 1
         if time.monotonic() - self._last_flush >= self._flush_interval_s:
             self.flush()
 

@@ -38,7 +38,7 @@ def _name_key(name: str) -> tuple[int, str]:
 def percentile_table(samples: pd.DataFrame) -> pd.DataFrame:
     """Per name: count, failures, and percentiles of the successful samples (ms)."""
     rows = []
-    for name, group in samples.groupby("name"):
+    for name, group in samples.loc[samples["kind"] != "health"].groupby("name"):
         good = group.loc[group["ok"], "ms"]
         rows.append(
             {
