@@ -20,7 +20,7 @@ import logging
 import secrets
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import gevent
@@ -173,6 +173,8 @@ class _LocalSink(_Sink):
 
     def add(self, row: tuple[Any, ...]) -> None:
         self.recorder.add(row)
+        for listener in _state.row_listeners:
+            listener((row,))
 
 
 class _WorkerSink(_Sink):
@@ -210,6 +212,7 @@ class _State:
     health: gevent.Greenlet | None = None
     run_started: float | None = None
     runs: int = 0
+    row_listeners: list[Callable[[Sequence[tuple[Any, ...]]], None]] = []
 
 
 _state = _State()
@@ -392,6 +395,16 @@ def _on_request(
 def _on_rows_from_worker(msg: Any, **_: Any) -> None:
     if _state.recorder is not None:
         _state.recorder.add_many(msg.data)
+        for listener in _state.row_listeners:
+            listener(msg.data)
+
+
+def add_row_listener(listener: Callable[[Sequence[tuple[Any, ...]]], None]) -> None:
+    """Also hand every row recorded on this process (standalone or master) to ``listener``.
+
+    For live views of the run (the web UI tabs): they see exactly the rows written.
+    """
+    _state.row_listeners.append(listener)
 
 
 def _sample_health(environment: Environment, sink: _Sink) -> None:
