@@ -1,14 +1,17 @@
-"""``ChatUser``: one browser tab of an agent-chat frontend, under Locust.
+"""``ChatUser``: one browser tab of an agent-chat frontend, under Locust, for hours.
 
-Each user holds its own authenticated session (own subject, own token), sends chat
-messages with think time and judges every turn with a ``TurnTracker``. A receive greenlet
-reads frames as they arrive and stamps them; the task greenlet only sends and waits, so a
-turn's timings do not depend on when the task happens to be scheduled.
+Each user holds its own authenticated session (own subject, own token), has multi-turn
+conversations on one thread, thinks between messages, judges every turn with a
+``TurnTracker``, keeps its token fresh before it expires, pings at the profile's interval,
+and when the connection drops, records the close and comes back with bounded exponential
+backoff. A receive greenlet reads frames as they arrive and stamps them; the task greenlet
+only sends and waits, so a turn's timings do not depend on when the task is scheduled.
 """
 
 from __future__ import annotations
 
 import json
+import random
 import time
 import uuid
 from typing import Any
@@ -18,8 +21,8 @@ from gevent.event import Event
 from locust import User, task
 from websocket import WebSocketException
 
+from users.credentials import UserCredentials
 from wsload import taxonomy
-from wsload.carrier import place
 from wsload.client import ConnectError, Session, connect
 from wsload.locust_glue import Runtime, runtime_for
 from wsload.profile import fill_template
@@ -29,47 +32,65 @@ _perf = time.perf_counter
 
 
 class ChatUser(User):
-    """Connects, waits for the ack, then chats: one turn per task, think time between."""
+    """Connects, waits for the ack, then chats: one turn per step, think time between."""
 
     def __init__(self, environment: Any) -> None:
         super().__init__(environment)
         self.rt: Runtime | None = None
         self.index = 0
         self.subject = ""
+        self.creds: UserCredentials | None = None
         self.session: Session | None = None
         self.session_id = ""
-        self.thread_id = ""
         self.sessions_opened = 0
         self.messages_in_session = 0
+        self.thread_id = ""
+        self._conversation: list[str] = []
         self._receiver: gevent.Greenlet | None = None
+        self._heartbeat: gevent.Greenlet | None = None
         self._turn: TurnTracker | None = None
         self._turn_done = Event()
+        self._wake = Event()  # set when the session drops: stop thinking, reconnect
+        self._pong = Event()
+        self._ping_sent_at: float | None = None
         self._closing = False
+        self._failed_attempts = 0
+        self._disconnected_at: float | None = None
+        self._rng = random.Random()
 
     def wait_time(self) -> float:
-        return self.rt.options.think_time_s if self.rt else 1.0
+        return 0.0  # think time is taken inside the step, where refresh and drops wake it
+
+    def context(self) -> dict[str, Any]:
+        return {"wsload_user": (self.index, self.subject, self.session_id)}
 
     # lifecycle -------------------------------------------------------------------------
     def on_start(self) -> None:
         self.rt = runtime_for(self.environment)
         self.index, self.subject = self.rt.new_user()
-        self._open_session()
+        self._rng.seed(f"{self.rt.node}-{self.index}")
+        self.creds = UserCredentials(self, self.rt, self.index, self.subject)
+        self.creds.acquire()
+        self._new_conversation()
 
     def on_stop(self) -> None:
         self._close_session()
 
     @task
-    def chat(self) -> None:
-        if self.session is None or not self.session.open:
-            self._close_session()
-            self._open_session()
+    def step(self) -> None:
+        if not self._ready():
             return
-        self._run_turn()
+        self._refresh_if_due()
+        if self.session is None or not self.session.open:
+            return
+        self._run_turn(self._next_message())
         per_session = self.rt.options.messages_per_session
         if per_session and self.messages_in_session >= per_session:
-            self._close_session()
+            self._close_session()  # a planned new session, not a reconnect
+            return
+        self._think()
 
-    # sessions --------------------------------------------------------------------------
+    # samples ---------------------------------------------------------------------------
     def _sample(self, kind: str, name: str, ms: float, **fields: Any) -> None:
         self.rt.record(
             kind,
@@ -81,39 +102,78 @@ class ChatUser(User):
             **fields,
         )
 
+    # sessions --------------------------------------------------------------------------
+    def _ready(self) -> bool:
+        """An open session, reconnecting (with backoff after failures) when there is none."""
+        if self.session is not None and self.session.open:
+            return True
+        if self.session is not None:
+            self._close_session()
+        if self._failed_attempts:
+            delay = self.rt.options.backoff.delay(self._failed_attempts - 1, self._rng)
+            gevent.sleep(delay)
+        if self.creds.token is None and not self.creds.acquire():
+            self._failed_attempts += 1
+            return False
+        if not self._open_session():
+            self._failed_attempts += 1
+            return False
+        if self._disconnected_at is not None:
+            self._sample(
+                "session",
+                "session:reconnect",
+                (_perf() - self._disconnected_at) * 1000.0,
+                detail=f"ready again after {self._failed_attempts + 1} attempts",
+            )
+            self._disconnected_at = None
+        self._failed_attempts = 0
+        return True
+
     def _open_session(self) -> bool:
+        """Connect and authenticate with the current token; record connect and auth."""
         rt = self.rt
         self.sessions_opened += 1
         self.session_id = f"{rt.node}-{self.index}-{self.sessions_opened}"
-        token = rt.minter.mint(self.subject)
-        placement = place(rt.profile.auth, rt.url, token, carrier=rt.options.carrier)
+        placement = self.creds.placement()
+        if placement is None:
+            return False
+        rt.inflight_handshakes += 1
+        inflight = rt.inflight_handshakes
         try:
             session = connect(
                 rt.url,
                 rt.profile,
                 placement,
-                expected_subject=self.subject,
+                expected_subject=self.creds.expected_subject,
                 options=rt.client_options,
             )
         except ConnectError as err:
-            session = self._report_connect_error(err)
+            session = self._report_connect_error(err, inflight)
             if session is None:
                 return False
         else:
-            self._report_connected(session)
-        self.session = session
-        self.thread_id = f"thread-{uuid.uuid4().hex[:16]}"
-        self.messages_in_session = 0
-        self._closing = False
-        self._receiver = gevent.spawn(self._receive, session)
+            self._report_connected(session, inflight)
+        finally:
+            rt.inflight_handshakes -= 1
+        self._attach(session)
         return True
 
-    def _report_connected(self, session: Session) -> None:
-        t = session.timings
-        self._sample("connect", "connect", t.connect_ms or 0.0, started_at=t.started_at)
-        self._sample("auth", "auth", t.auth_ms or 0.0, started_at=t.started_at)
+    def _attach(self, session: Session) -> None:
+        self.session = session
+        self.messages_in_session = 0
+        self._closing = False
+        self._wake.clear()
+        self._receiver = gevent.spawn(self._receive, session)
+        if self.rt.options.heartbeat_interval_s > 0:
+            self._heartbeat = gevent.spawn(self._beat, session)
 
-    def _report_connect_error(self, err: ConnectError) -> Session | None:
+    def _report_connected(self, session: Session, inflight: int) -> None:
+        t = session.timings
+        fields = dict(started_at=t.started_at, inflight=inflight)
+        self._sample("connect", "connect", t.connect_ms or 0.0, **fields)
+        self._sample("auth", "auth", t.auth_ms or 0.0, **fields)
+
+    def _report_connect_error(self, err: ConnectError, inflight: int) -> Session | None:
         t = err.timings
         fields = dict(
             started_at=t.started_at,
@@ -122,35 +182,112 @@ class ChatUser(User):
             http_status=err.http_status,
             close_code=err.close_code,
             ok=False,
+            inflight=inflight,
         )
         if err.phase == "connect":
             elapsed = (time.time() - t.started_at) * 1000.0
             self._sample("connect", "connect", elapsed, **fields)
             return None
-        self._sample("connect", "connect", t.connect_ms or 0.0, started_at=t.started_at)
+        self._sample(
+            "connect", "connect", t.connect_ms or 0.0, started_at=t.started_at, inflight=inflight
+        )
         self._sample("auth", "auth", t.auth_ms or 0.0, **fields)
         return err.session  # identity_mismatch: the session works, keep measuring it
 
+    def _stop_side_greenlets(self) -> None:
+        for greenlet in (self._receiver, self._heartbeat):
+            if greenlet is not None and greenlet is not gevent.getcurrent():
+                greenlet.kill(block=False)
+        self._receiver = self._heartbeat = None
+
     def _close_session(self) -> None:
         self._closing = True
-        if self._receiver is not None:
-            self._receiver.kill(block=False)
-            self._receiver = None
+        self._stop_side_greenlets()
         if self.session is not None:
             self.session.close(timeout=1.0)
             self.session = None
 
+    # token refresh ---------------------------------------------------------------------
+    def _refresh_if_due(self) -> None:
+        due = self.creds.due_in()
+        if due is None or due > 0:
+            return
+        started = _perf()
+        if not self.creds.refresh():
+            return  # the failed login/refresh is recorded; the old token serves until it fails
+        method = self.rt.profile.auth.refresh
+        ok = True
+        if method == "in_band" and self.session is not None and self.session.open:
+            message = fill_template(
+                self.rt.profile.auth.refresh_message, {"token": self.creds.token}
+            )
+            try:
+                self.session.send_json(message)
+            except (OSError, WebSocketException):
+                ok = False
+        elif method == "reconnect" and self.session is not None:
+            ok = self._swap_session()
+        self._sample(
+            "session",
+            "session:refresh",
+            (_perf() - started) * 1000.0,
+            ok=ok,
+            failure=None if ok else "refresh_failed",
+            detail=f"{method}; token valid {self.creds.lifetime_s:.0f} s",
+        )
+
+    def _swap_session(self) -> bool:
+        """Reconnect with the new token; make-before-break when the profile allows two."""
+        old, old_receiver, old_heartbeat = self.session, self._receiver, self._heartbeat
+        if self.rt.profile.limits.connections_per_user < 2:
+            self._close_session()
+            return self._open_session()
+        self._receiver = self._heartbeat = None
+        self.session = None
+        opened = self._open_session()
+        for greenlet in (old_receiver, old_heartbeat):
+            if greenlet is not None:
+                greenlet.kill(block=False)
+        if old is not None:
+            old.close(timeout=1.0)
+        return opened
+
+    # conversation ----------------------------------------------------------------------
+    def _new_conversation(self) -> None:
+        opts = self.rt.options
+        self._conversation = opts.corpus.conversation(self._rng, opts.turns_per_conversation)
+        self.thread_id = f"thread-{uuid.uuid4().hex[:16]}"
+
+    def _next_message(self) -> str:
+        if not self._conversation:
+            self._new_conversation()
+        return self._conversation.pop(0)
+
+    def _think(self) -> None:
+        """Wait the think time; wake early to refresh a token or when the session drops."""
+        until = _perf() + self.rt.options.think_time.sample(self._rng)
+        while (remaining := until - _perf()) > 0:
+            due = self.creds.due_in()
+            if due is not None and due < remaining:
+                if self._wake.wait(max(0.0, due)):
+                    return
+                self._refresh_if_due()
+                continue
+            if self._wake.wait(remaining):
+                return
+
     # turns -----------------------------------------------------------------------------
-    def _run_turn(self) -> None:
+    def _run_turn(self, content: str) -> None:
         rt = self.rt
         session = self.session
         turn_no = rt.new_turn()
         message = fill_template(
-            rt.profile.chat.message,
-            {"content": rt.options.chat_message, "thread_id": self.thread_id},
+            rt.profile.chat.message, {"content": content, "thread_id": self.thread_id}
         )
         payload = json.dumps(message, separators=(",", ":"))
         started_wall = time.time()
+        rt.inflight_turns += 1
+        inflight = rt.inflight_turns
         tracker = TurnTracker(
             rt.profile.events,
             rt.grammar,
@@ -167,16 +304,21 @@ class ChatUser(User):
         except (OSError, WebSocketException):
             tracker.disconnected(session.close_code or 1006, _perf())
         self.messages_in_session += 1
-        while not tracker.done:
-            remaining = tracker.deadline() - _perf()
-            if remaining <= 0:
-                tracker.expire(_perf())
-                break
-            self._turn_done.wait(remaining)
-        self._turn = None
-        self._report_turn(tracker.result(), started_wall, turn_no)
+        try:
+            while not tracker.done:
+                remaining = tracker.deadline() - _perf()
+                if remaining <= 0:
+                    tracker.expire(_perf())
+                    break
+                self._turn_done.wait(remaining)
+        finally:
+            rt.inflight_turns -= 1
+            self._turn = None
+        self._report_turn(tracker.result(), started_wall, turn_no, inflight, len(payload))
 
-    def _report_turn(self, result: TurnResult, started_wall: float, turn_no: int) -> None:
+    def _report_turn(
+        self, result: TurnResult, started_wall: float, turn_no: int, inflight: int, sent: int
+    ) -> None:
         common = dict(started_at=started_wall, turn=turn_no)
         if result.ttfe_ms is not None:
             self._sample("event", "turn:ttfe", result.ttfe_ms, **common)
@@ -194,30 +336,16 @@ class ChatUser(User):
             failure=result.failure,
             detail="; ".join(d for _, d in result.failures)[:300],
             events_count=result.events,
+            inflight=inflight,
+            length=sent,
             **common,
         )
 
-    def _check_stray(self, event: dict[str, Any], session: Session) -> None:
-        """An event outside any turn must still be this session's: isolation check."""
-        cfg = self.rt.profile.events
-        for field_name, mine in (
-            (cfg.user_id_field, session.user_id),
-            (cfg.thread_id_field, self.thread_id),
-        ):
-            theirs = event.get(field_name)
-            if mine and theirs is not None and str(theirs) != mine:
-                self._sample(
-                    "session",
-                    "isolation",
-                    0.0,
-                    ok=False,
-                    failure=taxonomy.FOREIGN_EVENT,
-                    detail=f"{event.get(cfg.type_field)} between turns: {field_name} is not ours",
-                )
-                return
-
+    # receiving -------------------------------------------------------------------------
     def _receive(self, session: Session) -> None:
         """Reads frames until the session closes; feeds the current turn."""
+        pong_type = self.rt.profile.heartbeat.pong_type
+        type_field = self.rt.profile.events.type_field
         while True:
             frame = session.recv(None)
             if frame is None:
@@ -230,12 +358,17 @@ class ChatUser(User):
                 if not isinstance(event, dict):
                     self._sample(
                         "session",
-                        "frame",
+                        "session:frame",
                         0.0,
                         ok=False,
                         failure=taxonomy.PROTOCOL_ERROR,
                         detail="a text frame that is not a JSON object",
                     )
+                    continue
+                if event.get(type_field) == pong_type and self._ping_sent_at is not None:
+                    self._sample("session", "ping", (frame.received_at - self._ping_sent_at) * 1e3)
+                    self._ping_sent_at = None
+                    self._pong.set()
                     continue
                 turn = self._turn
                 if turn is not None and not turn.done:
@@ -244,18 +377,70 @@ class ChatUser(User):
                 else:
                     self._check_stray(event, session)
             elif frame.kind == "close":
-                turn = self._turn
-                if turn is not None and not turn.done:
-                    turn.disconnected(frame.close_code, frame.received_at)
-                    self._turn_done.set()
-                if not self._closing:
-                    self._sample(
-                        "session",
-                        "disconnect",
-                        0.0,
-                        ok=False,
-                        failure=taxonomy.disconnected(frame.close_code),
-                        close_code=frame.close_code,
-                        detail=frame.close_reason[:120],
-                    )
+                self._on_closed(frame.close_code, frame.close_reason, frame.received_at)
+                return
+
+    def _on_closed(self, code: int | None, reason: str, at: float) -> None:
+        turn = self._turn
+        if turn is not None and not turn.done:
+            turn.disconnected(code, at)
+            self._turn_done.set()
+        if self._closing:
+            return
+        self._sample(
+            "session",
+            "session:disconnect",
+            0.0,
+            ok=False,
+            failure=taxonomy.disconnected(code),
+            close_code=code,
+            detail=reason[:120],
+        )
+        self._disconnected_at = at
+        self._wake.set()
+
+    def _check_stray(self, event: dict[str, Any], session: Session) -> None:
+        """An event outside any turn must still be this session's: isolation check."""
+        cfg = self.rt.profile.events
+        for field_name, mine in (
+            (cfg.user_id_field, session.user_id),
+            (cfg.thread_id_field, self.thread_id),
+        ):
+            theirs = event.get(field_name)
+            if mine and theirs is not None and str(theirs) != mine:
+                self._sample(
+                    "session",
+                    "session:isolation",
+                    0.0,
+                    ok=False,
+                    failure=taxonomy.FOREIGN_EVENT,
+                    detail=f"{event.get(cfg.type_field)} between turns: {field_name} is not ours",
+                )
+                return
+
+    def _beat(self, session: Session) -> None:
+        """Ping at the heartbeat interval; a missing pong means a half-open connection."""
+        opts = self.rt.options
+        ping = self.rt.profile.heartbeat.ping
+        while session.open:
+            gevent.sleep(opts.heartbeat_interval_s)
+            if not session.open:
+                return
+            self._pong.clear()
+            self._ping_sent_at = _perf()
+            try:
+                session.send_json(ping)
+            except (OSError, WebSocketException):
+                return
+            if not self._pong.wait(opts.pong_timeout_s):
+                self._sample(
+                    "session",
+                    "ping",
+                    opts.pong_timeout_s * 1000.0,
+                    ok=False,
+                    failure="pong_timeout",
+                    detail=f"no pong in {opts.pong_timeout_s:g} s: connection half-open",
+                )
+                session.abort()
+                self._on_closed(1006, "no pong", _perf())
                 return

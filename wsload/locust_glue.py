@@ -31,6 +31,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from wsload.client import ClientOptions, preflight
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
+from wsload.live import LiveStats
 from wsload.options import OPTION_SPECS, RunOptions, from_namespace, http_base, websocket_url
 from wsload.probes import ProbeTokens
 from wsload.recorder import (
@@ -41,7 +42,7 @@ from wsload.recorder import (
     versions,
     write_run_json,
 )
-from wsload.tokens import TokenMinter, node_tag, subject_for
+from wsload.tokens import Credential, TokenMinter, node_tag, subject_for
 
 log = logging.getLogger("wsload")
 REQUEST_TYPE = "WS"
@@ -92,12 +93,30 @@ class Runtime:
         self._turn_index = itertools.count(1)
         self._fire = environment.events.request.fire
         self._probe_tokens: ProbeTokens | None = None
+        self.inflight_handshakes = 0  # in this process, for the inflight column
+        self.inflight_turns = 0
 
     def probe_tokens(self) -> ProbeTokens:
         """The crafter of defective credentials, made once (it may generate a key)."""
         if self._probe_tokens is None:
             self._probe_tokens = ProbeTokens(self.minter)
         return self._probe_tokens
+
+    def credential_for(self, index: int) -> Credential | None:
+        """The login of user ``index``, spread over all workers; None past the profile's cap.
+
+        A credential serves at most ``limits.connections_per_user`` users at once, so one
+        subject never holds more sessions than the backend allows.
+        """
+        creds = self.options.credentials
+        parsed = self.environment.parsed_options
+        workers = max(1, int(getattr(parsed, "wsload_workers", 1) or 1))
+        runner = self.environment.runner
+        worker = runner.worker_index if isinstance(runner, WorkerRunner) else 0
+        slot = (index - 1) * workers + worker
+        if not creds or slot >= len(creds) * self.profile.limits.connections_per_user:
+            return None
+        return creds[slot % len(creds)]
 
     def new_user(self) -> tuple[int, str]:
         """Index and subject of a new user, unique across generator processes."""
@@ -125,6 +144,7 @@ class Runtime:
         close_code: int | None = None,
         length: int = 0,
         events_count: int | None = None,
+        inflight: int | None = None,
     ) -> None:
         """One sample: a Locust request event, which the listener below also writes raw."""
         self._fire(
@@ -146,6 +166,7 @@ class Runtime:
                     http_status,
                     close_code,
                     events_count,
+                    inflight,
                 )
             },
         )
@@ -213,6 +234,7 @@ class _State:
     run_started: float | None = None
     runs: int = 0
     row_listeners: list[Callable[[Sequence[tuple[Any, ...]]], None]] = []
+    live: LiveStats | None = None  # the web UI tabs' numbers
 
 
 _state = _State()
@@ -283,6 +305,12 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _size_probe_users(environment, options.probe_users)
     except ConfigError as error:
         _fail_config(error)
+    if environment.web_ui is not None:  # standalone or master: the live tabs
+        from wsload.webui import install
+
+        _state.live = LiveStats()
+        install(environment, _state.live)
+        add_row_listener(_state.live.add_rows)
 
 
 def _size_probe_users(environment: Environment, count: int) -> None:
@@ -318,6 +346,8 @@ def _start_embedded_target(environment: Environment, options: RunOptions) -> Non
 @events.test_start.add_listener
 def _on_test_start(environment: Environment, **_: Any) -> None:
     runner = environment.runner
+    if isinstance(runner, MasterRunner) and environment.parsed_options is not None:
+        environment.parsed_options.wsload_workers = runner.worker_count  # for login slots
     if isinstance(runner, WorkerRunner):
         _state.sink = _WorkerSink(runner)
     else:
@@ -332,6 +362,8 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
             _fail_config(error)
             return
         _state.runs += 1
+        if _state.live is not None:
+            _state.live.reset()
         _state.recorder = Recorder(folder, run_id)
         _state.sink = _LocalSink(_state.recorder)
         _state.run_started = time.time()
@@ -359,9 +391,12 @@ def _on_request(
     users = runner.user_count if runner is not None else 0
     extras = context.get("wsload") if context else None
     if extras is not None:
-        kind, started, user, subject, session, turn, failure, detail, status, code, n = extras
+        kind, started, user, subject, session, turn, failure, detail, status, code, n, inflight = (
+            extras
+        )
     else:  # a request of Locust's own clients: time it like any other sample
-        kind, user, subject, session, turn, code, n = "http", 0, "", "", 0, None, None
+        user, subject, session = (context or {}).get("wsload_user", (0, "", ""))
+        kind, turn, code, n, inflight = "http", 0, None, None, None
         started = start_time
         status = getattr(response, "status_code", None) or None
         failure = None
@@ -388,6 +423,7 @@ def _on_request(
             response_length or 0,
             "" if n is None else n,
             detail,
+            "" if inflight is None else inflight,
         )
     )
 
@@ -434,7 +470,7 @@ def _sample_health(environment: Environment, sink: _Sink) -> None:
         if is_master or not isinstance(runner, WorkerRunner):
             rows.append((node, now, 0, "", "", "", "health", "health:users", str(users)))
         for row in rows:
-            sink.add((*row, 1, "", "", "", users, 0, "", ""))
+            sink.add((*row, 1, "", "", "", users, 0, "", "", ""))
 
 
 @events.test_stop.add_listener

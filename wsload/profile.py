@@ -64,6 +64,10 @@ class Auth:
     login_path: str = "/auth/login"
     refresh_path: str = "/auth/refresh"
     refresh: str = "reconnect"
+    # In-band refresh: the message that hands the server a new token on the open session.
+    refresh_message: dict[str, Any] = field(
+        default_factory=lambda: {"type": "token_refresh", "payload": {"token": "{token}"}}
+    )
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,8 @@ def _check(p: Profile, source: Path) -> None:
         TOKEN_ENCODINGS,
     )
     _choice(source, "auth.refresh", p.auth.refresh, REFRESH_METHODS)
+    if p.auth.refresh == "in_band" and not _contains_text(p.auth.refresh_message, "{token}"):
+        raise ProfileError(source, "auth.refresh_message", "must contain '{token}' somewhere")
     if "{token}" not in p.auth.header_format:
         raise ProfileError(source, "auth.header_format", "must contain '{token}'")
     _choice(source, "token.algorithm", p.token.algorithm, ALGORITHMS)

@@ -42,6 +42,7 @@ COLUMNS = (
     "bytes",
     "events",
     "detail",
+    "inflight",  # handshakes (connect/auth rows) or turns (turn rows) in flight in this process
 )
 # What a generator process produces: every column after v and run_id, which the writer adds.
 ROW_FIELDS = COLUMNS[2:]
