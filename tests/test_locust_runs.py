@@ -87,6 +87,7 @@ def test_the_same_locustfile_loads_another_backend_through_options_only(tmp_path
             *("-u", "5", "-r", "5", "-t", "5s", "--think-time", "0.2"),
             *("--host", f"ws://127.0.0.1:{port}"),
             *("--ws-profile", str(REPO / "tests" / "data" / "other_backend.toml")),
+            *("--client-mode", "native"),  # header auth: not something a browser can send
             *("--results", str(tmp_path / "results")),
             env={"JWT_SECRET_KEY": secret},
         )
@@ -109,8 +110,22 @@ def test_the_same_locustfile_loads_another_backend_through_options_only(tmp_path
         (["--ws-profile", "tests/data/nope.toml"], {}, "bad protocol profile"),
         (["--target-args", "--ttfe -1"], {}, "--ttfe"),
         (["--host", "127.0.0.1:8765"], {"JWT_SECRET_KEY": "x" * 40}, "has no scheme"),
+        (["--ws-carrier", "header"], {}, "--client-mode native"),
+        (["--think-time", "gauss:1"], {}, "--think-time 'gauss:1' is not"),
+        (["--token-source", "login"], {}, "--token-source login needs --credentials"),
+        (["--corpus", "tests/data/absent.txt"], {}, "cannot read the --corpus file"),
     ],
-    ids=["unreachable", "no-secret", "bad-profile", "bad-target-args", "bad-host"],
+    ids=[
+        "unreachable",
+        "no-secret",
+        "bad-profile",
+        "bad-target-args",
+        "bad-host",
+        "header-in-browser",
+        "bad-think-time",
+        "login-without-credentials",
+        "missing-corpus",
+    ],
 )
 def test_bad_input_stops_before_any_load_with_one_message(tmp_path, args, env, message):
     run = locust(

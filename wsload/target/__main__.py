@@ -1,0 +1,5 @@
+"""``python -m wsload.target``: run the reference target."""
+
+from wsload.target.cli import main
+
+raise SystemExit(main())

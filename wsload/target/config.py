@@ -1,0 +1,198 @@
+"""Every knob of the reference target in one frozen dataclass, validated before any bind.
+
+The command line builds a ``TargetConfig``; ``validate()`` and ``load_material()`` run in the
+parent process so that a bad option or an unreadable key stops the start with one clear
+``ConfigError`` (exit 2), never a traceback from inside a worker. Later fault knobs are added
+here as fields and read by the per-connection policy (``policy.py``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from wsload.errors import ConfigError
+from wsload.profile import ALGORITHMS, TokenSpec
+from wsload.tokens import SECRET_ENV, load_credentials, load_signing_key, load_verifying_key
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8765
+WS_PATHS = ("/ws", "/api/v1/websocket")
+AUTH_MODES = ("enforce", "demo", "relaxed", "off")
+UPGRADE_REJECT_STATUSES = (401, 403)
+DEMO_USER = "demo-user-001"
+DEFAULT_LOGIN_PASSWORD = "wsload-demo"
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    """What the target does; defaults speak shared PROTOCOL.md with a well-behaved agent."""
+
+    # serving
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    workers: int = 1
+    # tokens (defaults: the default profile's [token] table)
+    algorithm: str = "HS256"
+    jwt_secret: str | None = field(default=None, repr=False)
+    jwt_public_key: str | None = None
+    jwt_private_key: str | None = None
+    issuer: str = "netra-auth-service"
+    audience: str = "netra-platform"
+    token_type: str = "access"
+    token_claims: dict[str, Any] = field(default_factory=dict)
+    access_lifetime_s: float = 900.0
+    refresh_lifetime_s: float = 7 * 24 * 3600.0
+    ticket_ttl_s: float = 30.0
+    # a key only for tickets, shared by all workers; derived from the secret when there is one
+    ticket_key: bytes = field(default=b"", repr=False)
+    # login
+    login_password: str = field(default=DEFAULT_LOGIN_PASSWORD, repr=False)
+    users_file: str | None = None
+    # auth behaviour
+    auth_mode: str = "enforce"
+    reject_at_upgrade: int | None = None
+    not_ready: bool = False
+    ack_delay_s: float = 0.0
+    no_ack: bool = False
+    # agent turn
+    ttfe_s: float = 0.05
+    gap_s: float = 0.01
+    thinking_steps: int = 2
+    tools: int = 1
+    tool_duration_s: float | None = None
+    jitter: float = 0.0
+    seed: int | None = None
+    # limits and liveness
+    max_message_bytes: int = 8192
+    heartbeat_s: float = 0.0
+
+    @classmethod
+    def from_token_spec(cls, spec: TokenSpec, **overrides: Any) -> TargetConfig:
+        """A config whose token checks follow a profile's ``[token]`` table."""
+        base = cls(
+            algorithm=spec.algorithm,
+            issuer=spec.issuer,
+            audience=spec.audience,
+            token_type=str(spec.claims.get("token_type", "access")),
+            token_claims=dict(spec.claims),
+            access_lifetime_s=spec.lifetime_s,
+        )
+        return replace(base, **overrides)
+
+    def resolved_secret(self) -> str | None:
+        """The HS secret: the option, else ``JWT_SECRET_KEY`` (None for RS/ES)."""
+        if not self.algorithm.startswith("HS"):
+            return self.jwt_secret
+        return self.jwt_secret if self.jwt_secret else os.environ.get(SECRET_ENV) or None
+
+    def validate(self) -> TargetConfig:
+        """Check ranges and combinations; return a copy with the secret and ticket key resolved."""
+        _check(0 <= self.port <= 65535, "--port", f"{self.port} is not a TCP port", "0..65535")
+        _check(1 <= self.workers <= 64, "--workers", f"got {self.workers}", "use 1..64")
+        _check(
+            self.algorithm in ALGORITHMS,
+            "--algorithm",
+            f"{self.algorithm!r} is not supported",
+            f"use one of {', '.join(ALGORITHMS)}",
+        )
+        _check(
+            self.auth_mode in AUTH_MODES,
+            "--auth-mode",
+            f"{self.auth_mode!r} is unknown",
+            f"use one of {', '.join(AUTH_MODES)}",
+        )
+        _check(
+            self.reject_at_upgrade in (None, *UPGRADE_REJECT_STATUSES),
+            "--reject-at-upgrade",
+            f"{self.reject_at_upgrade} is not supported",
+            "use 401 or 403",
+        )
+        for option, value in (
+            ("--ack-delay", self.ack_delay_s),
+            ("--ttfe", self.ttfe_s),
+            ("--gap", self.gap_s),
+            ("--tool-duration", self.tool_duration_s or 0.0),
+            ("--heartbeat", self.heartbeat_s),
+        ):
+            _check(value >= 0, option, f"must not be negative, got {value}", "give seconds >= 0")
+        for option, value in (
+            ("--token-lifetime", self.access_lifetime_s),
+            ("--refresh-lifetime", self.refresh_lifetime_s),
+            ("--ticket-ttl", self.ticket_ttl_s),
+        ):
+            _check(value > 0, option, f"must be positive, got {value}", "give seconds > 0")
+        _check(
+            0 <= self.thinking_steps <= 1000,
+            "--thinking-steps",
+            f"got {self.thinking_steps}",
+            "use 0..1000",
+        )
+        _check(0 <= self.tools <= 1000, "--tools", f"got {self.tools}", "use 0..1000")
+        _check(0 <= self.jitter <= 1, "--jitter", f"got {self.jitter}", "use a fraction in 0..1")
+        _check(
+            self.max_message_bytes >= 64,
+            "--max-message-bytes",
+            f"got {self.max_message_bytes}",
+            "use at least 64 bytes",
+        )
+        _check(bool(self.login_password), "--login-password", "is empty", "give a password")
+        secret = self.resolved_secret()
+        ticket_key = self.ticket_key or _ticket_key(secret)
+        return replace(self, jwt_secret=secret, ticket_key=ticket_key)
+
+    def summary(self) -> dict[str, Any]:
+        """The knobs as plain data for /health and logs: no secret, no key material."""
+        hidden = {"jwt_secret", "ticket_key", "login_password", "token_claims"}
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name not in hidden}
+
+
+@dataclass(frozen=True)
+class Material:
+    """Keys and logins loaded once in the parent: ``sign`` is None with only a public key."""
+
+    verify: Any = field(repr=False)
+    sign: Any = field(repr=False)
+    ticket: bytes = field(repr=False)
+    users: dict[str, str] | None = field(default=None, repr=False)
+
+
+def load_material(config: TargetConfig) -> Material:
+    """Load keys and the users file; ``ConfigError`` naming the option at fault."""
+    users = None
+    if config.users_file:
+        users = {c.email: c.password for c in load_credentials(config.users_file)}
+    if config.algorithm.startswith("HS"):
+        # Short secrets are accepted: the target only ever serves tests and demos.
+        verify = load_verifying_key(config.algorithm, secret=config.resolved_secret())
+        return Material(verify, verify, config.ticket_key, users)
+    if not config.jwt_public_key and not config.jwt_private_key:
+        raise ConfigError(
+            f"no key to validate {config.algorithm} tokens",
+            fix="pass --jwt-public-key PATH (a PEM public key), or --jwt-private-key PATH to "
+            "also sign the tokens /auth/login hands out",
+        )
+    sign = None
+    if config.jwt_private_key:
+        sign = load_signing_key(config.algorithm, key_file=config.jwt_private_key)
+    if config.jwt_public_key:
+        verify = load_verifying_key(config.algorithm, key_file=config.jwt_public_key)
+    else:
+        verify = sign.public_key()
+    return Material(verify, sign, config.ticket_key, users)
+
+
+def _ticket_key(secret: str | None) -> bytes:
+    """Tickets get their own key so that a ticket can never pass as an access token."""
+    if secret:
+        return hmac.new(secret.encode(), b"wsload-target-ticket-v1", hashlib.sha256).digest()
+    return secrets.token_bytes(32)
+
+
+def _check(ok: bool, option: str, problem: str, fix: str) -> None:
+    if not ok:
+        raise ConfigError(f"bad value for {option}: {problem}", fix=f"{fix} ({option})")
