@@ -28,6 +28,7 @@ async def handler(ws):
             algorithms=["HS256"],
             audience="other-api",
             issuer="other-issuer",
+            options={"require": ["exp", "iat", "sub"]},
         )
     except jwt.PyJWTError:
         await ws.send(json.dumps({"event": "denied", "reason": "bad token"}))

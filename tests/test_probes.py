@@ -69,3 +69,13 @@ def test_each_crafted_token_has_exactly_its_defect(tokens, minter):
     import base64
 
     assert len(base64.b64decode(malformed_key())) == 36
+
+
+def test_probes_skip_claims_the_profiles_tokens_never_carry():
+    from wsload.probes import applicable_probes
+    from wsload.profile import load_profile
+
+    assert applicable_probes(load_profile()) == PROBES
+    other = load_profile("tests/data/other_backend.toml")
+    assert "refresh_as_access" not in applicable_probes(other)
+    assert {"wrong_issuer", "missing_exp", "alg_none"} <= set(applicable_probes(other))

@@ -14,7 +14,7 @@ from typing import Any
 from locust import User, task
 
 from wsload.locust_glue import Runtime, runtime_for
-from wsload.probes import PROBES, run_probe
+from wsload.probes import applicable_probes, run_probe
 
 
 class SecurityProbeUser(User):
@@ -28,6 +28,7 @@ class SecurityProbeUser(User):
         self.index = 0
         self.subject = ""
         self._next = 0
+        self._probes: tuple[str, ...] = ()
 
     def wait_time(self) -> float:
         return self.rt.options.probe_interval_s if self.rt else 1.0
@@ -35,12 +36,13 @@ class SecurityProbeUser(User):
     def on_start(self) -> None:
         self.rt = runtime_for(self.environment)
         self.index, self.subject = self.rt.new_user()
-        self._next = random.randrange(len(PROBES))  # several probe users spread over probes
+        self._probes = applicable_probes(self.rt.profile)
+        self._next = random.randrange(len(self._probes))  # probe users spread over probes
 
     @task
     def probe(self) -> None:
         rt = self.rt
-        name = PROBES[self._next % len(PROBES)]
+        name = self._probes[self._next % len(self._probes)]
         self._next += 1
         result = run_probe(
             name, rt.profile, rt.url, rt.probe_tokens(), self.subject, rt.client_options

@@ -45,6 +45,24 @@ WS_PROBES = (
 HTTP_PROBES = ("plain_http_get", "bad_websocket_key")
 PROBES = WS_PROBES + HTTP_PROBES
 
+
+def applicable_probes(profile: Profile) -> tuple[str, ...]:
+    """The probes that mean something for this profile's tokens.
+
+    A claim the backend's tokens never carry (no issuer, audience or token type) cannot be
+    checked by it, so probing with a wrong one would only report a non-finding.
+    """
+    claims = profile.token.claims
+    skip = set()
+    if not profile.token.issuer:
+        skip.add("wrong_issuer")
+    if not profile.token.audience:
+        skip.add("wrong_audience")
+    if "token_type" not in claims and "type" not in claims:
+        skip.add("refresh_as_access")
+    return tuple(p for p in PROBES if p not in skip)
+
+
 # Outcomes: how the server refused (ok), or that it accepted (auth_not_enforced).
 ACCEPTED = "accepted"
 ERROR_FRAME_CLOSE = "error_frame_close"
