@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import platform
+import re
 import secrets
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -54,17 +55,29 @@ def new_run_id() -> str:
     return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(3)
 
 
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+_SECRET_FLAG = re.compile(r"(--?[\w-]*(?:secret|password|token)[\w-]*[ =])(\S+)", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    """``text`` with JWTs and the values of secret-looking flags masked."""
+    text = _JWT.sub("***jwt***", text)
+    return _SECRET_FLAG.sub(lambda m: m.group(1) + "***", text)
+
+
 def redact(options: Mapping[str, Any]) -> dict[str, Any]:
     """A copy with every secret-looking value replaced, safe to write anywhere."""
     out: dict[str, Any] = {}
     for key, value in options.items():
         lowered = key.lower()
         is_secret = any(word in lowered for word in _SECRET_WORDS) and not lowered.endswith(
-            ("lifetime", "_file", "_path", "private_key")
+            ("lifetime", "_file", "_path", "private_key", "source", "margin", "credentials")
         )
         if is_secret and value not in (None, "", False):
             out[key] = "***redacted***"
-        elif isinstance(value, str | int | float | bool) or value is None:
+        elif isinstance(value, str):
+            out[key] = redact_text(value)
+        elif isinstance(value, int | float | bool) or value is None:
             out[key] = value
         elif isinstance(value, list | tuple):
             out[key] = [v if isinstance(v, str | int | float | bool) else str(v) for v in value]
