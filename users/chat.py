@@ -19,7 +19,6 @@ from typing import Any
 import gevent
 from gevent.event import Event
 from locust import User, task
-from websocket import WebSocketException
 
 from users.credentials import UserCredentials
 from wsload import taxonomy
@@ -223,7 +222,7 @@ class ChatUser(User):
             )
             try:
                 self.session.send_json(message)
-            except (OSError, WebSocketException):
+            except OSError:
                 ok = False
         elif method == "reconnect" and self.session is not None:
             ok = self._swap_session()
@@ -301,7 +300,7 @@ class ChatUser(User):
         self._turn = tracker
         try:
             session.send_text(payload)
-        except (OSError, WebSocketException):
+        except OSError:
             tracker.disconnected(session.close_code or 1006, _perf())
         self.messages_in_session += 1
         try:
@@ -343,42 +342,76 @@ class ChatUser(User):
 
     # receiving -------------------------------------------------------------------------
     def _receive(self, session: Session) -> None:
-        """Reads frames until the session closes; feeds the current turn."""
-        pong_type = self.rt.profile.heartbeat.pong_type
-        type_field = self.rt.profile.events.type_field
+        """Reads frames until the session closes; feeds the current turn.
+
+        Whatever a server sends is classified, never trusted: a frame that is not a JSON
+        object, an event without a type, or of a type the profile does not know is a
+        ``protocol_error`` (unknown types never become stats names, so a hostile server
+        cannot grow Locust's tables without bound).
+        """
+        rt = self.rt
+        pong_type = rt.profile.heartbeat.pong_type
+        type_field = rt.profile.events.type_field
+        known = rt.known_events
+        server_errors = rt.profile.rejection.error_types
         while True:
             frame = session.recv(None)
             if frame is None:
                 continue
-            if frame.kind == "text":
-                try:
-                    event = json.loads(frame.text or "")
-                except ValueError:
-                    event = None
-                if not isinstance(event, dict):
-                    self._sample(
-                        "session",
-                        "session:frame",
-                        0.0,
-                        ok=False,
-                        failure=taxonomy.PROTOCOL_ERROR,
-                        detail="a text frame that is not a JSON object",
-                    )
-                    continue
-                if event.get(type_field) == pong_type and self._ping_sent_at is not None:
-                    self._sample("session", "ping", (frame.received_at - self._ping_sent_at) * 1e3)
-                    self._ping_sent_at = None
-                    self._pong.set()
-                    continue
-                turn = self._turn
-                if turn is not None and not turn.done:
-                    if turn.feed(event, frame.received_at, frame.text):
-                        self._turn_done.set()
-                else:
-                    self._check_stray(event, session)
-            elif frame.kind == "close":
+            if frame.kind == "close":
+                if frame.violation:
+                    self._protocol_error(f"closed {frame.close_code}: {frame.violation}")
                 self._on_closed(frame.close_code, frame.close_reason, frame.received_at)
                 return
+            if frame.kind != "text":
+                self._protocol_error("a binary frame where JSON text was expected")
+                continue
+            try:
+                event = json.loads(frame.text or "")
+            except ValueError:
+                event = None
+            if not isinstance(event, dict):
+                self._protocol_error("a text frame that is not a JSON object")
+                continue
+            name = event.get(type_field)
+            if name == pong_type and self._ping_sent_at is not None:
+                self._sample("session", "ping", (frame.received_at - self._ping_sent_at) * 1e3)
+                self._ping_sent_at = None
+                self._pong.set()
+                continue
+            if not isinstance(name, str):
+                self._protocol_error(f"an event without a string {type_field!r} field")
+                continue
+            if name in server_errors:
+                code = event.get(rt.profile.rejection.error_code_field)
+                self._sample(
+                    "session",
+                    "session:error",
+                    0.0,
+                    ok=False,
+                    failure=taxonomy.SERVER_ERROR,
+                    detail=f"{name} {str(code)[:60]}",
+                )
+                continue
+            if name not in known:
+                self._protocol_error(f"an event of unknown type {name[:40]!r}")
+                continue
+            turn = self._turn
+            if turn is not None and not turn.done:
+                if turn.feed(event, frame.received_at, frame.text):
+                    self._turn_done.set()
+            else:
+                self._check_stray(event, session)
+
+    def _protocol_error(self, detail: str) -> None:
+        self._sample(
+            "session",
+            "session:frame",
+            0.0,
+            ok=False,
+            failure=taxonomy.PROTOCOL_ERROR,
+            detail=detail[:200],
+        )
 
     def _on_closed(self, code: int | None, reason: str, at: float) -> None:
         turn = self._turn
@@ -430,7 +463,7 @@ class ChatUser(User):
             self._ping_sent_at = _perf()
             try:
                 session.send_json(ping)
-            except (OSError, WebSocketException):
+            except OSError:
                 return
             if not self._pong.wait(opts.pong_timeout_s):
                 self._sample(

@@ -15,17 +15,19 @@ import json
 import socket
 import ssl
 import struct
+import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import websocket
 from websocket import ABNF
 
 from wsload import taxonomy
 from wsload.carrier import Placement, missing_from
 from wsload.errors import ConfigError
+from wsload.frames import DEFAULT_MAX_MESSAGE_BYTES, FrameError, FrameParser, close_payload
 from wsload.handshake import (
     MAX_HEAD_BYTES,
     Endpoint,
@@ -96,11 +98,16 @@ class ClientOptions:
     origin: str | None = None  # None: the profile's; "" sends none
     user_agent: str | None = None  # None: the profile's; "" sends none
     tls_verify: bool = True
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # what a server may make us hold
 
 
 @dataclass(frozen=True)
 class Frame:
-    """One received message: ``kind`` is text, binary, close or ping/pong."""
+    """One received message: ``kind`` is text, binary or close.
+
+    A close Frame also stands for a lost connection (1006) and for a protocol violation by
+    the server (``violation`` says which; the session is then closed).
+    """
 
     kind: str
     received_at: float  # perf_counter seconds
@@ -108,14 +115,20 @@ class Frame:
     data: bytes | None = None
     close_code: int | None = None
     close_reason: str = ""
+    violation: str | None = None
 
 
 class Session:
-    """An open, authenticated WebSocket session."""
+    """An open, authenticated WebSocket session over a plain (or TLS) socket.
+
+    Frames are read by wsload's own ``FrameParser`` (bounded, many frames per read) and
+    written with websocket-client's ``ABNF`` (masking). One greenlet reads; sends from any
+    greenlet are serialised by a lock so that a ping never lands inside a chat message.
+    """
 
     def __init__(
         self,
-        ws: websocket.WebSocket,
+        sock: Any,
         endpoint: Endpoint,
         request: UpgradeRequest,
         *,
@@ -123,8 +136,10 @@ class Session:
         response_headers: dict[str, str],
         set_cookies: tuple[str, ...],
         timings: Timings,
+        leftover: bytes = b"",
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ) -> None:
-        self.ws = ws
+        self.sock = sock
         self.endpoint = endpoint
         self.request = request
         self.subprotocol = subprotocol
@@ -135,85 +150,130 @@ class Session:
         self.user_id: str | None = None
         self.close_code: int | None = None
         self.bytes_received = 0
+        self._parser = FrameParser(max_message_bytes)
+        self._pending: deque[Frame] = deque()
+        self._send_lock = threading.Lock()
+        self._close_sent = False
+        self._timeout: float | None = -1.0
+        if leftover:
+            self._take(leftover, _perf())
 
     @property
     def open(self) -> bool:
-        return self.ws.connected and self.close_code is None
+        return self.close_code is None
 
-    def send_json(self, message: Any) -> int:
-        """Send one text frame; returns the payload size in bytes."""
-        payload = json.dumps(message, separators=(",", ":"))
-        self.ws.send(payload, ABNF.OPCODE_TEXT)
-        return len(payload)
+    # sending ---------------------------------------------------------------------------
+    def _send_frame(self, payload: str | bytes, opcode: int) -> None:
+        frame = ABNF.create_frame(payload, opcode).format()
+        with self._send_lock:
+            self.sock.sendall(frame)
 
     def send_text(self, payload: str) -> int:
-        self.ws.send(payload, ABNF.OPCODE_TEXT)
+        """Send one text message; returns its size in bytes."""
+        self._send_frame(payload, ABNF.OPCODE_TEXT)
         return len(payload)
 
+    def send_json(self, message: Any) -> int:
+        return self.send_text(json.dumps(message, separators=(",", ":")))
+
+    # receiving -------------------------------------------------------------------------
     def recv(self, timeout: float | None) -> Frame | None:
         """The next message, or None at ``timeout``; a close or lost link is a close Frame."""
-        self.ws.settimeout(timeout)
-        try:
-            opcode, frame = self.ws.recv_data_frame(True)
-        except websocket.WebSocketTimeoutException:
-            return None
-        except (websocket.WebSocketConnectionClosedException, OSError):
-            self.close_code = self.close_code or 1006
-            return Frame("close", _perf(), close_code=1006, close_reason="connection lost")
-        now = _perf()
-        data = frame.data if frame is not None else b""
-        self.bytes_received += len(data)
-        if opcode == ABNF.OPCODE_TEXT:
-            text = data if isinstance(data, str) else data.decode("utf-8")
-            return Frame("text", now, text=text)
-        if opcode == ABNF.OPCODE_BINARY:
-            return Frame("binary", now, data=bytes(data))
-        if opcode == ABNF.OPCODE_CLOSE:
-            code, reason = parse_close(data)
-            self.close_code = code
-            return Frame("close", now, close_code=code, close_reason=reason)
-        return Frame("ping" if opcode == ABNF.OPCODE_PING else "pong", now, data=bytes(data))
+        while not self._pending:
+            if self.close_code is not None:
+                return Frame("close", _perf(), close_code=self.close_code, close_reason="closed")
+            if timeout != self._timeout:
+                self.sock.settimeout(timeout)
+                self._timeout = timeout
+            try:
+                data = self.sock.recv(65536)
+            except TimeoutError:
+                return None
+            except OSError:
+                data = b""
+            now = _perf()
+            if not data:
+                self.close_code = 1006
+                return Frame("close", now, close_code=1006, close_reason="connection lost")
+            self._take(data, now)
+        return self._pending.popleft()
 
+    def _take(self, data: bytes, now: float) -> None:
+        self.bytes_received += len(data)
+        try:
+            messages = self._parser.feed(data)
+        except FrameError as err:
+            self._pending.append(
+                Frame(
+                    "close",
+                    now,
+                    close_code=err.close_code,
+                    close_reason=err.reason,
+                    violation=err.reason,
+                )
+            )
+            self._fail(err.close_code)
+            return
+        for message in messages:
+            kind = message.kind
+            if kind == "text":
+                self._pending.append(Frame("text", now, text=message.data))  # type: ignore[arg-type]
+            elif kind == "binary":
+                self._pending.append(Frame("binary", now, data=message.data))  # type: ignore[arg-type]
+            elif kind == "ping":
+                with contextlib.suppress(OSError):
+                    self._send_frame(message.data, ABNF.OPCODE_PONG)
+            elif kind == "close":
+                code, reason = close_payload(message.data)  # type: ignore[arg-type]
+                if not self._close_sent:
+                    self._close_sent = True
+                    with contextlib.suppress(OSError):
+                        self._send_frame(struct.pack("!H", 1000), ABNF.OPCODE_CLOSE)
+                self.close_code = code
+                self._pending.append(Frame("close", now, close_code=code, close_reason=reason))
+                return
+
+    def _fail(self, code: int) -> None:
+        """Close after a protocol violation: tell the server why, then drop the link."""
+        if not self._close_sent:
+            self._close_sent = True
+            with contextlib.suppress(OSError):
+                self._send_frame(struct.pack("!H", code), ABNF.OPCODE_CLOSE)
+        self.close_code = code
+        self.abort()
+
+    # closing ---------------------------------------------------------------------------
     def close(self, code: int = 1000, timeout: float = 2.0) -> None:
         """Close politely, waiting up to ``timeout`` for the server's close frame."""
-        try:
-            if self.ws.connected:
-                self.ws.close(status=code, timeout=timeout)
-        except (OSError, websocket.WebSocketException):
-            pass
-        finally:
-            self.abort()
+        if self.close_code is None and not self._close_sent:
+            self._close_sent = True
+            try:
+                self._send_frame(struct.pack("!H", code), ABNF.OPCODE_CLOSE)
+                deadline = _perf() + timeout
+                while self.close_code is None and (left := deadline - _perf()) > 0:
+                    frame = self.recv(left)
+                    if frame is None:
+                        break
+            except OSError:
+                pass
+        self.close_code = self.close_code or code
+        self.abort()
 
     def abort(self) -> None:
         """Drop the connection at once, no close handshake."""
+        if self.close_code is None:
+            self.close_code = 1006
         with contextlib.suppress(OSError):
-            self.ws.shutdown()
+            self.sock.shutdown(socket.SHUT_RDWR)
+        with contextlib.suppress(OSError):
+            self.sock.close()
 
 
 def parse_close(data: bytes | str) -> tuple[int, str]:
     """Close code and reason of a close frame's payload (1005 when it carries no code)."""
     if isinstance(data, str):
         data = data.encode("utf-8")
-    if len(data) < 2:
-        return 1005, ""
-    return struct.unpack("!H", data[:2])[0], data[2:].decode("utf-8", "replace")
-
-
-class _Prefixed:
-    """A socket whose first reads return bytes already taken off the wire."""
-
-    def __init__(self, sock: socket.socket, prefix: bytes) -> None:
-        self._sock = sock
-        self._prefix = prefix
-
-    def recv(self, bufsize: int) -> bytes:
-        if self._prefix:
-            chunk, self._prefix = self._prefix[:bufsize], self._prefix[bufsize:]
-            return chunk
-        return self._sock.recv(bufsize)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)
+    return close_payload(data)
 
 
 def _elapsed_ms(start: float, end: float) -> float:
@@ -247,11 +307,11 @@ def _resolve(endpoint: Endpoint) -> tuple[int, tuple[Any, ...]]:
     return family, (endpoint.host, endpoint.port)
 
 
-def _read_head(sock: Any, peekable: bool) -> tuple[bytes, bytes]:
+def _read_head(sock: Any) -> tuple[bytes, bytes]:
     """Read an HTTP head; returns it and any bytes read past it (frames sent right after)."""
     buffer = b""
     while True:
-        chunk = sock.recv(65536, socket.MSG_PEEK) if peekable else sock.recv(65536)
+        chunk = sock.recv(65536)
         if not chunk:
             if buffer:
                 raise HandshakeError(
@@ -259,18 +319,8 @@ def _read_head(sock: Any, peekable: bool) -> tuple[bytes, bytes]:
                     f"closed after a partial or non-HTTP answer {buffer[:40]!r}",
                 )
             raise ConnectionResetError("connection closed before the server answered")
-        end = find_head_end(buffer + chunk)
-        if peekable:
-            # Consume only the head, leaving frames that follow it in the kernel buffer.
-            take = len(chunk) if end < 0 else end - len(buffer)
-            got = b""
-            while len(got) < take:
-                part = sock.recv(take - len(got))
-                if not part:
-                    raise ConnectionResetError("connection closed in the middle of the head")
-                got += part
-            chunk = got
         buffer += chunk
+        end = find_head_end(buffer)
         if end >= 0:
             return buffer[:end], buffer[end:]
         if len(buffer) > MAX_HEAD_BYTES:
@@ -333,7 +383,7 @@ def connect(
         sent = request.to_bytes()
         sock.settimeout(opts.handshake_timeout_s)
         sock.sendall(sent)
-        head, rest = _read_head(sock, peekable=not endpoint.secure)
+        head, rest = _read_head(sock)
         response = check_response(head, request, placement.subprotocols)
         t_up = _perf()
     except HandshakeError as exc:
@@ -348,17 +398,16 @@ def connect(
     timings.upgrade_ms = _elapsed_ms(t_tls, t_up)
     timings.connect_ms = _elapsed_ms(t0, t_up)
 
-    ws = websocket.WebSocket(skip_utf8_validation=True, enable_multithread=False)
-    ws.sock = _Prefixed(sock, rest) if rest else sock
-    ws.connected = True
     session = Session(
-        ws,
+        sock,
         endpoint,
         request,
         subprotocol=response.subprotocol,
         response_headers=response.headers,
         set_cookies=response.set_cookies,
         timings=timings,
+        leftover=rest,
+        max_message_bytes=opts.max_message_bytes,
     )
     problem = missing_from(placement, profile.auth, sent)
     if problem is not None:
@@ -474,7 +523,7 @@ def exchange_head(url: str, request: bytes, timeout: float) -> tuple[int, HttpHe
         if endpoint.secure:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=endpoint.host)
         sock.sendall(request)
-        head, _ = _read_head(sock, peekable=not endpoint.secure)
+        head, _ = _read_head(sock)
         parsed = parse_head(head)
         status_text = parsed.start[1]
         if not (parsed.start[0].startswith("HTTP/") and status_text.isdigit()):

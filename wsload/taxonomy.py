@@ -31,6 +31,7 @@ SEQUENCE_DUPLICATE = "sequence_duplicate"
 AGENT_ERROR = "agent_error"
 FOREIGN_EVENT = "foreign_event"
 PROTOCOL_ERROR = "protocol_error"
+SERVER_ERROR = "server_error"  # an error frame from the server in the middle of a session
 
 # security
 AUTH_NOT_ENFORCED = "auth_not_enforced"

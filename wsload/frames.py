@@ -1,0 +1,135 @@
+"""Server-to-client WebSocket frames (RFC 6455), sans I/O: bytes in, messages out.
+
+wsload reads frames itself rather than through a client library so that it can bound
+what a server makes it hold (a hostile or broken server cannot make it allocate a
+gigabyte), classify every protocol violation instead of crashing on it, and take many
+frames out of one ``recv``: under load one read often returns a whole agent turn.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TEXT, BINARY, CLOSE, PING, PONG, CONTINUATION = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
+KIND = {TEXT: "text", BINARY: "binary", CLOSE: "close", PING: "ping", PONG: "pong"}
+DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+
+
+class FrameError(Exception):
+    """The server broke the framing rules; ``close_code`` is what to close with."""
+
+    def __init__(self, reason: str, close_code: int = 1002) -> None:
+        self.reason = reason
+        self.close_code = close_code
+        super().__init__(reason)
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One whole message: text (already UTF-8 decoded), binary, or a control frame."""
+
+    kind: str
+    data: bytes | str
+
+
+class FrameParser:
+    """Incremental parser: ``feed`` bytes as they arrive, take whole messages back."""
+
+    def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        self.max_message_bytes = max_message_bytes
+        self._buffer = bytearray()
+        self._fragments: list[bytes] = []
+        self._fragment_opcode = 0
+        self._fragment_size = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes held that do not yet form a message."""
+        return len(self._buffer) + self._fragment_size
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Take received bytes; return the messages they complete, in order."""
+        buf = self._buffer
+        buf += data
+        out: list[Message] = []
+        pos = 0
+        end = len(buf)
+        limit = self.max_message_bytes
+        while end - pos >= 2:
+            b0 = buf[pos]
+            b1 = buf[pos + 1]
+            length = b1 & 0x7F
+            header = 2
+            if length == 126:
+                if end - pos < 4:
+                    break
+                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                header = 4
+            elif length == 127:
+                if end - pos < 10:
+                    break
+                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                header = 10
+            if b1 & 0x80:
+                raise FrameError("the server masked a frame (RFC 6455 5.1 forbids it)")
+            if b0 & 0x70:
+                raise FrameError("reserved bits set without a negotiated extension")
+            opcode = b0 & 0x0F
+            if length > limit or (
+                opcode in (CONTINUATION, TEXT, BINARY) and self._fragment_size + length > limit
+            ):
+                raise FrameError(f"a message over {limit} bytes", close_code=1009)
+            if end - pos < header + length:
+                if opcode >= 0x8 and length > 125:
+                    raise FrameError("a control frame over 125 bytes")
+                break
+            start = pos + header
+            payload = bytes(buf[start : start + length])
+            pos = start + length
+            fin = b0 & 0x80
+            if opcode >= 0x8:
+                if not fin or length > 125:
+                    raise FrameError("a fragmented or oversized control frame")
+                if opcode not in KIND:
+                    raise FrameError(f"unknown control opcode {opcode:#x}")
+                out.append(Message(KIND[opcode], payload))
+                continue
+            if opcode == CONTINUATION:
+                if not self._fragments:
+                    raise FrameError("a continuation frame with nothing to continue")
+                self._fragments.append(payload)
+                self._fragment_size += length
+                if fin:
+                    opcode = self._fragment_opcode
+                    payload = b"".join(self._fragments)
+                    self._fragments = []
+                    self._fragment_size = 0
+                else:
+                    continue
+            elif opcode in (TEXT, BINARY):
+                if self._fragments:
+                    raise FrameError("a new message inside a fragmented one")
+                if not fin:
+                    self._fragments = [payload]
+                    self._fragment_opcode = opcode
+                    self._fragment_size = length
+                    continue
+            else:
+                raise FrameError(f"unknown data opcode {opcode:#x}")
+            if opcode == TEXT:
+                try:
+                    out.append(Message("text", payload.decode("utf-8")))
+                except UnicodeDecodeError:
+                    raise FrameError("a text message that is not UTF-8", close_code=1007) from None
+            else:
+                out.append(Message("binary", payload))
+        if pos:
+            del buf[:pos]
+        return out
+
+
+def close_payload(data: bytes) -> tuple[int, str]:
+    """Close code and reason of a close frame's payload (1005 when it carries no code)."""
+    if len(data) < 2:
+        return 1005, ""
+    return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
