@@ -84,8 +84,9 @@ def test_foreign_events_are_flagged_and_leave_the_turn_measured(names, data):
     for k in range(count):
         pos = data.draw(st.integers(0, len(mixed_events) - 1))
         field = data.draw(st.sampled_from(["user_id", "thread_id", "run_id"]))
-        if field == "run_id" and pos == 0:
-            field = "user_id"  # the first event defines the turn's run
+        first_real = next(i for i, e in enumerate(mixed_events) if e["seq"] < 1000)
+        if field == "run_id" and pos <= first_real:
+            field = "user_id"  # a turn learns its run id from its first own event
         intruder = event(data.draw(st.sampled_from(names)), 1000 + k, **{field: "someone-else"})
         mixed_events.insert(pos, intruder)
         mixed_times.insert(pos, mixed_times[pos] - 1e-6 if pos else SENT + 1e-6)

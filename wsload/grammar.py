@@ -52,6 +52,8 @@ class Grammar:
         self._accept = end
         self.names: frozenset[str] = frozenset(s.label for s in self._states if s.label is not None)
         self.initial: frozenset[int] = self._closure({start})
+        self._steps: dict[tuple[frozenset[int], str], frozenset[int]] = {}
+        self._repeatable: dict[str, bool] = {}
 
     # parsing -------------------------------------------------------------------------
     def _tokenize(self, text: str) -> list[tuple[str, str, int]]:
@@ -148,7 +150,21 @@ class Grammar:
         return frozenset(seen)
 
     def step(self, states: frozenset[int], name: str) -> frozenset[int]:
-        """States after one more event; empty when no valid turn continues this way."""
+        """States after one more event; empty when no valid turn continues this way.
+
+        Memoised: the state sets a turn goes through are few, so after the first turns
+        this is one dict lookup (the NFA becomes a DFA lazily).
+        """
+        key = (states, name)
+        cached = self._steps.get(key)
+        if cached is not None:
+            return cached
+        result = self._step(states, name)
+        if len(self._steps) < 100_000:
+            self._steps[key] = result
+        return result
+
+    def _step(self, states: frozenset[int], name: str) -> frozenset[int]:
         moved = {
             s.target
             for i in states
@@ -181,6 +197,11 @@ class Grammar:
 
     def repeatable(self, name: str) -> bool:
         """Whether some valid turn holds ``name`` more than once."""
+        if name not in self._repeatable:
+            self._repeatable[name] = self._is_repeatable(name)
+        return self._repeatable[name]
+
+    def _is_repeatable(self, name: str) -> bool:
         after = self.ahead(
             frozenset().union(
                 *(

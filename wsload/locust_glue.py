@@ -92,6 +92,8 @@ class Runtime:
         self._user_index = itertools.count(1)
         self._turn_index = itertools.count(1)
         self._fire = environment.events.request.fire
+        self._request_handlers = getattr(environment.events.request, "_handlers", (0, 0, 0))
+        self._stats = environment.stats
         self._probe_tokens: ProbeTokens | None = None
         events = options.profile.events
         heartbeat = options.profile.heartbeat
@@ -152,30 +154,114 @@ class Runtime:
         events_count: int | None = None,
         inflight: int | None = None,
     ) -> None:
-        """One sample: a Locust request event, which the listener below also writes raw."""
-        self._fire(
-            request_type=REQUEST_TYPE,
-            name=name,
-            response_time=ms,
-            response_length=length,
-            exception=None if ok else Failure(failure or "failed", detail),
-            context={
-                "wsload": (
-                    kind,
+        """One sample: into Locust's stats and, as a raw row, into the run folder.
+
+        When nothing but Locust's runner and wsload listen to request events, the sample
+        goes straight to ``environment.stats`` exactly as Locust's own listener would put
+        it (and to the raw rows); with any other listener (a plugin, ``--otel``) it is
+        fired as a request event like any Locust request.
+        """
+        exception = None if ok else Failure(failure or "failed", detail)
+        if len(self._request_handlers) > 2:
+            self._fire(
+                request_type=REQUEST_TYPE,
+                name=name,
+                response_time=ms,
+                response_length=length,
+                exception=exception,
+                context={
+                    "wsload": (
+                        kind,
+                        started_at,
+                        user,
+                        subject,
+                        session,
+                        turn,
+                        failure,
+                        detail,
+                        http_status,
+                        close_code,
+                        events_count,
+                        inflight,
+                    )
+                },
+            )
+            return
+        stats = self._stats
+        stats.log_request(REQUEST_TYPE, name, ms, length)
+        if exception is not None:
+            stats.log_error(REQUEST_TYPE, name, exception)
+        sink = _state.sink
+        if sink is not None:
+            sink.add(
+                _row(
+                    self.node,
                     started_at,
                     user,
                     subject,
                     session,
                     turn,
+                    kind,
+                    name,
+                    ms,
+                    ok,
                     failure,
-                    detail,
                     http_status,
                     close_code,
+                    self.user_count(),
+                    length,
                     events_count,
+                    detail,
                     inflight,
                 )
-            },
-        )
+            )
+
+    def user_count(self) -> int:
+        runner = self.environment.runner
+        return runner.user_count if runner is not None else 0
+
+
+def _row(
+    node: str,
+    started: float | None,
+    user: int,
+    subject: str,
+    session: str,
+    turn: int | None,
+    kind: str,
+    name: str,
+    ms: float,
+    ok: bool,
+    failure: str | None,
+    status: int | None,
+    code: int | None,
+    users: int,
+    length: int | None,
+    events_count: int | None,
+    detail: str,
+    inflight: int | None,
+) -> tuple[Any, ...]:
+    """One raw row in ``ROW_FIELDS`` order (the recorder adds the version and run id)."""
+    return (
+        node,
+        round(started if started is not None else time.time(), 6),
+        user,
+        subject,
+        session,
+        turn or "",
+        kind,
+        name,
+        round(ms, 3),
+        1 if ok else 0,
+        failure or "",
+        status or "",
+        code or "",
+        users,
+        length or 0,
+        "" if events_count is None else events_count,
+        detail,
+        "" if inflight is None else inflight,
+    )
 
 
 def _node(environment: Environment) -> str:
@@ -195,13 +281,32 @@ class _Sink:
 
 
 class _LocalSink(_Sink):
+    """Buffers rows and writes them once a second (one ``writerows`` beats one per row)."""
+
     def __init__(self, recorder: Recorder) -> None:
         self.recorder = recorder
+        self.batch: list[tuple[Any, ...]] = []
+        self._writer = gevent.spawn(self._write_forever)
 
     def add(self, row: tuple[Any, ...]) -> None:
-        self.recorder.add(row)
-        for listener in _state.row_listeners:
-            listener((row,))
+        self.batch.append(row)
+
+    def _write(self) -> None:
+        if self.batch:
+            batch, self.batch = self.batch, []
+            self.recorder.add_many(batch)
+            for listener in _state.row_listeners:
+                listener(batch)
+        self.recorder.flush()
+
+    def _write_forever(self) -> None:
+        while True:
+            gevent.sleep(SHIP_INTERVAL_S)
+            self._write()
+
+    def close(self) -> None:
+        self._writer.kill(block=False)
+        self._write()
 
 
 class _WorkerSink(_Sink):
@@ -411,25 +516,25 @@ def _on_request(
             failure = f"http_{status}" if status else type(exception).__name__
             detail = str(exception)[:200]
     sink.add(
-        (
+        _row(
             _state.runtime.node if _state.runtime else "",
-            f"{started if started is not None else time.time():.6f}",
+            started,
             user,
             subject,
             session,
-            turn or "",
+            turn,
             kind,
             name,
-            f"{response_time:.3f}",
-            0 if exception is not None else 1,
-            failure or "",
-            status or "",
-            code or "",
+            response_time,
+            exception is None,
+            failure,
+            status,
+            code,
             users,
-            response_length or 0,
-            "" if n is None else n,
+            response_length,
+            n,
             detail,
-            "" if inflight is None else inflight,
+            inflight,
         )
     )
 

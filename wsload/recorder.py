@@ -143,10 +143,9 @@ class Recorder:
         if self.closed:
             return
         prefix = self._prefix
-        writerow = self._writer.writerow
-        for row in rows:
-            writerow((*prefix, *row))
-            self.rows += 1
+        stamped = [(*prefix, *row) for row in rows]
+        self._writer.writerows(stamped)
+        self.rows += len(stamped)
         if time.monotonic() - self._last_flush >= self._flush_interval_s:
             self.flush()
 

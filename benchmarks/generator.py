@@ -1,0 +1,346 @@
+"""How much load one generator core produces, and how true its numbers stay.
+
+    .venv/bin/python benchmarks/generator.py            # everything, about 3 minutes
+    .venv/bin/python benchmarks/generator.py --only turns,sessions --window 8
+
+Every phase runs the reference target pinned to CPU 1 (``--workers 1``) and the generator
+under test pinned to CPU 0, so each side has one core, and reports figures per generator
+core. Phases, each bounded by ``--window`` plus a short warm-up:
+
+* ``turns``: turns/s of a raw websocket-client + gevent loop (the baseline), then of the
+  full path: ``locust -f locustfiles/ws_auth.py`` with ChatUser (turn tracking, Locust
+  stats, raw recorder). A turn is one message and 5 events back (all delays 0).
+* ``sessions``: connect + auth ack + close per second, fresh token each time
+  (``locustfiles/handshakes.py``), against the raw websocket-client handshake loop.
+* ``memory``: RSS per idle authenticated session at 1,000, 5,000 and 10,000 sessions held
+  by one process (wsload's client under gevent).
+* ``truth``: median TTFE error against the target's known time to first event when the
+  generator runs at about 20%, 60% and 95% of its core.
+
+Ratios are computed within the run (same machine, same minute): the machines are noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from wsload.summary import load_samples  # noqa: E402
+from wsload.target import start_target  # noqa: E402
+
+SECRET = "generator-benchmark-secret-0123456789ab"
+GENERATOR_CPU, TARGET_CPU = 0, 1
+FAST_TURN = ["--ttfe", "0", "--gap", "0", "--tool-duration", "0", "--thinking-steps", "1"]
+PY = sys.executable
+
+
+def pin(pid: int, cpu: int) -> None:
+    with contextlib.suppress(OSError):
+        os.sched_setaffinity(pid, {cpu})
+
+
+def raise_fd_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def target(*extra: str):
+    t = start_target(["--workers", "1", *extra], secret=SECRET)
+    pin(t.pid, TARGET_CPU)
+    return t
+
+
+# Raw websocket-client loops (the baseline stacks of shared BASELINES.md) ----------------
+RAW_TURNS = textwrap.dedent(
+    """
+    from gevent import monkey; monkey.patch_all()
+    import gevent, json, sys, time, websocket
+    from wsload.profile import load_profile
+    from wsload.tokens import TokenMinter
+    url, sessions = sys.argv[1], int(sys.argv[2])
+    warm, window = float(sys.argv[3]), float(sys.argv[4])
+    minter = TokenMinter(load_profile().token, secret=sys.argv[5])
+    msg = json.dumps({"type": "user_message", "payload": {"content": "hi", "thread_id": "t"}})
+    count = [0]
+    def user(i):
+        token = minter.mint(f"raw-{i}")
+        ws = websocket.create_connection(url, subprotocols=["jwt-auth", "jwt-auth." + token],
+                                         skip_utf8_validation=True)
+        ws.recv()  # the ack
+        while True:
+            ws.send(msg)
+            while json.loads(ws.recv())["type"] != "agent_completed":
+                pass
+            count[0] += 1
+    for i in range(sessions):
+        gevent.spawn(user, i)
+    gevent.sleep(warm)
+    start, c0, cpu0 = time.perf_counter(), count[0], time.process_time()
+    gevent.sleep(window)
+    took = time.perf_counter() - start
+    cpu = (time.process_time() - cpu0) / took
+    print(json.dumps({"turns": count[0] - c0, "seconds": took, "cpu": cpu}))
+    """
+)
+
+RAW_HANDSHAKES = textwrap.dedent(
+    """
+    from gevent import monkey; monkey.patch_all()
+    import gevent, json, sys, time, websocket
+    from wsload.profile import load_profile
+    from wsload.tokens import TokenMinter
+    url, loops = sys.argv[1], int(sys.argv[2])
+    warm, window = float(sys.argv[3]), float(sys.argv[4])
+    minter = TokenMinter(load_profile().token, secret=sys.argv[5])
+    count = [0]
+    def loop(i):
+        n = 0
+        while True:
+            n += 1
+            token = minter.mint(f"raw-{i}-{n}")
+            ws = websocket.create_connection(url, subprotocols=["jwt-auth", "jwt-auth." + token],
+                                             skip_utf8_validation=True)
+            ws.recv()
+            ws.close()
+            count[0] += 1
+    for i in range(loops):
+        gevent.spawn(loop, i)
+    gevent.sleep(warm)
+    start, c0, cpu0 = time.perf_counter(), count[0], time.process_time()
+    gevent.sleep(window)
+    took = time.perf_counter() - start
+    cpu = (time.process_time() - cpu0) / took
+    print(json.dumps({"handshakes": count[0] - c0, "seconds": took, "cpu": cpu}))
+    """
+)
+
+
+def measure_process(args: list[str], warm: float, window: float, timeout: float):
+    """Run a locust command pinned to the generator core; CPU share over the window."""
+    env = {**os.environ, "JWT_SECRET_KEY": SECRET}
+    proc = subprocess.Popen(
+        args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    pin(proc.pid, GENERATOR_CPU)
+    time.sleep(warm)
+    c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    time.sleep(window)
+    cpu = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
+    proc.wait(timeout=timeout)
+    return cpu
+
+
+def locust(locustfile: str, host: str, users: int, seconds: float, results: Path, *extra: str):
+    return [
+        PY, "-m", "locust", "-f", f"locustfiles/{locustfile}", "--headless",
+        "-u", str(users), "-r", str(users), "-t", f"{int(seconds)}s", "--host", host,
+        "--probe-users", "0", "--results", str(results), "--loglevel", "ERROR",
+        "--only-summary", *extra,
+    ]  # fmt: skip
+
+
+def rate(samples, name: str, start: float, end: float) -> float:
+    rows = samples.loc[(samples["name"] == name) & samples["ok"]]
+    rows = rows.loc[(rows["ts"] >= start) & (rows["ts"] < end)]
+    return len(rows) / (end - start)
+
+
+def phase_turns(args, table: list[str]) -> None:
+    t = target(*FAST_TURN)
+    try:
+        raw, _ = run_raw(RAW_TURNS, t.url, args.sessions, args)
+        raw_rate = raw["turns"] / raw["seconds"]
+        with tempfile.TemporaryDirectory() as tmp:
+            results = Path(tmp) / "run"
+            cmd = locust("ws_auth.py", t.url, args.sessions, args.warm + args.window + 1, results,
+                         "--think-time", "0", "--heartbeat-interval", "0")  # fmt: skip
+            cpu = measure_process(cmd, args.warm + 1.5, args.window - 1, timeout=120)
+            samples = load_samples(results)
+        first = samples["ts"].min()
+        full_rate = rate(
+            samples, "turn:e2e", first + args.warm, first + args.warm + args.window - 1
+        )
+    finally:
+        t.stop()
+    table.append(
+        f"| turns/s, raw websocket-client + gevent loop | {raw_rate:,.0f} | {raw['cpu']:.0%} |"
+    )
+    table.append(
+        f"| turns/s, full ChatUser path (Locust, tracker, recorder) "
+        f"| {full_rate:,.0f} | {cpu:.0%} |"
+    )
+    table.append(f"| ratio full / raw | {full_rate / raw_rate:.2f} | |")
+
+
+def run_raw(code: str, url: str, n: int, args) -> tuple[dict, float]:
+    """Run a raw websocket-client loop pinned to the generator core; its JSON result."""
+    proc = subprocess.Popen(
+        [PY, "-c", code, url, str(n), str(args.warm), str(args.window), SECRET],
+        stdout=subprocess.PIPE,
+        cwd=REPO,
+        text=True,
+    )
+    pin(proc.pid, GENERATOR_CPU)
+    out, _ = proc.communicate(timeout=args.warm + args.window + 60)
+    result = json.loads(out.strip().splitlines()[-1])
+    return result, result["cpu"]
+
+
+def phase_sessions(args, table: list[str]) -> None:
+    t = target()
+    try:
+        raw, _ = run_raw(RAW_HANDSHAKES, t.url, 50, args)
+        raw_rate = raw["handshakes"] / raw["seconds"]
+        with tempfile.TemporaryDirectory() as tmp:
+            results = Path(tmp) / "run"
+            cmd = locust("handshakes.py", t.url, 50, args.warm + args.window + 1, results)
+            cpu = measure_process(cmd, args.warm + 1.5, args.window - 1, timeout=120)
+            samples = load_samples(results)
+        first = samples["ts"].min()
+        full_rate = rate(samples, "auth", first + args.warm, first + args.warm + args.window - 1)
+    finally:
+        t.stop()
+    table.append(
+        f"| sessions/s, raw websocket-client handshake loop | {raw_rate:,.0f} | {raw['cpu']:.0%} |"
+    )
+    table.append(f"| sessions/s, HandshakeUser (fresh token each) | {full_rate:,.0f} | {cpu:.0%} |")
+    table.append(f"| ratio HandshakeUser / raw | {full_rate / raw_rate:.2f} | |")
+
+
+MEMORY = textwrap.dedent(
+    """
+    from gevent import monkey; monkey.patch_all()
+    import gc, json, resource, sys, gevent, psutil
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    from wsload.carrier import place
+    from wsload.client import ClientOptions, connect
+    from wsload.profile import load_profile
+    from wsload.tokens import TokenMinter
+    url, n = sys.argv[1], int(sys.argv[2])
+    profile = load_profile()
+    minter = TokenMinter(profile.token, secret=sys.argv[3])
+    opts = ClientOptions(connect_timeout_s=30, handshake_timeout_s=30, ack_timeout_s=30)
+    sessions = []
+    def open_one(i):
+        sub = f"idle-{i}"
+        sessions.append(connect(url, profile, place(profile.auth, url, minter.mint(sub)),
+                                expected_subject=sub, options=opts))
+    # warm every code path, then measure
+    open_one(-1)
+    gc.collect()
+    before = psutil.Process().memory_info().rss
+    pool = [gevent.spawn(open_one, i) for i in range(n)]
+    gevent.joinall(pool, timeout=120)
+    gc.collect()
+    after = psutil.Process().memory_info().rss
+    held = len(sessions) - 1
+    print(json.dumps({"sessions": held, "kb_each": (after - before) / 1024 / max(1, held)}))
+    """
+)
+
+
+def phase_memory(args, table: list[str]) -> None:
+    raise_fd_limit()
+    t = target("--max-message-bytes", "8192")
+    try:
+        for n in args.memory_sizes:
+            proc = subprocess.run(
+                [PY, "-c", MEMORY, t.url, str(n), SECRET],
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=300,
+            )
+            try:
+                result = json.loads(proc.stdout.strip().splitlines()[-1])
+            except (IndexError, ValueError):
+                table.append(
+                    f"| memory at {n:,} idle sessions | failed: {proc.stderr[-200:]!r} | |"
+                )
+                continue
+            table.append(
+                f"| KB per idle authenticated session at {result['sessions']:,} held "
+                f"| {result['kb_each']:.1f} | |"
+            )
+    finally:
+        t.stop()
+
+
+def phase_truth(args, table: list[str], full_rate: float | None) -> None:
+    """Median TTFE error at about 20/60/95% generator CPU (think time sets the rate)."""
+    ttfe_ms = 50.0
+    t = target("--ttfe", str(ttfe_ms / 1000), "--gap", "0.005", "--thinking-steps", "1")
+    capacity = full_rate or 2000.0
+    try:
+        for share in (0.2, 0.6, 0.95):
+            users = 200
+            turn_s = ttfe_ms / 1000 + 0.025
+            think = max(0.0, users / (share * capacity) - turn_s)
+            with tempfile.TemporaryDirectory() as tmp:
+                results = Path(tmp) / "run"
+                cmd = locust(
+                    "ws_auth.py", t.url, users, args.warm + args.window + 1, results,
+                    "--think-time", f"exp:{think:.4f}", "--heartbeat-interval", "0",
+                )  # fmt: skip
+                cpu = measure_process(cmd, args.warm + 1.5, args.window - 1, timeout=120)
+                samples = load_samples(results)
+            first = samples["ts"].min()
+            window = samples.loc[samples["ts"] >= first + args.warm]
+            ttfe = window.loc[(window["name"] == "turn:ttfe") & window["ok"], "ms"]
+            lag = window.loc[window["name"] == "health:lag", "ms"]
+            error = statistics.median(ttfe) - ttfe_ms if len(ttfe) else float("nan")
+            table.append(
+                f"| median TTFE error at {cpu:.0%} generator CPU (aimed {share:.0%}) "
+                f"| {error:+.2f} ms | loop lag p50 {lag.median():.1f} ms, {len(ttfe):,} turns |"
+            )
+    finally:
+        t.stop()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--only", default="turns,sessions,memory,truth")
+    parser.add_argument("--window", type=float, default=10.0, help="measured seconds per phase")
+    parser.add_argument("--warm", type=float, default=3.0, help="warm-up seconds per phase")
+    parser.add_argument("--sessions", type=int, default=200, help="concurrent chat sessions")
+    parser.add_argument("--memory-sizes", type=lambda s: [int(x) for x in s.split(",")],
+                        default=[1000, 5000, 10000])  # fmt: skip
+    args = parser.parse_args()
+    phases = args.only.split(",")
+    table = ["| figure (one generator core) | value | generator CPU / note |", "|---|---|---|"]
+    full_rate = None
+    if "turns" in phases:
+        phase_turns(args, table)
+        full_rate = float(table[-2].split("|")[2].replace(",", ""))
+    if "sessions" in phases:
+        phase_sessions(args, table)
+    if "memory" in phases:
+        phase_memory(args, table)
+    if "truth" in phases:
+        phase_truth(args, table, full_rate)
+    print("\n".join(table))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
