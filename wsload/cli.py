@@ -115,6 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("run_dir", help="a run folder, e.g. results/<run-id>")
     summary.set_defaults(func=_cmd_summary)
 
+    from wsload.gate_cli import add_arguments as add_gate_arguments
+    from wsload.gate_cli import run as run_gate
+
+    gate = sub.add_parser("gate", help="CI gate: thresholds over a finished run folder")
+    add_gate_arguments(gate)
+    gate.set_defaults(func=run_gate)
+
     profile = sub.add_parser("profile", help="validate a protocol profile")
     profile.add_argument("action", choices=["check"])
     profile.add_argument("profile", help="a profile name in profiles/ or a TOML path")
