@@ -31,6 +31,7 @@ from locust.runners import MasterRunner, WorkerRunner
 
 from wsload.client import ClientOptions, preflight
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
+from wsload.gate import AbortWatch, gate_run_folder
 from wsload.live import LiveStats
 from wsload.options import OPTION_SPECS, RunOptions, from_namespace, http_base, websocket_url
 from wsload.probes import ProbeTokens
@@ -344,6 +345,10 @@ class _State:
     health: gevent.Greenlet | None = None
     run_started: float | None = None
     runs: int = 0
+    environment: Environment | None = None
+    gate: Any = None  # GateConfig of the current run
+    watch: AbortWatch | None = None
+    abort: str | None = None
     row_listeners: list[Callable[[Sequence[tuple[Any, ...]]], None]] = []
     live: LiveStats | None = None  # the web UI tabs' numbers
 
@@ -378,14 +383,18 @@ def runtime_for(environment: Environment) -> Runtime:
 def _add_options(parser: Any, **_: Any) -> None:
     for spec in OPTION_SPECS:
         kwargs: dict[str, Any] = {
-            "type": spec.type,
             "default": spec.default,
             "env_var": spec.env,
             "help": f"{spec.help} [env {spec.env}]",
             # Locust writes a UI argument's value into the page source even when it masks
             # the input, so secrets stay off the web UI: they come from env or locust.conf.
-            "include_in_web_ui": not spec.secret,
+            # Repeatable options stay off too: the UI edits one value per option.
+            "include_in_web_ui": not spec.secret and spec.action != "append",
         }
+        if spec.action:
+            kwargs["action"] = spec.action
+        else:
+            kwargs["type"] = spec.type
         if spec.choices:
             kwargs["choices"] = spec.choices
         parser.add_argument(spec.flag, **kwargs)
@@ -393,6 +402,9 @@ def _add_options(parser: Any, **_: Any) -> None:
 
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
+    _state.environment = environment
+    if _watch_rows not in _state.row_listeners:
+        _state.row_listeners.append(_watch_rows)
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(ROWS_MESSAGE, _on_rows_from_worker)
@@ -473,6 +485,10 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
             _fail_config(error)
             return
         _state.runs += 1
+        _state.gate = options.gate
+        _state.abort = None
+        watch = AbortWatch(options.gate.effective(), warmup_s=options.gate.warmup_s)
+        _state.watch = watch if watch.active else None
         if _state.live is not None:
             _state.live.reset()
         _state.recorder = Recorder(folder, run_id)
@@ -546,6 +562,25 @@ def _on_rows_from_worker(msg: Any, **_: Any) -> None:
             listener(msg.data)
 
 
+def _watch_rows(rows: Sequence[Sequence[Any]]) -> None:
+    """Feed the abort watch; stop the run the moment an abort threshold breaks."""
+    watch = _state.watch
+    if watch is None or not watch.active:
+        return
+    for row in rows:
+        if row[6] == "health":
+            continue
+        ok = bool(int(row[9]))
+        reason = watch.observe(row[7], ok, row[10] or None, float(row[8]), float(row[1]))
+        if reason is not None:
+            _state.abort = reason.message
+            print(f"wsload: aborting the run: {reason.message}", file=sys.stderr, flush=True)
+            runner = _state.environment.runner if _state.environment else None
+            if runner is not None:
+                gevent.spawn(runner.quit)
+            return
+
+
 def add_row_listener(listener: Callable[[Sequence[tuple[Any, ...]]], None]) -> None:
     """Also hand every row recorded on this process (standalone or master) to ``listener``.
 
@@ -605,7 +640,25 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
         recorder.close()  # only now: a master still receives workers' last rows until here
         _write_meta(environment, from_namespace(environment.parsed_options), stopped=time.time())
         _print_summary(recorder)
+        _run_gate(environment, recorder)
     _stop_target()
+
+
+def _run_gate(environment: Environment, recorder: Recorder) -> None:
+    """The gate over the finished run folder; it sets the exit code (see README)."""
+    if _state.gate is None:
+        return
+    result = gate_run_folder(recorder.folder, _state.gate, aborted=_state.abort)
+    runner = environment.runner
+    options = environment.parsed_options
+    on_error = getattr(options, "exit_code_on_error", 1)
+    crashed = bool(runner is not None and runner.exceptions)
+    locust_code = on_error if runner is not None and (runner.errors or crashed) else 0
+    user_gate = bool(getattr(options, "threshold", None) or getattr(options, "thresholds", None))
+    code = result.exit_code if user_gate else max(locust_code, result.exit_code)
+    if crashed:
+        code = max(code, on_error)
+    environment.process_exit_code = code
 
 
 def _print_summary(recorder: Recorder, out: Callable[[str], None] = print) -> None:

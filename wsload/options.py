@@ -14,6 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from wsload.corpus import Corpus, load_corpus
 from wsload.errors import ConfigError
+from wsload.gate import GateConfig, build_config
 from wsload.pacing import Backoff, ThinkTime, parse_think_time
 from wsload.profile import CARRIERS, Profile, load_profile
 from wsload.tokens import Credential, load_credentials
@@ -31,6 +32,7 @@ class OptionSpec:
     type: type = str
     secret: bool = False
     choices: tuple[str, ...] | None = None
+    action: str | None = None  # "append" (repeatable) or "store_true" (a switch)
 
     @property
     def dest(self) -> str:
@@ -199,6 +201,34 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         float,
     ),
     _spec(
+        "--threshold",
+        "WSLOAD_THRESHOLD",
+        "a gate threshold, repeatable, e.g. 'turn:e2e p95 < 5s' or 'auth.failure_rate < 1%%' "
+        "(add 'abort' to stop the run as soon as it cannot be met)",
+        action="append",
+    ),
+    _spec("--thresholds", "WSLOAD_THRESHOLDS", "TOML file of gate thresholds", ""),
+    _spec(
+        "--gate-warmup",
+        "WSLOAD_GATE_WARMUP",
+        "ignore samples this long after the first (e.g. 10s)",
+        "",
+    ),
+    _spec(
+        "--goodput-limit",
+        "WSLOAD_GOODPUT_LIMIT",
+        "per-stage limit a good turn must meet, repeatable, e.g. 'turn:ttfe=2s'",
+        action="append",
+    ),
+    _spec(
+        "--no-security-gate",
+        "WSLOAD_NO_SECURITY_GATE",
+        "do not fail the run on accepted auth probes or identity mismatches",
+        False,
+        bool,
+        action="store_true",
+    ),
+    _spec(
         "--results",
         "WSLOAD_RESULTS",
         "folder for this run's raw samples and run.json (default: results/<run-id>/)",
@@ -244,6 +274,8 @@ class RunOptions:
     storm_interval_s: float
     results: str
     target_args: tuple[str, ...]
+    gate: GateConfig
+    user_thresholds: bool  # the user gave thresholds: the gate decides the exit code
 
 
 def _check_number(name: str, value: float | None, *, allow_zero: bool) -> None:
@@ -263,7 +295,7 @@ def from_namespace(ns: Any) -> RunOptions:
 
     profile = load_profile(get("ws_profile", "default"))
     for spec in OPTION_SPECS:
-        if spec.type is float or spec.type is int:
+        if spec.type in (float, int) and spec.action is None:
             _check_number(spec.flag[2:], get(spec.dest), allow_zero=spec.dest in _ZERO_OK)
     try:
         target_args = tuple(shlex.split(get("target_args", "")))
@@ -321,6 +353,14 @@ def from_namespace(ns: Any) -> RunOptions:
         storm_interval_s=get("storm", 0.0),
         results=get("results", ""),
         target_args=target_args,
+        gate=build_config(
+            thresholds=tuple(get("threshold", ())),
+            file=get("thresholds"),
+            warmup=get("gate_warmup"),
+            security=False if get("no_security_gate") else None,
+            goodput_limits=tuple(get("goodput_limit", ())),
+        ),
+        user_thresholds=bool(get("threshold") or get("thresholds")),
     )
 
 
