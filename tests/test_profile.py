@@ -90,3 +90,18 @@ def test_templates_are_filled_inside_nested_json():
     assert message == {"a": ['q"', {"t": "t"}], "n": 1}
     assert get_field({"data": {"user_id": "u"}}, "data.user_id") == "u"
     assert get_field({"data": "x"}, "data.user_id") is None
+
+
+@pytest.mark.parametrize(
+    "content", ["plain", 'quo"te \\ back', "emoji \U0001f600 and \u2063", "{thread_id}"]
+)
+def test_the_pre_serialised_template_renders_what_fill_template_gives(content):
+    import json
+
+    from wsload.profile import JsonTemplate
+
+    template = load_profile().chat.message
+    rendered = JsonTemplate(template, ("content", "thread_id")).render(
+        content=content, thread_id="t-1"
+    )
+    assert json.loads(rendered) == fill_template(template, {"thread_id": "t-1", "content": content})

@@ -76,7 +76,13 @@ class ChatUser(User):
         self._close_session()
 
     @task
-    def step(self) -> None:
+    def chat(self) -> None:
+        """The whole life of the tab, as one long task (no Locust scheduling per turn)."""
+        while True:
+            self._step()
+            gevent.sleep(0)  # stay fair to the other users whatever the think time
+
+    def _step(self) -> None:
         if not self._ready():
             return
         self._refresh_if_due()
@@ -280,10 +286,7 @@ class ChatUser(User):
         rt = self.rt
         session = self.session
         turn_no = rt.new_turn()
-        message = fill_template(
-            rt.profile.chat.message, {"content": content, "thread_id": self.thread_id}
-        )
-        payload = json.dumps(message, separators=(",", ":"))
+        payload = rt.chat_payload(content, self.thread_id)
         started_wall = time.time()
         rt.inflight_turns += 1
         inflight = rt.inflight_turns

@@ -35,6 +35,7 @@ from wsload.gate import AbortWatch, gate_run_folder
 from wsload.live import LiveStats
 from wsload.options import OPTION_SPECS, RunOptions, from_namespace, http_base, websocket_url
 from wsload.probes import ProbeTokens
+from wsload.profile import JsonTemplate
 from wsload.recorder import (
     Recorder,
     new_run_id,
@@ -96,6 +97,7 @@ class Runtime:
         self._request_handlers = getattr(environment.events.request, "_handlers", (0, 0, 0))
         self._stats = environment.stats
         self._probe_tokens: ProbeTokens | None = None
+        self._chat_template = JsonTemplate(options.profile.chat.message, ("content", "thread_id"))
         events = options.profile.events
         heartbeat = options.profile.heartbeat
         self.known_events = frozenset(
@@ -104,6 +106,10 @@ class Runtime:
         )
         self.inflight_handshakes = 0  # in this process, for the inflight column
         self.inflight_turns = 0
+
+    def chat_payload(self, content: str, thread_id: str) -> str:
+        """The chat message as sent, from the profile's template."""
+        return self._chat_template.render(content=content, thread_id=thread_id)
 
     def probe_tokens(self) -> ProbeTokens:
         """The crafter of defective credentials, made once (it may generate a key)."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import json
 import tomllib
 import types
 import typing
@@ -356,3 +357,24 @@ def fill_template(template: Any, values: dict[str, str]) -> Any:
     if isinstance(template, list):
         return [fill_template(v, values) for v in template]
     return template
+
+
+class JsonTemplate:
+    """A JSON message template serialised once; ``render`` only splices escaped values in.
+
+    Equivalent to ``json.dumps(fill_template(template, values))`` for string placeholders,
+    at a fraction of the cost: it runs once per chat message of every user.
+    """
+
+    def __init__(self, template: Any, names: tuple[str, ...]) -> None:
+        marks = {name: f"\u2063{i}\u2063wsload" for i, name in enumerate(names)}
+        self._text = json.dumps(
+            fill_template(template, marks), separators=(",", ":"), ensure_ascii=False
+        )
+        self._marks = marks
+
+    def render(self, **values: str) -> str:
+        text = self._text
+        for name, mark in self._marks.items():
+            text = text.replace(mark, json.dumps(values[name], ensure_ascii=False)[1:-1])
+        return text
