@@ -133,3 +133,14 @@ def test_the_watch_trips_exactly_when_the_final_gate_fails_the_threshold(rows, t
     frame["ok"] = frame["ok"].astype(bool)
     (row,) = evaluate(frame, GateConfig((threshold,), warmup_s=warmup_s, security=False)).rows
     assert tripped == (row.verdict == FAIL), (row, rows)
+
+
+def test_the_security_defaults_need_only_failed_rows_unless_there_is_a_warm_up():
+    from wsload.gate import build_config
+    from wsload.gate_abort import AbortWatch
+
+    config = build_config()
+    assert AbortWatch(config.effective()).failures_only
+    assert not AbortWatch(config.effective(), warmup_s=5).failures_only
+    slow = build_config(thresholds=["turn:e2e max < 5s abort"])
+    assert not AbortWatch(slow.effective()).failures_only

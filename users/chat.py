@@ -25,7 +25,7 @@ from wsload import taxonomy
 from wsload.client import ConnectError, Session, connect
 from wsload.locust_glue import Runtime, runtime_for
 from wsload.profile import fill_template
-from wsload.tracker import TurnResult, TurnTracker
+from wsload.tracker import TurnTracker
 
 _perf = time.perf_counter
 
@@ -316,31 +316,15 @@ class ChatUser(User):
         finally:
             rt.inflight_turns -= 1
             self._turn = None
-        self._report_turn(tracker.result(), started_wall, turn_no, inflight, len(payload))
-
-    def _report_turn(
-        self, result: TurnResult, started_wall: float, turn_no: int, inflight: int, sent: int
-    ) -> None:
-        common = dict(started_at=started_wall, turn=turn_no)
-        if result.ttfe_ms is not None:
-            self._sample("event", "turn:ttfe", result.ttfe_ms, **common)
-        for name, ms in result.first_ms.items():
-            self._sample("event", f"turn:{name}", ms, **common)
-        for gap in result.gaps_ms:
-            self._sample("gap", "turn:gap", gap, **common)
-        for span, ms in result.spans_ms:
-            self._sample("span", f"turn:{span}", ms, **common)
-        self._sample(
-            "turn",
-            "turn:e2e",
-            result.e2e_ms if result.ok and result.e2e_ms is not None else result.elapsed_ms,
-            ok=result.ok,
-            failure=result.failure,
-            detail="; ".join(d for _, d in result.failures)[:300],
-            events_count=result.events,
-            inflight=inflight,
-            length=sent,
-            **common,
+        rt.record_turn(
+            tracker.result(),
+            started_wall,
+            turn_no,
+            inflight,
+            len(payload),
+            self.index,
+            self.subject,
+            self.session_id,
         )
 
     # receiving -------------------------------------------------------------------------

@@ -92,6 +92,16 @@ class AbortWatch:
         self._held: list[tuple[float, str, bool, str | None, float]] = []
 
     @property
+    def failures_only(self) -> bool:
+        """Whether only failed rows can matter (no warm-up, every watch counts failures).
+
+        Then a caller may skip successful rows, which are nearly all of them.
+        """
+        return self.warmup_s <= 0 and all(
+            w.mode == "count" and (w.failure is not None or w.failed_only) for w in self._watches
+        )
+
+    @property
     def active(self) -> bool:
         """Whether observing still matters (abort thresholds given, none tripped yet)."""
         return bool(self._watches) and self.tripped is None
