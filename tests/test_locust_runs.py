@@ -114,6 +114,16 @@ def test_the_same_locustfile_loads_another_backend_through_options_only(tmp_path
         (["--think-time", "gauss:1"], {}, "--think-time 'gauss:1' is not"),
         (["--token-source", "login"], {}, "--token-source login needs --credentials"),
         (["--corpus", "tests/data/absent.txt"], {}, "cannot read the --corpus file"),
+        (
+            ["--ws-profile", "tests/data/rs256.toml", "--jwt-private-key", "/nonexistent.pem"],
+            {},
+            "cannot read the JWT private key file /nonexistent.pem",
+        ),
+        (["--token-source", "login", "--credentials", "README.md"], {}, "credentials file"),
+        (["--thresholds", "README.md"], {}, "README.md"),
+        (["--goodput-limit", "turn:gap=fast"], {}, "goodput"),
+        (["--reconnect-base", "20", "--reconnect-max", "5"], {}, "--reconnect-base"),
+        (["--host", "ws://127.0.0.1:70000"], {"JWT_SECRET_KEY": "x" * 40}, "invalid port"),
     ],
     ids=[
         "unreachable",
@@ -125,6 +135,12 @@ def test_the_same_locustfile_loads_another_backend_through_options_only(tmp_path
         "bad-think-time",
         "login-without-credentials",
         "missing-corpus",
+        "unreadable-key",
+        "bad-credentials",
+        "bad-thresholds-file",
+        "bad-goodput-limit",
+        "backoff-base-above-max",
+        "bad-port",
     ],
 )
 def test_bad_input_stops_before_any_load_with_one_message(tmp_path, args, env, message):
@@ -135,3 +151,20 @@ def test_bad_input_stops_before_any_load_with_one_message(tmp_path, args, env, m
     assert message in run.stderr
     assert "Traceback" not in run.stderr + run.stdout
     assert not (tmp_path / "r" / "samples.csv").exists()
+
+
+def test_a_results_folder_that_is_a_file_is_refused(tmp_path):
+    blocker = tmp_path / "taken"
+    blocker.write_text("not a folder")
+    run = locust("-u", "1", "-t", "3s", "--results", str(blocker), timeout=30)
+    assert run.returncode == 2 and "is a file, not a folder" in run.stderr
+    assert blocker.read_text() == "not a folder"
+
+
+def test_an_earlier_run_in_the_results_folder_is_never_overwritten(tmp_path):
+    first = locust("-u", "2", "-r", "2", "-t", "2s", "--results", str(tmp_path / "run"))
+    assert first.returncode == 0, first.stderr[-2000:]
+    before = (tmp_path / "run" / "samples.csv").read_bytes()
+    again = locust("-u", "1", "-t", "3s", "--results", str(tmp_path / "run"), timeout=30)
+    assert again.returncode == 2 and "already holds a run" in again.stderr
+    assert (tmp_path / "run" / "samples.csv").read_bytes() == before
