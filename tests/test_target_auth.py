@@ -252,3 +252,38 @@ def test_off_mode_trusts_the_unverified_subject() -> None:
     assert auth.authenticate(Credentials()).user_id == "anonymous"
     foreign_ticket = Tickets(b"x" * 32).issue("dave")
     assert auth.authenticate(Credentials("ticket", foreign_ticket)).user_id == "dave"
+
+
+# session expiry and in-band refresh ------------------------------------------------------
+def test_verified_sessions_carry_the_token_expiry_and_tickets_carry_their_tokens() -> None:
+    auth = authenticator("enforce")
+    exp = int(time.time()) + 100
+    token = MINTER.mint("alice", overrides={"exp": exp})
+    assert auth.authenticate(Credentials("header", token)).expires_at == exp
+    ticket = auth.tickets.issue("alice", token_exp=exp)
+    assert auth.authenticate(Credentials("ticket", ticket)).expires_at == exp
+    assert auth.authenticate(Credentials("ticket", auth.tickets.issue("bob"))).expires_at is None
+    assert authenticator("demo").authenticate(Credentials("header", token)).expires_at is None
+    relaxed = authenticator("relaxed")
+    assert relaxed.authenticate(Credentials("header", token)).expires_at == exp
+    assert relaxed.authenticate(Credentials("header", "x.y.z")).expires_at is None
+
+
+def test_refresh_in_enforce_needs_a_valid_token_of_the_same_subject() -> None:
+    auth = authenticator("enforce")
+    exp = int(time.time()) + 500
+    assert auth.refresh("alice", MINTER.mint("alice", overrides={"exp": exp})) == (exp, None)
+    assert auth.refresh("alice", MINTER.mint("bob"))[1] == (
+        "token subject differs from the session's user"
+    )
+    assert auth.refresh("alice", "x.y.z") == (None, "malformed token")
+    assert auth.refresh("alice", None) == (None, "no token provided")
+    refresh_token = MINTER.mint("alice", overrides={"token_type": "refresh", "type": "refresh"})
+    assert auth.refresh("alice", refresh_token)[1] == "not an access token"
+
+
+@pytest.mark.parametrize("mode", ["demo", "off", "relaxed"])
+def test_refresh_in_permissive_modes_accepts_anything(mode: str) -> None:
+    auth = authenticator(mode)
+    assert auth.refresh("someone", "x.y.z") == (None, None)
+    assert auth.refresh("someone", MINTER.mint("other")) == (None, None)

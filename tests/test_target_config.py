@@ -77,6 +77,36 @@ def test_options_override_the_profile() -> None:
     assert (config.audience, config.gap_s, config.tools) == ("other", 0.5, 3)
 
 
+def test_fault_knobs_are_off_by_default_and_limits_follow_the_profile() -> None:
+    config = config_from_args(build_parser().parse_args([])).validate()
+    assert config.connections_per_user == load_profile().limits.connections_per_user == 10
+    assert config.messages_per_minute == 0 and config.max_connections == 0
+    assert not config.close_on_expiry and not config.limit_close
+    fractions = ("leak_fraction", "drop_mid_turn", "skip_events", "reorder_events")
+    fractions += ("duplicate_events", "error_events", "hostile")
+    assert all(getattr(config, name) == 0 for name in fractions)
+    assert config.capacity == 0 and config.slow_handshake_s == config.half_open_after_s == 0
+
+
+def test_fault_options_map_to_the_config() -> None:
+    argv = "--close-on-expiry --leak-fraction 0.01 --capacity 20 --overload-delay 0.1 "
+    argv += "--drop-mid-turn 0.1 --skip-events 0.2 --reorder-events 0.3 --duplicate-events 0.4 "
+    argv += "--error-events 0.5 --hostile 0.6 --hostile-kinds binary,json_array "
+    argv += "--slow-handshake 2 --slow-handshake-fraction 0.5 --half-open-after 3 "
+    argv += "--half-open-fraction 0.25 --max-connections 100 --limit-close "
+    argv += "--connections-per-user 2 --messages-per-minute 30"
+    config = config_from_args(build_parser().parse_args(argv.split())).validate()
+    assert config.close_on_expiry and config.limit_close
+    assert (config.leak_fraction, config.capacity, config.overload_delay_s) == (0.01, 20, 0.1)
+    assert (config.drop_mid_turn, config.skip_events, config.reorder_events) == (0.1, 0.2, 0.3)
+    assert (config.duplicate_events, config.error_events, config.hostile) == (0.4, 0.5, 0.6)
+    assert config.hostile_kinds == ("binary", "json_array")
+    assert (config.slow_handshake_s, config.slow_handshake_fraction) == (2.0, 0.5)
+    assert (config.half_open_after_s, config.half_open_fraction) == (3.0, 0.25)
+    assert (config.max_connections, config.connections_per_user) == (100, 2)
+    assert config.messages_per_minute == 30
+
+
 @pytest.mark.parametrize(
     ("field", "value", "option"),
     [
@@ -86,6 +116,16 @@ def test_options_override_the_profile() -> None:
         ("auth_mode", "lenient", "--auth-mode"),
         ("reject_at_upgrade", 500, "--reject-at-upgrade"),
         ("ticket_ttl_s", 0.0, "--ticket-ttl"),
+        ("leak_fraction", 1.5, "--leak-fraction"),
+        ("drop_mid_turn", -0.1, "--drop-mid-turn"),
+        ("hostile", 2.0, "--hostile"),
+        ("hostile_kinds", ("binary", "teapot"), "--hostile-kinds"),
+        ("capacity", 10, "--capacity"),  # without --overload-delay
+        ("overload_delay_s", 0.1, "--overload-delay"),  # without --capacity
+        ("limit_close", True, "--limit-close"),  # without --max-connections
+        ("connections_per_user", -1, "--connections-per-user"),
+        ("slow_handshake_s", -1.0, "--slow-handshake"),
+        ("half_open_fraction", 1.1, "--half-open-fraction"),
     ],
 )
 def test_bad_values_name_the_option(field: str, value: object, option: str) -> None:

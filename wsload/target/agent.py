@@ -115,3 +115,60 @@ def correlation(user_id: str, thread_id: str, run_id: str) -> str:
 def render(event: EncodedEvent, timestamp: float, ids: str) -> str:
     """The frame text of one event: flat, with type, timestamp, ids and data."""
     return f'{event.head},"timestamp":{timestamp!r}{ids}{event.tail}'
+
+
+# injected faults ---------------------------------------------------------------------------
+ERROR_MESSAGE = "injected fault: the agent failed"
+HOSTILE_KINDS = (
+    "malformed_json",
+    "binary",
+    "json_array",
+    "unknown_type",
+    "missing_type",
+    "heartbeat_burst",
+)
+HEARTBEAT_BURST = 1000
+UNKNOWN_EVENT_TYPE = "wsload_unknown_event"
+
+
+def error_event(offset: float, seq: int) -> EncodedEvent:
+    """The ``agent_error`` that ends a failed turn in place of ``agent_completed``."""
+    data = {"agent_name": AGENT_NAME, "error": ERROR_MESSAGE, "error_type": "InjectedFault"}
+    data["seq"] = seq
+    return EncodedEvent(
+        offset,
+        '{"type":"agent_error"',
+        ',"error_message":' + _dumps(ERROR_MESSAGE) + ',"data":' + _dumps(data) + "}",
+    )
+
+
+def swapped(first: EncodedEvent, second: EncodedEvent) -> tuple[EncodedEvent, EncodedEvent]:
+    """Two adjacent events with their contents exchanged and their send times kept."""
+    return (
+        EncodedEvent(first.offset, second.head, second.tail),
+        EncodedEvent(second.offset, first.head, first.tail),
+    )
+
+
+def hostile_frames(kind: str, timestamp: float, ids: str) -> list[str | bytes]:
+    """The frames of one hostile injection (text frames as ``str``, binary as ``bytes``).
+
+    ``malformed_json`` is a truncated event; ``binary`` a binary frame that is not UTF-8;
+    ``json_array`` a JSON array holding an event; ``unknown_type`` an event of a type no
+    profile knows; ``missing_type`` an event without its type field; ``heartbeat_burst``
+    ``HEARTBEAT_BURST`` tiny heartbeat events at once.
+    """
+    ts = f'"timestamp":{timestamp!r}'
+    if kind == "malformed_json":
+        return ['{"type":"agent_thinking",' + ts + ids + ',"data":{"thought":"unterminated']
+    if kind == "binary":
+        return [b"\x00\xffwsload-binary-frame\xfe\x80"]
+    if kind == "json_array":
+        return ['[{"type":"agent_thinking",' + ts + ids + ',"data":{"thought":"in an array"}}]']
+    if kind == "unknown_type":
+        return ['{"type":"' + UNKNOWN_EVENT_TYPE + '",' + ts + ids + ',"data":{}}']
+    if kind == "missing_type":
+        return ["{" + ts + ids + ',"data":{"thought":"no type field"}}']
+    if kind == "heartbeat_burst":
+        return [f'{{"type":"heartbeat","seq":{i}}}' for i in range(HEARTBEAT_BURST)]
+    raise ValueError(f"unknown hostile kind {kind!r}")

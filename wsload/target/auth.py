@@ -261,6 +261,8 @@ class Tickets:
     A ticket is ``payload.mac`` signed with a key all workers share, so any worker can
     redeem it; single use is enforced per process (a ticket replayed on another worker
     within its short lifetime gets through, which the real backend's store would stop).
+    A ticket also carries the expiry of the access token it was issued for (``tex``), so a
+    session opened with a ticket expires with that token, not with the ticket.
     """
 
     def __init__(self, key: bytes, ttl_s: float = 30.0) -> None:
@@ -271,10 +273,21 @@ class Tickets:
         self._used: dict[str, float] = {}
         self._prune_at = 1024
 
-    def issue(self, subject: str, *, now: float | None = None) -> str:
-        """A fresh ticket for ``subject`` valid ``ttl_s`` seconds from ``now``."""
+    def issue(
+        self, subject: str, *, now: float | None = None, token_exp: float | None = None
+    ) -> str:
+        """A fresh ticket for ``subject`` valid ``ttl_s`` seconds from ``now``.
+
+        ``token_exp`` is the expiry of the access token the ticket stands for.
+        """
         issued = time.time() if now is None else now
-        body = {"sub": subject, "exp": round(issued + self.ttl_s, 3), "jti": uuid.uuid4().hex}
+        body: dict[str, Any] = {
+            "sub": subject,
+            "exp": round(issued + self.ttl_s, 3),
+            "jti": uuid.uuid4().hex,
+        }
+        if token_exp is not None:
+            body["tex"] = token_exp
         payload = _b64(json.dumps(body, separators=(",", ":")).encode())
         return f"{payload}.{self._mac(payload)}"
 
@@ -288,6 +301,10 @@ class Tickets:
 
     def redeem(self, ticket: str, *, now: float | None = None) -> str:
         """The subject of a valid, unexpired, unused ticket; marks it used; else ``AuthError``."""
+        return self.redeem_claims(ticket, now=now)[0]
+
+    def redeem_claims(self, ticket: str, *, now: float | None = None) -> tuple[str, float | None]:
+        """Like ``redeem``: the subject and the expiry of the token the ticket stands for."""
         now = time.time() if now is None else now
         payload, _, mac = ticket.partition(".")
         if not mac or not hmac.compare_digest(mac, self._mac(payload)):
@@ -295,6 +312,8 @@ class Tickets:
         try:
             body = json.loads(_unb64(payload))
             sub, exp, jti = body["sub"], float(body["exp"]), str(body["jti"])
+            tex = body.get("tex")
+            token_exp = None if tex is None else float(tex)
         except (ValueError, KeyError, TypeError, binascii.Error):
             raise AuthError("invalid ticket") from None
         if exp <= now:
@@ -305,7 +324,7 @@ class Tickets:
         if len(self._used) >= self._prune_at:
             self._used = {j: e for j, e in self._used.items() if e > now}
             self._prune_at = max(1024, 2 * len(self._used))
-        return sub
+        return sub, token_exp
 
     def _mac(self, payload: str) -> str:
         return _b64(hmac.new(self._key, payload.encode("ascii"), hashlib.sha256).digest()[:18])
@@ -314,13 +333,18 @@ class Tickets:
 # the decision ----------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class AuthOutcome:
-    """Accepted as ``user_id``, or rejected for ``reason``; ``verified`` when really checked."""
+    """Accepted as ``user_id``, or rejected for ``reason``; ``verified`` when really checked.
+
+    ``expires_at`` is the verified token's ``exp`` (epoch seconds), None when nothing was
+    verified: only verified sessions can expire.
+    """
 
     accepted: bool
     user_id: str | None = None
     reason: str = ""
     verified: bool = False
     carrier: str | None = None
+    expires_at: float | None = None
 
 
 class Authenticator:
@@ -356,21 +380,45 @@ class Authenticator:
         if self.mode == "off":
             return AuthOutcome(True, self._unverified(creds) or "anonymous", carrier=carrier)
         try:
-            user = self.verify(creds)
+            user, expires_at = self.verify_expiry(creds)
         except AuthError as exc:
             if self.mode == "relaxed":
                 self._relaxed += 1
                 return AuthOutcome(True, f"relaxed_{self._relaxed:04d}", exc.reason, False, carrier)
             return AuthOutcome(False, None, exc.reason, False, carrier)
-        return AuthOutcome(True, user, "", True, carrier)
+        return AuthOutcome(True, user, "", True, carrier, expires_at)
 
     def verify(self, creds: Credentials) -> str:
         """The verified subject of the credentials, or ``AuthError``."""
+        return self.verify_expiry(creds)[0]
+
+    def verify_expiry(self, creds: Credentials) -> tuple[str, float | None]:
+        """The verified subject and token expiry of the credentials, or ``AuthError``."""
         if creds.token is None:
             raise AuthError("no token provided")
         if creds.is_ticket:
-            return self.tickets.redeem(creds.token, now=self._clock())
-        return self.validator.validate(creds.token)["sub"]
+            return self.tickets.redeem_claims(creds.token, now=self._clock())
+        claims = self.validator.validate(creds.token)
+        return claims["sub"], _expiry(claims)
+
+    def refresh(self, user_id: str, token: object) -> tuple[float | None, str | None]:
+        """An in-band refresh of a session acked as ``user_id``: ``(new expiry, error)``.
+
+        ``enforce`` needs a valid access token of the same subject, else the error reason.
+        The permissive modes accept whatever they are given, as they did at connect time:
+        ``relaxed`` keeps a valid same-subject token's expiry, anything else never expires.
+        """
+        if self.mode in ("demo", "off"):
+            return None, None
+        try:
+            if not isinstance(token, str) or not token:
+                raise AuthError("no token provided")
+            claims = self.validator.validate(token)
+            if claims["sub"] != user_id:
+                raise AuthError("token subject differs from the session's user")
+        except AuthError as exc:
+            return None, None if self.mode == "relaxed" else exc.reason
+        return _expiry(claims), None
 
     def _unverified(self, creds: Credentials) -> str | None:
         if creds.token is None:
@@ -382,3 +430,8 @@ class Authenticator:
         except jwt.PyJWTError:
             return None
         return sub if isinstance(sub, str) and sub else None
+
+
+def _expiry(claims: dict[str, Any]) -> float | None:
+    exp = claims.get("exp")
+    return float(exp) if isinstance(exp, int | float) else None

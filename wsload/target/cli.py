@@ -15,6 +15,7 @@ import sys
 
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.profile import ALGORITHMS, load_profile
+from wsload.target.agent import HOSTILE_KINDS
 from wsload.target.config import (
     AUTH_MODES,
     DEFAULT_HOST,
@@ -25,10 +26,17 @@ from wsload.target.config import (
 )
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
+EPILOG = (
+    "Every fault knob is off by default. GET /stats answers the counters of the process that "
+    "serves the request (with --workers N, one of them); GET /stats?all=1 sums all workers. "
+    "Everything injected is counted there. See docs/target.md."
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the target's options to ``parser`` (a subcommand parser or a standalone one)."""
+    if parser.epilog is None:
+        parser.epilog = EPILOG
     serving = parser.add_argument_group("serving")
     serving.add_argument("--host", default=DEFAULT_HOST, help="address to bind (%(default)s)")
     serving.add_argument(
@@ -155,7 +163,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="F",
         help="multiply each delay by uniform(1-F, 1+F) (%(default)s)",
     )
-    agent.add_argument("--seed", type=int, help="seed of the jitter (per worker: seed, index)")
+    agent.add_argument(
+        "--seed", type=int, help="seed of jitter and faults (per worker: seed, index)"
+    )
 
     limits = parser.add_argument_group("limits and liveness")
     limits.add_argument(
@@ -170,6 +180,151 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.0,
         metavar="S",
         help="send a heartbeat frame every S seconds, 0 never (%(default)s)",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=0,
+        metavar="N",
+        help="connections open or opening per process; past N the upgrade gets HTTP 503 "
+        "(default 0: unlimited)",
+    )
+    limits.add_argument(
+        "--limit-close",
+        action="store_true",
+        help="past --max-connections accept the upgrade, then close 1013 'Try again later'",
+    )
+    limits.add_argument(
+        "--connections-per-user",
+        type=int,
+        metavar="N",
+        help="open connections per user and process; one more gets an error frame "
+        "CONNECTION_LIMIT and close 1013 before the ack (0: unlimited; default: profile, 10)",
+    )
+    limits.add_argument(
+        "--messages-per-minute",
+        type=int,
+        default=0,
+        metavar="N",
+        help="client messages per connection in any 60 s; more get an error frame "
+        "RATE_LIMITED and are ignored (default 0: unlimited)",
+    )
+
+    session = parser.add_argument_group("session lifecycle")
+    session.add_argument(
+        "--close-on-expiry",
+        action="store_true",
+        help="close a session 1008 'Token expired' when its token's exp passes; an in-band "
+        "token_refresh message moves the expiry (token_refresh is always understood)",
+    )
+
+    isolation = parser.add_argument_group("isolation and capacity")
+    isolation.add_argument(
+        "--leak-fraction",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="also send each agent event, with probability F, to an open connection of "
+        "another user of the same process, ids unchanged (%(default)s)",
+    )
+    isolation.add_argument(
+        "--capacity",
+        type=int,
+        default=0,
+        metavar="N",
+        help="concurrent turns per process the agent handles at full speed; past N every "
+        "delay of every turn grows by S*(running-N)/N, S from --overload-delay (0: none)",
+    )
+    isolation.add_argument(
+        "--overload-delay",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="seconds added to each delay at twice --capacity concurrent turns",
+    )
+
+    faults = parser.add_argument_group(
+        "faults (fractions F in 0..1 drawn per turn or connection from --seed)"
+    )
+    faults.add_argument(
+        "--drop-mid-turn",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="abort the TCP connection (no close frame) after a non-terminal event",
+    )
+    faults.add_argument(
+        "--skip-events",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="leave one non-terminal event out of the turn",
+    )
+    faults.add_argument(
+        "--reorder-events",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="swap two adjacent non-terminal events of the turn",
+    )
+    faults.add_argument(
+        "--duplicate-events",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="send one non-terminal event twice, byte-identical",
+    )
+    faults.add_argument(
+        "--error-events",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="end the turn with agent_error (with error_message) instead of agent_completed",
+    )
+    faults.add_argument(
+        "--hostile",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="also send a hostile frame after a non-terminal event: the kinds of "
+        "--hostile-kinds in turn",
+    )
+    faults.add_argument(
+        "--hostile-kinds",
+        default=",".join(HOSTILE_KINDS),
+        metavar="LIST",
+        help="comma-separated: malformed_json (truncated JSON), binary (a non-UTF-8 binary "
+        "frame), json_array (an array, not an object), unknown_type, missing_type (no type "
+        "field), heartbeat_burst (1000 tiny heartbeat events) (default: all)",
+    )
+    faults.add_argument(
+        "--slow-handshake",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="wait S seconds before answering the upgrade (101 or a rejection)",
+    )
+    faults.add_argument(
+        "--slow-handshake-fraction",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="fraction of connections --slow-handshake applies to (%(default)s)",
+    )
+    faults.add_argument(
+        "--half-open-after",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="S seconds after the ack the session stops answering anything (no pong, no "
+        "events, no close) while TCP stays open: only a heartbeat finds out",
+    )
+    faults.add_argument(
+        "--half-open-fraction",
+        type=float,
+        default=1.0,
+        metavar="F",
+        help="fraction of connections --half-open-after applies to (%(default)s)",
     )
 
 
@@ -211,6 +366,29 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         seed=args.seed,
         max_message_bytes=args.max_message_bytes or profile.limits.max_message_bytes,
         heartbeat_s=args.heartbeat,
+        max_connections=args.max_connections,
+        limit_close=args.limit_close,
+        connections_per_user=(
+            profile.limits.connections_per_user
+            if args.connections_per_user is None
+            else args.connections_per_user
+        ),
+        messages_per_minute=args.messages_per_minute,
+        close_on_expiry=args.close_on_expiry,
+        leak_fraction=args.leak_fraction,
+        capacity=args.capacity,
+        overload_delay_s=args.overload_delay,
+        drop_mid_turn=args.drop_mid_turn,
+        skip_events=args.skip_events,
+        reorder_events=args.reorder_events,
+        duplicate_events=args.duplicate_events,
+        error_events=args.error_events,
+        hostile=args.hostile,
+        hostile_kinds=tuple(k.strip() for k in args.hostile_kinds.split(",") if k.strip()),
+        slow_handshake_s=args.slow_handshake,
+        slow_handshake_fraction=args.slow_handshake_fraction,
+        half_open_after_s=args.half_open_after,
+        half_open_fraction=args.half_open_fraction,
     )
 
 

@@ -2,8 +2,9 @@
 
 The command line builds a ``TargetConfig``; ``validate()`` and ``load_material()`` run in the
 parent process so that a bad option or an unreadable key stops the start with one clear
-``ConfigError`` (exit 2), never a traceback from inside a worker. Later fault knobs are added
-here as fields and read by the per-connection policy (``policy.py``).
+``ConfigError`` (exit 2), never a traceback from inside a worker. Fault knobs are fields here
+and are read only by the per-connection and per-turn policy (``policy.py``); every one of
+them is off by default, and off costs nothing per event.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 from wsload.errors import ConfigError
 from wsload.profile import ALGORITHMS, TokenSpec
+from wsload.target.agent import HOSTILE_KINDS
 from wsload.tokens import SECRET_ENV, load_credentials, load_signing_key, load_verifying_key
 
 DEFAULT_HOST = "127.0.0.1"
@@ -26,6 +28,7 @@ AUTH_MODES = ("enforce", "demo", "relaxed", "off")
 UPGRADE_REJECT_STATUSES = (401, 403)
 DEMO_USER = "demo-user-001"
 DEFAULT_LOGIN_PASSWORD = "wsload-demo"
+DEFAULT_CONNECTIONS_PER_USER = 10
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,31 @@ class TargetConfig:
     # limits and liveness
     max_message_bytes: int = 8192
     heartbeat_s: float = 0.0
+    max_connections: int = 0  # per process; 0: unlimited
+    limit_close: bool = False  # over max_connections: accept, close 1013 (else HTTP 503)
+    connections_per_user: int = DEFAULT_CONNECTIONS_PER_USER  # per process; 0: unlimited
+    messages_per_minute: int = 0  # per connection; 0: unlimited
+    # session lifecycle
+    close_on_expiry: bool = False
+    # isolation
+    leak_fraction: float = 0.0
+    # capacity: past `capacity` concurrent turns every delay grows (see policy.overload_s)
+    capacity: int = 0
+    overload_delay_s: float = 0.0
+    # faults: fractions of turns (or connections) drawn from the seeded generator
+    drop_mid_turn: float = 0.0
+    skip_events: float = 0.0
+    reorder_events: float = 0.0
+    duplicate_events: float = 0.0
+    error_events: float = 0.0
+    hostile: float = 0.0
+    hostile_kinds: tuple[str, ...] = HOSTILE_KINDS
+    slow_handshake_s: float = 0.0
+    slow_handshake_fraction: float = 1.0
+    half_open_after_s: float = 0.0
+    half_open_fraction: float = 1.0
+    # where the workers of one target share their counters (set by the parent, not an option)
+    stats_dir: str | None = None
 
     @classmethod
     def from_token_spec(cls, spec: TokenSpec, **overrides: Any) -> TargetConfig:
@@ -118,6 +146,9 @@ class TargetConfig:
             ("--gap", self.gap_s),
             ("--tool-duration", self.tool_duration_s or 0.0),
             ("--heartbeat", self.heartbeat_s),
+            ("--overload-delay", self.overload_delay_s),
+            ("--slow-handshake", self.slow_handshake_s),
+            ("--half-open-after", self.half_open_after_s),
         ):
             _check(value >= 0, option, f"must not be negative, got {value}", "give seconds >= 0")
         for option, value in (
@@ -133,7 +164,45 @@ class TargetConfig:
             "use 0..1000",
         )
         _check(0 <= self.tools <= 1000, "--tools", f"got {self.tools}", "use 0..1000")
-        _check(0 <= self.jitter <= 1, "--jitter", f"got {self.jitter}", "use a fraction in 0..1")
+        for option, value in (
+            ("--jitter", self.jitter),
+            ("--leak-fraction", self.leak_fraction),
+            ("--drop-mid-turn", self.drop_mid_turn),
+            ("--skip-events", self.skip_events),
+            ("--reorder-events", self.reorder_events),
+            ("--duplicate-events", self.duplicate_events),
+            ("--error-events", self.error_events),
+            ("--hostile", self.hostile),
+            ("--slow-handshake-fraction", self.slow_handshake_fraction),
+            ("--half-open-fraction", self.half_open_fraction),
+        ):
+            _check(0 <= value <= 1, option, f"got {value}", "use a fraction in 0..1")
+        for option, count in (
+            ("--max-connections", self.max_connections),
+            ("--connections-per-user", self.connections_per_user),
+            ("--messages-per-minute", self.messages_per_minute),
+            ("--capacity", self.capacity),
+        ):
+            _check(count >= 0, option, f"got {count}", "use 0 (off) or a positive count")
+        _check(
+            (self.capacity > 0) == (self.overload_delay_s > 0),
+            "--capacity" if self.overload_delay_s > 0 else "--overload-delay",
+            "--capacity N and --overload-delay S only work together",
+            "give both, e.g. --capacity 50 --overload-delay 0.05",
+        )
+        _check(
+            not self.limit_close or self.max_connections > 0,
+            "--limit-close",
+            "only changes how --max-connections rejects",
+            "add --max-connections N",
+        )
+        unknown = [kind for kind in self.hostile_kinds if kind not in HOSTILE_KINDS]
+        _check(
+            bool(self.hostile_kinds) and not unknown,
+            "--hostile-kinds",
+            f"unknown kind {unknown[0]!r}" if unknown else "no kind given",
+            f"use a comma-separated subset of {','.join(HOSTILE_KINDS)}",
+        )
         _check(
             self.max_message_bytes >= 64,
             "--max-message-bytes",

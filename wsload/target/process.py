@@ -4,7 +4,10 @@ With ``--workers N`` the parent forks N workers that each bind the same port wit
 SO_REUSEPORT, so the kernel spreads connections over them; with ``--port 0`` the parent
 reserves a free port first so that all workers agree on it. The parent prints the single
 listening line only once every worker listens, which is what ``start_target`` waits for.
-aiohttp is imported by the serving functions only: embedding a target does not load it.
+Every listener sets SO_REUSEADDR, so a target restarted on the same ``--port`` binds at once
+while the old one's connections sit in TIME_WAIT. Workers share their counters through a
+temporary directory the parent owns (``stats``). aiohttp is imported by the serving
+functions only: embedding a target does not load it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import multiprocessing.connection
 import os
 import re
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -123,7 +127,12 @@ async def _serve_app(
     watcher: asyncio.Task[None] | None = None
     try:
         site = web.TCPSite(
-            runner, config.host, config.port, reuse_port=config.workers > 1, backlog=2048
+            runner,
+            config.host,
+            config.port,
+            reuse_address=True,
+            reuse_port=config.workers > 1,
+            backlog=2048,
         )
         try:
             await site.start()
@@ -171,6 +180,8 @@ def _serve_workers(config: TargetConfig, material: Material, parent_pid: int | N
     if config.port == 0:
         reserved, port = _reserve_port(config.host)
         config = replace(config, port=port)
+    stats_dir = tempfile.mkdtemp(prefix="wsload-target-stats-")
+    config = replace(config, stats_dir=stats_dir)
     stopping = False
 
     def on_signal(signum: int, frame: object) -> None:
@@ -229,6 +240,7 @@ def _serve_workers(config: TargetConfig, material: Material, parent_pid: int | N
         if reserved is not None:
             reserved.close()
         _stop_workers(procs)
+        shutil.rmtree(stats_dir, ignore_errors=True)
         if previous_wakeup is not None:
             signal.set_wakeup_fd(previous_wakeup)
         os.close(wake_r)
