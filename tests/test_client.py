@@ -191,3 +191,36 @@ def test_preflight_says_nothing_listens_and_how_to_start_a_target():
         preflight(f"ws://127.0.0.1:{port}/ws")
     assert "nothing listens at ws://127.0.0.1" in str(info.value)
     assert "wsload target" in str(info.value)
+
+
+def test_a_connection_limit_before_the_ack_is_named_by_its_close_not_as_auth(
+    target_factory, profile, minter
+):
+    target = target_factory("--connections-per-user", "1")
+    first = open_as(target.url, profile, minter, "limited")
+    err = failure_of(target.url, profile, minter, "limited")
+    assert (err.failure, err.close_code, err.error_code) == (
+        "closed_1013",
+        1013,
+        "CONNECTION_LIMIT",
+    )
+    first.close()
+
+
+def test_receive_times_come_from_the_kernel_not_from_a_late_read(target_factory, profile, minter):
+    import time
+
+    target = target_factory("--ttfe", "0.05", "--thinking-steps", "1", "--tools", "0")
+    for kernel in (True, False):
+        options = ClientOptions(ack_timeout_s=2, kernel_timestamps=kernel)
+        session = open_as(target.url, profile, minter, f"clock-{kernel}", options=options)
+        sent = time.perf_counter()
+        session.send_text('{"type":"user_message","payload":{"content":"x","thread_id":"t"}}')
+        time.sleep(0.4)  # the whole turn (about 70 ms) waits in the socket buffer
+        frame = session.recv(5)
+        seen_ms = (frame.received_at - sent) * 1000
+        if kernel:
+            assert session.kernel_timestamps and 45 <= seen_ms <= 150, seen_ms
+        else:
+            assert seen_ms >= 400, seen_ms
+        session.close()

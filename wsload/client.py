@@ -15,6 +15,7 @@ import json
 import socket
 import ssl
 import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -99,6 +100,7 @@ class ClientOptions:
     user_agent: str | None = None  # None: the profile's; "" sends none
     tls_verify: bool = True
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # what a server may make us hold
+    kernel_timestamps: bool = True  # receive times from the kernel where it gives them
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,7 @@ class Session:
         timings: Timings,
         leftover: bytes = b"",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        kernel_timestamps: bool = False,
     ) -> None:
         self.sock = sock
         self.endpoint = endpoint
@@ -155,6 +158,7 @@ class Session:
         self._send_lock = threading.Lock()
         self._close_sent = False
         self._timeout: float | None = -1.0
+        self.kernel_timestamps = kernel_timestamps and _enable_kernel_timestamps(sock)
         if leftover:
             self._take(leftover, _perf())
 
@@ -186,12 +190,17 @@ class Session:
                 self.sock.settimeout(timeout)
                 self._timeout = timeout
             try:
-                data = self.sock.recv(65536)
+                if self.kernel_timestamps:
+                    data, ancillary, _, _ = self.sock.recvmsg(65536, _ANCILLARY_SIZE)
+                    now = _arrival(ancillary, _perf())
+                else:
+                    data = self.sock.recv(65536)
+                    now = _perf()
             except TimeoutError:
                 return None
             except OSError:
                 data = b""
-            now = _perf()
+                now = _perf()
             if not data:
                 self.close_code = 1006
                 return Frame("close", now, close_code=1006, close_reason="connection lost")
@@ -267,6 +276,38 @@ class Session:
             self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
             self.sock.close()
+
+
+# Linux kernel receive timestamps (SO_TIMESTAMPNS): when the segment reached the socket,
+# not when this process got round to reading it. Python does not name the constant.
+_SO_TIMESTAMPNS = 35
+_ANCILLARY_SIZE = socket.CMSG_SPACE(16)
+
+
+def _enable_kernel_timestamps(sock: Any) -> bool:
+    if not sys.platform.startswith("linux") or isinstance(sock, ssl.SSLSocket):
+        return False
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
+    except OSError:
+        return False
+    return True
+
+
+def _arrival(ancillary: list[tuple[int, int, bytes]], now: float) -> float:
+    """The kernel's arrival time of what was just read, on the ``perf_counter`` clock.
+
+    The kernel stamps the wall clock; the offset between the two clocks is read right
+    after the read, so only the conversion (well under a microsecond) adds error. When the
+    kernel gave no stamp, or one that is not in the past, the read time stands.
+    """
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            waited = time.time() - (sec + nsec * 1e-9)
+            if 0.0 <= waited < 60.0:
+                return now - waited
+    return now
 
 
 def parse_close(data: bytes | str) -> tuple[int, str]:
@@ -408,6 +449,7 @@ def connect(
         timings=timings,
         leftover=rest,
         max_message_bytes=opts.max_message_bytes,
+        kernel_timestamps=opts.kernel_timestamps,
     )
     problem = missing_from(placement, profile.auth, sent)
     if problem is not None:
@@ -469,7 +511,9 @@ def _await_ack(
             continue
         if frame.kind == "close":
             code = frame.close_code
-            rejected = error_code is not None or code in rejection.close_codes
+            auth_codes = rejection.auth_error_codes
+            auth_error = error_code is not None and (not auth_codes or error_code in auth_codes)
+            rejected = auth_error or (error_code is None and code in rejection.close_codes)
             failure = taxonomy.AUTH_REJECTED if rejected else taxonomy.closed(code)
             detail = f"closed {code} {frame.close_reason!r} before the ack"
             if error_code:

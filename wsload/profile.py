@@ -95,6 +95,9 @@ class Rejection:
     close_codes: tuple[int, ...] = (1008,)
     error_types: tuple[str, ...] = ("error_message",)
     error_code_field: str = "error_code"
+    # Error codes that mean "not authenticated"; another code before the ack (a connection
+    # limit, say) is named by the close that follows. Empty: every error frame is auth.
+    auth_error_codes: tuple[str, ...] = ("AUTH_FAILED",)
     not_ready_close_codes: tuple[int, ...] = (1011, 1013)
 
 
