@@ -141,7 +141,7 @@ def test_tokens_are_refreshed_before_expiry_with_no_auth_failures(tmp_path):
     code, out, samples = run_locust(
         tmp_path,
         *("-u", "50", "-r", "50", "-t", "15s", "--think-time", "0.5"),
-        *("--token-lifetime", "3", "--target-args", "--close-on-expiry"),
+        *("--token-lifetime", "3", "--target-args=--close-on-expiry"),
     )
     assert code == 0, out[-3000:]
     refreshes = rows(samples, "session:refresh")

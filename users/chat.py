@@ -30,6 +30,18 @@ from wsload.tracker import TurnTracker
 _perf = time.perf_counter
 
 
+def _kill(*greenlets: gevent.Greenlet | None) -> None:
+    """Stop side greenlets and wait until they are gone.
+
+    A receiver must be dead before its session is closed: closing reads the socket for the
+    server's close frame, and gevent allows only one greenlet to wait on a socket.
+    """
+    current = gevent.getcurrent()
+    for greenlet in greenlets:
+        if greenlet is not None and greenlet is not current:
+            greenlet.kill(block=True, timeout=2.0)
+
+
 class ChatUser(User):
     """Connects, waits for the ack, then chats: one turn per step, think time between."""
 
@@ -200,9 +212,7 @@ class ChatUser(User):
         return err.session  # identity_mismatch: the session works, keep measuring it
 
     def _stop_side_greenlets(self) -> None:
-        for greenlet in (self._receiver, self._heartbeat):
-            if greenlet is not None and greenlet is not gevent.getcurrent():
-                greenlet.kill(block=False)
+        _kill(self._receiver, self._heartbeat)
         self._receiver = self._heartbeat = None
 
     def _close_session(self) -> None:
@@ -250,9 +260,7 @@ class ChatUser(User):
         self._receiver = self._heartbeat = None
         self.session = None
         opened = self._open_session()
-        for greenlet in (old_receiver, old_heartbeat):
-            if greenlet is not None:
-                greenlet.kill(block=False)
+        _kill(old_receiver, old_heartbeat)
         if old is not None:
             old.close(timeout=1.0)
         return opened
