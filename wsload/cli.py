@@ -115,6 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("run_dir", help="a run folder, e.g. results/<run-id>")
     summary.set_defaults(func=_cmd_summary)
 
+    from wsload import reports as report_cli
+
+    report = sub.add_parser("report", help="HTML and Markdown report with figures of a run")
+    report_cli.add_arguments(report)
+    report.set_defaults(func=report_cli.run)
+
     from wsload.gate_cli import add_arguments as add_gate_arguments
     from wsload.gate_cli import run as run_gate
 
