@@ -64,8 +64,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from wsload.summary import render
 
     print(render(folder))
+    from wsload.reports.builder import build_report
+
+    report = build_report(folder)
     print(f"\nwsload demo: Locust exit code {code}; its console output: {log_path}")
     print(f"wsload demo: results in {folder.resolve()}")
+    print(f"wsload demo: report in {Path(report.html).resolve()}")
     return code
 
 
