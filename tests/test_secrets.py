@@ -28,7 +28,7 @@ def test_a_full_run_leaks_no_secret_password_or_token_anywhere(tmp_path):
         [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py", "--headless"]
         + ["-u", "5", "-r", "5", "-t", "6s", "--think-time", "0.2", "--probe-interval", "0.1"]
         + ["--token-source", "login", "--credentials", str(creds), "--ws-carrier", "query"]
-        + ["--token-lifetime", "2", "--heartbeat-interval", "0.5"]
+        + ["--token-lifetime", "2", "--heartbeat-interval", "0.5", "--no-security-gate"]
         + ["--target-args", f"--login-password {PASSWORD} --auth-mode relaxed"]
         + ["--results", str(out_dir / "run"), "--csv", str(out_dir / "stats")]
         + ["--html", str(out_dir / "report.html"), "--json-file", str(out_dir / "stats")]
@@ -45,6 +45,8 @@ def test_a_full_run_leaks_no_secret_password_or_token_anywhere(tmp_path):
             outputs[str(path.relative_to(out_dir))] = path.read_text(errors="replace")
     assert "run/samples.csv" in outputs and "report.html" in outputs and "run/run.json" in outputs
     assert "http:login" in outputs["run/samples.csv"]  # the logins really happened
+    for locust_output in ("stats_stats.csv", "report.html", "stats.json"):  # Locust's own
+        assert "turn:e2e" in outputs[locust_output] and "connect" in outputs[locust_output]
     for name, text in outputs.items():
         assert SECRET not in text, f"the JWT secret leaked into {name}"
         assert PASSWORD not in text, f"a password leaked into {name}"
