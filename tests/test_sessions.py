@@ -149,3 +149,29 @@ def test_tokens_are_refreshed_before_expiry_with_no_auth_failures(tmp_path):
     assert not (samples["failure"] == "auth_rejected").any()
     assert rows(samples, "session:disconnect").empty  # no expired-token closes
     assert not (samples["failure"] == "identity_mismatch").any()
+
+
+def test_the_open_model_shows_the_latency_a_slow_server_makes_users_wait(tmp_path):
+    code, out, samples = run_locust(
+        tmp_path,
+        *("-u", "5", "-r", "5", "-t", "8s", "--send-interval", "0.2"),
+        *("--target-args", "--ttfe 0.3 --gap 0.02"),
+    )
+    assert code == 0, out[-3000:]
+    e2e = rows(samples, "turn:e2e")["ms"]
+    intended = rows(samples, "turn:e2e_intended").sort_values("ts")["ms"]
+    assert len(intended) >= 20
+    assert e2e.max() < 600  # each turn alone looks fine ...
+    quarter = len(intended) // 4
+    assert intended.iloc[-quarter:].median() > 2 * intended.iloc[:quarter].median()
+    assert intended.iloc[-quarter:].median() > 1500  # ... but the backlog keeps growing
+
+
+def test_the_open_model_agrees_with_the_closed_one_when_the_server_keeps_up(tmp_path):
+    code, out, samples = run_locust(
+        tmp_path, *("-u", "5", "-r", "5", "-t", "5s", "--send-interval", "0.5")
+    )
+    assert code == 0, out[-3000:]
+    e2e = rows(samples, "turn:e2e")["ms"].median()
+    intended = rows(samples, "turn:e2e_intended")["ms"].median()
+    assert abs(intended - e2e) < 5

@@ -68,6 +68,7 @@ class ChatUser(User):
         self._failed_attempts = 0
         self._disconnected_at: float | None = None
         self._rng = random.Random()
+        self._due_at: float | None = None  # open model: when the next message is due
 
     def wait_time(self) -> float:
         return 0.0  # think time is taken inside the step, where refresh and drops wake it
@@ -105,7 +106,10 @@ class ChatUser(User):
         if per_session and self.messages_in_session >= per_session:
             self._close_session()  # a planned new session, not a reconnect
             return
-        self._think()
+        if self.rt.options.send_interval_s > 0:
+            self._wait_for_schedule()
+        else:
+            self._think()
 
     # samples ---------------------------------------------------------------------------
     def _sample(self, kind: str, name: str, ms: float, **fields: Any) -> None:
@@ -276,9 +280,20 @@ class ChatUser(User):
             self._new_conversation()
         return self._conversation.pop(0)
 
+    def _wait_for_schedule(self) -> None:
+        """Open model: the next message is due at a fixed time, however long turns take."""
+        interval = self.rt.options.send_interval_s
+        if self._due_at is None:
+            self._due_at = _perf() + self._rng.uniform(0, interval)  # users spread out
+        else:
+            self._due_at += interval
+        self._wait_until(self._due_at)
+
     def _think(self) -> None:
         """Wait the think time; wake early to refresh a token or when the session drops."""
-        until = _perf() + self.rt.options.think_time.sample(self._rng)
+        self._wait_until(_perf() + self.rt.options.think_time.sample(self._rng))
+
+    def _wait_until(self, until: float) -> None:
         while (remaining := until - _perf()) > 0:
             due = self.creds.due_in()
             if due is not None and due < remaining:
@@ -324,8 +339,12 @@ class ChatUser(User):
         finally:
             rt.inflight_turns -= 1
             self._turn = None
+        result = tracker.result()
+        intended_ms = None
+        if self._due_at is not None:  # latency from when the message was due, not sent
+            intended_ms = result.elapsed_ms + (tracker.sent_at - self._due_at) * 1000.0
         rt.record_turn(
-            tracker.result(),
+            result,
             started_wall,
             turn_no,
             inflight,
@@ -333,6 +352,7 @@ class ChatUser(User):
             self.index,
             self.subject,
             self.session_id,
+            intended_ms=intended_ms,
         )
 
     # receiving -------------------------------------------------------------------------

@@ -239,6 +239,7 @@ class Runtime:
         user: int,
         subject: str,
         session: str,
+        intended_ms: float | None = None,
     ) -> None:
         """Every sample of one turn, in one go: this runs for every turn of every user.
 
@@ -262,6 +263,8 @@ class Runtime:
             if stat is None:
                 stat = names[span] = f"turn:{span}"
             samples.append(("span", stat, ms))
+        if intended_ms is not None:
+            samples.append(("intended", "turn:e2e_intended", intended_ms))
         ok = result.ok
         e2e = result.e2e_ms if ok and result.e2e_ms is not None else result.elapsed_ms
         detail = "; ".join(d for _, d in result.failures)[:300]

@@ -106,6 +106,15 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         "1.0",
     ),
     _spec(
+        "--send-interval",
+        "WSLOAD_SEND_INTERVAL",
+        "open model: each user sends a message every S seconds on a fixed schedule, whatever "
+        "the answers take, and latency is also recorded from the intended send time "
+        "(turn:e2e_intended); 0: closed model with --think-time",
+        0.0,
+        float,
+    ),
+    _spec(
         "--corpus",
         "WSLOAD_CORPUS",
         "chat messages: a text file (one per line) or JSONL "
@@ -242,7 +251,14 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
         "",
     ),
 )
-_ZERO_OK = {"messages_per_session", "probe_users", "refresh_margin", "heartbeat_interval", "storm"}
+_ZERO_OK = {
+    "send_interval",
+    "messages_per_session",
+    "probe_users",
+    "refresh_margin",
+    "heartbeat_interval",
+    "storm",
+}
 
 
 @dataclass(frozen=True)
@@ -259,6 +275,7 @@ class RunOptions:
     carrier: str
     client_mode: str
     think_time: ThinkTime
+    send_interval_s: float
     corpus: Corpus
     turns_per_conversation: int
     messages_per_session: int
@@ -338,6 +355,7 @@ def from_namespace(ns: Any) -> RunOptions:
         carrier=carrier,
         client_mode=client_mode,
         think_time=parse_think_time(get("think_time", "1.0")),
+        send_interval_s=get("send_interval", 0.0),
         corpus=load_corpus(get("corpus")),
         turns_per_conversation=get("turns_per_conversation", 5),
         messages_per_session=get("messages_per_session", 0),
