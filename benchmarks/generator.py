@@ -102,6 +102,40 @@ RAW_TURNS = textwrap.dedent(
     """
 )
 
+WSLOAD_TURNS = textwrap.dedent(
+    """
+    from gevent import monkey; monkey.patch_all()
+    import gevent, json, sys, time
+    from wsload.carrier import place
+    from wsload.client import ClientOptions, connect
+    from wsload.profile import load_profile
+    from wsload.tokens import TokenMinter
+    url, sessions = sys.argv[1], int(sys.argv[2])
+    warm, window = float(sys.argv[3]), float(sys.argv[4])
+    profile = load_profile()
+    minter = TokenMinter(profile.token, secret=sys.argv[5])
+    msg = json.dumps({"type": "user_message", "payload": {"content": "hi", "thread_id": "t"}})
+    count = [0]
+    def user(i):
+        sub = f"bare-{i}"
+        s = connect(url, profile, place(profile.auth, url, minter.mint(sub)),
+                    expected_subject=sub, options=ClientOptions())
+        while True:
+            s.send_text(msg)
+            while json.loads(s.recv(None).text)["type"] != "agent_completed":
+                pass
+            count[0] += 1
+    for i in range(sessions):
+        gevent.spawn(user, i)
+    gevent.sleep(warm)
+    start, c0, cpu0 = time.perf_counter(), count[0], time.process_time()
+    gevent.sleep(window)
+    took = time.perf_counter() - start
+    cpu = (time.process_time() - cpu0) / took
+    print(json.dumps({"turns": count[0] - c0, "seconds": took, "cpu": cpu}))
+    """
+)
+
 RAW_HANDSHAKES = textwrap.dedent(
     """
     from gevent import monkey; monkey.patch_all()
@@ -165,22 +199,21 @@ def rate(samples, name: str, start: float, end: float) -> float:
 
 
 def phase_turns(args, table: list[str]) -> None:
-    t = target(*FAST_TURN)
-    try:
+    """Each loop gets a fresh target, so none inherits another's connection churn."""
+    with fresh_target(*FAST_TURN) as t:
         raw, _ = run_raw(RAW_TURNS, t.url, args.sessions, args)
-        raw_rate = raw["turns"] / raw["seconds"]
-        with tempfile.TemporaryDirectory() as tmp:
-            results = Path(tmp) / "run"
-            cmd = locust("ws_auth.py", t.url, args.sessions, args.warm + args.window + 1, results,
-                         "--think-time", "0", "--heartbeat-interval", "0")  # fmt: skip
-            cpu = measure_process(cmd, args.warm + 1.5, args.window - 1, timeout=120)
-            samples = load_samples(results)
-        first = samples["ts"].min()
-        full_rate = rate(
-            samples, "turn:e2e", first + args.warm, first + args.warm + args.window - 1
-        )
-    finally:
-        t.stop()
+    with fresh_target(*FAST_TURN) as t:
+        bare, _ = run_raw(WSLOAD_TURNS, t.url, args.sessions, args)
+    with fresh_target(*FAST_TURN) as t, tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "run"
+        cmd = locust("ws_auth.py", t.url, args.sessions, args.warm + args.window + 1, results,
+                     "--think-time", "0", "--heartbeat-interval", "0")  # fmt: skip
+        cpu = measure_process(cmd, args.warm + 1.5, args.window - 1, timeout=120)
+        samples = load_samples(results)
+    first = samples["ts"].min()
+    full_rate = rate(samples, "turn:e2e", first + args.warm, first + args.warm + args.window - 1)
+    raw_rate = raw["turns"] / raw["seconds"]
+    bare_rate = bare["turns"] / bare["seconds"]
     table.append(
         f"| turns/s, raw websocket-client + gevent loop | {raw_rate:,.0f} | {raw['cpu']:.0%} |"
     )
@@ -188,7 +221,19 @@ def phase_turns(args, table: list[str]) -> None:
         f"| turns/s, full ChatUser path (Locust, tracker, recorder) "
         f"| {full_rate:,.0f} | {cpu:.0%} |"
     )
+    table.append(
+        f"| turns/s, wsload's client in the same bare loop | {bare_rate:,.0f} | {bare['cpu']:.0%} |"
+    )
     table.append(f"| ratio full / raw | {full_rate / raw_rate:.2f} | |")
+
+
+@contextlib.contextmanager
+def fresh_target(*extra: str):
+    t = target(*extra)
+    try:
+        yield t
+    finally:
+        t.stop()
 
 
 def run_raw(code: str, url: str, n: int, args) -> tuple[dict, float]:
@@ -293,7 +338,7 @@ def phase_truth(args, table: list[str], full_rate: float | None) -> None:
     capacity = full_rate or 2000.0
     try:
         for share in (0.2, 0.6, 0.95):
-            users = 200
+            users = 400  # enough that think time, not turn latency, sets the rate
             turn_s = ttfe_ms / 1000 + 0.025
             think = max(0.0, users / (share * capacity) - turn_s)
             with tempfile.TemporaryDirectory() as tmp:
@@ -331,7 +376,7 @@ def main() -> int:
     full_rate = None
     if "turns" in phases:
         phase_turns(args, table)
-        full_rate = float(table[-2].split("|")[2].replace(",", ""))
+        full_rate = float(table[-3].split("|")[2].replace(",", ""))
     if "sessions" in phases:
         phase_sessions(args, table)
     if "memory" in phases:

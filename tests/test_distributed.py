@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import signal
@@ -35,12 +34,10 @@ def spawn(*args: str, log: Path) -> subprocess.Popen:
 
 
 def locust_counts(prefix: Path) -> dict[str, int]:
-    with open(f"{prefix}_stats.csv", newline="") as f:
-        return {
-            r["Name"]: int(r["Request Count"])
-            for r in csv.DictReader(f)
-            if r["Name"] != "Aggregated"
-        }
+    """Locust's final request counts (its --json-file is written after the users stop; its
+    _stats.csv is rewritten once a second and can trail the end of a busy run)."""
+    entries = json.loads(Path(f"{prefix}.json").read_text())
+    return {entry["name"]: entry["num_requests"] for entry in entries}
 
 
 def start_cluster(tmp_path: Path, *master_args: str) -> tuple[subprocess.Popen, list]:
@@ -68,7 +65,7 @@ def test_master_and_two_workers_write_one_folder_with_locusts_exact_counts(tmp_p
     master, workers = start_cluster(
         tmp_path,
         *("-u", "60", "-r", "30", "-t", "15s", "--think-time", "0.5"),
-        *("--results", str(tmp_path / "run"), "--csv", str(tmp_path / "stats")),
+        *("--results", str(tmp_path / "run"), "--json-file", str(tmp_path / "stats")),
     )
     code = master.wait(timeout=90)
     for w in workers:

@@ -20,7 +20,7 @@ Verdicts, from the profile's grammar (see ``wsload.grammar``):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from wsload import taxonomy
@@ -62,20 +62,29 @@ class TurnResult:
         return self.failures[0][0] if self.failures else None
 
 
-@dataclass
-class _Spans:
-    pairs: dict[str, tuple[str, str]]  # start name -> (span name, end name)
-    ends: dict[str, str]  # end name -> start name
-    open: dict[str, list[float]] = field(default_factory=dict)
-    done: list[tuple[str, float]] = field(default_factory=list)
+class _Rules:
+    """What a profile says about turns, compiled once: the tracker runs for every turn."""
 
-    def see(self, name: str, at: float) -> None:
-        if name in self.pairs:
-            self.open.setdefault(name, []).append(at)
-        start = self.ends.get(name)
-        if start is not None and self.open.get(start):
-            began = self.open[start].pop(0)
-            self.done.append((self.pairs[start][0], (at - began) * 1000.0))
+    def __init__(self, events: Events, grammar: Grammar) -> None:
+        self.events = events
+        self.grammar = grammar
+        self.terminal = frozenset(events.terminal)
+        self.errors = frozenset(events.error)
+        self.ignore = frozenset(events.ignore)
+        self.span_starts = {
+            s[0]: (span_name(s[0], s[1]), s[1]) for s in events.spans if len(s) == 2
+        }
+        self.span_ends = {s[1]: s[0] for s in events.spans if len(s) == 2}
+
+
+_RULES: dict[tuple[int, int], _Rules] = {}
+
+
+def _rules(events: Events, grammar: Grammar) -> _Rules:
+    rules = _RULES.get((id(events), id(grammar)))
+    if rules is None or rules.events is not events or rules.grammar is not grammar:
+        rules = _RULES[(id(events), id(grammar))] = _Rules(events, grammar)
+    return rules
 
 
 class TurnTracker:
@@ -92,13 +101,14 @@ class TurnTracker:
         timeout_s: float,
         event_timeout_s: float,
     ) -> None:
+        rules = _rules(events, grammar)
+        self._rules = rules
         self._cfg = events
         self._grammar = grammar
         self._states = grammar.initial
-        self._terminal = frozenset(events.terminal)
-        self._errors = frozenset(events.error)
-        self._optional = frozenset(events.optional)
-        self._ignore = frozenset(events.ignore)
+        self._terminal = rules.terminal
+        self._errors = rules.errors
+        self._ignore = rules.ignore
         self.sent_at = sent_at
         self.user_id = user_id
         self.thread_id = thread_id
@@ -118,10 +128,8 @@ class TurnTracker:
         self._seen_names: set[str] = set()
         self._skipped: list[str] = []
         self._grammar_broken = False
-        self._spans = _Spans(
-            {s[0]: (span_name(s[0], s[1]), s[1]) for s in events.spans if len(s) == 2},
-            {s[1]: s[0] for s in events.spans if len(s) == 2},
-        )
+        self._open_spans: dict[str, list[float]] = {}
+        self._spans_done: list[tuple[str, float]] = []
         self.done = False
 
     # input ---------------------------------------------------------------------------
@@ -193,7 +201,7 @@ class TurnTracker:
             elapsed_ms=(verdict_at - self.sent_at) * 1000.0,
             first_ms={k: (v - self.sent_at) * 1000.0 for k, v in self._first.items()},
             gaps_ms=list(self._gaps),
-            spans_ms=list(self._spans.done),
+            spans_ms=list(self._spans_done),
             events=len(self._names),
             names=list(self._names),
             run_id=self.run_id,
@@ -209,7 +217,7 @@ class TurnTracker:
             (cfg.run_id_field, self.run_id),
         ):
             theirs = event.get(field_name)
-            if mine is not None and theirs is not None and str(theirs) != mine:
+            if mine is not None and theirs is not None and theirs != mine and str(theirs) != mine:
                 return f"{field_name} {theirs!r} is not this turn's {mine!r}"
         return None
 
@@ -218,10 +226,18 @@ class TurnTracker:
             self._first_at = at
         else:
             self._gaps.append((at - self._last_at) * 1000.0)
-        self._last_at = max(self._last_at, at)
-        self._first.setdefault(name, at)
+        if at > self._last_at:
+            self._last_at = at
+        if name not in self._first:
+            self._first[name] = at
         self._names.append(name)
-        self._spans.see(name, at)
+        rules = self._rules
+        if name in rules.span_starts:
+            self._open_spans.setdefault(name, []).append(at)
+        start = rules.span_ends.get(name)
+        if start is not None and self._open_spans.get(start):
+            began = self._open_spans[start].pop(0)
+            self._spans_done.append((rules.span_starts[start][0], (at - began) * 1000.0))
 
     def _advance(self, name: str) -> None:
         seen_before = name in self._seen_names
