@@ -170,3 +170,19 @@ def test_an_earlier_run_in_the_results_folder_is_never_overwritten(tmp_path):
     again = locust("-u", "1", "-t", "3s", "--results", str(tmp_path / "run"), timeout=30)
     assert again.returncode == 2 and "already holds a run" in again.stderr
     assert (tmp_path / "run" / "samples.csv").read_bytes() == before
+
+
+def test_a_saturated_generator_loses_no_rows(tmp_path):
+    run = locust(
+        *("-u", "100", "-r", "100", "-t", "6s", "--think-time", "0", "--probe-users", "0"),
+        *("--target-args", "--ttfe 0 --gap 0 --tool-duration 0", "--heartbeat-interval", "0"),
+        *("--results", str(tmp_path / "run"), "--json-file", str(tmp_path / "final")),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    samples = load_samples(tmp_path / "run")
+    counts = samples.loc[samples["kind"] != "health"].groupby("name").size().to_dict()
+    final = json.loads((tmp_path / "final.json").read_text())
+    assert counts == {entry["name"]: entry["num_requests"] for entry in final}
+    turns = samples.loc[samples["name"] == "turn:e2e", "ts"]
+    seconds = (turns - turns.min()).astype(int).value_counts()
+    assert len(seconds) >= 5 and seconds.min() > 0  # every second of the run was written
