@@ -108,3 +108,45 @@ def test_close_payloads():
         1008,
         "Authentication failed",
     )
+
+
+@given(
+    st.recursive(
+        st.none()
+        | st.booleans()
+        | st.floats(allow_nan=False)
+        | st.text()
+        | st.integers(-(2**63), 2**63 - 1),
+        lambda inner: st.lists(inner) | st.dictionaries(st.text(), inner),
+        max_leaves=20,
+    )
+)
+def test_decoding_matches_the_standard_library(value):
+    import json
+
+    from wsload.frames import decode_json
+
+    text = json.dumps(value)
+    assert decode_json(text) == json.loads(text)
+
+
+def test_what_orjson_refuses_but_json_reads_still_decodes():
+    from wsload.frames import decode_json
+
+    assert (
+        decode_json('{"n": NaN, "big": 123456789012345678901234567890}')["big"]
+        == 123456789012345678901234567890
+    )
+    with pytest.raises(ValueError):
+        decode_json("{not json")
+
+
+@given(st.binary(max_size=70_000), st.binary(min_size=4, max_size=4))
+def test_client_frames_are_the_bytes_websocket_client_makes(payload, key):
+    from websocket import ABNF
+
+    from wsload.frames import client_frame
+
+    reference = ABNF.create_frame(payload, ABNF.OPCODE_BINARY)
+    reference.get_mask_key = lambda n: key
+    assert client_frame(payload, 0x2, mask_key=key) == reference.format()

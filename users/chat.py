@@ -10,7 +10,6 @@ only sends and waits, so a turn's timings do not depend on when the task is sche
 
 from __future__ import annotations
 
-import json
 import random
 import time
 import uuid
@@ -23,6 +22,7 @@ from locust import User, task
 from users.credentials import UserCredentials
 from wsload import taxonomy
 from wsload.client import ConnectError, Session, connect
+from wsload.frames import decode_json
 from wsload.locust_glue import Runtime, runtime_for
 from wsload.profile import fill_template
 from wsload.tracker import TurnTracker
@@ -382,7 +382,7 @@ class ChatUser(User):
                 self._protocol_error("a binary frame where JSON text was expected")
                 continue
             try:
-                event = json.loads(frame.text or "")
+                event = decode_json(frame.text or "")
             except ValueError:
                 event = None
             if not isinstance(event, dict):

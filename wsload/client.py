@@ -28,7 +28,14 @@ from websocket import ABNF
 from wsload import taxonomy
 from wsload.carrier import Placement, missing_from
 from wsload.errors import ConfigError
-from wsload.frames import DEFAULT_MAX_MESSAGE_BYTES, FrameError, FrameParser, close_payload
+from wsload.frames import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    FrameError,
+    FrameParser,
+    client_frame,
+    close_payload,
+    decode_json,
+)
 from wsload.handshake import (
     MAX_HEAD_BYTES,
     Endpoint,
@@ -174,8 +181,11 @@ class Session:
 
     def send_text(self, payload: str) -> int:
         """Send one text message; returns its size in bytes."""
-        self._send_frame(payload, ABNF.OPCODE_TEXT)
-        return len(payload)
+        data = payload.encode("utf-8")
+        frame = client_frame(data)
+        with self._send_lock:
+            self.sock.sendall(frame)
+        return len(data)
 
     def send_json(self, message: Any) -> int:
         return self.send_text(json.dumps(message, separators=(",", ":")))
@@ -522,7 +532,7 @@ def _await_ack(
         if frame.kind != "text":
             continue
         try:
-            message = json.loads(frame.text or "")
+            message = decode_json(frame.text or "")
         except ValueError:
             raise fail(
                 taxonomy.PROTOCOL_ERROR, "a frame before the ack is not JSON", frame.received_at

@@ -8,7 +8,13 @@ frames out of one ``recv``: under load one read often returns a whole agent turn
 
 from __future__ import annotations
 
+import json
+import os
+import struct
 from dataclasses import dataclass
+from typing import Any
+
+import orjson
 
 TEXT, BINARY, CLOSE, PING, PONG, CONTINUATION = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
 KIND = {TEXT: "text", BINARY: "binary", CLOSE: "close", PING: "ping", PONG: "pong"}
@@ -133,3 +139,34 @@ def close_payload(data: bytes) -> tuple[int, str]:
     if len(data) < 2:
         return 1005, ""
     return int.from_bytes(data[:2], "big"), data[2:].decode("utf-8", "replace")
+
+
+def decode_json(text: str) -> Any:
+    """Parse a JSON message; ``ValueError`` when it is not JSON.
+
+    orjson first (four times faster: it runs for every event of every turn), the standard
+    library for what orjson refuses but JSON readers commonly accept (NaN, huge integers).
+    """
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
+def client_frame(payload: bytes, opcode: int = TEXT, mask_key: bytes | None = None) -> bytes:
+    """One masked client frame (RFC 6455 5.2-5.3), the bytes websocket-client's ABNF makes.
+
+    Built directly because every chat message goes through it: masking the payload as one
+    big integer XOR is a few microseconds instead of an ABNF object per message.
+    """
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0xFE, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0xFF, n)
+    key = mask_key if mask_key is not None else os.urandom(4)
+    stream = (key * (n // 4 + 1))[:n]
+    masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
+    return header + key + masked
