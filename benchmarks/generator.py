@@ -70,18 +70,46 @@ def target(*extra: str):
 
 
 # Raw websocket-client loops (the baseline stacks of shared BASELINES.md) ----------------
-RAW_TURNS = textwrap.dedent(
+# A generator loop script: argv is URL, N (greenlets), warm-up, window, secret. Each body
+# defines ``loop(i)`` that counts its operations in ``count[0]``; the frame spawns N of
+# them, waits the warm-up and prints the count, seconds and CPU share of the window.
+_PROLOGUE = textwrap.dedent(
     """
     from gevent import monkey; monkey.patch_all()
     import gevent, json, sys, time, websocket
+    from wsload.carrier import place
+    from wsload.client import ClientOptions, connect
     from wsload.profile import load_profile
     from wsload.tokens import TokenMinter
-    url, sessions = sys.argv[1], int(sys.argv[2])
+    url, n = sys.argv[1], int(sys.argv[2])
     warm, window = float(sys.argv[3]), float(sys.argv[4])
-    minter = TokenMinter(load_profile().token, secret=sys.argv[5])
+    profile = load_profile()
+    minter = TokenMinter(profile.token, secret=sys.argv[5])
     msg = json.dumps({"type": "user_message", "payload": {"content": "hi", "thread_id": "t"}})
     count = [0]
-    def user(i):
+    """
+)
+_EPILOGUE = textwrap.dedent(
+    """
+    for i in range(n):
+        gevent.spawn(loop, i)
+    gevent.sleep(warm)
+    start, c0, cpu0 = time.perf_counter(), count[0], time.process_time()
+    gevent.sleep(window)
+    took = time.perf_counter() - start
+    cpu = (time.process_time() - cpu0) / took
+    print(json.dumps({"count": count[0] - c0, "seconds": took, "cpu": cpu}))
+    """
+)
+
+
+def loop_script(body: str) -> str:
+    return _PROLOGUE + textwrap.dedent(body) + _EPILOGUE
+
+
+RAW_TURNS = loop_script(
+    """
+    def loop(i):  # websocket-client, as a plain gevent program uses it
         token = minter.mint(f"raw-{i}")
         ws = websocket.create_connection(url, subprotocols=["jwt-auth", "jwt-auth." + token],
                                          skip_utf8_validation=True)
@@ -91,32 +119,12 @@ RAW_TURNS = textwrap.dedent(
             while json.loads(ws.recv())["type"] != "agent_completed":
                 pass
             count[0] += 1
-    for i in range(sessions):
-        gevent.spawn(user, i)
-    gevent.sleep(warm)
-    start, c0, cpu0 = time.perf_counter(), count[0], time.process_time()
-    gevent.sleep(window)
-    took = time.perf_counter() - start
-    cpu = (time.process_time() - cpu0) / took
-    print(json.dumps({"turns": count[0] - c0, "seconds": took, "cpu": cpu}))
     """
 )
 
-WSLOAD_TURNS = textwrap.dedent(
+WSLOAD_TURNS = loop_script(
     """
-    from gevent import monkey; monkey.patch_all()
-    import gevent, json, sys, time
-    from wsload.carrier import place
-    from wsload.client import ClientOptions, connect
-    from wsload.profile import load_profile
-    from wsload.tokens import TokenMinter
-    url, sessions = sys.argv[1], int(sys.argv[2])
-    warm, window = float(sys.argv[3]), float(sys.argv[4])
-    profile = load_profile()
-    minter = TokenMinter(profile.token, secret=sys.argv[5])
-    msg = json.dumps({"type": "user_message", "payload": {"content": "hi", "thread_id": "t"}})
-    count = [0]
-    def user(i):
+    def loop(i):  # wsload's client, nothing measured or recorded
         sub = f"bare-{i}"
         s = connect(url, profile, place(profile.auth, url, minter.mint(sub)),
                     expected_subject=sub, options=ClientOptions())
@@ -125,45 +133,21 @@ WSLOAD_TURNS = textwrap.dedent(
             while json.loads(s.recv(None).text)["type"] != "agent_completed":
                 pass
             count[0] += 1
-    for i in range(sessions):
-        gevent.spawn(user, i)
-    gevent.sleep(warm)
-    start, c0, cpu0 = time.perf_counter(), count[0], time.process_time()
-    gevent.sleep(window)
-    took = time.perf_counter() - start
-    cpu = (time.process_time() - cpu0) / took
-    print(json.dumps({"turns": count[0] - c0, "seconds": took, "cpu": cpu}))
     """
 )
 
-RAW_HANDSHAKES = textwrap.dedent(
+RAW_HANDSHAKES = loop_script(
     """
-    from gevent import monkey; monkey.patch_all()
-    import gevent, json, sys, time, websocket
-    from wsload.profile import load_profile
-    from wsload.tokens import TokenMinter
-    url, loops = sys.argv[1], int(sys.argv[2])
-    warm, window = float(sys.argv[3]), float(sys.argv[4])
-    minter = TokenMinter(load_profile().token, secret=sys.argv[5])
-    count = [0]
-    def loop(i):
-        n = 0
+    def loop(i):  # connect, ack, close with websocket-client, a fresh token each time
+        k = 0
         while True:
-            n += 1
-            token = minter.mint(f"raw-{i}-{n}")
+            k += 1
+            token = minter.mint(f"raw-{i}-{k}")
             ws = websocket.create_connection(url, subprotocols=["jwt-auth", "jwt-auth." + token],
                                              skip_utf8_validation=True)
             ws.recv()
             ws.close()
             count[0] += 1
-    for i in range(loops):
-        gevent.spawn(loop, i)
-    gevent.sleep(warm)
-    start, c0, cpu0 = time.perf_counter(), count[0], time.process_time()
-    gevent.sleep(window)
-    took = time.perf_counter() - start
-    cpu = (time.process_time() - cpu0) / took
-    print(json.dumps({"handshakes": count[0] - c0, "seconds": took, "cpu": cpu}))
     """
 )
 
@@ -198,33 +182,47 @@ def rate(samples, name: str, start: float, end: float) -> float:
     return len(rows) / (end - start)
 
 
-def phase_turns(args, table: list[str]) -> None:
-    """Each loop gets a fresh target, so none inherits another's connection churn."""
-    with fresh_target(*FAST_TURN) as t:
-        raw, _ = run_raw(RAW_TURNS, t.url, args.sessions, args)
-    with fresh_target(*FAST_TURN) as t:
-        bare, _ = run_raw(WSLOAD_TURNS, t.url, args.sessions, args)
-    with fresh_target(*FAST_TURN) as t, tempfile.TemporaryDirectory() as tmp:
-        results = Path(tmp) / "run"
-        cmd = locust("ws_auth.py", t.url, args.sessions, args.warm + args.window + 1, results,
-                     "--think-time", "0", "--heartbeat-interval", "0")  # fmt: skip
-        cpu = measure_process(cmd, args.warm + 1.5, args.window - 1, timeout=120)
-        samples = load_samples(results)
-    first = samples["ts"].min()
-    full_rate = rate(samples, "turn:e2e", first + args.warm, first + args.warm + args.window - 1)
-    raw_rate = raw["turns"] / raw["seconds"]
-    bare_rate = bare["turns"] / bare["seconds"]
+def phase_turns(args, table: list[str]) -> float:
+    """Interleaved repeats (raw, bare, full, raw, ...), medians reported: the VM is noisy.
+
+    Each loop gets a fresh target, so none inherits another's connection churn.
+    """
+    raw_rates, bare_rates, full_rates, raw_cpu, bare_cpu, full_cpu = [], [], [], [], [], []
+    for _ in range(args.repeats):
+        with fresh_target(*FAST_TURN) as t:
+            raw, _ = run_raw(RAW_TURNS, t.url, args.sessions, args)
+        raw_rates.append(raw["count"] / raw["seconds"])
+        raw_cpu.append(raw["cpu"])
+        with fresh_target(*FAST_TURN) as t:
+            bare, _ = run_raw(WSLOAD_TURNS, t.url, args.sessions, args)
+        bare_rates.append(bare["count"] / bare["seconds"])
+        bare_cpu.append(bare["cpu"])
+        with fresh_target(*FAST_TURN) as t, tempfile.TemporaryDirectory() as tmp:
+            results = Path(tmp) / "run"
+            cmd = locust("ws_auth.py", t.url, args.sessions, args.warm + args.window + 1, results,
+                         "--think-time", "0", "--heartbeat-interval", "0")  # fmt: skip
+            full_cpu.append(measure_process(cmd, args.warm + 1.5, args.window - 1, timeout=120))
+            samples = load_samples(results)
+        first = samples["ts"].min()
+        end = first + args.warm + args.window - 1
+        full_rates.append(rate(samples, "turn:e2e", first + args.warm, end))
+    med = statistics.median
+    runs = f"median of {args.repeats}"
     table.append(
-        f"| turns/s, raw websocket-client + gevent loop | {raw_rate:,.0f} | {raw['cpu']:.0%} |"
+        f"| turns/s, raw websocket-client + gevent loop | {med(raw_rates):,.0f} "
+        f"| {med(raw_cpu):.0%}; {runs}: {', '.join(f'{r:,.0f}' for r in raw_rates)} |"
     )
     table.append(
-        f"| turns/s, full ChatUser path (Locust, tracker, recorder) "
-        f"| {full_rate:,.0f} | {cpu:.0%} |"
+        f"| turns/s, wsload's client in the same bare loop | {med(bare_rates):,.0f} "
+        f"| {med(bare_cpu):.0%}; {runs}: {', '.join(f'{r:,.0f}' for r in bare_rates)} |"
     )
     table.append(
-        f"| turns/s, wsload's client in the same bare loop | {bare_rate:,.0f} | {bare['cpu']:.0%} |"
+        f"| turns/s, full ChatUser path (Locust, tracker, recorder) | {med(full_rates):,.0f} "
+        f"| {med(full_cpu):.0%}; {runs}: {', '.join(f'{r:,.0f}' for r in full_rates)} |"
     )
-    table.append(f"| ratio full / raw | {full_rate / raw_rate:.2f} | |")
+    ratios = [f / r for f, r in zip(full_rates, raw_rates, strict=True)]
+    table.append(f"| ratio full / raw (median of per-repeat ratios) | {med(ratios):.2f} | |")
+    return med(full_rates)
 
 
 @contextlib.contextmanager
@@ -254,7 +252,7 @@ def phase_sessions(args, table: list[str]) -> None:
     t = target()
     try:
         raw, _ = run_raw(RAW_HANDSHAKES, t.url, 50, args)
-        raw_rate = raw["handshakes"] / raw["seconds"]
+        raw_rate = raw["count"] / raw["seconds"]
         with tempfile.TemporaryDirectory() as tmp:
             results = Path(tmp) / "run"
             cmd = locust("handshakes.py", t.url, 50, args.warm + args.window + 1, results)
@@ -362,12 +360,45 @@ def phase_truth(args, table: list[str], full_rate: float | None) -> None:
         t.stop()
 
 
+def phase_scale(args, table: list[str]) -> None:
+    """Turns/s with one generator process and with ``--processes 2`` (master + 2 workers).
+
+    Nothing is pinned: on a 2-core machine the generators share the cores with the target,
+    so this shows how much of the second core a second worker turns into load, not a clean
+    per-core figure (those come from the pinned phases).
+    """
+    for label, extra in (("1 process", []), ("--processes 2", ["--processes", "2"])):
+        rates = []
+        for _ in range(args.repeats):
+            t = start_target(["--workers", "1", *FAST_TURN], secret=SECRET)
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    results = Path(tmp) / "run"
+                    cmd = locust("ws_auth.py", t.url, args.sessions, args.warm + args.window + 1,
+                                 results, "--think-time", "0", "--heartbeat-interval", "0",
+                                 *extra)  # fmt: skip
+                    env = {**os.environ, "JWT_SECRET_KEY": SECRET}
+                    subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=120)
+                    samples = load_samples(results)
+            finally:
+                t.stop()
+            first = samples["ts"].min()
+            rates.append(
+                rate(samples, "turn:e2e", first + args.warm, first + args.warm + args.window - 1)
+            )
+        table.append(
+            f"| turns/s, {label}, unpinned (2 cores shared with the target) "
+            f"| {statistics.median(rates):,.0f} | median of {args.repeats} |"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--only", default="turns,sessions,memory,truth")
+    parser.add_argument("--only", default="turns,sessions,memory,truth,scale")
     parser.add_argument("--window", type=float, default=10.0, help="measured seconds per phase")
     parser.add_argument("--warm", type=float, default=3.0, help="warm-up seconds per phase")
     parser.add_argument("--sessions", type=int, default=200, help="concurrent chat sessions")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats of turns")
     parser.add_argument("--memory-sizes", type=lambda s: [int(x) for x in s.split(",")],
                         default=[1000, 5000, 10000])  # fmt: skip
     args = parser.parse_args()
@@ -375,14 +406,15 @@ def main() -> int:
     table = ["| figure (one generator core) | value | generator CPU / note |", "|---|---|---|"]
     full_rate = None
     if "turns" in phases:
-        phase_turns(args, table)
-        full_rate = float(table[-3].split("|")[2].replace(",", ""))
+        full_rate = phase_turns(args, table)
     if "sessions" in phases:
         phase_sessions(args, table)
     if "memory" in phases:
         phase_memory(args, table)
     if "truth" in phases:
         phase_truth(args, table, full_rate)
+    if "scale" in phases:
+        phase_scale(args, table)
     print("\n".join(table))
     return 0
 

@@ -25,6 +25,16 @@ from wsload.profile import TokenSpec, fill_template
 SECRET_ENV = "JWT_SECRET_KEY"
 
 
+def _read_key_file(path: Path, kind: str, option: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the JWT {kind} key file {path}: {exc.strerror or exc}",
+            fix=f"check {option}: the path and its read permission",
+        ) from None
+
+
 def load_signing_key(algorithm: str, *, secret: str | None = None, key_file: str | None = None):
     """The key object ``jwt.encode`` needs, loaded once; ``ConfigError`` when unusable."""
     if algorithm.startswith("HS"):
@@ -42,13 +52,7 @@ def load_signing_key(algorithm: str, *, secret: str | None = None, key_file: str
             fix="pass --jwt-private-key PATH to a PEM file holding the signing key",
         )
     path = Path(key_file)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the JWT private key file {path}: {exc.strerror or exc}",
-            fix="check --jwt-private-key: the path and its read permission",
-        ) from None
+    data = _read_key_file(path, "private", "--jwt-private-key")
     try:
         return serialization.load_pem_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
@@ -69,13 +73,7 @@ def load_verifying_key(algorithm: str, *, secret: str | None = None, key_file: s
             fix="pass --jwt-public-key PATH to a PEM public key",
         )
     path = Path(key_file)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the JWT public key file {path}: {exc.strerror or exc}",
-            fix="check --jwt-public-key: the path and its read permission",
-        ) from None
+    data = _read_key_file(path, "public", "--jwt-public-key")
     try:
         return serialization.load_pem_public_key(data)
     except ValueError:
