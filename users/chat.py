@@ -11,8 +11,8 @@ only sends and waits, so a turn's timings do not depend on when the task is sche
 from __future__ import annotations
 
 import random
+import secrets
 import time
-import uuid
 from typing import Any
 
 import gevent
@@ -28,6 +28,9 @@ from wsload.profile import fill_template
 from wsload.tracker import TurnTracker
 
 _perf = time.perf_counter
+# Thread ids must not repeat across runs (a real backend may keep its threads): a random tag
+# per process, then node, user and conversation number (cheaper than a uuid4 per thread).
+_RUN_TAG = secrets.token_hex(4)
 
 
 def _kill(*greenlets: gevent.Greenlet | None) -> None:
@@ -69,6 +72,7 @@ class ChatUser(User):
         self._disconnected_at: float | None = None
         self._rng = random.Random()
         self._due_at: float | None = None  # open model: when the next message is due
+        self._conversations = 0
 
     def wait_time(self) -> float:
         return 0.0  # think time is taken inside the step, where refresh and drops wake it
@@ -273,7 +277,8 @@ class ChatUser(User):
     def _new_conversation(self) -> None:
         opts = self.rt.options
         self._conversation = opts.corpus.conversation(self._rng, opts.turns_per_conversation)
-        self.thread_id = f"thread-{uuid.uuid4().hex[:16]}"
+        self._conversations += 1
+        self.thread_id = f"thread-{_RUN_TAG}-{self.rt.node}-{self.index}-{self._conversations}"
 
     def _next_message(self) -> str:
         if not self._conversation:

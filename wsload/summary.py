@@ -21,6 +21,8 @@ def load_samples(folder: str | Path) -> pd.DataFrame:
     frame = pd.read_csv(
         path,
         on_bad_lines="skip",
+        keep_default_na=False,  # only an empty field is missing: a detail may say "null"
+        na_values=[""],
         dtype={"failure": "string", "detail": "string", "subject": "string", "session": "string"},
     )
     frame["ok"] = frame["ok"].astype(bool)
