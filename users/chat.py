@@ -165,7 +165,7 @@ class ChatUser(User):
         rt.inflight_handshakes += 1
         inflight = rt.inflight_handshakes
         try:
-            session = connect(
+            outcome: Session | ConnectError = connect(
                 rt.url,
                 rt.profile,
                 placement,
@@ -173,13 +173,18 @@ class ChatUser(User):
                 options=rt.client_options,
             )
         except ConnectError as err:
-            session = self._report_connect_error(err, inflight)
-            if session is None:
-                return False
-        else:
-            self._report_connected(session, inflight)
+            outcome = err
         finally:
             rt.inflight_handshakes -= 1
+        session = rt.record_attempt(
+            outcome,
+            user=self.index,
+            subject=self.subject,
+            session=self.session_id,
+            inflight=inflight,
+        )
+        if session is None:
+            return False
         self._attach(session)
         return True
 
@@ -191,33 +196,6 @@ class ChatUser(User):
         self._receiver = gevent.spawn(self._receive, session)
         if self.rt.options.heartbeat_interval_s > 0:
             self._heartbeat = gevent.spawn(self._beat, session)
-
-    def _report_connected(self, session: Session, inflight: int) -> None:
-        t = session.timings
-        fields = dict(started_at=t.started_at, inflight=inflight)
-        self._sample("connect", "connect", t.connect_ms or 0.0, **fields)
-        self._sample("auth", "auth", t.auth_ms or 0.0, **fields)
-
-    def _report_connect_error(self, err: ConnectError, inflight: int) -> Session | None:
-        t = err.timings
-        fields = dict(
-            started_at=t.started_at,
-            failure=err.failure,
-            detail=err.detail,
-            http_status=err.http_status,
-            close_code=err.close_code,
-            ok=False,
-            inflight=inflight,
-        )
-        if err.phase == "connect":
-            elapsed = (time.time() - t.started_at) * 1000.0
-            self._sample("connect", "connect", elapsed, **fields)
-            return None
-        self._sample(
-            "connect", "connect", t.connect_ms or 0.0, started_at=t.started_at, inflight=inflight
-        )
-        self._sample("auth", "auth", t.auth_ms or 0.0, **fields)
-        return err.session  # identity_mismatch: the session works, keep measuring it
 
     def _stop_side_greenlets(self) -> None:
         _kill(self._receiver, self._heartbeat)

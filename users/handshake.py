@@ -15,7 +15,7 @@ import gevent
 from locust import User, task
 
 from wsload.carrier import place
-from wsload.client import ConnectError, connect
+from wsload.client import ConnectError, Session, connect
 from wsload.locust_glue import Runtime, runtime_for
 
 
@@ -49,9 +49,8 @@ class HandshakeUser(User):
         placement = place(rt.profile.auth, rt.url, token, carrier=rt.options.carrier)
         rt.inflight_handshakes += 1
         inflight = rt.inflight_handshakes
-        common = dict(user=self.index, subject=self.subject, session=session_id, inflight=inflight)
         try:
-            session = connect(
+            outcome: Session | ConnectError = connect(
                 rt.url,
                 rt.profile,
                 placement,
@@ -59,30 +58,11 @@ class HandshakeUser(User):
                 options=rt.client_options,
             )
         except ConnectError as err:
-            t = err.timings
-            failed = dict(
-                ok=False,
-                failure=err.failure,
-                detail=err.detail,
-                http_status=err.http_status,
-                close_code=err.close_code,
-                started_at=t.started_at,
-            )
-            if err.phase == "connect":
-                rt.record(
-                    "connect", "connect", (time.time() - t.started_at) * 1e3, **failed, **common
-                )
-            else:
-                rt.record(
-                    "connect", "connect", t.connect_ms or 0.0, started_at=t.started_at, **common
-                )
-                rt.record("auth", "auth", t.auth_ms or 0.0, **failed, **common)
-                if err.session is not None:
-                    err.session.close(timeout=1.0)
-            return
+            outcome = err
         finally:
             rt.inflight_handshakes -= 1
-        t = session.timings
-        rt.record("connect", "connect", t.connect_ms or 0.0, started_at=t.started_at, **common)
-        rt.record("auth", "auth", t.auth_ms or 0.0, started_at=t.started_at, **common)
-        session.close(timeout=1.0)
+        session = rt.record_attempt(
+            outcome, user=self.index, subject=self.subject, session=session_id, inflight=inflight
+        )
+        if session is not None:
+            session.close(timeout=1.0)

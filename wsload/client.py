@@ -320,13 +320,6 @@ def _arrival(ancillary: list[tuple[int, int, bytes]], now: float) -> float:
     return now
 
 
-def parse_close(data: bytes | str) -> tuple[int, str]:
-    """Close code and reason of a close frame's payload (1005 when it carries no code)."""
-    if isinstance(data, str):
-        data = data.encode("utf-8")
-    return close_payload(data)
-
-
 def _elapsed_ms(start: float, end: float) -> float:
     return (end - start) * 1000.0
 

@@ -32,7 +32,7 @@ from locust import stats as locust_stats
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from wsload.client import ClientOptions, preflight
+from wsload.client import ClientOptions, ConnectError, Session, preflight
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.gate import AbortWatch, gate_run_folder
 from wsload.live import LiveStats
@@ -231,6 +231,44 @@ class Runtime:
     def user_count(self) -> int:
         runner = self.environment.runner
         return runner.user_count if runner is not None else 0
+
+    def record_attempt(
+        self,
+        outcome: Session | ConnectError,
+        *,
+        user: int,
+        subject: str,
+        session: str,
+        inflight: int,
+    ) -> Session | None:
+        """The ``connect`` and ``auth`` samples of one connection attempt.
+
+        Returns the session to go on with: the new one, the one an ``identity_mismatch``
+        left working, or None when there is none.
+        """
+        t = outcome.timings
+        common = dict(user=user, subject=subject, session=session, inflight=inflight)
+        if isinstance(outcome, Session):
+            self.record(
+                "connect", "connect", t.connect_ms or 0.0, started_at=t.started_at, **common
+            )
+            self.record("auth", "auth", t.auth_ms or 0.0, started_at=t.started_at, **common)
+            return outcome
+        failed = dict(
+            ok=False,
+            failure=outcome.failure,
+            detail=outcome.detail,
+            http_status=outcome.http_status,
+            close_code=outcome.close_code,
+            started_at=t.started_at,
+        )
+        if outcome.phase == "connect":
+            elapsed = (time.time() - t.started_at) * 1000.0
+            self.record("connect", "connect", elapsed, **failed, **common)
+            return None
+        self.record("connect", "connect", t.connect_ms or 0.0, started_at=t.started_at, **common)
+        self.record("auth", "auth", t.auth_ms or 0.0, **failed, **common)
+        return outcome.session
 
     def record_turn(
         self,
