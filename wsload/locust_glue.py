@@ -41,9 +41,12 @@ from wsload.probes import ProbeTokens
 from wsload.profile import JsonTemplate
 from wsload.recorder import (
     Recorder,
+    expand,
     new_run_id,
+    parse_label,
     prepare_run_folder,
     redact,
+    turn_label,
     versions,
     write_run_json,
 )
@@ -101,7 +104,7 @@ class Runtime:
         self._request_handlers = getattr(environment.events.request, "_handlers", (0, 0, 0))
         self._stats = environment.stats
         self._probe_tokens: ProbeTokens | None = None
-        self._turn_names: dict[str, str] = {}
+        self._turn_stats: dict[tuple[str, str], tuple[str, str]] = {}
         self._chat_template = JsonTemplate(options.profile.chat.message, ("content", "thread_id"))
         events = options.profile.events
         heartbeat = options.profile.heartbeat
@@ -285,33 +288,18 @@ class Runtime:
         """Every sample of one turn, in one go: this runs for every turn of every user.
 
         The same samples as ``record`` would make (``turn:ttfe``, ``turn:<event>``,
-        ``turn:gap``, ``turn:<span>``, ``turn:e2e``), built inline because a call with a
-        dozen keyword arguments per sample costs more than the stats themselves.
+        ``turn:gap``, ``turn:<span>``, ``turn:e2e``), logged into Locust's stats in one
+        pass and handed to the sink as one turn block (see ``wsload.recorder``): a call
+        with a dozen keyword arguments per sample costs more than the stats themselves.
         """
-        samples: list[tuple[str, str, float]] = []
-        if result.ttfe_ms is not None:
-            samples.append(("event", "turn:ttfe", result.ttfe_ms))
-        names = self._turn_names
-        for name, ms in result.first_ms.items():
-            stat = names.get(name)
-            if stat is None:
-                stat = names[name] = f"turn:{name}"
-            samples.append(("event", stat, ms))
-        for gap in result.gaps_ms:
-            samples.append(("gap", "turn:gap", gap))
-        for span, ms in result.spans_ms:
-            stat = names.get(span)
-            if stat is None:
-                stat = names[span] = f"turn:{span}"
-            samples.append(("span", stat, ms))
-        if intended_ms is not None:
-            samples.append(("intended", "turn:e2e_intended", intended_ms))
+        labels, values, by_name = self._turn_samples(result, intended_ms)
         ok = result.ok
         e2e = result.e2e_ms if ok and result.e2e_ms is not None else result.elapsed_ms
         detail = "; ".join(d for _, d in result.failures)[:300]
         if len(self._request_handlers) > 2:  # someone else listens: fire real events
             common = dict(started_at=started_at, turn=turn, user=user, subject=subject)
-            for kind, name, ms in samples:
+            for label, ms in zip(labels, values, strict=True):
+                kind, name = parse_label(label)
                 self.record(kind, name, ms, session=session, **common)
             self.record(
                 "turn", "turn:e2e", e2e, ok=ok, failure=result.failure, detail=detail,
@@ -319,30 +307,58 @@ class Runtime:
                 session=session, **common,
             )  # fmt: skip
             return
-        users = self.user_count()
-        prefix = (self.node, round(started_at, 6), user, subject, session, turn)
-        rows = []
-        by_name: dict[str, list[float]] = {}
-        for kind, name, ms in samples:
-            values = by_name.get(name)
-            if values is None:
-                by_name[name] = [ms]
-            else:
-                values.append(ms)
-            rows.append((*prefix, kind, name, round(ms, 3), 1, "", "", "", users, 0, "", "", ""))
         by_name.setdefault("turn:e2e", []).append(e2e)
         log_samples(self._stats, REQUEST_TYPE, by_name, {"turn:e2e": sent_bytes})
         if not ok:
             self._stats.log_error(REQUEST_TYPE, "turn:e2e", Failure(result.failure or "failed"))
-        rows.append(
-            (
-                *prefix, "turn", "turn:e2e", round(e2e, 3), 1 if ok else 0,
-                result.failure or "", "", "", users, sent_bytes, result.events, detail, inflight,
-            )
-        )  # fmt: skip
         sink = _state.sink
         if sink is not None:
-            sink.add_many(rows)
+            end = (e2e, 1 if ok else 0, result.failure or "", sent_bytes, result.events, detail,
+                   inflight)  # fmt: skip
+            sink.add(
+                (self.node, round(started_at, 6), user, subject, session, turn,
+                 self.user_count(), tuple(labels), values, end)
+            )  # fmt: skip
+
+    def _turn_samples(
+        self, result: TurnResult, intended_ms: float | None
+    ) -> tuple[list[str], list[float], dict[str, list[float]]]:
+        """A turn's samples but ``turn:e2e``: turn-block labels, values, values per name."""
+        labels: list[str] = []
+        values: list[float] = []
+        by_name: dict[str, list[float]] = {}
+        stat_of = self._turn_stats
+        if result.ttfe_ms is not None:
+            labels.append("event,turn:ttfe")
+            values.append(result.ttfe_ms)
+            by_name["turn:ttfe"] = [result.ttfe_ms]
+        for name, ms in result.first_ms.items():
+            stat, label = stat_of.get(("event", name)) or self._turn_stat("event", name)
+            labels.append(label)
+            values.append(ms)
+            by_name.setdefault(stat, []).append(ms)
+        gaps = result.gaps_ms
+        if gaps:
+            labels.extend(["gap,turn:gap"] * len(gaps))
+            values.extend(gaps)
+            by_name.setdefault("turn:gap", []).extend(gaps)
+        for span, ms in result.spans_ms:
+            stat, label = stat_of.get(("span", span)) or self._turn_stat("span", span)
+            labels.append(label)
+            values.append(ms)
+            by_name.setdefault(stat, []).append(ms)
+        if intended_ms is not None:
+            labels.append("intended,turn:e2e_intended")
+            values.append(intended_ms)
+            by_name.setdefault("turn:e2e_intended", []).append(intended_ms)
+        return labels, values, by_name
+
+    def _turn_stat(self, kind: str, name: str) -> tuple[str, str]:
+        """Stats name and turn-block label of an event's or span's sample, made once."""
+        stat = f"turn:{name}"
+        label = turn_label(kind, stat)
+        self._turn_stats[(kind, name)] = (stat, label)
+        return stat, label
 
 
 def log_samples(
@@ -444,15 +460,12 @@ def _node(environment: Environment) -> str:
 
 # Where rows go -----------------------------------------------------------------------------
 class _Sink:
-    """Takes ``ROW_FIELDS`` rows from this process."""
+    """Takes ``ROW_FIELDS`` rows and turn blocks (``wsload.recorder``) from this process."""
 
     batch: list[tuple[Any, ...]]
 
     def add(self, row: tuple[Any, ...]) -> None:
         self.batch.append(row)
-
-    def add_many(self, rows: list[tuple[Any, ...]]) -> None:
-        self.batch.extend(rows)
 
     def close(self) -> None:
         """Deliver what is pending."""
@@ -480,8 +493,7 @@ class _LocalSink(_Sink):
         if self.batch:
             batch, self.batch = self.batch, []
             self._pool.apply(self.recorder.add_many, (batch,))
-            for listener in _state.row_listeners:
-                listener(batch)
+            _tell_listeners(batch)
         self.recorder.flush()
 
     def _write_forever(self) -> None:
@@ -584,8 +596,6 @@ def _add_options(parser: Any, **_: Any) -> None:
 @events.init.add_listener
 def _on_init(environment: Environment, **_: Any) -> None:
     _state.environment = environment
-    if _watch_rows not in _state.row_listeners:
-        _state.row_listeners.append(_watch_rows)
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(ROWS_MESSAGE, _on_rows_from_worker)
@@ -740,8 +750,20 @@ def _on_request(
 def _on_rows_from_worker(msg: Any, **_: Any) -> None:
     if _state.recorder is not None:
         _state.recorder.add_many(msg.data)
+        _tell_listeners(msg.data)
+
+
+def _tell_listeners(batch: Sequence[Sequence[Any]]) -> None:
+    """Hand a written batch to the row listeners, turn blocks expanded into their rows."""
+    watch = _state.watch
+    if _state.row_listeners:
+        rows = expand(batch)
         for listener in _state.row_listeners:
-            listener(msg.data)
+            listener(rows)
+        if watch is not None:
+            _watch_rows(rows)
+    elif watch is not None:
+        _watch_rows(expand(batch, failed_only=watch.failures_only))
 
 
 def _tune_gc() -> None:

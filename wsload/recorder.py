@@ -47,6 +47,15 @@ COLUMNS = (
 )
 # What a generator process produces: every column after v and run_id, which the writer adds.
 ROW_FIELDS = COLUMNS[2:]
+# A turn block: every sample of one agent turn as one item. A turn is a dozen rows that
+# differ only in kind, name and ms; building one tuple per turn on the hot path, and
+# formatting its rows in one go, costs a third of a dozen full rows. ``labels`` are
+# "kind,name" (CSV-ready), one per value; ``end`` is the ``turn:e2e`` row's own fields.
+TURN_BLOCK_FIELDS = (
+    "node", "ts", "user", "subject", "session", "turn", "users", "labels", "values", "end",
+)  # fmt: skip
+TURN_END_FIELDS = ("ms", "ok", "failure", "bytes", "events", "detail", "inflight")
+_TEMPLATE_CACHE_SIZE = 4096
 _SECRET_WORDS = ("secret", "password", "token", "key", "credential")
 
 
@@ -55,6 +64,50 @@ def _quote(text: Any) -> Any:
     if isinstance(text, str) and ("," in text or '"' in text or "\n" in text or "\r" in text):
         return '"' + text.replace('"', '""') + '"'
     return text
+
+
+def turn_label(kind: str, name: str) -> str:
+    """The ``labels`` entry of a turn block for one sample."""
+    return f"{kind},{_quote(name)}"
+
+
+def parse_label(label: str) -> tuple[str, str]:
+    """Kind and name of a turn block's label."""
+    kind, name = label.split(",", 1)
+    if name.startswith('"'):
+        name = name[1:-1].replace('""', '"')
+    return kind, name
+
+
+def expand(items: Iterable[Sequence[Any]], *, failed_only: bool = False) -> list[Sequence[Any]]:
+    """``ROW_FIELDS`` rows of a batch of rows and turn blocks, for readers of single rows.
+
+    ``failed_only`` keeps just the failed rows (a turn's samples but ``turn:e2e`` never
+    fail), which is all an abort watch on failures needs, at a fraction of the cost.
+    """
+    rows: list[Sequence[Any]] = []
+    ok_at = ROW_FIELDS.index("ok")
+    for item in items:
+        if len(item) != len(TURN_BLOCK_FIELDS):
+            if not (failed_only and int(item[ok_at])):
+                rows.append(item)
+            continue
+        node, ts, user, subject, session, turn, users, labels, values, end = item
+        ms, ok, failure, length, events, detail, inflight = end
+        if failed_only and ok:
+            continue
+        prefix = (node, ts, user, subject, session, turn)
+        if not failed_only:
+            for label, value in zip(labels, values, strict=True):
+                kind, name = parse_label(label)
+                rows.append(
+                    (*prefix, kind, name, round(value, 3), 1, "", "", "", users, 0, "", "", "")
+                )
+        rows.append(
+            (*prefix, "turn", "turn:e2e", round(ms, 3), ok, failure, "", "", users, length,
+             events, detail, inflight)
+        )  # fmt: skip
+    return rows
 
 
 def new_run_id() -> str:
@@ -122,8 +175,9 @@ def prepare_run_folder(base: str | Path | None, run_id: str) -> Path:
 class Recorder:
     """Appends sample rows to ``samples.csv``; flushes at most a second after a write.
 
-    Rows come in as ``ROW_FIELDS`` tuples, from this process or shipped by workers; the
-    recorder stamps them with the schema version and its run id.
+    Rows come in as ``ROW_FIELDS`` tuples or turn blocks (``TURN_BLOCK_FIELDS``), from
+    this process or shipped by workers; the recorder stamps them with the schema version
+    and its run id.
     """
 
     def __init__(self, folder: Path, run_id: str, *, flush_interval_s: float = 1.0) -> None:
@@ -134,6 +188,7 @@ class Recorder:
         # gives them CSV quoting, every other column is a number or a name wsload chose.
         self._head = f"{SCHEMA_VERSION},{run_id}," + "%s," * 6
         self._tail = ",".join(["%s"] * (len(ROW_FIELDS) - 6)) + "\n"
+        self._turn_templates: dict[tuple[str, ...], str] = {}
         self.path = folder / SAMPLES_FILE
         new = not self.path.exists()
         self._file = self.path.open("a", newline="", encoding="utf-8")
@@ -143,7 +198,6 @@ class Recorder:
             self._file.flush()
         self._flush_interval_s = flush_interval_s
         self._last_flush = time.monotonic()
-        self.rows = 0
         self.closed = False
 
     def add(self, row: tuple[Any, ...]) -> None:
@@ -153,22 +207,50 @@ class Recorder:
     def add_many(self, rows: Iterable[Sequence[Any]]) -> None:
         if self.closed:
             return
-        # The rows of one turn share their first six fields (node, ts, user, subject,
-        # session, turn): format those once per run of equal ones, the rest per row.
+        # Consecutive rows often share their first six fields (node, ts, user, subject,
+        # session, turn), as a connection attempt's connect and auth do: format those once
+        # per run of equal ones, the rest per row.
         head_line, tail_line = self._head, self._tail
         lines = []
         last_key: Any = None
         head = ""
         for row in rows:
+            if len(row) == len(TURN_BLOCK_FIELDS):
+                lines.append(self._turn_lines(row))
+                continue
             key = row[:6]
             if key != last_key:
                 head = head_line % (*key[:3], _quote(key[3]), *key[4:])
                 last_key = key
             lines.append(head + tail_line % (*row[6:16], _quote(row[16]), *row[17:]))
         self._file.write("".join(lines))
-        self.rows += len(lines)
         if time.monotonic() - self._last_flush >= self._flush_interval_s:
             self.flush()
+
+    def _turn_lines(self, block: Sequence[Any]) -> str:
+        """The rows of one turn block: one template per turn shape, filled in one go.
+
+        ``\\x00`` marks where each row's shared head goes and ``\\x01`` its user count; the
+        template holds only event names and numbers, so no mark is ever
+        mistaken, and the free text (subject, detail) goes in after the marks are filled.
+        """
+        node, ts, user, subject, session, turn, users, labels, values, end = block
+        head = self._head % (node, ts, user, _quote(subject), session, turn)
+        key = labels if type(labels) is tuple else tuple(labels)  # lists when shipped
+        template = self._turn_templates.get(key)
+        if template is None:
+            if len(self._turn_templates) >= _TEMPLATE_CACHE_SIZE:
+                self._turn_templates.clear()
+            template = "".join(
+                "\x00" + label.replace("%", "%%") + ",%.3f,1,,,,\x01,0,,,\n" for label in key
+            )
+            self._turn_templates[key] = template
+        ms, ok, failure, length, events, detail, inflight = end
+        rows = (template % tuple(values)).replace("\x01", str(users)).replace("\x00", head)
+        return (
+            f"{rows}{head}turn,turn:e2e,{ms:.3f},{ok},{failure},,,{users},{length},{events},"
+            f"{_quote(detail)},{inflight}\n"
+        )
 
     def flush(self) -> None:
         if self.closed:
