@@ -103,8 +103,10 @@ class Runtime:
         self._fire = environment.events.request.fire
         self._request_handlers = getattr(environment.events.request, "_handlers", (0, 0, 0))
         self._stats = environment.stats
+        self.turn_stats = TurnStats(environment.stats)
+        self._flusher = gevent.spawn(self.turn_stats.flush_forever)
         self._probe_tokens: ProbeTokens | None = None
-        self._turn_stats: dict[tuple[str, str], tuple[str, str]] = {}
+        self._sample_names: dict[tuple[str, str], tuple[str, str]] = {}
         self._chat_template = JsonTemplate(options.profile.chat.message, ("content", "thread_id"))
         events = options.profile.events
         heartbeat = options.profile.heartbeat
@@ -114,6 +116,11 @@ class Runtime:
         )
         self.inflight_handshakes = 0  # in this process, for the inflight column
         self.inflight_turns = 0
+
+    def close(self) -> None:
+        """Log what is pending into Locust's stats; no more timed flushes."""
+        self._flusher.kill(block=False)
+        self.turn_stats.flush()
 
     def chat_payload(self, content: str, thread_id: str) -> str:
         """The chat message as sent, from the profile's template."""
@@ -203,6 +210,7 @@ class Runtime:
             )
             return
         stats = self._stats
+        self.turn_stats.flush()  # keeps Locust's per-second bookkeeping in time order
         stats.log_request(REQUEST_TYPE, name, ms, length)
         if exception is not None:
             stats.log_error(REQUEST_TYPE, name, exception)
@@ -308,9 +316,11 @@ class Runtime:
             )  # fmt: skip
             return
         by_name.setdefault("turn:e2e", []).append(e2e)
-        log_samples(self._stats, REQUEST_TYPE, by_name, {"turn:e2e": sent_bytes})
-        if not ok:
-            self._stats.log_error(REQUEST_TYPE, "turn:e2e", Failure(result.failure or "failed"))
+        self.turn_stats.add(
+            by_name,
+            {"turn:e2e": sent_bytes},
+            None if ok else ("turn:e2e", Failure(result.failure or "failed")),
+        )
         sink = _state.sink
         if sink is not None:
             end = (e2e, 1 if ok else 0, result.failure or "", sent_bytes, result.events, detail,
@@ -327,7 +337,7 @@ class Runtime:
         labels: list[str] = []
         values: list[float] = []
         by_name: dict[str, list[float]] = {}
-        stat_of = self._turn_stats
+        stat_of = self._sample_names
         if result.ttfe_ms is not None:
             labels.append("event,turn:ttfe")
             values.append(result.ttfe_ms)
@@ -357,21 +367,27 @@ class Runtime:
         """Stats name and turn-block label of an event's or span's sample, made once."""
         stat = f"turn:{name}"
         label = turn_label(kind, stat)
-        self._turn_stats[(kind, name)] = (stat, label)
+        self._sample_names[(kind, name)] = (stat, label)
         return stat, label
 
 
 def log_samples(
-    stats: Any, method: str, by_name: dict[str, list[float]], lengths: dict[str, int]
+    stats: Any,
+    method: str,
+    by_name: dict[str, list[float]],
+    lengths: dict[str, int],
+    now: float | None = None,
 ) -> None:
     """Log samples into Locust's stats exactly as ``log_request`` would, one per value.
 
     ``StatsEntry.log`` reads the clock and makes half a dozen calls per sample, for the
     entry and again for the total; a turn is a dozen samples taken at once, so this reads
     the clock once and updates each entry, and the total, in one pass.
-    ``tests/test_locust_contract.py`` holds it to Locust's own ``log_request``.
+    ``tests/test_locust_contract.py`` holds it to Locust's own ``log_request``. ``now``
+    is when the samples were taken (default: now).
     """
-    now = time.time()
+    if now is None:
+        now = time.time()
     second = int(now)
     bucket = locust_stats.bucket_response_time  # looked up each time: Locust lets users swap it
     entries = stats.entries
@@ -408,6 +424,84 @@ def _log_values(
     for value in values:
         times[bucket(value)] += 1
     entry.total_content_length += length
+
+
+def log_errors(stats: Any, method: str, errors: list[tuple[str, Any]], now: float) -> None:
+    """``stats.log_error`` for each (name, error), counted in the second of ``now``.
+
+    Locust's own reads the clock; a batch logged later must count in its own second.
+    """
+    second = int(now)
+    for name, error in errors:
+        for entry in (stats.total, stats.entries[(name, method)]):
+            entry.num_failures += 1
+            entry.num_fail_per_sec[second] += 1
+        key = locust_stats.StatsError.create_key(method, name, error)
+        found = stats.errors.get(key)
+        if found is None:
+            found = stats.errors[key] = locust_stats.StatsError(method, name, error)
+        found.occurred()
+
+
+class TurnStats:
+    """Turn samples for Locust's stats, logged a batch at a time.
+
+    Logged per turn, Locust's per-entry bookkeeping (clock, cache, min, max, and all of it
+    again for the total) runs a dozen times per turn. Batched, it runs once per entry per
+    batch, and every sample still lands in the clock second it was taken in: a batch never
+    spans two seconds. Flushed when the second changes, by ``flush_forever`` at least every
+    quarter second, before a worker's stats report, before any other sample is logged,
+    and when the test stops, so nothing that reads Locust's stats sees it late by more
+    than that quarter second.
+    """
+
+    def __init__(self, stats: Any) -> None:
+        self.stats = stats
+        self.values: dict[str, list[float]] = {}
+        self.lengths: dict[str, int] = {}
+        self.errors: list[tuple[str, Exception]] = []
+        self.second = 0
+        self.at = 0.0
+
+    def add(
+        self,
+        by_name: dict[str, list[float]],
+        lengths: dict[str, int],
+        error: tuple[str, Exception] | None = None,
+    ) -> None:
+        """Samples taken now; the lists are kept (callers hand over fresh ones)."""
+        now = time.time()
+        second = int(now)
+        if second != self.second:
+            self.flush()
+            self.second = second
+        self.at = now
+        values = self.values
+        for name, taken in by_name.items():
+            pending = values.get(name)
+            if pending is None:
+                values[name] = taken
+            else:
+                pending.extend(taken)
+        for name, length in lengths.items():
+            self.lengths[name] = self.lengths.get(name, 0) + length
+        if error is not None:
+            self.errors.append(error)
+
+    def flush(self) -> None:
+        if not self.values:
+            return
+        values, self.values = self.values, {}
+        lengths, self.lengths = self.lengths, {}
+        errors, self.errors = self.errors, []
+        log_samples(self.stats, REQUEST_TYPE, values, lengths, now=self.at)
+        if errors:
+            log_errors(self.stats, REQUEST_TYPE, errors, now=self.at)
+
+    def flush_forever(self, interval_s: float = 0.25) -> None:
+        while True:
+            gevent.sleep(interval_s)
+            self.flush()
 
 
 def _row(
@@ -566,6 +660,8 @@ def runtime_for(environment: Environment) -> Runtime:
     options = environment.parsed_options
     key = (environment.host, *(getattr(options, s.dest, None) for s in OPTION_SPECS))
     if _state.runtime is None or _state.runtime_key != key:
+        if _state.runtime is not None:
+            _state.runtime.close()
         _state.runtime = Runtime(environment, from_namespace(options))
         _state.runtime_key = key
     return _state.runtime
@@ -835,8 +931,17 @@ def _sample_health(environment: Environment, sink: _Sink) -> None:
             sink.add((*row, 1, "", "", "", users, 0, "", "", ""))
 
 
+@events.report_to_master.add_listener
+def _on_report_to_master(**_: Any) -> None:
+    """Before a worker's stats report (registered ahead of Locust's own listener)."""
+    if _state.runtime is not None:
+        _state.runtime.turn_stats.flush()
+
+
 @events.test_stop.add_listener
 def _on_test_stop(environment: Environment, **_: Any) -> None:
+    if _state.runtime is not None:
+        _state.runtime.turn_stats.flush()  # users are stopped: the last of their samples
     if _state.health is not None:
         _state.health.kill(block=False)
         _state.health = None
