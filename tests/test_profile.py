@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from wsload.profile import ProfileError, fill_template, get_field, load_profile
 
@@ -105,3 +107,21 @@ def test_the_pre_serialised_template_renders_what_fill_template_gives(content):
         content=content, thread_id="t-1"
     )
     assert json.loads(rendered) == fill_template(template, {"thread_id": "t-1", "content": content})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.characters(blacklist_categories=())),  # lone surrogates too
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",))),
+)
+def test_the_template_renders_exactly_the_standard_librarys_json(content, thread_id):
+    import json
+
+    from wsload.profile import JsonTemplate
+
+    template = load_profile().chat.message
+    rendered = JsonTemplate(template, ("content", "thread_id")).render(
+        content=content, thread_id=thread_id
+    )
+    filled = fill_template(template, {"thread_id": thread_id, "content": content})
+    assert rendered == json.dumps(filled, separators=(",", ":"), ensure_ascii=False)

@@ -17,6 +17,7 @@ from locust.exception import StopUser
 
 from wsload.carrier import Placement, place
 from wsload.locust_glue import Runtime
+from wsload.options import refresh_margin
 from wsload.tokens import unverified_subject
 
 log = logging.getLogger("wsload")
@@ -41,6 +42,7 @@ class UserCredentials:
         self.token: str | None = None
         self.refresh_token: str | None = None
         self.expires_at: float | None = None  # epoch seconds
+        self._refresh_at: float | None = None  # epoch seconds; None: never
         self.lifetime_s: float = rt.options.token_lifetime_s
         opts = rt.options
         self.http: FastHttpSession | None = None
@@ -87,11 +89,8 @@ class UserCredentials:
 
     def due_in(self) -> float | None:
         """Seconds until the token should be refreshed (negative: overdue), None if never."""
-        if self.expires_at is None or self.rt.profile.auth.refresh == "none":
-            return None
-        from wsload.options import refresh_margin
-
-        return self.expires_at - refresh_margin(self.rt.options, self.lifetime_s) - time.time()
+        at = self._refresh_at
+        return None if at is None else at - time.time()
 
     def placement(self) -> Placement | None:
         """Where the token goes in the next upgrade; a ticket is fetched first if needed."""
@@ -119,6 +118,8 @@ class UserCredentials:
         self.expires_at = exp if exp is not None else now + self.lifetime_s
         if exp is not None:
             self.lifetime_s = max(1.0, exp - now)
+        if self.rt.profile.auth.refresh != "none":
+            self._refresh_at = self.expires_at - refresh_margin(self.rt.options, self.lifetime_s)
 
     def _take_pair(self, data: dict[str, Any]) -> bool:
         token = data.get("access_token")

@@ -39,7 +39,7 @@ def span_name(start: str, end: str) -> str:
     return prefix or start
 
 
-@dataclass
+@dataclass(slots=True)
 class TurnResult:
     """Timings (milliseconds from the message send) and verdicts of one turn."""
 
@@ -75,6 +75,13 @@ class _Rules:
             s[0]: (span_name(s[0], s[1]), s[1]) for s in events.spans if len(s) == 2
         }
         self.span_ends = {s[1]: s[0] for s in events.spans if len(s) == 2}
+        self.span_names = frozenset(self.span_starts) | frozenset(self.span_ends)
+        self.grammar_names = grammar.names
+        self.type_field = events.type_field
+        self.user_id_field = events.user_id_field
+        self.thread_id_field = events.thread_id_field
+        self.run_id_field = events.run_id_field
+        self.unique_frames = events.frames_are_unique
 
 
 _RULES: dict[tuple[int, int], _Rules] = {}
@@ -90,6 +97,14 @@ def _rules(events: Events, grammar: Grammar) -> _Rules:
 class TurnTracker:
     """One turn: feed it events until ``done``; read ``result``."""
 
+    __slots__ = (
+        "_deadline_total", "_end_at", "_errors", "_event_timeout_s", "_failures", "_first",
+        "_first_at", "_gaps", "_grammar", "_grammar_broken", "_ignore", "_last_at", "_names",
+        "_open_spans", "_rules", "_seen_names", "_seen_raw", "_skipped", "_spans_done",
+        "_states", "_terminal", "_terminal_name", "_verdict_at", "done", "run_id", "sent_at",
+        "thread_id", "user_id",
+    )  # fmt: skip
+
     def __init__(
         self,
         events: Events,
@@ -103,7 +118,6 @@ class TurnTracker:
     ) -> None:
         rules = _rules(events, grammar)
         self._rules = rules
-        self._cfg = events
         self._grammar = grammar
         self._states = grammar.initial
         self._terminal = rules.terminal
@@ -138,32 +152,49 @@ class TurnTracker:
         return min(self._deadline_total, self._last_at + self._event_timeout_s)
 
     def feed(self, event: dict[str, Any], at: float, raw: str | None = None) -> bool:
-        """Take one received event; returns True once the turn is finished."""
+        """Take one received event; returns True once the turn is finished.
+
+        Runs for every event of every turn, so the common path (an event of this turn, in
+        order) is straight-line code; anything unusual goes to the helpers.
+        """
         if self.done:
             return True
-        name = event.get(self._cfg.type_field)
+        rules = self._rules
+        name = event.get(rules.type_field)
         if not isinstance(name, str) or name in self._ignore:
             return False
         foreign = self._foreign(event)
         if foreign is not None:
             self._fail(taxonomy.FOREIGN_EVENT, f"{name}: {foreign}")
             return False
-        if raw is not None and self._cfg.frames_are_unique:
+        if raw is not None and rules.unique_frames:
             if raw in self._seen_raw:
                 self._fail(taxonomy.SEQUENCE_DUPLICATE, f"{name} received twice")
                 return False
             self._seen_raw.add(raw)
         if self.run_id is None:
-            run_id = event.get(self._cfg.run_id_field)
+            run_id = event.get(rules.run_id_field)
             self.run_id = None if run_id is None else str(run_id)
-        self._record_time(name, at)
+        # the event's times
+        if self._first_at is None:
+            self._first_at = at
+        else:
+            self._gaps.append((at - self._last_at) * 1000.0)
+        if at > self._last_at:
+            self._last_at = at
+        if name not in self._first:
+            self._first[name] = at
+        self._names.append(name)
+        if name in rules.span_names:
+            self._span_event(name, at)
+        # its verdict
         if name in self._errors:
             detail = str(
                 event.get("error") or event.get("error_message") or event.get("data") or ""
             )
             self._fail(taxonomy.AGENT_ERROR, f"{name} {detail[:200]}".strip())
             return self._finish(at, name)
-        if name in self._grammar.names:
+        if name in rules.grammar_names:
             self._advance(name)
             if name in self._terminal:
                 return self._finish(at, name)
@@ -210,27 +241,20 @@ class TurnTracker:
 
     # internals -----------------------------------------------------------------------
     def _foreign(self, event: dict[str, Any]) -> str | None:
-        cfg = self._cfg
+        rules = self._rules
         for field_name, mine in (
-            (cfg.user_id_field, self.user_id),
-            (cfg.thread_id_field, self.thread_id),
-            (cfg.run_id_field, self.run_id),
+            (rules.user_id_field, self.user_id),
+            (rules.thread_id_field, self.thread_id),
+            (rules.run_id_field, self.run_id),
         ):
+            if mine is None:
+                continue
             theirs = event.get(field_name)
-            if mine is not None and theirs is not None and theirs != mine and str(theirs) != mine:
+            if theirs is not None and theirs != mine and str(theirs) != mine:
                 return f"{field_name} {theirs!r} is not this turn's {mine!r}"
         return None
 
-    def _record_time(self, name: str, at: float) -> None:
-        if self._first_at is None:
-            self._first_at = at
-        else:
-            self._gaps.append((at - self._last_at) * 1000.0)
-        if at > self._last_at:
-            self._last_at = at
-        if name not in self._first:
-            self._first[name] = at
-        self._names.append(name)
+    def _span_event(self, name: str, at: float) -> None:
         rules = self._rules
         if name in rules.span_starts:
             self._open_spans.setdefault(name, []).append(at)
