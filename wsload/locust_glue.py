@@ -21,6 +21,7 @@ import logging
 import secrets
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -392,17 +393,25 @@ def log_samples(
     bucket = locust_stats.bucket_response_time  # looked up each time: Locust lets users swap it
     entries = stats.entries
     everything: list[float] = []
+    total_buckets: Counter[int] = Counter()
     length_total = 0
     for name, values in by_name.items():
         length = lengths.get(name, 0)
-        _log_values(entries[(name, method)], values, length, now, second, bucket)
+        buckets = Counter(map(bucket, values))  # each value bucketed once, for both entries
+        _log_values(entries[(name, method)], values, buckets, length, now, second)
         everything.extend(values)
+        total_buckets.update(buckets)
         length_total += length
-    _log_values(stats.total, everything, length_total, now, second, bucket)
+    _log_values(stats.total, everything, total_buckets, length_total, now, second)
 
 
 def _log_values(
-    entry: Any, values: list[float], length: int, now: float, second: int, bucket: Any
+    entry: Any,
+    values: list[float],
+    buckets: Counter[int],
+    length: int,
+    now: float,
+    second: int,
 ) -> None:
     if (
         entry.use_response_times_cache
@@ -421,8 +430,8 @@ def _log_values(
     if high > entry.max_response_time:
         entry.max_response_time = high
     times = entry.response_times
-    for value in values:
-        times[bucket(value)] += 1
+    for rounded, times_seen in buckets.items():
+        times[rounded] += times_seen
     entry.total_content_length += length
 
 
