@@ -36,6 +36,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import psutil
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
@@ -167,8 +169,25 @@ RAW_HANDSHAKES = loop_script(
 )
 
 
-def measure_process(args: list[str], warm: float, window: float, timeout: float):
-    """Run a locust command pinned to the generator core; CPU share over the window."""
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process and its children (the target may fork workers)."""
+    proc = psutil.Process(pid)
+    total = 0.0
+    for p in [proc, *proc.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            times = p.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def measure_process(
+    args: list[str], warm: float, window: float, timeout: float, target_pid: int | None = None
+) -> tuple[float, float | None]:
+    """Run a locust command pinned to the generator core; CPU shares over the window.
+
+    The second is the target's (when ``target_pid`` is given): near 100% means the figure
+    is the target's limit, a lower bound for the generator.
+    """
     env = {**os.environ, "JWT_SECRET_KEY": SECRET}
     proc = subprocess.Popen(
         args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -176,10 +195,13 @@ def measure_process(args: list[str], warm: float, window: float, timeout: float)
     pin(proc.pid, GENERATOR_CPU)
     time.sleep(warm)
     c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    tc0 = tree_cpu_seconds(target_pid) if target_pid else 0.0
     time.sleep(window)
-    cpu = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
+    took = time.monotonic() - t0
+    cpu = (cpu_seconds(proc.pid) - c0) / took
+    target_cpu = (tree_cpu_seconds(target_pid) - tc0) / took if target_pid else None
     proc.wait(timeout=timeout)
-    return cpu
+    return cpu, target_cpu
 
 
 def locust(locustfile: str, host: str, users: int, seconds: float, results: Path, *extra: str):
@@ -211,6 +233,7 @@ def phase_turns(args, table: list[str]) -> float:
     }
     rates: dict[str, list[float]] = {label: [] for label in [*loops, "full"]}
     cpus: dict[str, list[float]] = {label: [] for label in rates}
+    target_cpus: list[float] = []
     for _ in range(args.repeats):
         for label, code in loops.items():
             with fresh_target(*FAST_TURN) as t:
@@ -221,7 +244,11 @@ def phase_turns(args, table: list[str]) -> float:
             results = Path(tmp) / "run"
             cmd = locust("ws_auth.py", t.url, args.sessions, args.warm + args.window + 1, results,
                          "--think-time", "0", "--heartbeat-interval", "0")  # fmt: skip
-            cpus["full"].append(measure_process(cmd, args.warm + 1.5, args.window - 1, timeout=120))
+            cpu, target_cpu = measure_process(
+                cmd, args.warm + 1.5, args.window - 1, timeout=120, target_pid=t.pid
+            )
+            cpus["full"].append(cpu)
+            target_cpus.append(target_cpu or 0.0)
             samples = load_samples(results)
         first = samples["ts"].min()
         end = first + args.warm + args.window - 1
@@ -230,9 +257,10 @@ def phase_turns(args, table: list[str]) -> float:
     runs = f"median of {args.repeats}"
     for label in rates:
         name = "full ChatUser path (Locust, tracker, recorder)" if label == "full" else label
+        target_note = f"; target CPU {med(target_cpus):.0%}" if label == "full" else ""
         table.append(
             f"| turns/s, {name} | {med(rates[label]):,.0f} | {med(cpus[label]):.0%}; {runs}: "
-            f"{', '.join(f'{r:,.0f}' for r in rates[label])} |"
+            f"{', '.join(f'{r:,.0f}' for r in rates[label])}{target_note} |"
         )
     for label in list(loops)[:2]:
         ratios = [f / r for f, r in zip(rates["full"], rates[label], strict=True)]
@@ -274,7 +302,9 @@ def phase_sessions(args, table: list[str]) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             results = Path(tmp) / "run"
             cmd = locust("handshakes.py", t.url, 50, args.warm + args.window + 1, results)
-            cpu = measure_process(cmd, args.warm + 1.5, args.window - 1, timeout=120)
+            cpu, target_cpu = measure_process(
+                cmd, args.warm + 1.5, args.window - 1, timeout=120, target_pid=t.pid
+            )
             samples = load_samples(results)
         first = samples["ts"].min()
         full_rate = rate(samples, "auth", first + args.warm, first + args.warm + args.window - 1)
@@ -283,7 +313,12 @@ def phase_sessions(args, table: list[str]) -> None:
     table.append(
         f"| sessions/s, raw websocket-client handshake loop | {raw_rate:,.0f} | {raw['cpu']:.0%} |"
     )
-    table.append(f"| sessions/s, HandshakeUser (fresh token each) | {full_rate:,.0f} | {cpu:.0%} |")
+    table.append(
+        f"| sessions/s, HandshakeUser (fresh token each) | {full_rate:,.0f} | {cpu:.0%}; "
+        f"target CPU {target_cpu or 0:.0%}"
+        + (" (saturated: a lower bound for the generator)" if (target_cpu or 0) > 0.9 else "")
+        + " |"
+    )
     table.append(f"| ratio HandshakeUser / raw | {full_rate / raw_rate:.2f} | |")
 
 
@@ -363,7 +398,7 @@ def phase_truth(args, table: list[str], full_rate: float | None) -> None:
                     "ws_auth.py", t.url, users, args.warm + args.window + 1, results,
                     "--think-time", f"exp:{think:.4f}", "--heartbeat-interval", "0",
                 )  # fmt: skip
-                cpu = measure_process(cmd, args.warm + 1.5, args.window - 1, timeout=120)
+                cpu, _ = measure_process(cmd, args.warm + 1.5, args.window - 1, timeout=120)
                 samples = load_samples(results)
             first = samples["ts"].min()
             window = samples.loc[samples["ts"] >= first + args.warm]

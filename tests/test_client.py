@@ -6,6 +6,7 @@ import base64
 import hashlib
 import socket
 import struct
+import time
 
 import pytest
 
@@ -224,3 +225,36 @@ def test_receive_times_come_from_the_kernel_not_from_a_late_read(target_factory,
         else:
             assert seen_ms >= 400, seen_ms
         session.close()
+
+
+def test_a_message_larger_than_the_socket_buffers_arrives_whole(raw_server, profile, minter):
+    """One send takes a chat message whole; what a full buffer leaves over still goes."""
+    ack = '{"type":"connection_established","data":{"user_id":"alice"}}'
+    message = "x" * (12 * 1024 * 1024)
+    received: list[bytes] = []
+
+    def slow_reader(conn: socket.socket) -> None:
+        answer_101(conn, extra=text_frame(ack))
+        conn.settimeout(10)
+        data = b""
+        while len(data) < 14 + len(message):
+            time.sleep(0.01)  # the client's buffers fill up: its first send is partial
+            chunk = conn.recv(1 << 20)
+            if not chunk:
+                break
+            data += chunk
+        received.append(data)
+
+    server = raw_server(slow_reader)
+    session = open_as(server.url, profile, minter, "alice")
+    session.sock.settimeout(10)
+    assert session.send_text(message) == len(message)
+    deadline = time.monotonic() + 10
+    while not received and time.monotonic() < deadline:
+        time.sleep(0.05)
+    session.abort()
+    data = received[0]
+    assert data[:2] == b"\x81\xff" and int.from_bytes(data[2:10], "big") == len(message)
+    key, masked = data[10:14], data[14:]
+    unmasked = bytes(b ^ key[i % 4] for i, b in enumerate(masked[:4096]))
+    assert len(masked) == len(message) and unmasked == message[:4096].encode()

@@ -184,7 +184,11 @@ class Session:
         data = payload.encode("utf-8")
         frame = client_frame(data)
         with self._send_lock:
-            self.sock.sendall(frame)
+            # One send takes a chat message whole; gevent's sendall would also ask the
+            # kernel for the buffer size on every call. The rest, if any, goes by sendall.
+            sent = self.sock.send(frame)
+            if sent < len(frame):
+                self.sock.sendall(frame[sent:])
         return len(data)
 
     def send_json(self, message: Any) -> int:
