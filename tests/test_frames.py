@@ -150,3 +150,20 @@ def test_client_frames_are_the_bytes_websocket_client_makes(payload, key):
     reference = ABNF.create_frame(payload, ABNF.OPCODE_BINARY)
     reference.get_mask_key = lambda n: key
     assert client_frame(payload, 0x2, mask_key=key) == reference.format()
+
+
+@given(st.binary(max_size=400), st.integers(0, 400))
+def test_a_read_parsed_where_it_lies_agrees_with_one_parsed_from_the_buffer(payload, limit):
+    """Reads on a frame boundary skip the buffer; errors included, the answer is the same."""
+
+    def parse(parser: FrameParser, data: bytes):
+        try:
+            return [(m.kind, m.data) for m in parser.feed(data)]
+        except FrameError as err:
+            return ("error", err.close_code, err.reason)
+
+    data = frame(payload)
+    alone = parse(FrameParser(limit), data)
+    general = FrameParser(limit)
+    assert general.feed(data[:1]) == []  # a byte already buffered: the general path
+    assert alone == parse(general, data[1:])

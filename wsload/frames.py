@@ -56,25 +56,31 @@ class FrameParser:
     def feed(self, data: bytes) -> list[Message]:
         """Take received bytes; return the messages they complete, in order."""
         buf = self._buffer
-        buf += data
+        # Most reads start on a frame boundary: parse them where they are, and buffer
+        # only what is left over, instead of copying every read into the buffer first.
+        if buf:
+            buf += data
+            view: bytes | bytearray = buf
+        else:
+            view = data
         out: list[Message] = []
         pos = 0
-        end = len(buf)
+        end = len(view)
         limit = self.max_message_bytes
         while end - pos >= 2:
-            b0 = buf[pos]
-            b1 = buf[pos + 1]
+            b0 = view[pos]
+            b1 = view[pos + 1]
             length = b1 & 0x7F
             header = 2
             if length == 126:
                 if end - pos < 4:
                     break
-                length = (buf[pos + 2] << 8) | buf[pos + 3]
+                length = (view[pos + 2] << 8) | view[pos + 3]
                 header = 4
             elif length == 127:
                 if end - pos < 10:
                     break
-                length = int.from_bytes(buf[pos + 2 : pos + 10], "big")
+                length = int.from_bytes(view[pos + 2 : pos + 10], "big")
                 header = 10
             if b1 & 0x80:
                 raise FrameError("the server masked a frame (RFC 6455 5.1 forbids it)")
@@ -90,7 +96,7 @@ class FrameParser:
                     raise FrameError("a control frame over 125 bytes")
                 break
             start = pos + header
-            payload = bytes(buf[start : start + length])
+            payload = bytes(view[start : start + length])  # no second copy of bytes
             pos = start + length
             fin = b0 & 0x80
             if opcode >= 0x8:
@@ -129,8 +135,11 @@ class FrameParser:
                     raise FrameError("a text message that is not UTF-8", close_code=1007) from None
             else:
                 out.append(Message("binary", payload))
-        if pos:
-            del buf[:pos]
+        if view is buf:
+            if pos:
+                del buf[:pos]
+        elif pos < end:
+            buf += view[pos:]
         return out
 
 
