@@ -121,3 +121,13 @@ def test_expand_failed_only_keeps_just_failed_rows_and_turn_ends():
     bad = turn_block("s", "x", ["event,turn:ttfe"], [1.0], ok=0)
     rows = expand([row("a", ""), row("b", "", ok=0), good, bad], failed_only=True)
     assert [(r[3], r[7]) for r in rows] == [("b", "turn:e2e"), ("s", "turn:e2e")]
+
+
+def test_loading_some_columns_reads_just_those_with_the_same_values(tmp_path):
+    recorder = Recorder(tmp_path, "r")
+    recorder.add_many([row("a,b", 'say "x"', ok=0), row("c", "", ms=3.25)])
+    recorder.close()
+    whole = load_samples(tmp_path)
+    some = load_samples(tmp_path, ("name", "ok", "ms", "detail"))
+    assert list(some.columns) == ["name", "ms", "ok", "detail"]  # file order
+    pd.testing.assert_frame_equal(some, whole[list(some.columns)])

@@ -310,7 +310,7 @@ def evaluate_run(folder: str | Path, config: GateConfig) -> GateResult:
         )
     stopped = read_run_meta(folder).get("stopped")
     return evaluate(
-        load_samples(folder),
+        load_samples(folder, _NEEDED),
         config,
         stopped=float(stopped) if isinstance(stopped, int | float) else None,
     )

@@ -6,6 +6,7 @@ are the numbers a gate or notebook computes from the same run folder.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -15,17 +16,28 @@ from wsload.recorder import SAMPLES_FILE
 _ORDER = ("connect", "auth", "turn:ttfe")
 
 
-def load_samples(folder: str | Path) -> pd.DataFrame:
-    """The samples of a run folder; a torn last line (crash) is skipped."""
+_TEXT_COLUMNS = ("failure", "detail", "subject", "session")
+SUMMARY_COLUMNS = ("kind", "name", "ms", "ok", "failure", "detail")
+
+
+def load_samples(folder: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The samples of a run folder; a torn last line (crash) is skipped.
+
+    ``columns`` reads only those (in file order): a saturated generator writes tens of
+    thousands of rows a second, and the end-of-run summary and gate need a few columns of
+    them, not every string of every row in memory.
+    """
     path = Path(folder) / SAMPLES_FILE
     frame = pd.read_csv(
         path,
+        usecols=list(columns) if columns is not None else None,
         on_bad_lines="skip",
         keep_default_na=False,  # only an empty field is missing: a detail may say "null"
         na_values=[""],
-        dtype={"failure": "string", "detail": "string", "subject": "string", "session": "string"},
+        dtype={c: "string" for c in _TEXT_COLUMNS if columns is None or c in columns},
     )
-    frame["ok"] = frame["ok"].astype(bool)
+    if "ok" in frame.columns:
+        frame["ok"] = frame["ok"].astype(bool)
     return frame
 
 
@@ -107,7 +119,7 @@ def security_lines(samples: pd.DataFrame) -> list[str]:
 
 def render(folder: str | Path) -> str:
     """The summary as text for a terminal."""
-    samples = load_samples(folder)
+    samples = load_samples(folder, SUMMARY_COLUMNS)
     lines = [f"wsload summary of {folder} ({len(samples)} samples, times in ms, exact)"]
     table = percentile_table(samples)
     header = f"{'name':<28}{'count':>8}{'fail':>7}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}"
