@@ -60,12 +60,6 @@ def raise_fd_limit() -> None:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def target(*extra: str):
     t = start_target(["--workers", "1", *extra], secret=SECRET)
     pin(t.pid, TARGET_CPU)
@@ -181,24 +175,31 @@ def tree_cpu_seconds(pid: int) -> float:
 
 
 def measure_process(
-    args: list[str], warm: float, window: float, timeout: float, target_pid: int | None = None
+    args: list[str],
+    warm: float,
+    window: float,
+    timeout: float,
+    target_pid: int | None = None,
+    pin_to: int | None = GENERATOR_CPU,
 ) -> tuple[float, float | None]:
-    """Run a locust command pinned to the generator core; CPU shares over the window.
+    """Run a locust command (pinned to ``pin_to``); CPU shares over the window.
 
-    The second is the target's (when ``target_pid`` is given): near 100% means the figure
-    is the target's limit, a lower bound for the generator.
+    The first is the generator's, with its workers when it has them; the second the
+    target's (when ``target_pid`` is given): near 100% means the figure is the target's
+    limit, a lower bound for the generator.
     """
     env = {**os.environ, "JWT_SECRET_KEY": SECRET}
     proc = subprocess.Popen(
         args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    pin(proc.pid, GENERATOR_CPU)
+    if pin_to is not None:
+        pin(proc.pid, pin_to)
     time.sleep(warm)
-    c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+    c0, t0 = tree_cpu_seconds(proc.pid), time.monotonic()
     tc0 = tree_cpu_seconds(target_pid) if target_pid else 0.0
     time.sleep(window)
     took = time.monotonic() - t0
-    cpu = (cpu_seconds(proc.pid) - c0) / took
+    cpu = (tree_cpu_seconds(proc.pid) - c0) / took
     target_cpu = (tree_cpu_seconds(target_pid) - tc0) / took if target_pid else None
     proc.wait(timeout=timeout)
     return cpu, target_cpu
@@ -439,11 +440,12 @@ def phase_scale(args, table: list[str]) -> None:
     """Turns/s with one generator process and with ``--processes 2`` (master + 2 workers).
 
     Nothing is pinned: on a 2-core machine the generators share the cores with the target,
-    so this shows how much of the second core a second worker turns into load, not a clean
-    per-core figure (those come from the pinned phases).
+    so turns/s alone cannot double. What carries over to a machine with cores to spare is
+    turns per generator CPU-second (master and workers together): how much of each added
+    core becomes load.
     """
     for label, extra in (("1 process", []), ("--processes 2", ["--processes", "2"])):
-        rates = []
+        rates, cpus = [], []
         for _ in range(args.repeats):
             t = start_target(["--workers", "1", *FAST_TURN], secret=SECRET)
             try:
@@ -452,18 +454,22 @@ def phase_scale(args, table: list[str]) -> None:
                     cmd = locust("ws_auth.py", t.url, args.sessions, args.warm + args.window + 1,
                                  results, "--think-time", "0", "--heartbeat-interval", "0",
                                  *extra)  # fmt: skip
-                    env = {**os.environ, "JWT_SECRET_KEY": SECRET}
-                    subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=120)
+                    cpu, _ = measure_process(
+                        cmd, args.warm + 1.5, args.window - 1, timeout=120, pin_to=None
+                    )
                     samples = load_samples(results)
             finally:
                 t.stop()
             first = samples["ts"].min()
-            rates.append(
-                rate(samples, "turn:e2e", first + args.warm, first + args.warm + args.window - 1)
-            )
+            end = first + args.warm + args.window - 1
+            rates.append(rate(samples, "turn:e2e", first + args.warm, end))
+            cpus.append(cpu)
+        med = statistics.median
+        per_cpu = [r / max(c, 0.01) for r, c in zip(rates, cpus, strict=True)]
         table.append(
             f"| turns/s, {label}, unpinned (2 cores shared with the target) "
-            f"| {statistics.median(rates):,.0f} | median of {args.repeats} |"
+            f"| {med(rates):,.0f} | median of {args.repeats}; generator CPU {med(cpus):.0%}, "
+            f"{med(per_cpu):,.0f} turns per generator CPU-second |"
         )
 
 
