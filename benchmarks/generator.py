@@ -104,34 +104,21 @@ def loop_script(body: str) -> str:
     return _PROLOGUE + textwrap.dedent(body) + _EPILOGUE
 
 
-RAW_TURNS = loop_script(
-    """
+_RAW_TURNS = """
     def loop(i):  # websocket-client, as a plain gevent program uses it
         token = minter.mint(f"raw-{i}")
-        ws = websocket.create_connection(url, subprotocols=["jwt-auth", "jwt-auth." + token])
-        ws.recv()  # the ack
-        while True:
-            ws.send(msg)
-            while json.loads(ws.recv())["type"] != "agent_completed":
-                pass
-            count[0] += 1
-    """
-)
-
-RAW_TURNS_TUNED = loop_script(
-    """
-    def loop(i):  # the same, without websocket-client's pure-Python UTF-8 check
-        token = minter.mint(f"raw-{i}")
         ws = websocket.create_connection(url, subprotocols=["jwt-auth", "jwt-auth." + token],
-                                         skip_utf8_validation=True)
+                                         OPTIONS)
         ws.recv()  # the ack
         while True:
             ws.send(msg)
             while json.loads(ws.recv())["type"] != "agent_completed":
                 pass
             count[0] += 1
-    """
-)
+"""
+RAW_TURNS = loop_script(_RAW_TURNS.replace("OPTIONS", ""))
+# the same without websocket-client's pure-Python UTF-8 check
+RAW_TURNS_TUNED = loop_script(_RAW_TURNS.replace("OPTIONS", "skip_utf8_validation=True"))
 
 WSLOAD_TURNS = loop_script(
     """

@@ -9,7 +9,22 @@ import subprocess
 import sys
 import textwrap
 
-CHECK = textwrap.dedent(
+# Both scripts end by comparing every entry (and the total) field by field.
+SAME = textwrap.dedent(
+    """
+    def same(mine, theirs, fields):
+        for key, entry in list(theirs.entries.items()) + [("total", theirs.total)]:
+            other = mine.total if key == "total" else mine.entries[key]
+            for field in fields:
+                a, b = getattr(other, field), getattr(entry, field)
+                if isinstance(a, float):
+                    assert abs(a - b) < 1e-6 * max(1.0, abs(b)), (key, field, a, b)
+                else:
+                    assert a == b, (key, field)
+    """
+)
+
+CHECK = SAME + textwrap.dedent(
     """
     import random, time
     from locust import stats as locust_stats
@@ -31,23 +46,15 @@ CHECK = textwrap.dedent(
                 for i, ms in enumerate(values):
                     length = lengths.get(name, 0) if i == len(values) - 1 else 0
                     theirs.log_request("WS", name, ms, length)
-        fields = ("num_requests", "num_none_requests", "total_response_time", "min_response_time",
-                  "max_response_time", "response_times", "num_reqs_per_sec",
-                  "total_content_length", "last_request_timestamp")
-        for key, entry in list(theirs.entries.items()) + [("total", theirs.total)]:
-            other = mine.total if key == "total" else mine.entries[key]
-            for field in fields:
-                a, b = getattr(other, field), getattr(entry, field)
-                if isinstance(a, float):
-                    assert abs(a - b) < 1e-6 * max(1.0, abs(b)), (key, field, a, b)
-                else:
-                    assert a == b, (key, field, a, b)
+        same(mine, theirs, ("num_requests", "num_none_requests", "total_response_time",
+             "min_response_time", "max_response_time", "response_times", "num_reqs_per_sec",
+             "total_content_length", "last_request_timestamp"))
     print("same")
     """
 )
 
 
-BATCHED = textwrap.dedent(
+BATCHED = SAME + textwrap.dedent(
     """
     import random, time
     from locust import stats as locust_stats
@@ -76,17 +83,10 @@ BATCHED = textwrap.dedent(
         if turn % 50 == 0:
             batched.flush()  # a timed flush or a worker's report, mid-second
     batched.flush()
-    fields = ("num_requests", "total_response_time", "min_response_time", "max_response_time",
-              "response_times", "num_reqs_per_sec", "num_failures", "num_fail_per_sec",
-              "total_content_length", "last_request_timestamp", "response_times_cache")
-    for key, entry in list(theirs.entries.items()) + [("total", theirs.total)]:
-        other = mine.total if key == "total" else mine.entries[key]
-        for field in fields:
-            a, b = getattr(other, field), getattr(entry, field)
-            if isinstance(a, float):
-                assert abs(a - b) < 1e-6 * max(1.0, abs(b)), (key, field, a, b)
-            else:
-                assert a == b, (key, field)
+    same(mine, theirs, ("num_requests", "total_response_time", "min_response_time",
+         "max_response_time", "response_times", "num_reqs_per_sec", "num_failures",
+         "num_fail_per_sec", "total_content_length", "last_request_timestamp",
+         "response_times_cache"))
     assert {k: v.occurrences for k, v in mine.errors.items()} == {
         k: v.occurrences for k, v in theirs.errors.items()
     }
