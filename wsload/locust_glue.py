@@ -211,7 +211,9 @@ class Runtime:
             )
             return
         stats = self._stats
-        self.turn_stats.flush()  # keeps Locust's per-second bookkeeping in time order
+        pending = self.turn_stats
+        if pending.values and pending.second != int(time.time()):
+            pending.flush()  # an earlier second's turns first: Locust's bookkeeping is in order
         stats.log_request(REQUEST_TYPE, name, ms, length)
         if exception is not None:
             stats.log_error(REQUEST_TYPE, name, exception)
@@ -459,9 +461,9 @@ class TurnStats:
     again for the total) runs a dozen times per turn. Batched, it runs once per entry per
     batch, and every sample still lands in the clock second it was taken in: a batch never
     spans two seconds. Flushed when the second changes, by ``flush_forever`` at least every
-    quarter second, before a worker's stats report, before any other sample is logged,
-    and when the test stops, so nothing that reads Locust's stats sees it late by more
-    than that quarter second.
+    quarter second, before a worker's stats report, before another sample is logged in a
+    later second, and when the test stops, so nothing that reads Locust's stats sees it
+    late by more than that quarter second.
     """
 
     def __init__(self, stats: Any) -> None:
