@@ -943,16 +943,21 @@ def _sample_health(environment: Environment, sink: _Sink) -> None:
 
 
 @events.report_to_master.add_listener
-def _on_report_to_master(**_: Any) -> None:
-    """Before a worker's stats report (registered ahead of Locust's own listener)."""
+@events.reset_stats.add_listener
+@events.spawning_complete.add_listener
+def _flush_turn_stats(**_: Any) -> None:
+    """Pending turn samples into Locust's stats before anything reads or resets them.
+
+    Registered at import, so before Locust's own listeners: a worker's stats report
+    includes them, and a reset (web UI, ``--reset-stats``) drops them with the rest.
+    """
     if _state.runtime is not None:
         _state.runtime.turn_stats.flush()
 
 
 @events.test_stop.add_listener
 def _on_test_stop(environment: Environment, **_: Any) -> None:
-    if _state.runtime is not None:
-        _state.runtime.turn_stats.flush()  # users are stopped: the last of their samples
+    _flush_turn_stats()  # users are stopped: the last of their samples
     if _state.health is not None:
         _state.health.kill(block=False)
         _state.health = None
