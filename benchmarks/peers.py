@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import json
 import math
 import os
@@ -58,16 +57,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import generator  # noqa: E402  (same secret, pinning, target and CPU accounting)
+from generator import GENERATOR_CPU, SECRET, fresh_target, tree_cpu_seconds  # noqa: E402
 
 from wsload.carrier import place  # noqa: E402
 from wsload.profile import Profile, load_profile  # noqa: E402
-from wsload.target import RunningTarget, start_target  # noqa: E402
+from wsload.target import RunningTarget  # noqa: E402
 from wsload.tokens import TokenMinter  # noqa: E402
 
-SECRET = "generator-benchmark-secret-0123456789ab"
-GENERATOR_CPU, TARGET_CPU = 0, 1
 RAW_SESSIONS = 50  # greenlets of the raw loop, as generator.py's sessions phase
 MAX_TOKENS = 60_000
 START_TIMEOUT_S = 30.0  # to the first connection: Node and Artillery load in seconds
@@ -151,30 +154,6 @@ class Run:
     error: str = ""
 
 
-def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def tree_cpu(root: int) -> float:
-    """CPU seconds of ``root`` and its descendants: a wrapper script may start Node."""
-    children: dict[int, list[int]] = {}
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError, IndexError, ValueError):
-                with open(f"/proc/{entry.name}/stat") as f:
-                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-                children.setdefault(ppid, []).append(int(entry.name))
-    total, todo = 0.0, [root]
-    while todo:
-        pid = todo.pop()
-        with contextlib.suppress(OSError):
-            total += cpu_seconds(pid)
-        todo.extend(children.get(pid, []))
-    return total
-
-
 @contextlib.contextmanager
 def pinned_children(cpu: int) -> Iterator[None]:
     """Processes started inside inherit ``cpu``, so every thread Node creates is pinned."""
@@ -185,18 +164,6 @@ def pinned_children(cpu: int) -> Iterator[None]:
         yield
     finally:
         os.sched_setaffinity(0, before)
-
-
-@contextlib.contextmanager
-def fresh_target(secret: str) -> Iterator[RunningTarget]:
-    """The reference target as generator.py starts it: one worker, pinned to CPU 1."""
-    t = start_target(["--workers", "1"], secret=secret)
-    with contextlib.suppress(OSError):
-        os.sched_setaffinity(t.pid, {TARGET_CPU})
-    try:
-        yield t
-    finally:
-        t.stop()
 
 
 def counts(t: RunningTarget) -> tuple[int, int]:
@@ -318,18 +285,18 @@ class WindowSampler(threading.Thread):
                     raise RuntimeError("the generator made no connection")
             if self.stop.wait(self.warm):
                 raise RuntimeError("the generator ended during the warm-up")
-            t0, (_, a0), tc0 = time.monotonic(), counts(t), cpu_seconds(t.pid)
-            c0 = tree_cpu(self.pid) if self.pid else 0.0
+            t0, (_, a0), tc0 = time.monotonic(), counts(t), tree_cpu_seconds(t.pid)
+            c0 = tree_cpu_seconds(self.pid) if self.pid else 0.0
             if self.stop.wait(self.window):
                 raise RuntimeError("the generator ended during the window")
             took = time.monotonic() - t0
-            (_, a1), tc1 = counts(t), cpu_seconds(t.pid)
-            c1 = tree_cpu(self.pid) if self.pid else 0.0
+            (_, a1), tc1 = counts(t), tree_cpu_seconds(t.pid)
+            c1 = tree_cpu_seconds(self.pid) if self.pid else 0.0
             self.rate, self.target_cpu, self.cpu = (
                 (a1 - a0) / took, (tc1 - tc0) / took, (c1 - c0) / took,
             )  # fmt: skip
             self.error = ""
-        except (OSError, ValueError, RuntimeError) as exc:
+        except (OSError, ValueError, RuntimeError, psutil.Error) as exc:
             self.error = str(exc)
 
 
@@ -398,9 +365,7 @@ def artillery_note(run: Run) -> str:
 
 def raw_row(args: argparse.Namespace) -> tuple[str, float]:
     """generator.py's raw websocket-client handshake loop, on a target of its own."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    generator = importlib.import_module("generator")
-    with fresh_target(generator.SECRET) as t:  # the secret its loop mints with
+    with fresh_target() as t:
         sampler = WindowSampler(t, args)
         sampler.start()
         result, cpu = generator.run_raw(generator.RAW_HANDSHAKES, t.url, RAW_SESSIONS, args)
@@ -462,7 +427,7 @@ def main() -> int:
         write_tokens(tmp / "tokens.csv", profile, count)
         for name, wait, keep_early, label in runs:
             write_processor(tmp, name, profile, keep_early=keep_early)
-            with fresh_target(SECRET) as t:
+            with fresh_target() as t:
                 script = write_scenario(tmp, name, profile, t.url, args, wait=wait)
                 run = run_artillery(binary, script, t, args)
             if run.error:
