@@ -211,9 +211,7 @@ class Runtime:
             )
             return
         stats = self._stats
-        pending = self.turn_stats
-        if pending.values and pending.second != int(time.time()):
-            pending.flush()  # an earlier second's turns first: Locust's bookkeeping is in order
+        self.turn_stats.settle(int(time.time()))  # earlier seconds first, as Locust counts
         stats.log_request(REQUEST_TYPE, name, ms, length)
         if exception is not None:
             stats.log_error(REQUEST_TYPE, name, exception)
@@ -482,10 +480,7 @@ class TurnStats:
     ) -> None:
         """Samples taken now; the lists are kept (callers hand over fresh ones)."""
         now = time.time()
-        second = int(now)
-        if second != self.second:
-            self.flush()
-            self.second = second
+        self.settle(int(now))
         self.at = now
         values = self.values
         for name, taken in by_name.items():
@@ -498,6 +493,12 @@ class TurnStats:
             self.lengths[name] = self.lengths.get(name, 0) + length
         if error is not None:
             self.errors.append(error)
+
+    def settle(self, second: int) -> None:
+        """Log what was taken in an earlier second than ``second``."""
+        if second != self.second:
+            self.flush()
+            self.second = second
 
     def flush(self) -> None:
         if not self.values:
