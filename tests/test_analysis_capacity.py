@@ -90,9 +90,14 @@ def test_capacity_statement_names_the_largest_passing_step_and_projects_instance
     assert "turn:e2e p95" in cap.first_breach
     assert cap.instances == math.ceil(1000 / 20)
     text = "\n".join(cap.statement())
-    assert "Largest user count meeting the SLO: 25 users per instance" in text
+    e2e_25 = cap.steps.set_index("users").loc[25, "e2e_p95_ms"]
+    assert (
+        "Measured limit: the largest user count meeting the SLO is 25 users per instance "
+        f"(p95 turn:e2e {e2e_25:.0f} ms" in text
+    )
     assert "first breach was at 30 users" in text
     assert f"For 1000 users: {cap.instances} instance(s)" in text
+    assert "from the measured limit of 25 users" in text
     assert "Knee" in text and cap.knee_users == pytest.approx(cap.fit.knee_users)
     assert any("scale out linearly" in a for a in cap.assumptions)
     good = cap.steps.set_index("users")
@@ -103,9 +108,13 @@ def test_capacity_statement_names_the_largest_passing_step_and_projects_instance
 def test_a_run_that_never_breaks_the_slo_gives_a_lower_bound(tmp_path):
     run = wa.load_run(usl_run(tmp_path / "run", lam=1, sigma=0, kappa=0, users=[2, 4]))
     cap = wa.capacity(run, wa.SLO(), target_users=10)
-    assert cap.lower_bound and cap.max_users == 4 and cap.instances == 3
+    assert cap.lower_bound and cap.max_users == 4
+    assert cap.instances is None  # a lower bound measures no limit to project from
     assert cap.fit is None
-    assert any("at least 4 users" in line for line in cap.statement())
+    statement = cap.statement()
+    assert any("one instance carries at least 4 users" in line for line in statement)
+    assert not any(line.startswith("For 10 users") for line in statement)
+    assert any(line.startswith("No instance projection for 10 users") for line in statement)
 
 
 # --- the step plan of locustfiles/capacity.py -------------------------------------------

@@ -3,6 +3,7 @@ capacity run), a baseline comparison, and one clear message for bad input."""
 
 from __future__ import annotations
 
+import math
 import re
 import shutil
 import subprocess
@@ -58,8 +59,12 @@ def test_report_of_a_real_run_writes_html_markdown_and_every_figure(chat_dir, tm
     for heading in ("Latency over time", "Capacity", "Failures", "An average turn"):
         assert f"## {heading}" in markdown and f"<h2>{heading}</h2>" in page
     assert "| turn:e2e |" in markdown
-    assert "For 100 users:" in markdown
-    assert "Assumptions behind the projection" in markdown
+    # one constant load that met the SLO: a bound, so no instance count is projected
+    assert "one instance carries at least 6 users" in markdown
+    assert "No instance projection for 100 users" in markdown
+    assert "For 100 users:" not in markdown and "For 100 users:" not in page
+    assert "Assumptions behind the projection" not in markdown
+    assert "did not stop cleanly" not in markdown  # a clean stop
     assert "Generator health" in markdown
     assert not (out / "comparison.png").exists()
 
@@ -82,11 +87,14 @@ def test_report_of_a_stepped_capacity_run_states_its_capacity(steps_dir, tmp_pat
     cap = files.capacity
     assert cap.steps["users"].tolist() == [5, 10, 15]
     assert cap.fit is not None and cap.fit.points == 3
-    assert cap.max_users == 15 and cap.lower_bound
+    assert cap.max_users == 15 and cap.lower_bound and cap.instances is None
     assert "Steps tested (users): 5, 10, 15." in markdown
+    assert "Measured: the largest step, 15 users, met the SLO (p95 turn:e2e " in markdown
     assert "one instance carries at least 15 users" in markdown
+    assert "no step broke the SLO, so the real limit was not reached" in markdown
     assert "USL fit of throughput against users" in markdown
-    assert f"For 1000 users: {cap.instances} instance(s)" in markdown
+    assert "For 1000 users:" not in markdown
+    assert "No instance projection for 1000 users: the per-instance limit" in markdown
     assert "steps from the capacity run's steps.csv" in markdown
     throughput = cap.steps.set_index("users")["throughput_tps"]
     assert throughput[5] < throughput[10] < throughput[15]
@@ -181,4 +189,7 @@ def test_a_target_with_a_known_capacity_limit_is_found_within_one_step(tmp_path)
     assert cap.slo.e2e_p95_ms == 600  # the run's own SLO, from run.json
     assert cap.max_users is not None and abs(cap.max_users - 10) <= 5, cap.statement()
     assert cap.first_breach_users is not None and cap.first_breach_users <= 15
-    assert "Largest user count meeting the SLO" in files.markdown.read_text()
+    markdown = files.markdown.read_text()
+    assert "Measured limit: the largest user count meeting the SLO is" in markdown
+    assert cap.instances == math.ceil(1000 / cap.max_users)
+    assert f"For 1000 users: {cap.instances} instance(s)" in markdown

@@ -29,6 +29,9 @@ _WHERE = {
     "SLO": "slo",
     "SLO_OPTIONS": "slo",
     "STEPS_FILE": "steps",
+    "GROWTH_FACTOR": "stats",
+    "Growth": "stats",
+    "latency_growth": "stats",
     "auth_failures_by_users": "stats",
     "auto_window_s": "stats",
     "failure_summary": "stats",
@@ -41,10 +44,12 @@ _WHERE = {
     "window_percentiles": "stats",
 }
 __all__ = [
+    "GROWTH_FACTOR",
     "SLO",
     "SLO_OPTIONS",
     "STEPS_FILE",
     "Capacity",
+    "Growth",
     "Run",
     "UslFit",
     "auth_failures_by_users",
@@ -55,6 +60,7 @@ __all__ = [
     "failures_over_time",
     "fit_usl",
     "health_warnings",
+    "latency_growth",
     "load_run",
     "name_order",
     "percentile_table",
@@ -86,11 +92,14 @@ if TYPE_CHECKING:
     from .run import Run, load_run
     from .slo import SLO, SLO_OPTIONS
     from .stats import (
+        GROWTH_FACTOR,
+        Growth,
         auth_failures_by_users,
         auto_window_s,
         failure_summary,
         failures_over_time,
         health_warnings,
+        latency_growth,
         percentile_table,
         percentiles_by_users,
         step_percentiles,

@@ -19,7 +19,15 @@ import pandas as pd
 
 from .run import Run
 from .slo import LIMITED_NAMES, RATED_NAMES, SLO
-from .stats import OPENING, health_warnings, step_percentiles
+from .stats import (
+    GROWTH_STAGES,
+    OPENING,
+    Growth,
+    fmt_ms,
+    health_warnings,
+    latency_growth,
+    step_percentiles,
+)
 
 LAMBDA, SIGMA, KAPPA = "\u03bb", "\u03c3", "\u03ba"  # escaped: ruff flags look-alike letters
 
@@ -233,7 +241,12 @@ def _saturated(warnings: pd.DataFrame, step: Any, origin: float) -> bool:
 
 @dataclass(frozen=True)
 class Capacity:
-    """What a stepped run says about one instance, and what a target load would need."""
+    """What a stepped run says about one instance, and what a target load would need.
+
+    The statement keeps three kinds of claim apart: what a step measured, what is only a
+    bound (no step broke the SLO, so the limit was not reached) and what the USL fit
+    extrapolates beyond the largest step. A projection is made from a measured limit only.
+    """
 
     slo: SLO
     steps: pd.DataFrame
@@ -243,39 +256,83 @@ class Capacity:
     first_breach: str  # what broke there
     knee_users: float | None
     target_users: int | None
-    instances: int | None
+    instances: int | None  # only from a measured limit (a step met the SLO, a larger broke it)
     headroom: float
     assumptions: list[str] = field(default_factory=list)
+    growth: list[Growth] = field(default_factory=list)  # steep p95 growth between steps
 
     @property
     def lower_bound(self) -> bool:
         """True when no step broke the SLO: the instance carries at least ``max_users``."""
         return self.max_users is not None and self.first_breach_users is None
 
-    def statement(self) -> list[str]:
-        """The capacity statement as sentences, for the report and notebooks."""
+    @property
+    def measured_limit(self) -> bool:
+        """True when a user count met the SLO and the next larger one broke it."""
+        return self.max_users is not None and self.first_breach_users is not None
+
+    @property
+    def largest_users(self) -> int | None:
+        """The largest user count tested; the fit is extrapolated beyond it."""
+        return int(self.steps["users"].max()) if len(self.steps) else None
+
+    @property
+    def knee_extrapolated(self) -> bool:
+        """True when the fitted knee lies beyond the largest step: a guess, not a finding."""
+        largest, knee = self.largest_users, self.knee_users
+        return largest is not None and knee is not None and knee > largest
+
+    @property
+    def headline(self) -> str:
+        """The one sentence on the per-instance limit (measured, bound, or below all steps)."""
+        if self.steps.empty:
+            return "No load step was found in this run, so there is no capacity."
+        if self.max_users is None:
+            return (
+                f"Measured: no step met the SLO; the smallest, {_users(self.first_breach_users)}"
+                f", broke it ({self.first_breach}). One instance carries fewer users than that."
+            )
+        if self.lower_bound:
+            return (
+                f"Bound, not a limit: one instance carries at least {_users(self.max_users)}: "
+                "no step broke the SLO, so the real limit was not reached."
+            )
+        return (
+            "Measured limit: the largest user count meeting the SLO is "
+            f"{_users(self.max_users)} per instance ({self._p95s(self.max_users)}); the first "
+            f"breach was at {_users(self.first_breach_users)} ({self.first_breach}), so the "
+            "limit lies between the two."
+        )
+
+    def limit_text(self) -> str:
+        """The per-instance limit in a few words, for comparisons."""
+        if self.max_users is None:
+            low = self.first_breach_users
+            return f"none (below {_users(low)})" if low is not None else "none (no step)"
+        if self.lower_bound:
+            return f"at least {_users(self.max_users)} (no step broke the SLO)"
+        return f"{_users(self.max_users)} (measured)"
+
+    def warnings(self) -> list[str]:
+        """Steep latency growth between consecutive steps, one sentence each."""
+        return [g.sentence() for g in self.growth]
+
+    def statement(self, with_warnings: bool = True) -> list[str]:
+        """The capacity statement as sentences, for the report and notebooks; growth
+        warnings (prefixed ``Warning:``) follow the limit unless ``with_warnings`` is off."""
         lines = [f"SLO per step: {self.slo.describe()}."]
         if self.steps.empty:
-            return [*lines, "No load step was found in this run, so there is no capacity."]
+            return [*lines, self.headline]
         tested = sorted(int(u) for u in self.steps["users"].unique())
         lines.append(f"Steps tested (users): {', '.join(map(str, tested))}.")
-        if self.max_users is None:
+        if self.lower_bound:
             lines.append(
-                f"No step met the SLO; the smallest, {_users(self.first_breach_users)}, broke "
-                f"it ({self.first_breach}). One instance carries fewer users than that."
+                f"Measured: the largest step, {_users(self.max_users)}, met the SLO "
+                f"({self._p95s(self.max_users)})."
             )
-        elif self.lower_bound:
-            lines.append(
-                f"Every step met the SLO: one instance carries at least "
-                f"{_users(self.max_users)} (no step broke it, so the real limit is higher: "
-                "test more users)."
-            )
-        else:
-            lines.append(
-                f"Largest user count meeting the SLO: {_users(self.max_users)} per instance; "
-                f"the first breach was at {_users(self.first_breach_users)} "
-                f"({self.first_breach})."
-            )
+        lines.append(self.headline)
+        if with_warnings:
+            lines += [f"Warning: {w}" for w in self.warnings()]
         saturated = self.steps.loc[self.steps["generator_saturated"], "users"].tolist()
         if saturated:
             lines.append(
@@ -284,17 +341,43 @@ class Capacity:
             )
         lines += self._fit_lines(max(tested))
         if self.target_users is not None:
-            if self.instances is None:
-                lines.append(f"No projection for {self.target_users} users: no step met the SLO.")
-            else:
-                per = _per_instance(self.max_users or 0, self.headroom)
-                lines.append(
-                    f"For {self.target_users} users: {self.instances} instance(s) "
-                    f"({self.target_users} / {per} users per instance, rounded up"
-                    + (f", {self.headroom:.0%} headroom kept" if self.headroom else "")
-                    + ")."
-                )
+            lines.append(self._projection())
         return lines
+
+    def _projection(self) -> str:
+        target = _users(self.target_users)
+        if self.instances is not None:
+            per = _per_instance(self.max_users or 0, self.headroom)
+            return (
+                f"For {target}: {self.instances} instance(s) ({self.target_users} / {per} "
+                f"users per instance, from the measured limit of {_users(self.max_users)}, "
+                "rounded up"
+                + (f", {self.headroom:.0%} headroom kept" if self.headroom else "")
+                + ")."
+            )
+        if self.max_users is None:
+            return (
+                f"No instance projection for {target}: no step met the SLO, so the "
+                "per-instance limit lies below the smallest step; measure it with smaller "
+                "steps (a lower --step-start of locustfiles/capacity.py)."
+            )
+        return (
+            f"No instance projection for {target}: the per-instance limit was not "
+            f"measured (no step broke the SLO, so {_users(self.max_users)} is only a lower "
+            "bound). To measure it, run larger steps until one breaks the SLO: raise "
+            "--step-max (and --step-size) of locustfiles/capacity.py, or add --step-search "
+            "to raise the load until a breach and then narrow down to the limit."
+        )
+
+    def _p95s(self, users: int | None) -> str:
+        """The measured p95s of the steps at ``users`` (their worst, if several)."""
+        rows = self.steps.loc[self.steps["users"] == users]
+        parts = []
+        for stage, column in GROWTH_STAGES.items():
+            value = float(rows[column].max()) if column in rows and len(rows) else math.nan
+            if math.isfinite(value):
+                parts.append(f"{stage} {fmt_ms(value)} ms")
+        return "p95 " + ", ".join(parts) if parts else "no p95 measured"
 
     def _fit_lines(self, largest: int) -> list[str]:
         fit = self.fit
@@ -306,23 +389,34 @@ class Capacity:
                 "Three steps give an exact fit of three parameters: read the knee and the "
                 "peak as rough indications; more steps make them trustworthy."
             )
-        beyond = f" (extrapolated: beyond the largest step tested, {largest} users)"
+        beyond = f"extrapolated beyond the largest step ({largest} users)"
+        ceiling = (
+            f"{fit.ceiling:.1f} turns/s" if math.isfinite(fit.ceiling) else "no finite ceiling"
+        )
         knee = self.knee_users
-        if knee is not None and math.isfinite(knee):
+        if knee is not None and math.isfinite(knee) and knee > largest:
             lines.append(
-                f"Knee ≈ {knee:.0f} users" + (beyond if knee > largest else "") + ": there "
-                f"linear scaling would reach the fitted throughput ceiling ({fit.ceiling:.1f} "
-                "turns/s); beyond it more users mostly add waiting, not throughput."
+                f"Knee ≈ {_users(round(knee))}, {beyond}, not measured: only where the fit "
+                f"would have linear scaling reach its throughput ceiling ({ceiling})."
+            )
+        elif knee is not None and math.isfinite(knee):
+            where = f", {beyond}" if fit.peak_users > largest else ""
+            lines.append(
+                f"Knee ≈ {_users(round(knee))} (fitted, within the tested range): there linear "
+                f"scaling would reach the fitted throughput ceiling ({ceiling}{where}); beyond "
+                "it more users mostly add waiting, not throughput."
             )
         else:
             lines.append("No knee: the fitted throughput scales linearly.")
         if math.isfinite(fit.peak_users):
-            lines.append(
-                f"Throughput peaks at ≈ {fit.peak_throughput:.1f} turns/s near "
-                f"{fit.peak_users:.0f} users"
-                + (beyond if fit.peak_users > largest else "")
-                + " and falls past it."
-            )
+            peak = f"≈ {fit.peak_throughput:.1f} turns/s near {fit.peak_users:.0f} users"
+            if fit.peak_users > largest:
+                lines.append(f"Throughput peak {peak}, {beyond}, not measured.")
+            else:
+                lines.append(
+                    f"Throughput peaks at {peak} (fitted, within the tested range) and falls "
+                    "past it."
+                )
         return lines
 
 
@@ -340,7 +434,8 @@ def capacity(
     target_users: int | None = None,
     headroom: float = 0.0,
 ) -> Capacity:
-    """The capacity statement of a run: SLO verdict per step, USL fit, knee, projection."""
+    """The capacity statement of a run: SLO verdict per step, USL fit, knee, and a
+    projection for ``target_users`` when a step broke the SLO (the limit was measured)."""
     slo = slo or SLO.from_options(run.options)
     steps = step_table(run, slo)
     max_users = first_breach_users = None
@@ -355,7 +450,7 @@ def capacity(
     fit = fit_usl(steps["users"].to_numpy(), steps["throughput_tps"].to_numpy())
     knee = fit.knee_users if fit is not None else None
     instances = None
-    if target_users is not None and max_users:
+    if target_users is not None and max_users and first_breach_users is not None:
         instances = math.ceil(target_users / _per_instance(max_users, headroom))
     return Capacity(
         slo=slo,
@@ -369,6 +464,7 @@ def capacity(
         instances=instances,
         headroom=headroom,
         assumptions=assumptions(run, steps, headroom),
+        growth=latency_growth(steps),
     )
 
 

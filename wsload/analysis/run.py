@@ -18,6 +18,7 @@ import pandas as pd
 
 from wsload.errors import ConfigError
 from wsload.recorder import COLUMNS, RUN_FILE, SAMPLES_FILE
+from wsload.runmeta import crash_notice
 from wsload.summary import load_samples
 
 from .steps import assign_steps, derive_steps, empty_steps, read_steps_file, users_timeline
@@ -53,12 +54,30 @@ class Run:
         return sorted(self.samples["node"].dropna().unique().tolist())
 
     @property
-    def stopped(self) -> float:
+    def last_sample_end(self) -> float | None:
+        """Epoch seconds when the last sample ended (its ``ts`` plus its latency)."""
+        ends = self.samples["ts"] + self.samples["latency_ms"].fillna(0.0) / 1000.0
+        return float(ends.max()) if len(ends) else None
+
+    @property
+    def stopped_cleanly(self) -> bool:
+        """True only when ``run.json`` records a stop time: the run ended as planned."""
         stopped = self.meta.get("stopped")
-        if isinstance(stopped, int | float):
-            return float(stopped)
-        ends = self.samples["ts"] + self.samples["latency_ms"] / 1000.0
-        return float(ends.max()) if len(ends) else self.started
+        return isinstance(stopped, int | float) and not isinstance(stopped, bool)
+
+    @property
+    def crash_notice(self) -> str | None:
+        """The warning for a run that started but never recorded its stop (killed or
+        crashed), naming about when it ended; None for a clean stop or no ``run.json``."""
+        return crash_notice(self.meta, self.last_sample_end)
+
+    @property
+    def stopped(self) -> float:
+        """The recorded stop, else (a crash) the end of the last sample."""
+        if self.stopped_cleanly:
+            return float(self.meta["stopped"])
+        last = self.last_sample_end
+        return last if last is not None else self.started
 
     @property
     def duration_s(self) -> float:

@@ -7,7 +7,10 @@ function returns a tidy DataFrame: one row per (group, name).
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -266,3 +269,94 @@ def health_warnings(
     ).reset_index()
     table["unit"] = table["metric"].map({"cpu": "%", "lag": "ms"})
     return table[columns].sort_values("t_s", kind="stable").reset_index(drop=True)
+
+
+#: a stage's p95 growing by at least this factor from one tested user count to the next is
+#: flagged, whether or not the SLO still holds: a generous SLO must not hide saturation
+GROWTH_FACTOR = 2.0
+#: ... and by at least this many ms, so a fast stage's jitter (1 ms -> 2.5 ms) is not flagged
+GROWTH_MIN_MS = 5.0
+#: stages watched for growth, and their p95 column in the step table
+GROWTH_STAGES = {
+    "turn:e2e": "e2e_p95_ms",
+    "turn:ttfe": "ttfe_p95_ms",
+    "connect": "connect_p95_ms",
+    "auth": "auth_p95_ms",
+}
+
+
+def fmt_ms(value: float) -> str:
+    """A latency in ms with about three significant digits; n/a when unknown."""
+    if value is None or not math.isfinite(value):
+        return "n/a"
+    if abs(value) < 10:
+        return f"{value:.2f}"
+    return f"{value:.1f}" if abs(value) < 100 else f"{value:.0f}"
+
+
+@dataclass(frozen=True)
+class Growth:
+    """A stage's p95 that grew steeply between two consecutive tested user counts."""
+
+    stage: str
+    users_from: int
+    users_to: int
+    p95_from_ms: float
+    p95_to_ms: float
+    met_from: bool  # the lower user count met the SLO
+    met_to: bool
+
+    @property
+    def factor(self) -> float:
+        return self.p95_to_ms / self.p95_from_ms
+
+    def sentence(self) -> str:
+        text = (
+            f"{self.stage} p95 grew {self.factor:.1f}x from {self.users_from} to "
+            f"{self.users_to} users ({fmt_ms(self.p95_from_ms)} ms -> "
+            f"{fmt_ms(self.p95_to_ms)} ms)"
+        )
+        if self.met_from and self.met_to:
+            return text + " while within the SLO: the service is near saturation."
+        if self.met_from:
+            return text + f", where the SLO broke at {self.users_to} users."
+        return text + f", past the SLO already broken at {self.users_from} users."
+
+
+def latency_growth(steps: pd.DataFrame, factor: float = GROWTH_FACTOR) -> list[Growth]:
+    """Steep p95 growth between consecutive user counts of a step table (``step_table``).
+
+    Steps of one user count (a search may revisit one) count as their worst p95 and pass
+    only if all passed. Flagged when the p95 grew by ``factor`` or more and by at least
+    ``GROWTH_MIN_MS``, in the order of the user counts, then of ``GROWTH_STAGES``.
+    """
+    columns = [c for c in GROWTH_STAGES.values() if c in steps.columns]
+    if steps.empty or not columns:
+        return []
+    agg: dict[str, str] = dict.fromkeys(columns, "max")
+    if "meets_slo" in steps.columns:
+        agg["meets_slo"] = "all"
+    by_users = steps.groupby("users", sort=True).agg(agg)
+    met = by_users["meets_slo"] if "meets_slo" in by_users else pd.Series(True, by_users.index)
+    found: list[Growth] = []
+    users = by_users.index.tolist()
+    for low, high in itertools.pairwise(users):
+        for stage, column in GROWTH_STAGES.items():
+            if column not in by_users:
+                continue
+            before, after = float(by_users.at[low, column]), float(by_users.at[high, column])
+            if not (math.isfinite(before) and math.isfinite(after)) or before <= 0:
+                continue
+            if after >= factor * before and after - before >= GROWTH_MIN_MS:
+                found.append(
+                    Growth(
+                        stage,
+                        int(low),
+                        int(high),
+                        before,
+                        after,
+                        bool(met.at[low]),
+                        bool(met.at[high]),
+                    )
+                )
+    return found

@@ -154,6 +154,9 @@ def _pct(value: float) -> str:
 
 
 def _overview(doc: Document, run: Run, cap: Capacity) -> None:
+    notice = run.crash_notice
+    if notice:  # first thing on the page: every number below stops where the crash did
+        doc.warn(notice)
     meta = run.meta
     profile = meta.get("profile") if isinstance(meta.get("profile"), dict) else {}
     host = meta.get("host") or "unknown host"
@@ -176,7 +179,7 @@ def _overview(doc: Document, run: Run, cap: Capacity) -> None:
             f"{len(turns)} turns, {ok_turns} succeeded ({share})",
             f"{len(sessions)} sessions, {ok_sessions} opened and authenticated",
             f"{len(run.samples)} samples, {failed} failed",
-            "capacity: " + (cap.statement()[2] if len(cap.statement()) > 2 else "no load step"),
+            "capacity: " + cap.headline,
         ]
     )
     table = percentile_table(run.samples)
@@ -227,8 +230,10 @@ _METRIC = {"cpu": "CPU", "lag": "event-loop lag"}
 
 def _capacity(doc: Document, cap: Capacity, figure: Any) -> None:
     doc.h2("Capacity")
-    lines = cap.statement()
-    doc.ul([f"**{line}**" if i == 2 else line for i, line in enumerate(lines)])
+    headline, lines = cap.headline, cap.statement(with_warnings=False)
+    doc.ul([f"**{line}**" if line == headline else line for line in lines])
+    for warning in cap.warnings():
+        doc.warn(warning)
     figure(
         "throughput_vs_users.png",
         figures.throughput_vs_users(cap),
@@ -277,8 +282,9 @@ def _capacity(doc: Document, cap: Capacity, figure: Any) -> None:
             "plus the connects and auths of its ramp; throughput counts every turn that ended "
             "during the hold, goodput those that succeeded within the e2e limit."
         )
-    doc.p("Assumptions behind the projection:")
-    doc.ul(cap.assumptions)
+    if cap.instances is not None:  # no projection, nothing it could assume
+        doc.p("Assumptions behind the projection:")
+        doc.ul(cap.assumptions)
 
 
 def _failures(doc: Document, run: Run, figure: Any, window_s: float) -> None:
@@ -334,6 +340,8 @@ def _comparison(
     doc: Document, base: Run, run: Run, cap: Capacity, slo: SLO, figure: Any
 ) -> pd.DataFrame:
     doc.h2(f"Comparison with the baseline {base.run_id}")
+    if base.crash_notice:
+        doc.warn(f"the baseline: {base.crash_notice}")
     table = compare_runs(base, run)
     regressions = table.loc[table["regression"], "name"].tolist()
     doc.p(
@@ -347,8 +355,8 @@ def _comparison(
     base_cap = capacity(base, slo)
     if len(base_cap.steps) and len(cap.steps):
         doc.p(
-            f"Largest load meeting the SLO: baseline {base_cap.max_users or 'none'} users, "
-            f"this run {cap.max_users or 'none'} users."
+            f"Largest load meeting the SLO: baseline {base_cap.limit_text()}, "
+            f"this run {cap.limit_text()}."
         )
 
     def cell(row: Any, metric: str) -> str:

@@ -250,13 +250,21 @@ def throughput_vs_users(capacity: Capacity) -> Figure:
         ceiling = fit.ceiling
         shown = linear <= (ceiling * 1.3 if math.isfinite(ceiling) else np.inf)
         ax.plot(grid[shown], linear[shown], ":", color="#7f7f7f", label="linear scaling (λN)")
+        ax.axvspan(
+            x_max,
+            reach,
+            color="#7f7f7f",
+            alpha=0.08,
+            label="fit extrapolated beyond the largest step",
+        )
         knee = fit.knee_users
         if math.isfinite(knee) and knee <= reach:
-            ax.axvline(knee, color="#ff7f0e", linestyle="--", alpha=0.8, label=f"knee ≈ {knee:.0f}")
+            label = f"knee ≈ {knee:.0f}" + (" (extrapolated)" if knee > x_max else "")
+            ax.axvline(knee, color="#ff7f0e", linestyle="--", alpha=0.8, label=label)
     if capacity.max_users is not None:
         label = f"largest load meeting the SLO: {capacity.max_users}"
         if capacity.lower_bound:
-            label = f"largest load tested, SLO met: {capacity.max_users}\n(the limit is higher)"
+            label = f"at least {capacity.max_users}: SLO met\nat the largest step (no limit found)"
         ax.axvline(capacity.max_users, color="#2ca02c", linestyle="-.", label=label)
     if capacity.first_breach_users is not None:
         ax.axvline(
