@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +95,57 @@ def raw_server():
     yield make
     for server in servers:
         server.close()
+
+
+class BackendProcess:
+    """A test server run as its own process; it prints its port once listening."""
+
+    def __init__(self, script: str, args: tuple[str, ...], env: dict[str, str]) -> None:
+        here = Path(__file__).resolve().parent
+        self.process = subprocess.Popen(
+            [sys.executable, str(here / script), *args],
+            stdout=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **env},
+        )
+        line = self.process.stdout.readline() if self.process.stdout else ""
+        if not line.strip().isdigit():
+            self.process.kill()
+            raise RuntimeError(f"{script} did not start: {line!r}")
+        self.port = int(line)
+        self.host = f"ws://127.0.0.1:{self.port}"
+        self.url = f"{self.host}/ws"
+        _wait_listening(self.port)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except Exception:
+            self.process.kill()
+
+
+def _wait_listening(port: int, timeout: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout} s")
+
+
+@pytest.fixture
+def fastapi_backend() -> Iterator[Callable[..., BackendProcess]]:
+    """Start tests/fastapi_backend.py (FastAPI under uvicorn) with arguments and fault env."""
+    started: list[BackendProcess] = []
+
+    def start(*args: str, **env: str) -> BackendProcess:
+        server = BackendProcess("fastapi_backend.py", args, {"BACKEND_SECRET": SECRET, **env})
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

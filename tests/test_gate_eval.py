@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wsload.gate_config import GateConfig
-from wsload.gate_eval import FAIL, NO_DATA, PASS, evaluate
+from wsload.gate_eval import FAIL, NOT_MEASURED, PASS, evaluate
 from wsload.gate_grammar import parse_threshold
 
 T0 = 1_800_000_000.0
@@ -41,6 +41,7 @@ def samples(rows: list[dict]) -> pd.DataFrame:
 
 def gate(frame: pd.DataFrame, *texts: str, security: bool = False, **config):
     thresholds = tuple(parse_threshold(t) for t in texts)
+    config.setdefault("run_checks", False)
     return evaluate(frame, GateConfig(thresholds=thresholds, security=security, **config))
 
 
@@ -137,6 +138,7 @@ def test_rates_are_per_second_of_the_window_from_the_first_sample_to_the_stop():
                 parse_threshold("turn.rate > 0.5/s"),
             ),
             security=False,
+            run_checks=False,
         ),
         stopped=T0 + 20,
     )
@@ -191,32 +193,34 @@ def test_goodput_rate_is_good_turns_per_second():
     frame = samples(turn(1, 100.0) + turn(2, 100.0, ttfe=9000.0))
     result = evaluate(
         frame,
-        GateConfig(thresholds=(parse_threshold("goodput.rate >= 0.1/s"),), security=False),
+        GateConfig(
+            thresholds=(parse_threshold("goodput.rate >= 0.1/s"),), security=False, run_checks=False
+        ),
         stopped=T0 + 11,
     )
     assert only(result).observed == 0.1
 
 
-# no data and the security defaults ----------------------------------------------------------
-def test_a_statistic_without_samples_is_no_data_which_fails_unless_optional():
+# not measured, the security defaults and the run checks ----------------------------------------
+def test_a_statistic_without_samples_is_not_measured_which_fails_unless_optional():
     frame = samples([{"name": "connect"}])
     result = gate(frame, "conect p95 < 1s", "turn:e2e p95 < 1s optional", "auth.failure_rate < 1%")
-    assert [r.verdict for r in result.rows] == [NO_DATA, NO_DATA, NO_DATA]
+    assert [r.verdict for r in result.rows] == [NOT_MEASURED, NOT_MEASURED, NOT_MEASURED]
     assert [r.failed for r in result.rows] == [True, False, True]
     assert "did you mean 'connect'" in result.rows[0].detail
     assert not result.passed
     assert result.exit_code == 1
 
 
-def test_counts_of_absent_samples_are_zero_not_no_data():
+def test_counts_of_absent_samples_are_zero_not_unmeasured():
     row = only(gate(samples([{"name": "connect"}]), "turn:e2e.count >= 1"))
     assert (row.observed, row.verdict) == (0, FAIL)
 
 
-def test_times_of_a_name_whose_samples_all_failed_are_no_data():
+def test_times_of_a_name_whose_samples_all_failed_are_not_measured():
     frame = samples([{"name": "auth", "ok": False, "failure": "auth_timeout"}])
     row = only(gate(frame, "auth p95 < 1s"))
-    assert row.verdict == NO_DATA
+    assert row.verdict == NOT_MEASURED
     assert row.detail == "no successful samples (1 failed)"
 
 
@@ -241,11 +245,76 @@ def test_the_security_defaults_fail_an_accepted_probe_and_an_identity_mismatch()
     assert gate(frame, security=False).rows == ()
 
 
-def test_an_empty_run_passes_only_what_needs_no_samples():
-    frame = samples([])
-    result = gate(frame, "refused.count == 0", "turn.rate >= 1/s", security=True)
-    assert [r.verdict for r in result.rows] == [PASS, NO_DATA, PASS, PASS]
+def test_an_empty_run_measures_nothing_and_fails_only_what_the_user_asked_for():
+    result = gate(samples([]), "refused.count == 0", "turn.rate >= 1/s", security=True)
+    assert [r.verdict for r in result.rows] == [NOT_MEASURED] * 5
+    assert [r.failed for r in result.rows] == [True, True, False, False, False]
     assert result.samples == 0
+
+
+def test_a_failure_count_over_a_stage_that_never_ran_is_not_measured_not_a_pass():
+    frame = samples([{"name": "connect"}, {"name": "auth"}, {"name": "turn:e2e"}])
+    row = only(gate(frame, "probe.auth_not_enforced == 0"))
+    assert row.verdict == NOT_MEASURED and row.failed
+    assert "no auth probe ran" in row.detail
+    row = only(gate(frame, "probe:no_token.failures == 0"))
+    assert row.verdict == NOT_MEASURED and "probe:no_token" in row.detail
+    assert only(gate(frame, "refused.count == 0")).verdict == PASS  # connects were measured
+
+
+def test_identity_is_not_measured_when_no_session_was_acked():
+    frame = samples([{"name": "auth", "ok": False, "failure": "auth_rejected"}] * 3)
+    row = only(gate(frame, "identity_mismatch.count == 0"))
+    assert row.verdict == NOT_MEASURED
+    assert row.detail == "no session was acked, so no identity was checked"
+
+
+def test_isolation_is_a_security_default_counting_turns_and_stray_events():
+    frame = samples(
+        [{"name": "turn:e2e"}] * 18
+        + [{"name": "turn:e2e", "ok": False, "failure": "foreign_event"}]
+        + [{"name": "session:isolation", "ok": False, "failure": "foreign_event"}]
+    )
+    result = gate(frame, security=True)
+    (isolation,) = result.failed_rows
+    assert isolation.title == "security: isolation: foreign_event.count == 0 abort"
+    assert isolation.observed == 2 and isolation.threshold.abort
+    assert result.exit_code == 1
+
+
+def test_security_defaults_that_measured_nothing_are_shown_but_do_not_fail():
+    frame = samples([{"name": "connect"}, {"name": "auth"}, {"name": "turn:e2e"}])
+    result = gate(frame, security=True)
+    verdicts = {r.threshold.label: r.verdict for r in result.rows}
+    assert verdicts == {
+        "security: auth enforced": NOT_MEASURED,
+        "security: identity": PASS,
+        "security: isolation": PASS,
+    }
+    assert result.passed and result.unmeasured_rows == (result.rows[0],)
+
+
+def test_a_run_whose_sessions_were_all_rejected_at_auth_fails_the_run_checks():
+    frame = samples(
+        [{"name": "connect"}] * 4 + [{"name": "auth", "ok": False, "failure": "auth_rejected"}] * 4
+    )
+    result = gate(frame, run_checks=True)
+    (failed,) = result.failed_rows
+    assert failed.threshold.label == "run: sessions" and failed.observed == 100.0
+    assert "is the secret, issuer or audience right?" in failed.threshold.description
+    assert not result.passed
+    one_got_through = samples([{"name": "connect"}] * 2 + [{"name": "auth"}])
+    assert gate(one_got_through, run_checks=True).passed
+
+
+def test_restating_a_run_check_replaces_it():
+    frame = samples([{"name": "auth", "ok": False, "failure": "auth_rejected"}])
+    result = gate(frame, "auth.failure_rate <= 100%", run_checks=True)
+    assert [str(r.threshold) for r in result.rows] == [
+        "auth.failure_rate <= 100%",
+        "connect.failure_rate < 100%",
+    ]
+    assert result.passed
 
 
 def test_an_observation_is_shown_with_enough_figures_to_read_like_its_verdict():

@@ -302,15 +302,26 @@ def test_durations_need_a_unit():
 
 
 def test_security_defaults_are_on_abort_and_can_be_restated_or_switched_off():
-    on = GateConfig()
+    on = GateConfig(run_checks=False)
     texts = [str(t) for t in on.effective()]
-    assert texts == ["probe.auth_not_enforced == 0 abort", "identity_mismatch.count == 0 abort"]
-    restated = GateConfig(thresholds=(parse_threshold("identity_mismatch.count <= 2"),))
+    assert texts == [
+        "probe.auth_not_enforced == 0 abort",
+        "identity_mismatch.count == 0 abort",
+        "foreign_event.count == 0 abort",
+    ]
+    restated = GateConfig(
+        thresholds=(parse_threshold("identity_mismatch.count <= 2"),), run_checks=False
+    )
     assert [str(t) for t in restated.effective()] == [
         "identity_mismatch.count <= 2",
         "probe.auth_not_enforced == 0 abort",
+        "foreign_event.count == 0 abort",
     ]
-    assert GateConfig(security=False).effective() == ()
+    assert GateConfig(security=False, run_checks=False).effective() == ()
+    assert [t.label for t in GateConfig(security=False).effective()] == [
+        "run: connections",
+        "run: sessions",
+    ]
 
 
 def test_a_thresholds_file_sets_thresholds_goodput_limits_warmup_and_security(tmp_path):

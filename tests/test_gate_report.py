@@ -48,8 +48,10 @@ def test_the_console_table_names_each_threshold_its_value_and_verdict(result):
     failing = next(line for line in lines if line.startswith("turn:ttfe p95 < 200ms"))
     assert "307 ms" in failing
     assert "FAIL" in failing
-    assert "no data (optional)" in table
-    assert lines[-1] == "gate: FAILED (1 of 5 thresholds)"
+    assert "not measured (optional)" in table
+    assert "security: auth enforced: probe.auth_not_enforced == 0 abort" in table
+    # 3 given + 3 security defaults + 2 run checks; the probes and auth never ran here
+    assert lines[-1] == "gate: FAILED (1 of 8 thresholds, 4 not measured)"
 
 
 def test_gate_json_holds_every_row_with_its_observation(result):
@@ -60,9 +62,13 @@ def test_gate_json_holds_every_row_with_its_observation(result):
     assert rows["turn:ttfe p95 < 200ms"]["observed"] == pytest.approx(307.0)
     assert rows["turn:ttfe p95 < 200ms"]["verdict"] == "fail"
     assert rows["turn:e2e p95 < 5s"]["observed"] == pytest.approx(0.9)
-    assert rows["probe:x p95 < 1s optional"]["verdict"] == "no data"
+    assert rows["probe:x p95 < 1s optional"]["verdict"] == "not measured"
     assert rows["probe:x p95 < 1s optional"]["failed"] is False
     assert rows["probe.auth_not_enforced == 0 abort"]["origin"] == "security default"
+    assert rows["foreign_event.count == 0 abort"]["check"] == (
+        "security: isolation: foreign_event.count == 0 abort"
+    )
+    assert data["crashed"] is None
     assert data["window"]["duration_s"] == 4.0
 
 
@@ -70,9 +76,10 @@ def test_junit_has_one_testcase_per_threshold_and_failures_carry_the_observed_va
     root = ET.fromstring(junit_xml(result))
     assert root.tag == "testsuites"
     (suite,) = root.findall("testsuite")
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("5", "1", "1")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("8", "1", "4")
     cases = {case.get("name"): case for case in suite.findall("testcase")}
-    assert list(cases) == [str(row.threshold) for row in result.rows]
+    assert list(cases) == [row.title for row in result.rows]
+    assert "security: isolation: foreign_event.count == 0 abort" in cases
     failure = cases["turn:ttfe p95 < 200ms"].find("failure")
     assert failure is not None
     assert failure.get("message").startswith("observed 307 ms, needs < 200ms")
@@ -90,7 +97,11 @@ def test_markdown_is_a_table_with_a_verdict_per_threshold(result):
     assert text.startswith("### wsload gate: ❌ failed")
     assert "| `turn:ttfe p95 < 200ms` | 307 ms | ❌ fail |" in text
     assert "| `turn:e2e p95 < 5s` | 0.9 s | ✅ pass |" in text
-    assert text.count("\n| `") == 5
+    assert (
+        "| security: auth enforced: `probe.auth_not_enforced == 0 abort` | - | ⚪ not measured |"
+        in text
+    )
+    assert text.count("\n| ") == 1 + 8  # the header and a row per check
 
 
 def test_the_step_summary_is_appended_only_when_github_sets_it(tmp_path, result):
@@ -120,6 +131,37 @@ def test_an_unwritable_output_is_a_config_error(tmp_path, result):
 
 
 def test_a_gate_without_thresholds_still_renders():
-    empty = evaluate(pd.DataFrame(), GateConfig(security=False))
+    empty = evaluate(pd.DataFrame(), GateConfig(security=False, run_checks=False))
     assert render_table(empty).splitlines()[-1] == "gate: PASSED (0 thresholds)"
     assert ET.fromstring(junit_xml(empty)).get("tests") == "0"
+
+
+def test_a_failed_security_check_is_named_with_its_reason_in_every_output():
+    frame = pd.DataFrame(
+        {
+            "ts": [T0, T0 + 1, T0 + 2],
+            "name": ["auth", "turn:e2e", "session:isolation"],
+            "ms": [3.0, 250.0, 0.0],
+            "ok": [True, False, False],
+            "failure": pd.array([None, "foreign_event", "foreign_event"], dtype="string"),
+        }
+    )
+    result = evaluate(frame, GateConfig(), stopped=T0 + 3)
+    name = "security: isolation: foreign_event.count == 0 abort"
+    why = "a session received an event of another user, thread or run"
+    assert f"{name}: {why}" in render_table(result)
+    case = next(
+        c for c in ET.fromstring(junit_xml(result)).iter("testcase") if c.get("name") == name
+    )
+    assert case.find("failure") is not None and why in case.find("failure").text
+    assert f"| {why} (of 2 samples) |" in markdown(result)
+    assert render_table(result).splitlines()[-1].startswith("gate: FAILED (1 of")
+
+
+def test_a_run_that_did_not_stop_cleanly_is_flagged_in_every_output(result):
+    notice = "This run did not stop cleanly (crashed or killed) at about X; its last second ..."
+    crashed = replace(result, crashed=notice)
+    assert notice in render_table(crashed)
+    assert to_json(crashed)["crashed"] == notice
+    assert notice in ET.fromstring(junit_xml(crashed)).find("testsuite/system-err").text
+    assert f"**{notice}**" in markdown(crashed)

@@ -47,4 +47,6 @@ def test_capacity_notebook_runs_against_a_real_stepped_run(tmp_path_factory, tmp
     assert images == 2
     joined = "\n".join(texts)
     assert "Steps tested (users): 5, 10, 15." in joined
-    assert "For 500 users:" in joined
+    # every step met the SLO: a lower bound, from which no instance count is projected
+    assert "No instance projection for 500 users" in joined
+    assert "no projection: every step up to 15 users met the SLO" in joined

@@ -1,4 +1,5 @@
-"""Negative auth probes against real targets: refused under enforce, caught when permissive."""
+"""Negative probes against real servers: refused under enforce, caught when permissive, and
+handshake conformance kept apart from auth."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ import pytest
 
 from wsload import taxonomy
 from wsload.client import ClientOptions
-from wsload.probes import HTTP_PROBES, PROBES, WS_PROBES, ProbeTokens, malformed_key, run_probe
+from wsload.probes import (
+    AUTH_PROBES,
+    CONFORMANCE_PROBES,
+    PROBES,
+    ProbeTokens,
+    malformed_key,
+    run_probe,
+    sample_kind,
+    stats_name,
+)
 
 OPTS = ClientOptions(connect_timeout_s=2, handshake_timeout_s=2, ack_timeout_s=1)
 
@@ -23,7 +33,7 @@ def outcomes(target, profile, tokens) -> dict[str, object]:
 
 def test_every_probe_is_refused_by_an_enforcing_server_with_frame_and_1008(target, profile, tokens):
     results = outcomes(target, profile, tokens)
-    for probe in WS_PROBES:
+    for probe in AUTH_PROBES:
         r = results[probe]
         assert r.ok and r.outcome == "error_frame_close" and r.close_code == 1008, (probe, r)
     assert results["plain_http_get"].outcome == "http_426"
@@ -34,17 +44,17 @@ def test_a_load_balancer_rejecting_at_the_upgrade_is_recorded_as_http_401(
     target_factory, profile, tokens
 ):
     results = outcomes(target_factory("--reject-at-upgrade", "401"), profile, tokens)
-    assert {results[p].outcome for p in WS_PROBES} == {"http_401"}
+    assert {results[p].outcome for p in AUTH_PROBES} == {"http_401"}
     assert all(r.ok for r in results.values())
 
 
 @pytest.mark.parametrize("mode", ["demo", "relaxed", "off"])
 def test_permissive_servers_accept_every_token_probe(target_factory, profile, tokens, mode):
     results = outcomes(target_factory("--auth-mode", mode), profile, tokens)
-    for probe in WS_PROBES:
+    for probe in AUTH_PROBES:
         r = results[probe]
         assert not r.ok and r.failure == taxonomy.AUTH_NOT_ENFORCED and r.outcome == "accepted"
-    assert all(results[p].ok for p in HTTP_PROBES)
+    assert all(results[p].ok for p in CONFORMANCE_PROBES)
 
 
 def test_a_server_that_stays_silent_is_a_timeout_without_ack(target_factory, profile, tokens):
@@ -79,3 +89,24 @@ def test_probes_skip_claims_the_profiles_tokens_never_carry():
     other = load_profile("tests/data/other_backend.toml")
     assert "refresh_as_access" not in applicable_probes(other)
     assert {"wrong_issuer", "missing_exp", "alg_none"} <= set(applicable_probes(other))
+
+
+def test_auth_and_conformance_probes_have_their_own_names_and_kinds():
+    assert stats_name("no_token") == "probe:no_token" and sample_kind("no_token") == "probe"
+    assert stats_name("bad_websocket_key") == "conformance:bad_websocket_key"
+    assert {sample_kind(p) for p in CONFORMANCE_PROBES} == {"conformance"}
+    assert set(AUTH_PROBES).isdisjoint(CONFORMANCE_PROBES)
+
+
+def test_a_lax_handshake_with_enforced_auth_is_a_conformance_finding_not_an_auth_bypass(
+    fastapi_backend, profile, tokens
+):
+    """uvicorn with wsproto accepts a malformed Sec-WebSocket-Key but checks every token."""
+    server = fastapi_backend("--ws", "wsproto")
+    results = outcomes(server, profile, tokens)
+    for probe in AUTH_PROBES:
+        assert results[probe].ok, (probe, results[probe])
+    lax = results["bad_websocket_key"]
+    assert not lax.ok and lax.outcome == "accepted"
+    assert lax.failure == taxonomy.HANDSHAKE_NOT_CONFORMANT
+    assert results["plain_http_get"].ok  # 404 for a GET without Upgrade

@@ -1,9 +1,11 @@
 """``SecurityProbeUser``: proves, while the load runs, that the server enforces auth.
 
 One user by default (``--probe-users``), cycling through every negative probe of
-``wsload.probes``, each over a fresh connection. A refused probe is a success sample
+``wsload.probes``, each over a fresh connection. A refused auth probe is a success sample
 named ``probe:<name>`` whose detail says how it was refused; an accepted one fails with
-``auth_not_enforced``, which the default security gate turns into a failed run.
+``auth_not_enforced``, which the default security gate turns into a failed run. The
+handshake-conformance probes are ``conformance:<name>`` samples (``handshake_not_conformant``
+when accepted), reported and gateable but not part of the security gate.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import Any
 from locust import User, task
 
 from wsload.locust_glue import Runtime, runtime_for
-from wsload.probes import applicable_probes, run_probe
+from wsload.probes import applicable_probes, run_probe, sample_kind, stats_name
 
 
 class SecurityProbeUser(User):
@@ -48,8 +50,8 @@ class SecurityProbeUser(User):
             name, rt.profile, rt.url, rt.probe_tokens(), self.subject, rt.client_options
         )
         rt.record(
-            "probe",
-            f"probe:{name}",
+            sample_kind(name),
+            stats_name(name),
             result.elapsed_ms,
             ok=result.ok,
             failure=result.failure,

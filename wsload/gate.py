@@ -6,7 +6,8 @@ modules: ``gate_grammar`` (threshold grammar), ``gate_config`` (command line, TO
 defaults), ``gate_eval`` (exact evaluation), ``gate_abort`` (abort on fail during a run),
 ``gate_report`` (outputs), ``gate_cli`` (``wsload gate``).
 
-Exit codes: 0 every threshold holds, 1 one does not (or has no data and is not optional),
+Exit codes: 0 every threshold holds, 1 one does not (or one the user asked for measured
+nothing and is not optional),
 2 a configuration error (``ConfigError``, e.g. a threshold that does not parse).
 """
 
@@ -22,17 +23,19 @@ from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.gate_abort import AbortReason, AbortWatch
 from wsload.gate_config import (
     DEFAULT_GOODPUT_MS,
+    RUN_CHECKS,
     SECURITY_DEFAULTS,
     GateConfig,
     build_config,
     load_threshold_file,
+    run_checks,
     security_defaults,
 )
 from wsload.gate_eval import (
     EXIT_FAILED,
     EXIT_PASSED,
     FAIL,
-    NO_DATA,
+    NOT_MEASURED,
     PASS,
     GateResult,
     GateRow,
@@ -61,8 +64,9 @@ __all__ = [
     "JSON_FILE",
     "JUNIT_FILE",
     "MARKDOWN_FILE",
-    "NO_DATA",
+    "NOT_MEASURED",
     "PASS",
+    "RUN_CHECKS",
     "SECURITY_DEFAULTS",
     "AbortReason",
     "AbortWatch",
@@ -84,6 +88,7 @@ __all__ = [
     "parse_duration",
     "parse_threshold",
     "render_table",
+    "run_checks",
     "security_defaults",
     "to_json",
     "write_outputs",

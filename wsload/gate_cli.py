@@ -15,9 +15,11 @@ EPILOG = """\
 thresholds, e.g.:
   --threshold "turn:e2e p95 < 5s"  --threshold "auth.failure_rate < 1%"
   --threshold "refused.count == 0" --threshold "turn.rate >= 10/s" --threshold "goodput >= 95%"
-the security defaults (probe.auth_not_enforced == 0, identity_mismatch.count == 0) are on
-unless --no-security-gate. exit status: 0 pass, 1 a threshold failed, 2 configuration error.
-see docs/gate.md for the grammar.
+the security defaults (probe.auth_not_enforced == 0, identity_mismatch.count == 0,
+foreign_event.count == 0) are on unless --no-security-gate; the run checks
+(connect.failure_rate < 100%, auth.failure_rate < 100%) always. a check that measured
+nothing is "not measured": it fails the gate when you asked for it.
+exit status: 0 pass, 1 a threshold failed, 2 configuration error. see docs/gate.md.
 """
 
 
@@ -77,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
         security=False if args.no_security_gate else None,
         goodput_limits=args.goodput_limit,
     )
-    if not config.effective():
+    if not config.thresholds and not config.security:
         raise ConfigError(
             "no thresholds to gate on (and the security gate is off)",
             fix="give --threshold EXPR or --thresholds FILE.toml",

@@ -32,12 +32,43 @@ DEFAULT_GOODPUT_MS: Mapping[str, float] = {
     "turn:gap": 1000.0,
 }
 
-# On unless switched off: a run against a server that does not enforce auth measures
-# nothing worth gating, so these also abort the run at the first offending sample.
+# On unless switched off: a run against a server that does not enforce auth or keep users
+# apart measures nothing worth gating, so these also abort the run at the first offence.
 SECURITY_DEFAULTS = (
-    ("probe.auth_not_enforced == 0 abort", "a negative auth probe was accepted"),
-    ("identity_mismatch.count == 0 abort", "an ack named another user than the token's"),
+    (
+        "security: auth enforced",
+        "probe.auth_not_enforced == 0 abort",
+        "a negative auth probe was accepted",
+    ),
+    (
+        "security: identity",
+        "identity_mismatch.count == 0 abort",
+        "an ack named another user than the token's",
+    ),
+    (
+        "security: isolation",
+        "foreign_event.count == 0 abort",
+        "a session received an event of another user, thread or run",
+    ),
 )
+SECURITY_ORIGIN = "security default"
+
+# Always on: a run in which no connection or no session got through measured nothing, and
+# must not read as a pass. Restating the metric (e.g. ``auth.failure_rate <= 100%``) drops one.
+RUN_CHECKS = (
+    (
+        "run: connections",
+        "connect.failure_rate < 100%",
+        "every connection attempt failed before the upgrade: nothing was measured "
+        "(is the host right, and is the server up?)",
+    ),
+    (
+        "run: sessions",
+        "auth.failure_rate < 100%",
+        "every session was rejected at auth: is the secret, issuer or audience right?",
+    ),
+)
+RUN_CHECK_ORIGIN = "run check"
 
 
 @dataclass(frozen=True)
@@ -47,24 +78,33 @@ class GateConfig:
     thresholds: tuple[Threshold, ...] = ()
     warmup_s: float = 0.0
     security: bool = True
+    run_checks: bool = True  # RUN_CHECKS; off only where a caller gates something else
     goodput_limits_ms: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_GOODPUT_MS))
 
     def effective(self) -> tuple[Threshold, ...]:
-        """The thresholds to evaluate: the given ones plus the security defaults.
+        """The thresholds to evaluate: the given ones, the security defaults, the run checks.
 
         A default is dropped when a given threshold has the same metric, so a team can
         restate it (e.g. without ``abort``) instead of switching the whole gate off.
         """
-        if not self.security:
-            return self.thresholds
+        checks = run_checks() if self.run_checks else ()
+        defaults = (*security_defaults(), *checks) if self.security else checks
         given = {t.metric for t in self.thresholds}
-        return self.thresholds + tuple(d for d in security_defaults() if d.metric not in given)
+        return self.thresholds + tuple(d for d in defaults if d.metric not in given)
 
 
 def security_defaults() -> tuple[Threshold, ...]:
+    return _implicit(SECURITY_DEFAULTS, SECURITY_ORIGIN)
+
+
+def run_checks() -> tuple[Threshold, ...]:
+    return _implicit(RUN_CHECKS, RUN_CHECK_ORIGIN)
+
+
+def _implicit(entries: Sequence[tuple[str, str, str]], origin: str) -> tuple[Threshold, ...]:
     return tuple(
-        parse_threshold(text, origin="security default", description=why)
-        for text, why in SECURITY_DEFAULTS
+        parse_threshold(text, origin=origin, description=why, implicit=True, label=label)
+        for label, text, why in entries
     )
 
 

@@ -4,12 +4,16 @@ Every statistic is computed from the rows of ``samples.csv`` (never from Locust'
 histogram), so the live gate at the end of a run and ``wsload gate`` on the same folder give
 the same verdicts. Times are over the successful samples of a name (a refused connect has
 no meaningful latency); failures are what the counts and failure rates are for.
+
+A check over samples that never happened is "not measured", never a pass: zero accepted
+probes out of zero probes proves nothing. It fails the gate when the user asked for it, and
+is shown (without failing) for the checks wsload adds by itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
-import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -20,15 +24,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from wsload import taxonomy
 from wsload.errors import ConfigError
 from wsload.gate_config import GateConfig
-from wsload.gate_grammar import GOODPUT, PROBE, TURN, TURN_NAME, Threshold, scope_rule
-from wsload.recorder import RUN_FILE, SAMPLES_FILE
-from wsload.summary import load_samples
+from wsload.gate_grammar import (
+    CONFORMANCE,
+    GOODPUT,
+    PROBE,
+    TURN,
+    TURN_NAME,
+    Metric,
+    Threshold,
+    failure_stage,
+    scope_rule,
+)
+from wsload.recorder import SAMPLES_FILE
+from wsload.runmeta import crash_notice, read_run_meta
+from wsload.summary import last_sample_end, load_samples
 
 PASS = "pass"
 FAIL = "fail"
-NO_DATA = "no data"
+NOT_MEASURED = "not measured"
 EXIT_PASSED = 0
 EXIT_FAILED = 1
 _TO_BASE = {"s": Decimal(1000), "%": Decimal("0.01")}
@@ -51,13 +67,22 @@ class GateRow:
 
     threshold: Threshold
     observed: float | None
-    verdict: str  # pass | fail | no data
+    verdict: str  # pass | fail | not measured
     detail: str = ""
 
     @property
     def failed(self) -> bool:
-        """Fails the gate: a broken threshold, or no data for one not marked optional."""
-        return self.verdict == FAIL or (self.verdict == NO_DATA and not self.threshold.optional)
+        """Fails the gate: a broken threshold, or one the user asked for that measured nothing."""
+        if self.verdict == FAIL:
+            return True
+        threshold = self.threshold
+        return self.verdict == NOT_MEASURED and not (threshold.optional or threshold.implicit)
+
+    @property
+    def title(self) -> str:
+        """How outputs name the check: its label (``security: isolation``) and its text."""
+        label = self.threshold.label
+        return f"{label}: {self.threshold}" if label else str(self.threshold)
 
     @property
     def observed_text(self) -> str:
@@ -91,6 +116,7 @@ class GateResult:
     samples: int = 0  # rows inside the window
     goodput_limits_ms: Mapping[str, float] = field(default_factory=dict)
     aborted: str | None = None  # why the live run stopped early, set by the Locust glue
+    crashed: str | None = None  # the run did not stop cleanly: ``runmeta.crash_notice``
 
     @property
     def passed(self) -> bool:
@@ -99,6 +125,10 @@ class GateResult:
     @property
     def failed_rows(self) -> tuple[GateRow, ...]:
         return tuple(row for row in self.rows if row.failed)
+
+    @property
+    def unmeasured_rows(self) -> tuple[GateRow, ...]:
+        return tuple(row for row in self.rows if row.verdict == NOT_MEASURED)
 
     @property
     def exit_code(self) -> int:
@@ -146,7 +176,11 @@ class _Frame:
         """Why a scope has no samples: warm-up, a misspelt name, or the stage never ran."""
         exact, _ = scope_rule(scope)
         if scope == PROBE:
-            return "no probe:* samples in the window"
+            return "no probe:* samples in the window: no auth probe ran (--probe-users 0?)"
+        if scope == CONFORMANCE:
+            return "no conformance:* samples in the window: no handshake probe ran"
+        if scope == TURN:
+            return "no turn in the window"
         if exact is None:
             return "no samples in the window"
         if self.before.get(exact):
@@ -185,9 +219,12 @@ def _observe(frame: _Frame, threshold: Threshold, limits_ms: Mapping[str, float]
     in_scope = int(scope.sum())
     where = _scope_words(metric.rate_scope if kind == "share" else metric.scope)
     if metric.failure is not None:
-        hits = int((scope & (frame.failure == metric.failure)).sum())
+        reached = _reached(frame, metric)
+        if not reached.any():
+            return _Observation(None, _unreached(frame, metric))
+        hits = int((reached & (frame.failure == metric.failure)).sum())
         if kind == "count":
-            return _Observation(hits, f"of {in_scope} {where}samples")
+            return _Observation(hits, f"of {int(reached.sum())} {where}samples")
         if kind == "rate":
             return _rate(frame, hits, f"{metric.failure} samples")
         if in_scope == 0:
@@ -198,7 +235,9 @@ def _observe(frame: _Frame, threshold: Threshold, limits_ms: Mapping[str, float]
     if kind == "count":
         failed = int((scope & ~frame.ok).sum())
         if metric.stat == "failures":
-            return _Observation(failed, missing or f"of {in_scope} samples")
+            if in_scope == 0:
+                return _Observation(None, missing or "no samples in the window")
+            return _Observation(failed, f"of {in_scope} samples")
         return _Observation(in_scope, missing or f"{failed} failed")
     if kind == "share":
         if in_scope == 0:
@@ -217,6 +256,31 @@ def _observe(frame: _Frame, threshold: Threshold, limits_ms: Mapping[str, float]
     else:
         observed = float({"min": np.min, "max": np.max, "mean": np.mean}[metric.stat](values))
     return _Observation(observed, f"{len(values)} successful samples")
+
+
+def _reached(frame: _Frame, metric: Metric) -> pd.Series:
+    """The samples a failure id could have shown up in: those that reached its check.
+
+    Without a stats name that is the id's stage (a probe id, the probes; a connect id, the
+    connects) plus every sample that failed with it; an identity is only checked on an ack.
+    """
+    failure = metric.failure
+    if metric.scope is not None:
+        reached = frame.scope(metric.scope)
+    else:
+        stage = failure_stage(failure or "")
+        reached = frame.scope(stage) | (frame.failure == failure) if stage else frame.scope(None)
+    if failure == taxonomy.IDENTITY_MISMATCH:
+        reached = reached & (frame.ok | (frame.failure == failure))
+    return reached
+
+
+def _unreached(frame: _Frame, metric: Metric) -> str:
+    """Why a failure id's check measured nothing."""
+    if metric.failure == taxonomy.IDENTITY_MISMATCH and metric.scope in (None, "auth"):
+        return "no session was acked, so no identity was checked"
+    scope = metric.scope if metric.scope is not None else failure_stage(metric.failure or "")
+    return frame.missing(scope)
 
 
 def _scope_words(scope: str | None) -> str:
@@ -263,8 +327,9 @@ def evaluate(
     if len(samples):
         ts = samples["ts"].astype(float)
         window_start = float(ts.min()) + config.warmup_s
-        ends = ts + samples["ms"].astype(float).fillna(0.0) / 1000.0
-        window_end = float(ends.max())
+        window_end = last_sample_end(samples)
+        if window_end is None:
+            window_end = float(ts.max())
         if stopped is not None and stopped > window_start:
             window_end = float(stopped)
         samples = samples.loc[ts >= window_start]
@@ -277,7 +342,7 @@ def evaluate(
     for threshold in config.effective():
         seen = _observe(frame, threshold, limits)
         if seen.base is None:
-            rows.append(GateRow(threshold, None, NO_DATA, seen.detail))
+            rows.append(GateRow(threshold, None, NOT_MEASURED, seen.detail))
             continue
         verdict = PASS if threshold.holds(seen.base) else FAIL
         rows.append(GateRow(threshold, _in_unit(threshold, seen.base), verdict, seen.detail))
@@ -291,15 +356,6 @@ def evaluate(
     )
 
 
-def read_run_meta(folder: str | Path) -> dict[str, object]:
-    """``run.json`` of a run folder, or ``{}`` when it is missing or torn."""
-    try:
-        meta = json.loads((Path(folder) / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return meta if isinstance(meta, dict) else {}
-
-
 def evaluate_run(folder: str | Path, config: GateConfig) -> GateResult:
     """The gate over a run folder; the same call serves the live and the offline gate."""
     folder = Path(folder)
@@ -308,9 +364,13 @@ def evaluate_run(folder: str | Path, config: GateConfig) -> GateResult:
             f"{folder} is not a wsload run folder (no {SAMPLES_FILE})",
             fix="give the folder a run wrote, e.g. results/<run-id>",
         )
-    stopped = read_run_meta(folder).get("stopped")
-    return evaluate(
-        load_samples(folder, _NEEDED),
+    meta = read_run_meta(folder)
+    stopped = meta.get("stopped")
+    samples = load_samples(folder, _NEEDED)
+    result = evaluate(
+        samples,
         config,
         stopped=float(stopped) if isinstance(stopped, int | float) else None,
     )
+    notice = crash_notice(meta, last_sample_end(samples))
+    return dataclasses.replace(result, crashed=notice) if notice else result

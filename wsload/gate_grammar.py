@@ -18,12 +18,14 @@ taxonomy id such as ``refused``)::
 
 The dot and the space before a statistic are interchangeable (``connect.p95``). Groups:
 ``turn`` is the turn (its ``turn:e2e`` row), ``probe`` every ``probe:*`` name, ``all`` every
-sample. Markers after the limit: ``abort`` (stop the run as soon as the threshold can no
-longer be met) and ``optional`` (no data is not a failure).
+sample, ``conformance`` every ``conformance:*`` name (handshake-conformance probes). Markers
+after the limit: ``abort`` (stop the run as soon as the threshold can no longer be met) and
+``optional`` (a check that measured nothing is not a failure).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import operator
 import re
@@ -39,9 +41,12 @@ from wsload.errors import ConfigError
 GOODPUT = "goodput"
 TURN = "turn"
 PROBE = "probe"
+CONFORMANCE = "conformance"
 ALL = "all"
+GROUPS = (TURN, PROBE, CONFORMANCE, ALL)
 TURN_NAME = "turn:e2e"
 PROBE_PREFIX = "probe:"
+CONFORMANCE_PREFIX = "conformance:"
 
 TIME_STATS = ("min", "max", "mean")  # and pNN / pNN.N
 OTHER_STATS = ("count", "failures", "failure_rate", "rate")
@@ -108,6 +113,8 @@ def failure_stage(failure: str) -> str | None:
         return TURN
     if failure == taxonomy.AUTH_NOT_ENFORCED:
         return PROBE
+    if failure == taxonomy.HANDSHAKE_NOT_CONFORMANT:
+        return CONFORMANCE
     return None  # protocol_error: an auth frame or a session frame; the user says which
 
 
@@ -177,6 +184,8 @@ def scope_rule(scope: str | None) -> tuple[str | None, str | None]:
         return TURN_NAME, None
     if scope == PROBE:
         return None, PROBE_PREFIX
+    if scope == CONFORMANCE:
+        return None, CONFORMANCE_PREFIX
     return scope, None
 
 
@@ -212,6 +221,10 @@ class Threshold:
     optional: bool = False
     description: str = field(default="", compare=False)
     origin: str = field(default="command line", compare=False)
+    # A check wsload adds by itself (security defaults, run checks): when it measured
+    # nothing it says so, but only a check the user asked for fails for that.
+    implicit: bool = field(default=False, compare=False)
+    label: str = field(default="", compare=False)  # e.g. "security: isolation"
 
     @property
     def limit(self) -> Fraction:
@@ -513,9 +526,19 @@ def _stat_fix(word: str) -> str:
     return hint + "statistics: p50 .. p99.9, min, max, mean, count, failures, failure_rate, rate"
 
 
-def parse_threshold(text: str, *, origin: str = "command line", description: str = "") -> Threshold:
+def parse_threshold(
+    text: str,
+    *,
+    origin: str = "command line",
+    description: str = "",
+    implicit: bool = False,
+    label: str = "",
+) -> Threshold:
     """Parse one threshold; ``ThresholdError`` (a ``ConfigError``) points at what is wrong."""
-    return _Parser(text, origin).parse(description)
+    threshold = _Parser(text, origin).parse(description)
+    if implicit or label:
+        threshold = dataclasses.replace(threshold, implicit=implicit, label=label)
+    return threshold
 
 
 # durations and goodput limits ---------------------------------------------------------------

@@ -15,27 +15,31 @@ from pathlib import Path
 from typing import Any
 
 from wsload.errors import ConfigError
-from wsload.gate_eval import FAIL, NO_DATA, PASS, GateResult, GateRow, format_number
+from wsload.gate_eval import FAIL, NOT_MEASURED, PASS, GateResult, GateRow, format_number
 from wsload.gate_grammar import format_decimal
 
 JSON_FILE = "gate.json"
 JUNIT_FILE = "gate-junit.xml"
 MARKDOWN_FILE = "gate.md"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: verdict "not measured" (was "no data"), check, crashed
 _SUITE = "wsload gate"
 
 
 def _verdict_word(row: GateRow) -> str:
-    if row.verdict == NO_DATA:
-        return "NO DATA" if row.failed else "no data (optional)"
+    if row.verdict == NOT_MEASURED:
+        if row.failed:
+            return "NOT MEASURED"
+        return "not measured (optional)" if row.threshold.optional else "not measured"
     return "FAIL" if row.verdict == FAIL else "pass"
 
 
 def _headline(result: GateResult) -> str:
     n = len(result.rows)
+    unmeasured = len(result.unmeasured_rows)
+    also = f", {unmeasured} not measured" if unmeasured else ""
     if result.passed:
-        return f"gate: PASSED ({n} threshold{'s' if n != 1 else ''})"
-    return f"gate: FAILED ({len(result.failed_rows)} of {n} thresholds)"
+        return f"gate: PASSED ({n} threshold{'s' if n != 1 else ''}{also})"
+    return f"gate: FAILED ({len(result.failed_rows)} of {n} thresholds{also})"
 
 
 def _window_text(result: GateResult) -> str:
@@ -51,17 +55,19 @@ def _window_text(result: GateResult) -> str:
 def render_table(result: GateResult) -> str:
     """The console table: threshold, observed, verdict, and what the value is made of."""
     header = ("threshold", "observed", "verdict", "detail")
-    cells = [
-        (str(row.threshold), row.observed_text, _verdict_word(row), row.detail)
-        for row in result.rows
-    ]
+    cells = [(row.title, row.observed_text, _verdict_word(row), row.detail) for row in result.rows]
     widths = [max([len(header[i]), *(len(c[i]) for c in cells)]) for i in range(3)]
     line = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
     lines = [f"wsload gate ({_window_text(result)})", line.format(*header).rstrip()]
     lines.append("-" * (sum(widths) + 6 + len(header[3])))
     lines += [line.format(*c).rstrip() for c in cells]
+    for row in result.failed_rows:
+        if row.threshold.description:
+            lines.append(f"{row.title}: {row.threshold.description}")
     if result.aborted:
         lines.append(f"run aborted: {result.aborted}")
+    if result.crashed:
+        lines.append(result.crashed)
     lines.append(_headline(result))
     return "\n".join(lines)
 
@@ -73,6 +79,7 @@ def to_json(result: GateResult) -> dict[str, Any]:
         "passed": result.passed,
         "exit_code": result.exit_code,
         "aborted": result.aborted,
+        "crashed": result.crashed,
         "warmup_s": result.warmup_s,
         "window": {
             "start": result.window_start,
@@ -84,6 +91,7 @@ def to_json(result: GateResult) -> dict[str, Any]:
         "thresholds": [
             {
                 "threshold": str(row.threshold),
+                "check": row.title,
                 "metric": str(row.threshold.metric),
                 "op": row.threshold.op,
                 "limit": float(row.threshold.value),
@@ -106,7 +114,7 @@ def to_json(result: GateResult) -> dict[str, Any]:
 def junit_xml(result: GateResult) -> str:
     """JUnit XML: one test case per threshold, failures carry the observed value."""
     failures = sum(1 for row in result.rows if row.failed)
-    skipped = sum(1 for row in result.rows if row.verdict == NO_DATA and not row.failed)
+    skipped = sum(1 for row in result.rows if row.verdict == NOT_MEASURED and not row.failed)
     counts = {
         "tests": str(len(result.rows)),
         "failures": str(failures),
@@ -119,23 +127,26 @@ def junit_xml(result: GateResult) -> str:
     for row in result.rows:
         threshold = row.threshold
         case = ET.SubElement(
-            suite, "testcase", {"classname": "wsload.gate", "name": str(threshold), "time": "0"}
+            suite, "testcase", {"classname": "wsload.gate", "name": row.title, "time": "0"}
         )
         wanted = f"{threshold.op} {format_decimal(threshold.value)}{threshold.unit}"
-        seen = "no data" if row.observed is None else f"observed {row.observed_text}"
+        seen = "not measured" if row.observed is None else f"observed {row.observed_text}"
         summary = f"{seen}, needs {wanted}"
         if row.detail:
             summary += f" ({row.detail})"
         if row.failed:
-            kind = "no-data" if row.verdict == NO_DATA else "threshold"
+            kind = "not-measured" if row.verdict == NOT_MEASURED else "threshold"
             failure = ET.SubElement(case, "failure", {"message": summary, "type": kind})
             failure.text = _case_text(row, summary)
-        elif row.verdict == NO_DATA:
-            ET.SubElement(case, "skipped", {"message": f"optional, {summary}"})
+        elif row.verdict == NOT_MEASURED:
+            why = "optional" if threshold.optional else "added by wsload"
+            ET.SubElement(case, "skipped", {"message": f"{why}, {summary}"})
         else:
             ET.SubElement(case, "system-out").text = summary
-    if result.aborted:
-        ET.SubElement(suite, "system-err").text = f"run aborted: {result.aborted}"
+    trouble = [f"run aborted: {result.aborted}"] if result.aborted else []
+    trouble += [result.crashed] if result.crashed else []
+    if trouble:
+        ET.SubElement(suite, "system-err").text = "\n".join(trouble)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode")
 
@@ -159,12 +170,19 @@ def markdown(result: GateResult, *, title: str = "wsload gate") -> str:
     lines = [f"### {title}: {mark}", "", f"{_window_text(result)}.", ""]
     if result.aborted:
         lines += [f"**Run aborted:** {_md_cell(result.aborted)}", ""]
-    lines += ["| Threshold | Observed | Verdict | Detail |", "|---|---:|---|---|"]
+    if result.crashed:
+        lines += [f"**{_md_cell(result.crashed)}**", ""]
+    lines += ["| Check | Observed | Verdict | Detail |", "|---|---:|---|---|"]
     for row in result.rows:
-        verdict = icons.get(row.verdict) or ("❌ no data" if row.failed else "⚪ no data")
+        verdict = icons.get(row.verdict) or ("❌ not measured" if row.failed else "⚪ not measured")
+        label = f"{row.threshold.label}: " if row.threshold.label else ""
+        detail = row.detail
+        why = row.threshold.description
+        if row.failed and why:
+            detail = f"{why} ({detail})" if detail else why
         lines.append(
-            f"| `{_md_cell(str(row.threshold))}` | {_md_cell(row.observed_text)} | {verdict} "
-            f"| {_md_cell(row.detail)} |"
+            f"| {_md_cell(label)}`{_md_cell(str(row.threshold))}` | {_md_cell(row.observed_text)} "
+            f"| {verdict} | {_md_cell(detail)} |"
         )
     return "\n".join(lines) + "\n"
 

@@ -51,6 +51,7 @@ from wsload.recorder import (
     versions,
     write_run_json,
 )
+from wsload.stats_names import check_gate_names
 from wsload.tokens import Credential, TokenMinter, node_tag, subject_for
 from wsload.tracker import TurnResult
 
@@ -720,6 +721,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
             key_file=options.jwt_private_key,
             lifetime_s=options.token_lifetime_s,
         )
+        check_gate_names(options.gate, options.profile)
         url = websocket_url(environment.host, options.profile)
         preflight(url)
         if options.results:
@@ -794,7 +796,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         _state.sink = _LocalSink(_state.recorder)
         _state.run_started = time.time()
         _write_meta(environment, options, stopped=None)
-        log.info("wsload: recording raw samples in %s", folder)
+        log.info("recording raw samples in %s", folder)
     _state.health = gevent.spawn(_sample_health, environment, _state.sink)
     _tune_gc()
 

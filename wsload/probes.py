@@ -1,10 +1,15 @@
-"""Negative auth probes: credentials a server must refuse, and how it refused them.
+"""Negative probes: credentials a server must refuse, and upgrades it must refuse.
 
-A load test against a server that quietly accepts anyone "passes". Each probe opens a
-fresh connection with one specific defect (no token, expired, signed with another key,
-``alg: none``, ...) and reports the outcome: refused, and HOW (HTTP status at the upgrade,
-error frame and policy close, close without frame, silence without an ack), or accepted,
-which is ``auth_not_enforced``.
+A load test against a server that quietly accepts anyone "passes". Each auth probe opens a
+fresh connection that differs from a good session only in its credentials (no token,
+expired, signed with another key, ``alg: none``, ...) and reports the outcome: refused, and
+HOW (HTTP status at the upgrade, error frame and policy close, close without frame, silence
+without an ack), or accepted, which is ``auth_not_enforced``.
+
+Handshake-conformance probes (a plain GET, a malformed ``Sec-WebSocket-Key``) are another
+category: a server that accepts them is lax about RFC 6455, not open to everyone, so they
+are ``conformance:<name>`` samples failing with ``handshake_not_conformant``, gateable on
+their own and kept out of the security gate's auth check.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from wsload.handshake import build_request, parse_ws_url
 from wsload.profile import Profile
 from wsload.tokens import TokenMinter
 
-WS_PROBES = (
+AUTH_PROBES = (
     "no_token",
     "garbage_token",
     "expired",
@@ -42,8 +47,20 @@ WS_PROBES = (
     "tampered_claims",
     "header_dropped",
 )
-HTTP_PROBES = ("plain_http_get", "bad_websocket_key")
-PROBES = WS_PROBES + HTTP_PROBES
+CONFORMANCE_PROBES = ("plain_http_get", "bad_websocket_key")
+PROBES = AUTH_PROBES + CONFORMANCE_PROBES
+AUTH_PREFIX = "probe:"
+CONFORMANCE_PREFIX = "conformance:"
+
+
+def stats_name(probe: str) -> str:
+    """``probe:<name>`` for an auth probe, ``conformance:<name>`` for a handshake probe."""
+    return (CONFORMANCE_PREFIX if probe in CONFORMANCE_PROBES else AUTH_PREFIX) + probe
+
+
+def sample_kind(probe: str) -> str:
+    """The raw rows' ``kind`` of a probe's sample: ``probe`` or ``conformance``."""
+    return "conformance" if probe in CONFORMANCE_PROBES else "probe"
 
 
 def applicable_probes(profile: Profile) -> tuple[str, ...]:
@@ -75,7 +92,8 @@ class ProbeResult:
     probe: str
     ok: bool  # the server refused, as it must
     outcome: str  # http_<status> | error_frame_close | close_no_frame | timeout_no_ack | accepted
-    failure: str | None  # auth_not_enforced, or the id of a probe that could not conclude
+    # auth_not_enforced / handshake_not_conformant, or the id of a probe that could not conclude
+    failure: str | None
     elapsed_ms: float
     detail: str
     http_status: int | None = None
@@ -159,7 +177,7 @@ def run_probe(
     options: ClientOptions,
 ) -> ProbeResult:
     """Run one probe over a fresh connection and say how the server answered."""
-    if probe in HTTP_PROBES:
+    if probe in CONFORMANCE_PROBES:
         return _run_http_probe(probe, profile, url, tokens, subject, options)
     placement = placement_for(probe, profile, url, tokens, subject)
     started = time.perf_counter()
@@ -265,7 +283,7 @@ def _run_http_probe(
         probe,
         False,
         ACCEPTED,
-        taxonomy.AUTH_NOT_ENFORCED,
+        taxonomy.HANDSHAKE_NOT_CONFORMANT,
         elapsed,
         f"HTTP {status} where {'/'.join(map(str, sorted(refused)))} was due",
         http_status=status,

@@ -12,12 +12,13 @@ from pathlib import Path
 import pandas as pd
 
 from wsload.recorder import SAMPLES_FILE
+from wsload.runmeta import crash_notice, read_run_meta
 
 _ORDER = ("connect", "auth", "turn:ttfe")
 
 
 _TEXT_COLUMNS = ("failure", "detail", "subject", "session")
-SUMMARY_COLUMNS = ("kind", "name", "ms", "ok", "failure", "detail")
+SUMMARY_COLUMNS = ("ts", "kind", "name", "ms", "ok", "failure", "detail")
 
 
 def load_samples(folder: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -39,6 +40,17 @@ def load_samples(folder: str | Path, columns: Sequence[str] | None = None) -> pd
     if "ok" in frame.columns:
         frame["ok"] = frame["ok"].astype(bool)
     return frame
+
+
+def last_sample_end(samples: pd.DataFrame) -> float | None:
+    """When the last measurement ended (epoch s): the end of a run that did not say.
+
+    Health rows are left out: their ``ms`` holds a CPU share or a user count, not a time.
+    """
+    timed = samples.loc[~samples["name"].astype(str).str.startswith("health:")]
+    if timed.empty:
+        return None
+    return float((timed["ts"].astype(float) + timed["ms"].astype(float).fillna(0.0) / 1e3).max())
 
 
 def _name_key(name: str) -> tuple[int, str]:
@@ -78,14 +90,15 @@ def failure_table(samples: pd.DataFrame) -> pd.DataFrame:
     return counts.sort_values("count", ascending=False).reset_index(drop=True)
 
 
-def probe_table(samples: pd.DataFrame) -> pd.DataFrame:
-    """Negative probes by outcome: how the server refused each (or that it accepted)."""
-    probes = samples.loc[samples["kind"] == "probe"]
+def probe_table(samples: pd.DataFrame, kind: str = "probe") -> pd.DataFrame:
+    """Probes of a kind (``probe`` or ``conformance``) by outcome: how the server refused
+    each (or that it accepted)."""
+    probes = samples.loc[samples["kind"] == kind]
     if probes.empty:
         return pd.DataFrame(columns=["probe", "outcome", "count"])
     outcome = probes["detail"].fillna("").str.split(":", n=1).str[0]
     return (
-        probes.assign(probe=probes["name"].str.removeprefix("probe:"), outcome=outcome)
+        probes.assign(probe=probes["name"].str.partition(":")[2], outcome=outcome)
         .groupby(["probe", "outcome"])
         .size()
         .rename("count")
@@ -93,16 +106,34 @@ def probe_table(samples: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def _probe_lines(samples: pd.DataFrame, kind: str, title: str, flag: str) -> list[str]:
+    probes = probe_table(samples, kind)
+    if probes.empty:
+        return []
+    lines = [title]
+    for probe, group in probes.groupby("probe", sort=True):
+        outcomes = ", ".join(f"{r.outcome} x{r.count}" for r in group.itertuples(index=False))
+        mark = f"   <-- {flag}" if "accepted" in set(group["outcome"]) else ""
+        lines.append(f"  {probe:<22}{outcomes}{mark}")
+    return lines
+
+
 def security_lines(samples: pd.DataFrame) -> list[str]:
-    """The security part of the summary: probes x outcome, identities, isolation."""
-    lines: list[str] = []
-    probes = probe_table(samples)
-    if not probes.empty:
-        lines.append("security probes (how the server refused; 'accepted' = auth NOT enforced):")
-        for probe, group in probes.groupby("probe", sort=True):
-            outcomes = ", ".join(f"{r.outcome} x{r.count}" for r in group.itertuples(index=False))
-            flag = "   <-- NOT ENFORCED" if "accepted" in set(group["outcome"]) else ""
-            lines.append(f"  {probe:<22}{outcomes}{flag}")
+    """The security part of the summary: probes x outcome, identities, isolation, and the
+    handshake-conformance probes apart from them."""
+    lines = _probe_lines(
+        samples,
+        "probe",
+        "security probes (how the server refused; 'accepted' = auth NOT enforced):",
+        "NOT ENFORCED",
+    )
+    lines += _probe_lines(
+        samples,
+        "conformance",
+        "handshake conformance (upgrades RFC 6455 says to refuse; 'accepted' = lax, "
+        "not an auth bypass):",
+        "NOT CONFORMANT",
+    )
     mismatches = samples.loc[samples["failure"] == "identity_mismatch"]
     if not mismatches.empty:
         acked = mismatches["detail"].fillna("").str.extract(r"acked as user '([^']*)'")[0]
@@ -117,10 +148,58 @@ def security_lines(samples: pd.DataFrame) -> list[str]:
     return lines
 
 
+def session_lines(samples: pd.DataFrame) -> list[str]:
+    """How many connection attempts became sessions, and what stopped the others.
+
+    A run whose every session was refused has no turn to time: it must say so up front,
+    with the likely cause, rather than leave a reader with an empty table.
+    """
+    connects = samples.loc[samples["name"] == "connect"]
+    if connects.empty:
+        return []
+    auths = samples.loc[samples["name"] == "auth"]
+    attempts = len(connects)
+    at_connect = connects.loc[~connects["ok"], "failure"].fillna("failed")
+    at_auth = auths.loc[~auths["ok"], "failure"].fillna("failed")
+    established = attempts - len(at_connect) - len(at_auth)
+    line = f"sessions: {established} of {attempts} connection attempts authenticated"
+    parts = [
+        f"{len(found)} failed at {stage} ({_top(found)})"
+        for stage, found in (("connect", at_connect), ("auth", at_auth))
+        if len(found)
+    ]
+    lines = [line + (": " + "; ".join(parts) if parts else "")]
+    if established <= 0 and len(at_auth) == attempts:
+        rejected = int((at_auth == "auth_rejected").sum())
+        lines.append(
+            f"100% of sessions were rejected at auth ({_top(at_auth)}): "
+            + (
+                "is the secret, issuer or audience right?"
+                if rejected
+                else "did the server send the ack the profile expects?"
+            )
+        )
+    elif established <= 0 and len(at_connect) == attempts:
+        lines.append(
+            f"100% of connection attempts failed at connect ({_top(at_connect)}): "
+            "is the host right, does it accept WebSocket upgrades at this path?"
+        )
+    return lines
+
+
+def _top(failures: pd.Series) -> str:
+    counts = failures.value_counts().head(3)
+    return ", ".join(f"{name} x{n}" for name, n in counts.items())
+
+
 def render(folder: str | Path) -> str:
     """The summary as text for a terminal."""
     samples = load_samples(folder, SUMMARY_COLUMNS)
     lines = [f"wsload summary of {folder} ({len(samples)} samples, times in ms, exact)"]
+    notice = crash_notice(read_run_meta(folder), last_sample_end(samples))
+    if notice:
+        lines.append(f"WARNING: {notice}")
+    lines += session_lines(samples)
     table = percentile_table(samples)
     header = f"{'name':<28}{'count':>8}{'fail':>7}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}"
     lines += [header, "-" * len(header)]

@@ -36,6 +36,11 @@ SERVER_ERROR = "server_error"  # an error frame from the server in the middle of
 # security
 AUTH_NOT_ENFORCED = "auth_not_enforced"
 
+# handshake conformance: the server accepted an upgrade RFC 6455 says to refuse (a
+# malformed Sec-WebSocket-Key, a plain GET). Not an auth finding: those probes carry a
+# valid token or none is needed to answer them.
+HANDSHAKE_NOT_CONFORMANT = "handshake_not_conformant"
+
 CONNECT_FAILURES = frozenset(
     {REFUSED, DNS, UNREACHABLE, TCP_TIMEOUT, TLS, HANDSHAKE_TIMEOUT, INVALID_HTTP, RESET}
 )

@@ -8,9 +8,11 @@ where a missing secret or an unreadable key file also fails: before any load sta
 from __future__ import annotations
 
 import csv
+import logging
 import os
 import time
 import uuid
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,14 @@ from wsload.errors import ConfigError
 from wsload.profile import TokenSpec, fill_template
 
 SECRET_ENV = "JWT_SECRET_KEY"
+log = logging.getLogger("wsload")
+
+
+# RFC 7518 3.2: an HMAC key at least as long as the hash output.
+HMAC_MIN_BYTES = {"HS256": 32, "HS384": 48, "HS512": 64}
+_WARNED: set[str] = set()
+# wsload tells the user about a short secret once, in its own words (short_secret_warning).
+warnings.filterwarnings("ignore", category=jwt.InsecureKeyLengthWarning)
 
 
 def _read_key_file(path: Path, kind: str, option: str) -> bytes:
@@ -35,6 +45,23 @@ def _read_key_file(path: Path, kind: str, option: str) -> bytes:
         ) from None
 
 
+def short_secret_warning(algorithm: str, secret: str) -> str | None:
+    """One readable line when an HMAC secret is shorter than RFC 7518 asks, else None.
+
+    PyJWT warns about it on every token with a Python warning (a raw line with a file
+    name and line number, once per process); wsload says it once, in words, and keeps
+    PyJWT's warning quiet. The secret itself is never part of the text.
+    """
+    needed = HMAC_MIN_BYTES.get(algorithm)
+    length = len(secret.encode("utf-8"))
+    if needed is None or length >= needed:
+        return None
+    return (
+        f"the JWT secret is {length} bytes, shorter than the {needed} bytes RFC 7518 asks "
+        f"for {algorithm}: tokens still work, but a production secret should be longer"
+    )
+
+
 def load_signing_key(algorithm: str, *, secret: str | None = None, key_file: str | None = None):
     """The key object ``jwt.encode`` needs, loaded once; ``ConfigError`` when unusable."""
     if algorithm.startswith("HS"):
@@ -45,6 +72,10 @@ def load_signing_key(algorithm: str, *, secret: str | None = None, key_file: str
                 fix=f"pass --jwt-secret or set {SECRET_ENV} to the secret the server "
                 "validates tokens with",
             )
+        warning = short_secret_warning(algorithm, secret)
+        if warning is not None and warning not in _WARNED:
+            _WARNED.add(warning)
+            log.warning("%s", warning)
         return secret
     if not key_file:
         raise ConfigError(
