@@ -224,6 +224,8 @@ def _observe(frame: _Frame, threshold: Threshold, limits_ms: Mapping[str, float]
             return _Observation(None, _unreached(frame, metric))
         hits = int((reached & (frame.failure == metric.failure)).sum())
         if kind == "count":
+            if metric.failure == taxonomy.IDENTITY_MISMATCH:
+                return _Observation(hits, f"of {int(reached.sum())} acked sessions")
             return _Observation(hits, f"of {int(reached.sum())} {where}samples")
         if kind == "rate":
             return _rate(frame, hits, f"{metric.failure} samples")
