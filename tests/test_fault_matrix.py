@@ -63,23 +63,38 @@ def assert_matches(client: int, injected: int) -> None:
 
 
 @pytest.mark.parametrize(
-    ("knob", "counter", "ids"),
+    ("knob", "counter", "ids", "name"),
     [
-        ("--skip-events", "skipped_events", ("sequence_missing",)),
-        ("--duplicate-events", "duplicated_events", ("sequence_duplicate",)),
-        ("--reorder-events", "reordered_events", ("sequence_order", "sequence_missing")),
-        ("--error-events", "error_events", ("agent_error",)),
-        ("--drop-mid-turn", "dropped_connections", ("disconnected_1006",)),
+        ("--skip-events", "skipped_events", ("sequence_missing",), "turn:e2e"),
+        ("--duplicate-events", "duplicated_events", ("sequence_duplicate",), "turn:e2e"),
+        (
+            "--reorder-events",
+            "reordered_events",
+            ("sequence_order", "sequence_missing"),
+            "turn:e2e",
+        ),
+        ("--error-events", "error_events", ("agent_error",), "turn:e2e"),
+        ("--drop-mid-turn", "dropped_connections", ("disconnected_1006",), "turn:e2e"),
+        # the copy comes after the turn has ended: a session sample, the turn stays ok
+        (
+            "--duplicate-terminal",
+            "duplicated_terminal_events",
+            ("sequence_duplicate",),
+            "session:duplicate",
+        ),
     ],
 )
-def test_each_turn_fault_is_classified_as_often_as_it_was_injected(tmp_path, knob, counter, ids):
+def test_each_turn_fault_is_classified_as_often_as_it_was_injected(
+    tmp_path, knob, counter, ids, name
+):
     # One thinking step: with two, a turn missing one of them still matches
     # `agent_thinking+`, and no grammar can tell (PROTOCOL.md gives events no sequence number).
     samples, counters = run_against(tmp_path, [knob, "0.2", "--thinking-steps", "1"])
     turns = samples.loc[samples["name"] == "turn:e2e"]
-    assert_matches(failures(turns, *ids), counters[counter])
+    assert_matches(failures(samples, *ids, name=name), counters[counter])
     assert len(turns) > 100
-    other = turns.loc[~turns["ok"] & ~turns["failure"].isin(ids), "failure"]
+    expected = ids if name == "turn:e2e" else ()  # a copy after the turn leaves it ok
+    other = turns.loc[~turns["ok"] & ~turns["failure"].isin(expected), "failure"]
     assert other.empty, other.value_counts()  # nothing misclassified as something else
 
 
@@ -94,7 +109,10 @@ def test_hostile_frames_are_protocol_errors_and_never_crash_a_user(tmp_path):
 
 
 def test_leaked_events_show_as_foreign_events_at_the_leak_rate(tmp_path):
-    samples, counters = run_against(tmp_path, ["--leak-fraction", "0.01"], seconds=6)
+    # the security gate would stop the run at the first foreign event: measure the whole run
+    samples, counters = run_against(
+        tmp_path, ["--leak-fraction", "0.01"], "--no-security-gate", seconds=6
+    )
     leaked = counters["leaked_events"]
     seen = failures(samples, "foreign_event")
     assert leaked > 10

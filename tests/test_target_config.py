@@ -83,7 +83,7 @@ def test_fault_knobs_are_off_by_default_and_limits_follow_the_profile() -> None:
     assert config.messages_per_minute == 0 and config.max_connections == 0
     assert not config.close_on_expiry and not config.limit_close
     fractions = ("leak_fraction", "drop_mid_turn", "skip_events", "reorder_events")
-    fractions += ("duplicate_events", "error_events", "hostile")
+    fractions += ("duplicate_events", "duplicate_terminal", "error_events", "hostile")
     assert all(getattr(config, name) == 0 for name in fractions)
     assert config.capacity == 0 and config.slow_handshake_s == config.half_open_after_s == 0
 
@@ -91,6 +91,7 @@ def test_fault_knobs_are_off_by_default_and_limits_follow_the_profile() -> None:
 def test_fault_options_map_to_the_config() -> None:
     argv = "--close-on-expiry --leak-fraction 0.01 --capacity 20 --overload-delay 0.1 "
     argv += "--drop-mid-turn 0.1 --skip-events 0.2 --reorder-events 0.3 --duplicate-events 0.4 "
+    argv += "--duplicate-terminal 0.45 "
     argv += "--error-events 0.5 --hostile 0.6 --hostile-kinds binary,json_array "
     argv += "--slow-handshake 2 --slow-handshake-fraction 0.5 --half-open-after 3 "
     argv += "--half-open-fraction 0.25 --max-connections 100 --limit-close "
@@ -100,6 +101,7 @@ def test_fault_options_map_to_the_config() -> None:
     assert (config.leak_fraction, config.capacity, config.overload_delay_s) == (0.01, 20, 0.1)
     assert (config.drop_mid_turn, config.skip_events, config.reorder_events) == (0.1, 0.2, 0.3)
     assert (config.duplicate_events, config.error_events, config.hostile) == (0.4, 0.5, 0.6)
+    assert config.duplicate_terminal == 0.45
     assert config.hostile_kinds == ("binary", "json_array")
     assert (config.slow_handshake_s, config.slow_handshake_fraction) == (2.0, 0.5)
     assert (config.half_open_after_s, config.half_open_fraction) == (3.0, 0.25)
@@ -119,6 +121,7 @@ def test_fault_options_map_to_the_config() -> None:
         ("leak_fraction", 1.5, "--leak-fraction"),
         ("drop_mid_turn", -0.1, "--drop-mid-turn"),
         ("hostile", 2.0, "--hostile"),
+        ("duplicate_terminal", -0.5, "--duplicate-terminal"),
         ("hostile_kinds", ("binary", "teapot"), "--hostile-kinds"),
         ("capacity", 10, "--capacity"),  # without --overload-delay
         ("overload_delay_s", 0.1, "--overload-delay"),  # without --capacity

@@ -348,6 +348,28 @@ def test_duplicate_events_sends_one_event_twice_byte_identical(started) -> None:
     assert wait_counter(target, "turns_completed", 1)["duplicated_events"] == 1
 
 
+def test_duplicate_terminal_sends_the_terminal_event_twice_byte_identical(started) -> None:
+    target = started("--duplicate-terminal", "1", "--seed", "4", *FAST)
+    with session(target, "dup-end") as ws:
+        for thread in ("t-1", "t-2", "t-3"):  # a copy left over would end the next read early
+            chat(ws, thread)
+            frames = read_turn(ws)
+            frames.append(ws.recv(timeout=3))  # the copy, right after the terminal event
+            assert frames[-1] == frames[-2] and json.loads(frames[-1])["type"] == EVENTS[-1]
+            assert [e["type"] for e in events_of(frames[:-1])] == EVENTS
+    done = wait_counter(target, "turns_completed", 3)
+    assert done["duplicated_terminal_events"] == 3 and done["duplicated_events"] == 0
+
+
+def test_duplicate_terminal_also_repeats_an_agent_error(started) -> None:
+    target = started("--duplicate-terminal", "1", "--error-events", "1", *FAST)
+    with session(target, "dup-err") as ws:
+        chat(ws)
+        frames = read_turn(ws)
+        assert ws.recv(timeout=3) == frames[-1] and json.loads(frames[-1])["type"] == "agent_error"
+    assert wait_counter(target, "duplicated_terminal_events", 1)["duplicated_terminal_events"] == 1
+
+
 def test_error_events_end_the_turn_with_agent_error_and_a_message(started) -> None:
     target = started("--error-events", "1", *FAST)
     with session(target, "err") as ws:

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from wsload import taxonomy
 from wsload.grammar import Grammar, GrammarError
 from wsload.profile import load_profile
-from wsload.tracker import TurnTracker, span_name
+from wsload.tracker import FinishedTurns, TurnTracker, span_name
 
 PROFILE = load_profile()
 GRAMMAR = PROFILE.grammar
@@ -234,3 +234,102 @@ def test_identical_frames_are_allowed_when_the_profile_says_events_repeat_verbat
         ev = {"type": name, "user_id": USER}
         tr.feed(ev, SENT + i + 1, json.dumps(ev))
     assert tr.result().ok
+
+
+# times from two clocks ------------------------------------------------------------------
+@given(valid_turns, st.data())
+def test_no_duration_is_negative_whatever_order_the_times_come_in(names, data):
+    """The send is a perf_counter reading, arrivals are kernel stamps: they may cross."""
+    stamp = st.floats(SENT - 1.0, SENT + 1.0)
+    fed = data.draw(st.integers(0, len(names)))
+    times = data.draw(st.lists(stamp, min_size=fed, max_size=fed))
+    tr = run([event(n, i) for i, n in enumerate(names[:fed])], times)
+    ending, at = data.draw(st.sampled_from(["expire", "disconnect"])), data.draw(stamp)
+    result = tr.expire(at) if ending == "expire" else tr.disconnected(1006, at)
+    assert result.ttfe_ms is None or result.ttfe_ms >= 0
+    assert result.e2e_ms is None or result.e2e_ms >= 0
+    assert result.elapsed_ms >= 0 and all(ms >= 0 for ms in result.first_ms.values())
+    assert all(ms >= 0 for ms in result.gaps_ms)
+    assert all(ms >= 0 for _, ms in result.spans_ms)
+    assert result.ok == (fed == len(names))
+
+
+def test_an_event_stamped_before_the_send_counts_as_arriving_at_the_send():
+    tr = tracker()
+    tr.feed(event("agent_started", 0), SENT - 0.00002)
+    tr.feed(event("agent_thinking", 1), SENT + 0.010)
+    tr.feed(event("agent_completed", 2), SENT + 0.009)  # jitter: before the event before
+    result = tr.result()
+    assert result.ok and result.ttfe_ms == 0.0
+    assert result.gaps_ms == pytest.approx([10.0, 0.0])
+    assert result.e2e_ms == pytest.approx(10.0)
+
+
+# duplicates of finished turns -----------------------------------------------------------
+def finished_turn(run_id: str | None = RUN, events_config=PROFILE.events) -> TurnTracker:
+    tr = TurnTracker(
+        events_config,
+        GRAMMAR,
+        sent_at=SENT,
+        user_id=USER,
+        thread_id=THREAD,
+        timeout_s=60.0,
+        event_timeout_s=5.0,
+    )
+    for i, name in enumerate(valid_names(1, 0)):
+        ev = event(name, i, run_id=run_id) if run_id else without_run(event(name, i))
+        tr.feed(ev, SENT + 0.1 * (i + 1), json.dumps(ev, sort_keys=True))
+    assert tr.done and tr.result().ok
+    return tr
+
+
+def without_run(ev: dict) -> dict:
+    ev = dict(ev)
+    ev.pop("run_id")
+    return ev
+
+
+def test_an_event_of_a_finished_turn_is_a_duplicate_by_its_run_id():
+    finished = FinishedTurns(PROFILE.events, GRAMMAR)
+    terminal = event("agent_completed", 2)
+    assert finished.duplicate(terminal, json.dumps(terminal, sort_keys=True)) is None
+    finished.add(finished_turn())
+    detail = finished.duplicate(terminal, json.dumps(terminal, sort_keys=True))
+    assert detail == f"agent_completed after its turn ended (run {RUN})"
+    # another frame of that run, even one never seen, is still of a turn that has ended
+    assert finished.duplicate(event("agent_thinking", 9), None) is not None
+    # the next turn's events are not: a new run id
+    assert finished.duplicate(event("agent_started", 0, run_id="r-2"), None) is None
+
+
+def test_the_run_ids_of_the_last_sixteen_turns_are_kept():
+    finished = FinishedTurns(PROFILE.events, GRAMMAR)
+    runs = [f"r-{i}" for i in range(17)]
+    for run_id in runs:
+        finished.add(finished_turn(run_id))
+    assert finished.duplicate(event("agent_completed", 2, run_id=runs[0]), None) is None
+    for run_id in runs[1:]:
+        assert finished.duplicate(event("agent_completed", 2, run_id=run_id), None) is not None
+
+
+def test_without_run_ids_a_frame_of_the_last_turn_sent_again_is_a_duplicate():
+    finished = FinishedTurns(PROFILE.events, GRAMMAR)
+    finished.add(finished_turn(run_id=None))
+    terminal = without_run(event("agent_completed", 2))
+    raw = json.dumps(terminal, sort_keys=True)
+    assert finished.duplicate(terminal, raw) == (
+        "agent_completed after its turn ended (the same frame again)"
+    )
+    other = without_run(event("agent_completed", 3))  # a new frame, as the next turn's would be
+    assert finished.duplicate(other, json.dumps(other, sort_keys=True)) is None
+    assert finished.duplicate(terminal, None) is None
+
+
+def test_identical_frames_are_no_evidence_when_the_profile_says_frames_repeat():
+    import dataclasses
+
+    events = dataclasses.replace(PROFILE.events, frames_are_unique=False)
+    finished = FinishedTurns(events, GRAMMAR)
+    finished.add(finished_turn(run_id=None, events_config=events))
+    terminal = without_run(event("agent_completed", 2))
+    assert finished.duplicate(terminal, json.dumps(terminal, sort_keys=True)) is None

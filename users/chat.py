@@ -21,11 +21,11 @@ from locust import User, task
 
 from users.credentials import UserCredentials
 from wsload import taxonomy
-from wsload.client import ConnectError, Session, connect
+from wsload.client import ConnectError, Session, connect, not_before
 from wsload.frames import decode_json
 from wsload.locust_glue import Runtime, runtime_for
 from wsload.profile import fill_template
-from wsload.tracker import TurnTracker
+from wsload.tracker import FinishedTurns, TurnTracker
 
 _perf = time.perf_counter
 # Thread ids must not repeat across runs (a real backend may keep its threads): a random tag
@@ -63,6 +63,7 @@ class ChatUser(User):
         self._receiver: gevent.Greenlet | None = None
         self._heartbeat: gevent.Greenlet | None = None
         self._turn: TurnTracker | None = None
+        self._finished: FinishedTurns | None = None  # replays of these turns are duplicates
         self._turn_done = Event()
         self._wake = Event()  # set when the session drops: stop thinking, reconnect
         self._pong = Event()
@@ -86,6 +87,7 @@ class ChatUser(User):
         self.index, self.subject = self.rt.new_user()
         self._rng.seed(f"{self.rt.node}-{self.index}")
         self.creds = UserCredentials(self, self.rt, self.index, self.subject)
+        self._finished = FinishedTurns(self.rt.profile.events, self.rt.grammar)
         self.creds.acquire()
         self._new_conversation()
 
@@ -144,10 +146,11 @@ class ChatUser(User):
             self._failed_attempts += 1
             return False
         if self._disconnected_at is not None:
+            # The drop is a session stamp, never later than perf_counter at its read: >= 0.
             self._sample(
                 "session",
                 "session:reconnect",
-                (_perf() - self._disconnected_at) * 1000.0,
+                (not_before(self._disconnected_at, _perf()) - self._disconnected_at) * 1000.0,
                 detail=f"ready again after {self._failed_attempts + 1} attempts",
             )
             self._disconnected_at = None
@@ -352,6 +355,7 @@ class ChatUser(User):
         type_field = rt.profile.events.type_field
         known = rt.known_events
         server_errors = rt.profile.rejection.error_types
+        finished = self._finished
         while True:
             frame = session.recv(None)
             if frame is None:
@@ -372,8 +376,9 @@ class ChatUser(User):
                 self._protocol_error("a text frame that is not a JSON object")
                 continue
             name = event.get(type_field)
-            if name == pong_type and self._ping_sent_at is not None:
-                self._sample("session", "ping", (frame.received_at - self._ping_sent_at) * 1e3)
+            if name == pong_type and (sent := self._ping_sent_at) is not None:
+                # sent on perf_counter, received on the kernel's clock: no pong before its ping
+                self._sample("session", "ping", (not_before(sent, frame.received_at) - sent) * 1e3)
                 self._ping_sent_at = None
                 self._pong.set()
                 continue
@@ -394,9 +399,23 @@ class ChatUser(User):
             if name not in known:
                 self._protocol_error(f"an event of unknown type {name[:40]!r}")
                 continue
+            # An event of a turn that has ended (even if the next one has begun) is a
+            # duplicate: never the current turn's, never a stray.
+            repeated = finished.duplicate(event, frame.text)
+            if repeated is not None:
+                self._sample(
+                    "session",
+                    "session:duplicate",
+                    0.0,
+                    ok=False,
+                    failure=taxonomy.SEQUENCE_DUPLICATE,
+                    detail=repeated[:200],
+                )
+                continue
             turn = self._turn
             if turn is not None and not turn.done:
                 if turn.feed(event, frame.received_at, frame.text):
+                    finished.add(turn)  # here, before the next frame is read
                     self._turn_done.set()
             else:
                 self._check_stray(event, session)

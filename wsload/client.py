@@ -148,6 +148,7 @@ class Session:
         leftover: bytes = b"",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         kernel_timestamps: bool = False,
+        received_at: float | None = None,
     ) -> None:
         self.sock = sock
         self.endpoint = endpoint
@@ -165,9 +166,14 @@ class Session:
         self._send_lock = threading.Lock()
         self._close_sent = False
         self._timeout: float | None = -1.0
-        self.kernel_timestamps = kernel_timestamps and _enable_kernel_timestamps(sock)
-        if leftover:
-            self._take(leftover, _perf())
+        # ``kernel_timestamps``: SO_TIMESTAMPNS is already on (``connect`` sets it before the
+        # upgrade, so that the 101 and what follows it are stamped by the same clock).
+        self.kernel_timestamps = kernel_timestamps
+        # No frame is stamped earlier than the one before it, nor than the 101 (``received_at``):
+        # converting kernel stamps to perf_counter jitters, and a duration must not go negative.
+        self._floor = _perf() if received_at is None else received_at
+        if leftover:  # frames that came in the 101's read arrived when it did
+            self._take(leftover, self._floor)
 
     @property
     def open(self) -> bool:
@@ -199,7 +205,8 @@ class Session:
         """The next message, or None at ``timeout``; a close or lost link is a close Frame."""
         while not self._pending:
             if self.close_code is not None:
-                return Frame("close", _perf(), close_code=self.close_code, close_reason="closed")
+                at = not_before(self._floor, _perf())
+                return Frame("close", at, close_code=self.close_code, close_reason="closed")
             if timeout != self._timeout:
                 self.sock.settimeout(timeout)
                 self._timeout = timeout
@@ -215,6 +222,7 @@ class Session:
             except OSError:
                 data = b""
                 now = _perf()
+            now = self._floor = not_before(self._floor, now)
             if not data:
                 self.close_code = 1006
                 return Frame("close", now, close_code=1006, close_reason="connection lost")
@@ -298,7 +306,13 @@ _SO_TIMESTAMPNS = 35
 _ANCILLARY_SIZE = socket.CMSG_SPACE(16)
 
 
+def not_before(floor: float, at: float) -> float:
+    """``at``, or ``floor`` when ``at`` is earlier: stamps of one session never go backwards."""
+    return at if at > floor else floor
+
+
 def _enable_kernel_timestamps(sock: Any) -> bool:
+    """Ask the kernel to stamp arrivals on ``sock``; False where it cannot (TLS, not Linux)."""
     if not sys.platform.startswith("linux") or isinstance(sock, ssl.SSLSocket):
         return False
     try:
@@ -355,11 +369,18 @@ def _resolve(endpoint: Endpoint) -> tuple[int, tuple[Any, ...]]:
     return family, (endpoint.host, endpoint.port)
 
 
-def _read_head(sock: Any) -> tuple[bytes, bytes]:
-    """Read an HTTP head; returns it and any bytes read past it (frames sent right after)."""
+def _read_head(sock: Any, kernel: bool = False) -> tuple[bytes, bytes, float]:
+    """Read an HTTP head: it, any bytes read past it (frames sent right after), and when the
+    read that completed it arrived (perf_counter seconds; the kernel's stamp when ``kernel``).
+    """
     buffer = b""
     while True:
-        chunk = sock.recv(65536)
+        if kernel:
+            chunk, ancillary, _, _ = sock.recvmsg(65536, _ANCILLARY_SIZE)
+            at = _arrival(ancillary, _perf())
+        else:
+            chunk = sock.recv(65536)
+            at = _perf()
         if not chunk:
             if buffer:
                 raise HandshakeError(
@@ -370,7 +391,7 @@ def _read_head(sock: Any) -> tuple[bytes, bytes]:
         buffer += chunk
         end = find_head_end(buffer)
         if end >= 0:
-            return buffer[:end], buffer[end:]
+            return buffer[:end], buffer[end:], at
         if len(buffer) > MAX_HEAD_BYTES:
             raise HandshakeError(taxonomy.INVALID_HTTP, "no end of HTTP head in 64 KiB")
 
@@ -410,6 +431,7 @@ def connect(
         t_tcp = _perf()
         timings.tcp_ms = _elapsed_ms(t_dns, t_tcp)
         t_tls = t_tcp
+        kernel = False
         if endpoint.secure:
             phase_timeout = taxonomy.TLS
             context = ssl.create_default_context()
@@ -419,6 +441,8 @@ def connect(
             sock = context.wrap_socket(sock, server_hostname=endpoint.host)
             t_tls = _perf()
             timings.tls_ms = _elapsed_ms(t_tcp, t_tls)
+        elif opts.kernel_timestamps:  # before the upgrade: the 101 and the ack share a clock
+            kernel = _enable_kernel_timestamps(sock)
         phase_timeout = taxonomy.HANDSHAKE_TIMEOUT
         request = build_request(
             endpoint,
@@ -431,9 +455,9 @@ def connect(
         sent = request.to_bytes()
         sock.settimeout(opts.handshake_timeout_s)
         sock.sendall(sent)
-        head, rest = _read_head(sock)
+        head, rest, t_up = _read_head(sock, kernel)
+        t_up = not_before(t_tls, t_up)  # the 101 came after the request went out
         response = check_response(head, request, placement.subprotocols)
-        t_up = _perf()
     except HandshakeError as exc:
         _close_quietly(sock)
         raise ConnectError(
@@ -456,7 +480,8 @@ def connect(
         timings=timings,
         leftover=rest,
         max_message_bytes=opts.max_message_bytes,
-        kernel_timestamps=opts.kernel_timestamps,
+        kernel_timestamps=kernel,
+        received_at=t_up,
     )
     problem = missing_from(placement, profile.auth, sent)
     if problem is not None:
@@ -574,7 +599,7 @@ def exchange_head(url: str, request: bytes, timeout: float) -> tuple[int, HttpHe
         if endpoint.secure:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=endpoint.host)
         sock.sendall(request)
-        head, _ = _read_head(sock)
+        head, _, _ = _read_head(sock)
         parsed = parse_head(head)
         status_text = parsed.start[1]
         if not (parsed.start[0].startswith("HTTP/") and status_text.isdigit()):

@@ -3,7 +3,9 @@
 A ``TurnTracker`` is told when the chat message was sent and then fed every event the
 session received, with the time it arrived (``time.perf_counter`` seconds, taken by the
 caller as close to the wire as it can). It has no clock of its own, so tests, the live
-user and the offline analysis all get the same answer for the same input.
+user and the offline analysis all get the same answer for the same input. A time earlier
+than the send or than the event before counts as that time: the send is read from
+``perf_counter`` and arrivals from the kernel, and a duration must never come out negative.
 
 Verdicts, from the profile's grammar (see ``wsload.grammar``):
 
@@ -175,13 +177,14 @@ class TurnTracker:
         if self.run_id is None:
             run_id = event.get(rules.run_id_field)
             self.run_id = None if run_id is None else str(run_id)
-        # the event's times
+        # the event's times, never before the send or the event before
+        if at < self._last_at:
+            at = self._last_at
         if self._first_at is None:
             self._first_at = at
         else:
             self._gaps.append((at - self._last_at) * 1000.0)
-        if at > self._last_at:
-            self._last_at = at
+        self._last_at = at
         if name not in self._first:
             self._first[name] = at
         self._names.append(name)
@@ -209,7 +212,7 @@ class TurnTracker:
                 f"{len(self._names)} events, then {silent:.0f} ms of silence"
                 + (f"; expected {', '.join(sorted(self._expected()))}" if self._names else ""),
             )
-            self._verdict_at = now
+            self._verdict_at = max(now, self._last_at)
             self.done = True
         return self.result()
 
@@ -217,11 +220,16 @@ class TurnTracker:
         """The connection closed before the turn finished."""
         if not self.done:
             self._fail(taxonomy.disconnected(code), f"after {len(self._names)} events")
-            self._verdict_at = now
+            self._verdict_at = max(now, self._last_at)
             self.done = True
         return self.result()
 
     # output --------------------------------------------------------------------------
+    @property
+    def frames(self) -> set[str]:
+        """The raw frames taken into this turn (only kept when the profile's are unique)."""
+        return self._seen_raw
+
     def result(self) -> TurnResult:
         verdict_at = self._verdict_at if self._verdict_at is not None else self._last_at
         return TurnResult(
@@ -302,3 +310,43 @@ class TurnTracker:
 
     def _fail(self, failure: str, detail: str) -> None:
         self._failures.append((failure, detail))
+
+
+class FinishedTurns:
+    """The last few turns of a user that ended with their terminal (or error) event.
+
+    A server that sends an event of such a turn again (a duplicated ``agent_completed``,
+    say) must not be taken at its word: the event is neither a new turn's nor a stray, it
+    is a duplicate. It is told by its run id; for events without one, by being byte-identical
+    to a frame of the last finished turn (only when the profile says frames are unique).
+    Run ids are unique, so the memory spans sessions; it is bounded to ``keep`` turns.
+    """
+
+    __slots__ = ("_frames", "_keep", "_rules", "_runs")
+
+    def __init__(self, events: Events, grammar: Grammar, keep: int = 16) -> None:
+        self._rules = _rules(events, grammar)
+        self._keep = keep
+        self._runs: dict[str, None] = {}  # an ordered set: oldest first
+        self._frames: set[str] = set()
+
+    def add(self, turn: TurnTracker) -> None:
+        """Remember a turn that has just ended with its terminal event."""
+        runs = self._runs
+        if turn.run_id is not None:
+            runs[turn.run_id] = None
+            if len(runs) > self._keep:
+                del runs[next(iter(runs))]
+        self._frames = turn.frames
+
+    def duplicate(self, event: dict[str, Any], raw: str | None) -> str | None:
+        """Why ``event`` repeats a finished turn (a detail for the sample), else None."""
+        rules = self._rules
+        run_id = event.get(rules.run_id_field)
+        if run_id is not None:
+            if self._runs and str(run_id) in self._runs:
+                return f"{event.get(rules.type_field)} after its turn ended (run {run_id})"
+            return None
+        if raw is not None and rules.unique_frames and raw in self._frames:
+            return f"{event.get(rules.type_field)} after its turn ended (the same frame again)"
+        return None

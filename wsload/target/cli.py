@@ -275,6 +275,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send one non-terminal event twice, byte-identical",
     )
     faults.add_argument(
+        "--duplicate-terminal",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="send the turn's terminal event twice, byte-identical, back to back",
+    )
+    faults.add_argument(
         "--error-events",
         type=float,
         default=0.0,
@@ -382,6 +389,7 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         skip_events=args.skip_events,
         reorder_events=args.reorder_events,
         duplicate_events=args.duplicate_events,
+        duplicate_terminal=args.duplicate_terminal,
         error_events=args.error_events,
         hostile=args.hostile,
         hostile_kinds=tuple(k.strip() for k in args.hostile_kinds.split(",") if k.strip()),

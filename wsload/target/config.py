@@ -89,6 +89,7 @@ class TargetConfig:
     skip_events: float = 0.0
     reorder_events: float = 0.0
     duplicate_events: float = 0.0
+    duplicate_terminal: float = 0.0
     error_events: float = 0.0
     hostile: float = 0.0
     hostile_kinds: tuple[str, ...] = HOSTILE_KINDS
@@ -171,6 +172,7 @@ class TargetConfig:
             ("--skip-events", self.skip_events),
             ("--reorder-events", self.reorder_events),
             ("--duplicate-events", self.duplicate_events),
+            ("--duplicate-terminal", self.duplicate_terminal),
             ("--error-events", self.error_events),
             ("--hostile", self.hostile),
             ("--slow-handshake-fraction", self.slow_handshake_fraction),

@@ -31,7 +31,7 @@ from wsload.target.config import TargetConfig
 
 # What the server does right after sending the event at an index of a turn (``TurnPlan.after``)
 COUNT = "count"  # add one to the named counter: the fault is now visible to the client
-DUPLICATE = "duplicate"  # send the same frame text again (byte-identical)
+DUPLICATE = "duplicate"  # send the same frame text again (byte-identical); arg: its counter
 HOSTILE = "hostile"  # send the hostile frames of the named kind
 DROP = "drop"  # abort the TCP connection: no close frame
 _ORDER = {COUNT: 0, DUPLICATE: 1, HOSTILE: 2, DROP: 3}
@@ -101,6 +101,7 @@ class Policy:
                 config.skip_events,
                 config.reorder_events,
                 config.duplicate_events,
+                config.duplicate_terminal,
                 config.error_events,
                 config.hostile,
             )
@@ -191,8 +192,9 @@ class Policy:
 
         Order: skip one non-terminal event, swap two adjacent non-terminal events, replace
         the terminal event by ``agent_error``; then pick where (after which non-terminal
-        event) a duplicate, a hostile injection and a drop happen. Each enabled knob always
-        draws the same numbers, so the turns of a seeded run are the same run after run.
+        event) a duplicate, a hostile injection and a drop happen; last, whether the terminal
+        event is sent twice. Each enabled knob always draws the same numbers, so the turns of
+        a seeded run are the same run after run.
         """
         config, rng = self.config, self._turn_rng
         events = list(base)
@@ -219,16 +221,18 @@ class Policy:
             at(len(events) - 1, COUNT, "error_events")
             errored = True
         middle = len(events) - 1  # events before the terminal one
-        for fraction, action in (
-            (config.duplicate_events, DUPLICATE),
-            (config.hostile, HOSTILE),
-            (config.drop_mid_turn, DROP),
+        for fraction, action, arg in (
+            (config.duplicate_events, DUPLICATE, "duplicated_events"),
+            (config.hostile, HOSTILE, ""),
+            (config.drop_mid_turn, DROP, ""),
         ):
             if fraction:
                 hit, pick = rng.random() < fraction, rng.random()
                 if hit and middle >= 1:
-                    arg = next(self._hostile_kinds) if action == HOSTILE else ""
-                    at(int(pick * middle), action, arg)
+                    kind = next(self._hostile_kinds) if action == HOSTILE else arg
+                    at(int(pick * middle), action, kind)
+        if config.duplicate_terminal and rng.random() < config.duplicate_terminal:
+            at(len(events) - 1, DUPLICATE, "duplicated_terminal_events")
         if not after:
             return TurnPlan(tuple(events))
         ordered = {i: tuple(sorted(a, key=lambda x: _ORDER[x[0]])) for i, a in after.items()}

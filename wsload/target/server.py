@@ -119,6 +119,7 @@ class Counters:
     skipped_events: int = 0
     reordered_events: int = 0  # adjacent swaps
     duplicated_events: int = 0  # byte-identical resends
+    duplicated_terminal_events: int = 0  # terminal events sent twice
     error_events: int = 0  # turns ended with agent_error
     slow_handshakes: int = 0  # upgrades answered after --slow-handshake
     half_open: int = 0  # connections that stopped answering
@@ -779,10 +780,10 @@ async def _send_turn(conn: Conn, state: TargetState, turn: TurnPlan, ids: str, t
             for action, arg in actions:
                 if action == COUNT:
                     setattr(counters, arg, getattr(counters, arg) + 1)
-                elif action == DUPLICATE:
+                elif action == DUPLICATE:  # arg: which counter (mid-turn or terminal)
                     await ws.send_str(text)
                     counters.events_sent += 1
-                    counters.duplicated_events += 1
+                    setattr(counters, arg, getattr(counters, arg) + 1)
                 elif action == DROP:
                     if conn.transport is not None and not conn.transport.is_closing():
                         counters.dropped_connections += 1
