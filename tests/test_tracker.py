@@ -333,3 +333,26 @@ def test_identical_frames_are_no_evidence_when_the_profile_says_frames_repeat():
     finished.add(finished_turn(run_id=None, events_config=events))
     terminal = without_run(event("agent_completed", 2))
     assert finished.duplicate(terminal, json.dumps(terminal, sort_keys=True)) is None
+
+
+def test_an_event_of_someone_else_names_the_turn_even_after_another_failure():
+    """The security gate counts foreign_event on turn:e2e: an earlier failure must not hide it."""
+    profile = load_profile()
+    tracker = TurnTracker(
+        profile.events,
+        profile.grammar,
+        sent_at=0.0,
+        user_id="u1",
+        thread_id="t1",
+        timeout_s=60,
+        event_timeout_s=30,
+    )
+    base = {"user_id": "u1", "thread_id": "t1", "run_id": "r1"}
+    tracker.feed({"type": "agent_started", **base}, 0.01)
+    tracker.feed({"type": "agent_started", **base}, 0.02)  # sequence_duplicate first
+    tracker.feed({"type": "agent_thinking", **base, "user_id": "u2"}, 0.03)  # then a leak
+    tracker.feed({"type": "agent_thinking", **base}, 0.04)
+    tracker.feed({"type": "agent_completed", **base}, 0.05)
+    result = tracker.result()
+    assert [f for f, _ in result.failures][:2] == ["sequence_duplicate", "foreign_event"]
+    assert result.failure == "foreign_event"

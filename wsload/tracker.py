@@ -60,7 +60,11 @@ class TurnResult:
 
     @property
     def failure(self) -> str | None:
-        """The failure that names this turn in stats: the first one found."""
+        """The failure that names this turn in stats: an event of someone else if there was
+        one (the security gate counts it, whatever else went wrong), else the first found."""
+        for failure, _ in self.failures:
+            if failure == taxonomy.FOREIGN_EVENT:
+                return failure
         return self.failures[0][0] if self.failures else None
 
 
