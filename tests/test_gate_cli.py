@@ -73,7 +73,7 @@ def test_a_passing_gate_exits_0_and_writes_its_outputs_into_the_run_folder(tmp_p
     )
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "gate: PASSED (8 thresholds, 1 not measured)" in out  # no probes in this run
+    assert "gate: PASSED (9 thresholds, 1 not measured)" in out  # no probes in this run
     assert json.loads((run / "gate.json").read_text())["passed"] is True
     assert ET.parse(run / "gate-junit.xml").getroot().get("failures") == "0"
     assert (run / "gate.md").read_text().startswith("### wsload gate: ✅ passed")

@@ -57,7 +57,8 @@ def test_thresholds_that_hold_exit_0_and_the_offline_gate_agrees(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "gate: passed" in run.stdout.lower()
     live = verdicts(tmp_path / "run" / "gate.json")
-    assert set(live.values()) == {"pass"} and len(live) == len(PASSING) + 2  # + security
+    # + 3 security defaults + 2 run checks
+    assert set(live.values()) == {"pass"} and len(live) == len(PASSING) + 5
     offline = offline_gate(tmp_path, *args)
     assert offline.returncode == 0
     assert verdicts(tmp_path / "offline.json") == live

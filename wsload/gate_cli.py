@@ -17,7 +17,7 @@ thresholds, e.g.:
   --threshold "refused.count == 0" --threshold "turn.rate >= 10/s" --threshold "goodput >= 95%"
 the security defaults (probe.auth_not_enforced == 0, identity_mismatch.count == 0,
 foreign_event.count == 0) are on unless --no-security-gate; the run checks
-(connect.failure_rate < 100%, auth.failure_rate < 100%) always. a check that measured
+(connect.failure_rate < 100%, auth_rejected.failure_rate < 100%) always. a check that measured
 nothing is "not measured": it fails the gate when you asked for it.
 exit status: 0 pass, 1 a threshold failed, 2 configuration error. see docs/gate.md.
 """

@@ -54,7 +54,7 @@ SECURITY_DEFAULTS = (
 SECURITY_ORIGIN = "security default"
 
 # Always on: a run in which no connection or no session got through measured nothing, and
-# must not read as a pass. Restating the metric (e.g. ``auth.failure_rate <= 100%``) drops one.
+# must not read as a pass. Restating the metric (``auth_rejected.failure_rate <= 100%``) drops one.
 RUN_CHECKS = (
     (
         "run: connections",
@@ -64,7 +64,7 @@ RUN_CHECKS = (
     ),
     (
         "run: sessions",
-        "auth.failure_rate < 100%",
+        "auth_rejected.failure_rate < 100%",
         "every session was rejected at auth: is the secret, issuer or audience right?",
     ),
 )

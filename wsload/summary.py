@@ -161,6 +161,8 @@ def session_lines(samples: pd.DataFrame) -> list[str]:
     attempts = len(connects)
     at_connect = connects.loc[~connects["ok"], "failure"].fillna("failed")
     at_auth = auths.loc[~auths["ok"], "failure"].fillna("failed")
+    mismatched = int((at_auth == "identity_mismatch").sum())  # a session, of someone else
+    at_auth = at_auth[at_auth != "identity_mismatch"]
     established = attempts - len(at_connect) - len(at_auth)
     line = f"sessions: {established} of {attempts} connection attempts authenticated"
     parts = [
@@ -168,6 +170,8 @@ def session_lines(samples: pd.DataFrame) -> list[str]:
         for stage, found in (("connect", at_connect), ("auth", at_auth))
         if len(found)
     ]
+    if mismatched:
+        parts.append(f"{mismatched} of them acked as another user (identity_mismatch)")
     lines = [line + (": " + "; ".join(parts) if parts else "")]
     if established <= 0 and len(at_auth) == attempts:
         rejected = int((at_auth == "auth_rejected").sum())
