@@ -1,20 +1,7 @@
-"""wsload's capacity run: chat users raised in steps, or a search for the largest load that
-keeps the service levels; each step is marked in the run folder (``steps.csv``).
+"""wsload's capacity run: chat users raised in steps, or a search for the largest load.
 
-    locust -f locustfiles/capacity.py --headless --step-start 10 --step-size 10 \\
-        --step-hold 60 --step-max 200                      # steps, embedded target
-    locust -f locustfiles/capacity.py --headless --step-search --slo-e2e-p95 2000 ...
-    wsload report results/<run-id> --target-users 5000      # capacity statement
-
-Locust's --users, --spawn-rate and --run-time do not apply: the steps decide. The other
-wsload options (``--host``, ``--think-time``, ``--target-args`` ...) work as in ws_auth.py.
+The locustfile itself ships inside the package (``wsload/locustfiles/capacity.py``); this one
+keeps the checkout's ``locust -f locustfiles/capacity.py`` working.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # users/ beside wsload/
-
-import wsload.locust_glue  # noqa: F401 - registers options and listeners
-from users.chat import ChatUser  # noqa: F401
-from users.shapes import SteppedShape  # noqa: F401 - registers the --step-* options
+from wsload.locustfiles.capacity import *  # noqa: F403 - its users, shape and listeners

@@ -1,16 +1,7 @@
 """Connection storms: users that only connect, authenticate and close, with fresh tokens.
 
-    locust -f locustfiles/handshakes.py --headless -u 200 -r 200 -t 30s --storm 2
-
-With ``--storm S`` all users connect at the same instant every S seconds; without it each
-user loops back to back. Security probes run alongside unless ``--probe-users 0``.
+The locustfile itself ships inside the package (``wsload/locustfiles/handshakes.py``); this one
+keeps the checkout's ``locust -f locustfiles/handshakes.py`` working.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # users/ beside wsload/
-
-import wsload.locust_glue  # noqa: F401 - registers options and listeners
-from users.handshake import HandshakeUser  # noqa: F401
-from users.probe import SecurityProbeUser  # noqa: F401
+from wsload.locustfiles.handshakes import *  # noqa: F403 - its users, shape and listeners

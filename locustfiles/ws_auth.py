@@ -1,18 +1,7 @@
 """wsload's main locustfile: browser-like chat users against a JWT WebSocket agent backend.
 
-    locust -f locustfiles/ws_auth.py                      # web UI, embedded reference target
-    locust -f locustfiles/ws_auth.py --host ws://127.0.0.1:8000 --jwt-secret ...
-
-With no --host it starts the reference target on a free loopback port and stops it at the
-end. wsload's options (``locust -f locustfiles/ws_auth.py --help``, section "Custom
-arguments") are also read from WSLOAD_* environment variables and locust.conf.
+The locustfile itself ships inside the package (``wsload/locustfiles/ws_auth.py``); this one
+keeps the checkout's ``locust -f locustfiles/ws_auth.py`` working.
 """
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # users/ beside wsload/
-
-import wsload.locust_glue  # noqa: F401 - registers options and listeners
-from users.chat import ChatUser  # noqa: F401
-from users.probe import SecurityProbeUser  # noqa: F401
+from wsload.locustfiles.ws_auth import *  # noqa: F403 - its users, shape and listeners

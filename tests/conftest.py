@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from wsload.profile import load_profile
+from wsload.config.profile import load_profile
+from wsload.config.tokens import TokenMinter
 from wsload.target import start_target
-from wsload.tokens import TokenMinter
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 

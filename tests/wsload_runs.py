@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from wsload.recorder import COLUMNS
+from wsload.run.recorder import COLUMNS
 
 REPO = Path(__file__).resolve().parent.parent
 ORIGIN = 1_790_000_000.0  # epoch seconds where synthetic runs start

@@ -1,1 +1,2 @@
-"""Locust user classes of wsload: each one a kind of browser tab or client."""
+"""Locust user classes of wsload, for locustfiles of your own (``from users.chat import
+ChatUser``). They live in ``wsload.locust``; these modules re-export them."""

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from wsload import taxonomy
-from wsload.profile import Auth
+from wsload.config.profile import Auth
 
 
 class AuthHttpError(Exception):

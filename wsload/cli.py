@@ -13,8 +13,8 @@ from pathlib import Path
 
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 
-REPO = Path(__file__).resolve().parent.parent
-LOCUSTFILE = REPO / "locustfiles" / "ws_auth.py"
+LOCUSTFILES = Path(__file__).resolve().parent / "locustfiles"  # package data
+LOCUSTFILE = LOCUSTFILES / "ws_auth.py"
 
 
 def _cmd_target(args: argparse.Namespace) -> int:
@@ -25,7 +25,7 @@ def _cmd_target(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """A short headless run against the embedded reference target, then its summary."""
-    from wsload.recorder import new_run_id, prepare_run_folder
+    from wsload.run.recorder import new_run_id, prepare_run_folder
 
     folder = prepare_run_folder(args.results or None, "demo-" + new_run_id())
     command = [
@@ -56,12 +56,12 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     )
     log_path = folder / "locust.log"
     with log_path.open("w") as log:
-        code = subprocess.call(command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
     if not (folder / "samples.csv").is_file():
         print(log_path.read_text()[-3000:], file=sys.stderr)
         print(f"wsload demo: the run recorded nothing (exit {code}); log: {log_path}")
         return code or 1
-    from wsload.summary import render
+    from wsload.run.summary import render
 
     print(render(folder))
     from wsload.reports.builder import build_report
@@ -74,7 +74,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from wsload.summary import render
+    from wsload.run.summary import render
 
     folder = Path(args.run_dir)
     if not (folder / "samples.csv").is_file():
@@ -87,7 +87,7 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile_check(args: argparse.Namespace) -> int:
-    from wsload.profile import load_profile
+    from wsload.config.profile import load_profile
 
     profile = load_profile(args.profile)
     print(
@@ -125,8 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
     report_cli.add_arguments(report)
     report.set_defaults(func=report_cli.run)
 
-    from wsload.gate_cli import add_arguments as add_gate_arguments
-    from wsload.gate_cli import run as run_gate
+    from wsload.gate.cli import add_arguments as add_gate_arguments
+    from wsload.gate.cli import run as run_gate
 
     gate = sub.add_parser("gate", help="CI gate: thresholds over a finished run folder")
     add_gate_arguments(gate)

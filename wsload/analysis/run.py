@@ -17,9 +17,9 @@ from typing import Any
 import pandas as pd
 
 from wsload.errors import ConfigError
-from wsload.recorder import COLUMNS, RUN_FILE, SAMPLES_FILE
-from wsload.runmeta import crash_notice
-from wsload.summary import load_samples
+from wsload.run.meta import crash_notice
+from wsload.run.recorder import COLUMNS, RUN_FILE, SAMPLES_FILE
+from wsload.run.summary import load_samples
 
 from .steps import assign_steps, derive_steps, empty_steps, read_steps_file, users_timeline
 

@@ -13,8 +13,8 @@ import dataclasses
 import logging
 import sys
 
+from wsload.config.profile import ALGORITHMS, load_profile
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
-from wsload.profile import ALGORITHMS, load_profile
 from wsload.target.agent import HOSTILE_KINDS
 from wsload.target.config import (
     AUTH_MODES,

@@ -16,10 +16,10 @@ import secrets
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from wsload.config.profile import ALGORITHMS, TokenSpec
+from wsload.config.tokens import SECRET_ENV, load_credentials, load_signing_key, load_verifying_key
 from wsload.errors import ConfigError
-from wsload.profile import ALGORITHMS, TokenSpec
 from wsload.target.agent import HOSTILE_KINDS
-from wsload.tokens import SECRET_ENV, load_credentials, load_signing_key, load_verifying_key
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765

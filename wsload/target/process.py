@@ -33,9 +33,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import IO, Any
 
+from wsload.config.tokens import SECRET_ENV
 from wsload.errors import ConfigError
 from wsload.target.config import Material, TargetConfig
-from wsload.tokens import SECRET_ENV
 
 log = logging.getLogger("wsload.target")
 

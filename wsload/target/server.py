@@ -23,7 +23,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from wsload.profile import TokenSpec
+from wsload.config.profile import TokenSpec
+from wsload.config.tokens import TokenMinter
 from wsload.target.agent import (
     HOSTILE_KINDS,
     EncodedEvent,
@@ -57,7 +58,6 @@ from wsload.target.policy import (
     TurnPlan,
 )
 from wsload.target.stats import StatsShare, aggregate
-from wsload.tokens import TokenMinter
 
 log = logging.getLogger("wsload.target")
 

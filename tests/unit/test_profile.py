@@ -1,0 +1,127 @@
+"""Profiles load when right and, when wrong, name the file, the key and the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from wsload.config.profile import ProfileError, fill_template, get_field, load_profile
+
+DEFAULT = Path(__file__).resolve().parents[2] / "wsload" / "profiles" / "default.toml"
+
+
+def test_the_default_profile_speaks_the_reference_protocol():
+    p = load_profile()
+    assert p.auth.carrier == "subprotocol" and p.auth.subprotocol_token_prefix == "jwt-auth."
+    assert p.token.issuer == "netra-auth-service" and p.token.audience == "netra-platform"
+    assert p.token.claims["token_type"] == "access"
+    assert {"type": "connection_established"} in p.ack.match
+    assert p.grammar.matches(
+        ["agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed"]
+    )
+    assert p.chat.message["type"] == "user_message" and p.heartbeat.ping == {"type": "ping"}
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("edit", "key", "problem"),
+    [
+        (('carrier = "subprotocol"', 'carrier = "pigeon"'), "auth.carrier", "not one of"),
+        (("[auth]", "[auth]\ncarier = 'x'"), "auth.carier", "did you mean 'auth.carrier'"),
+        (("lifetime_s = 900", "lifetime_s = 'long'"), "token.lifetime_s", "must be a number"),
+        (("lifetime_s = 900", "lifetime_s = -1"), "token.lifetime_s", "greater than 0"),
+        (("timeout_s = 10.0", "timeout_s = 0"), "ack.timeout_s", "greater than 0"),
+        (("required = true", "required = 'yes'"), "ack.required", "true or false"),
+        (("close_codes = [1008]", "close_codes = [42]"), "rejection.close_codes", "close code"),
+        (('path = "/ws"', 'path = "ws"'), "endpoint.path", "must start with '/'"),
+        (
+            ("(tool_executing tool_completed)*", "(tool_executing tool_completed"),
+            "events.sequence",
+            "missing ')'",
+        ),
+        (
+            ('terminal = ["agent_completed"]', 'terminal = ["done"]'),
+            "events.terminal",
+            "does not appear",
+        ),
+        (
+            ('type = "access"\n', 'type = "access"\nsub = "x"\n'),
+            "token.claims.sub",
+            "set by wsload",
+        ),
+        (('content = "{content}"', 'content = "hi"'), "chat.message", "{content}"),
+    ],
+)
+def test_a_bad_profile_names_file_key_and_problem(tmp_path, edit, key, problem):
+    text = DEFAULT.read_text()
+    assert edit[0] in text
+    path = write(tmp_path, text.replace(edit[0], edit[1], 1))
+    with pytest.raises(ProfileError) as info:
+        load_profile(path)
+    message = str(info.value)
+    assert str(path) in message and f"'{key}'" in message and problem in message
+
+
+def test_a_missing_profile_lists_the_shipped_ones(tmp_path):
+    with pytest.raises(ProfileError, match=r"(?s)no such file.*default"):
+        load_profile(tmp_path / "absent.toml")
+
+
+def test_invalid_toml_is_reported_with_its_position(tmp_path):
+    with pytest.raises(ProfileError, match=r"(?s)not valid TOML.*line 1"):
+        load_profile(write(tmp_path, "name = \n"))
+
+
+def test_a_minimal_profile_takes_defaults_for_the_rest(tmp_path):
+    p = load_profile(write(tmp_path, 'name = "tiny"\n[endpoint]\npath = "/chat"\n'))
+    assert p.endpoint.path == "/chat" and p.auth.carrier == "subprotocol"
+
+
+def test_templates_are_filled_inside_nested_json():
+    message = fill_template(
+        {"a": ["{content}", {"t": "{thread_id}"}], "n": 1}, {"content": 'q"', "thread_id": "t"}
+    )
+    assert message == {"a": ['q"', {"t": "t"}], "n": 1}
+    assert get_field({"data": {"user_id": "u"}}, "data.user_id") == "u"
+    assert get_field({"data": "x"}, "data.user_id") is None
+
+
+@pytest.mark.parametrize(
+    "content", ["plain", 'quo"te \\ back', "emoji \U0001f600 and \u2063", "{thread_id}"]
+)
+def test_the_pre_serialised_template_renders_what_fill_template_gives(content):
+    import json
+
+    from wsload.config.profile import JsonTemplate
+
+    template = load_profile().chat.message
+    rendered = JsonTemplate(template, ("content", "thread_id")).render(
+        content=content, thread_id="t-1"
+    )
+    assert json.loads(rendered) == fill_template(template, {"thread_id": "t-1", "content": content})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.text(alphabet=st.characters(blacklist_categories=())),  # lone surrogates too
+    st.text(alphabet=st.characters(blacklist_categories=("Cs",))),
+)
+def test_the_template_renders_exactly_the_standard_librarys_json(content, thread_id):
+    import json
+
+    from wsload.config.profile import JsonTemplate
+
+    template = load_profile().chat.message
+    rendered = JsonTemplate(template, ("content", "thread_id")).render(
+        content=content, thread_id=thread_id
+    )
+    filled = fill_template(template, {"thread_id": thread_id, "content": content})
+    assert rendered == json.dumps(filled, separators=(",", ":"), ensure_ascii=False)

@@ -1,0 +1,1 @@
+"""Capacity runs: the step plan (pure) that a Locust load shape drives."""

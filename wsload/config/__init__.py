@@ -1,0 +1,1 @@
+"""What a run is told: protocol profiles, run options, tokens, pacing and the chat corpus."""

@@ -1,0 +1,397 @@
+"""Protocol profiles: everything backend-specific, read from TOML and validated up front.
+
+A profile that loads is safe to run with: every key is known, every value has the right
+type and range, the event grammar parses. Anything else raises a ``ProfileError`` that
+names the file, the dotted key and what is wrong, so a typo never surfaces as thousands
+of failed connections later.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from wsload.errors import ConfigError
+from wsload.protocol.grammar import Grammar, GrammarError
+
+PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"  # package data
+CARRIERS = ("subprotocol", "header", "query", "cookie", "ticket")
+TOKEN_ENCODINGS = ("raw", "base64url")
+REFRESH_METHODS = ("reconnect", "in_band", "none")
+ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384")
+
+
+class ProfileError(ConfigError):
+    """A profile that cannot be used, with the file and key at fault."""
+
+    def __init__(self, source: Path | str, key: str, problem: str) -> None:
+        self.source = str(source)
+        self.key = key
+        self.problem = problem
+        where = f"{source}: key '{key}'" if key else str(source)
+        super().__init__(
+            f"bad protocol profile {where}: {problem}",
+            fix="correct the profile (see `wsload profile show default` for a complete one)",
+        )
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    path: str = "/ws"
+    origin: str = ""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True)
+class Auth:
+    carrier: str = "subprotocol"
+    subprotocol: str = "jwt-auth"
+    subprotocol_token_prefix: str = "jwt-auth."
+    subprotocol_token_encoding: str = "raw"
+    header_name: str = "Authorization"
+    header_format: str = "Bearer {token}"
+    query_param: str = "token"
+    cookie_name: str = "access_token"
+    ticket_path: str = "/api/websocket/ticket"
+    ticket_param: str = "ticket"
+    ticket_field: str = "ticket"
+    login_path: str = "/auth/login"
+    refresh_path: str = "/auth/refresh"
+    refresh: str = "reconnect"
+    # In-band refresh: the message that hands the server a new token on the open session.
+    refresh_message: dict[str, Any] = field(
+        default_factory=lambda: {"type": "token_refresh", "payload": {"token": "{token}"}}
+    )
+
+
+@dataclass(frozen=True)
+class TokenSpec:
+    algorithm: str = "HS256"
+    issuer: str = ""
+    audience: str = ""
+    lifetime_s: float = 900.0
+    subject_prefix: str = "wsload"
+    claims: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Ack:
+    required: bool = True
+    timeout_s: float = 10.0
+    user_id_field: str = "data.user_id"
+    match: tuple[dict[str, Any], ...] = ({"type": "connection_established"},)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    http_statuses: tuple[int, ...] = (401, 403)
+    close_codes: tuple[int, ...] = (1008,)
+    error_types: tuple[str, ...] = ("error_message",)
+    error_code_field: str = "error_code"
+    # Error codes that mean "not authenticated"; another code before the ack (a connection
+    # limit, say) is named by the close that follows. Empty: every error frame is auth.
+    auth_error_codes: tuple[str, ...] = ("AUTH_FAILED",)
+    not_ready_close_codes: tuple[int, ...] = (1011, 1013)
+
+
+@dataclass(frozen=True)
+class Chat:
+    timeout_s: float = 60.0
+    event_timeout_s: float = 30.0
+    message: dict[str, Any] = field(
+        default_factory=lambda: {
+            "type": "user_message",
+            "payload": {"content": "{content}", "thread_id": "{thread_id}"},
+        }
+    )
+
+
+@dataclass(frozen=True)
+class Events:
+    type_field: str = "type"
+    user_id_field: str = "user_id"
+    thread_id_field: str = "thread_id"
+    run_id_field: str = "run_id"
+    sequence: str = "agent_started agent_thinking+ (tool_executing tool_completed)* agent_completed"
+    terminal: tuple[str, ...] = ("agent_completed",)
+    error: tuple[str, ...] = ("agent_error", "agent_failed", "tool_error")
+    optional: tuple[str, ...] = ()
+    spans: tuple[tuple[str, ...], ...] = (("tool_executing", "tool_completed"),)
+    ignore: tuple[str, ...] = ("heartbeat", "pong")
+    # Events carry a timestamp or id, so an identical frame within a turn is a resend.
+    frames_are_unique: bool = True
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    interval_s: float = 25.0
+    pong_type: str = "pong"
+    server_heartbeat_type: str = "heartbeat"
+    ping: dict[str, Any] = field(default_factory=lambda: {"type": "ping"})
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_message_bytes: int = 8192
+    messages_per_minute: int = 30
+    connections_per_user: int = 10
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str = "unnamed"
+    description: str = ""
+    endpoint: Endpoint = field(default_factory=Endpoint)
+    auth: Auth = field(default_factory=Auth)
+    token: TokenSpec = field(default_factory=TokenSpec)
+    ack: Ack = field(default_factory=Ack)
+    rejection: Rejection = field(default_factory=Rejection)
+    chat: Chat = field(default_factory=Chat)
+    events: Events = field(default_factory=Events)
+    heartbeat: Heartbeat = field(default_factory=Heartbeat)
+    limits: Limits = field(default_factory=Limits)
+    source: str = "<built-in>"
+
+    @property
+    def grammar(self) -> Grammar:
+        """The compiled event grammar (compiled on each access: keep the result)."""
+        return Grammar(self.events.sequence)
+
+    def summary(self) -> dict[str, Any]:
+        """The profile as plain data, for run metadata."""
+        return dataclasses.asdict(self)
+
+
+def resolve_profile_path(name_or_path: str | Path) -> Path:
+    """A profile given as a path, or as the name of a file in ``profiles/``."""
+    path = Path(name_or_path)
+    if path.suffix == ".toml" or path.exists() or "/" in str(name_or_path):
+        return path
+    return PROFILE_DIR / f"{name_or_path}.toml"
+
+
+def load_profile(name_or_path: str | Path = "default") -> Profile:
+    """Read, type-check and validate a profile; raise ``ProfileError`` naming the key."""
+    path = resolve_profile_path(name_or_path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.toml")))
+        raise ProfileError(path, "", f"no such file (profiles shipped: {known})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProfileError(path, "", f"cannot read it: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ProfileError(path, "", f"not valid TOML: {exc}") from None
+    profile = _build(Profile, raw, "", path)
+    profile = dataclasses.replace(profile, source=str(path))
+    _check(profile, path)
+    return profile
+
+
+# building --------------------------------------------------------------------------------
+def _build(cls: type, table: dict[str, Any], prefix: str, source: Path) -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls) if f.name != "source"}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{prefix}{key}"
+        if key not in names:
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean '{prefix}{close[0]}'?)" if close else ""
+            raise ProfileError(source, dotted, f"unknown key{hint}")
+        kwargs[key] = _coerce(value, hints[key], dotted, source)
+    return cls(**kwargs)
+
+
+def _coerce(value: Any, hint: Any, key: str, source: Path) -> Any:
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, dict):
+            raise ProfileError(source, key, f"must be a table, got {type(value).__name__}")
+        return _build(hint, value, f"{key}.", source)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise ProfileError(source, key, f"must be a list, got {_kind(value)}")
+        item_hint = typing.get_args(hint)[0]
+        return tuple(_coerce(v, item_hint, f"{key}[{i}]", source) for i, v in enumerate(value))
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise ProfileError(source, key, f"must be a table, got {_kind(value)}")
+        return value
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ProfileError(source, key, f"must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ProfileError(source, key, f"must be a whole number, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ProfileError(source, key, f"must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ProfileError(source, key, f"must be a string, got {value!r}")
+        return value
+    if isinstance(hint, types.UnionType | typing._UnionGenericAlias):  # type: ignore[attr-defined]
+        return value
+    raise ProfileError(source, key, f"unsupported type {hint}")  # pragma: no cover
+
+
+def _kind(value: Any) -> str:
+    return {dict: "a table", list: "a list", str: "a string"}.get(type(value), repr(value))
+
+
+def _choice(source: Path, key: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ProfileError(source, key, f"{value!r} is not one of {', '.join(allowed)}")
+
+
+def _positive(source: Path, key: str, value: float) -> None:
+    if value <= 0:
+        raise ProfileError(source, key, f"must be greater than 0, got {value}")
+
+
+def _contains_text(value: Any, needle: str) -> bool:
+    if isinstance(value, str):
+        return needle in value
+    if isinstance(value, dict):
+        return any(_contains_text(v, needle) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_text(v, needle) for v in value)
+    return False
+
+
+def _check(p: Profile, source: Path) -> None:
+    """Cross-field validation that types alone cannot express."""
+    if not p.endpoint.path.startswith("/"):
+        raise ProfileError(source, "endpoint.path", f"must start with '/', got {p.endpoint.path!r}")
+    _choice(source, "auth.carrier", p.auth.carrier, CARRIERS)
+    _choice(
+        source,
+        "auth.subprotocol_token_encoding",
+        p.auth.subprotocol_token_encoding,
+        TOKEN_ENCODINGS,
+    )
+    _choice(source, "auth.refresh", p.auth.refresh, REFRESH_METHODS)
+    if p.auth.refresh == "in_band" and not _contains_text(p.auth.refresh_message, "{token}"):
+        raise ProfileError(source, "auth.refresh_message", "must contain '{token}' somewhere")
+    if "{token}" not in p.auth.header_format:
+        raise ProfileError(source, "auth.header_format", "must contain '{token}'")
+    _choice(source, "token.algorithm", p.token.algorithm, ALGORITHMS)
+    _positive(source, "token.lifetime_s", p.token.lifetime_s)
+    reserved = {"sub", "iat", "exp", "jti", "iss", "aud", "nbf"}
+    if clash := reserved & set(p.token.claims):
+        raise ProfileError(
+            source, f"token.claims.{sorted(clash)[0]}", "is set by wsload itself; remove it"
+        )
+    _positive(source, "ack.timeout_s", p.ack.timeout_s)
+    if p.ack.required and not p.ack.match:
+        raise ProfileError(source, "ack.match", "a required ack needs at least one match table")
+    for i, match in enumerate(p.ack.match):
+        if not match:
+            raise ProfileError(source, f"ack.match[{i}]", "is empty; name at least one field")
+    if not p.ack.user_id_field:
+        raise ProfileError(source, "ack.user_id_field", "must name where the ack has the user id")
+    for code in (*p.rejection.close_codes, *p.rejection.not_ready_close_codes):
+        if not 1000 <= code <= 4999:
+            raise ProfileError(source, "rejection.close_codes", f"{code} is not a close code")
+    for status in p.rejection.http_statuses:
+        if not 300 <= status <= 599:
+            raise ProfileError(source, "rejection.http_statuses", f"{status} is not an error")
+    _positive(source, "chat.timeout_s", p.chat.timeout_s)
+    _positive(source, "chat.event_timeout_s", p.chat.event_timeout_s)
+    if not _contains_text(p.chat.message, "{content}"):
+        raise ProfileError(source, "chat.message", "must contain '{content}' somewhere")
+    try:
+        grammar = p.grammar
+    except GrammarError as exc:
+        raise ProfileError(source, "events.sequence", str(exc)) from None
+    for name in p.events.terminal:
+        if name not in grammar.names:
+            raise ProfileError(
+                source, "events.terminal", f"{name!r} does not appear in events.sequence"
+            )
+    if not p.events.terminal:
+        raise ProfileError(source, "events.terminal", "name at least one terminal event")
+    for i, span in enumerate(p.events.spans):
+        if len(span) != 2 or any(name not in grammar.names for name in span):
+            raise ProfileError(
+                source, f"events.spans[{i}]", "must be [start, end], both in events.sequence"
+            )
+    overlap = grammar.names & (set(p.events.optional) | set(p.events.ignore))
+    if overlap:
+        raise ProfileError(
+            source,
+            "events.optional",
+            f"{sorted(overlap)[0]!r} is in events.sequence; an event is either part of the "
+            "grammar or optional/ignored, not both",
+        )
+    _positive(source, "heartbeat.interval_s", p.heartbeat.interval_s)
+    _positive(source, "limits.max_message_bytes", p.limits.max_message_bytes)
+    _positive(source, "limits.connections_per_user", p.limits.connections_per_user)
+
+
+def get_field(obj: Any, dotted: str) -> Any:
+    """Value at a dotted path of nested dicts, or None when any step is missing."""
+    for part in dotted.split("."):
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(part)
+    return obj
+
+
+def fill_template(template: Any, values: dict[str, str]) -> Any:
+    """Copy of a JSON-like template with ``{name}`` placeholders in strings filled in."""
+    if isinstance(template, str):
+        for name, value in values.items():
+            template = template.replace("{" + name + "}", value)
+        return template
+    if isinstance(template, dict):
+        return {k: fill_template(v, values) for k, v in template.items()}
+    if isinstance(template, list):
+        return [fill_template(v, values) for v in template]
+    return template
+
+
+class JsonTemplate:
+    """A JSON message template serialised once; ``render`` only splices escaped values in.
+
+    Equivalent to ``json.dumps(fill_template(template, values))`` for string placeholders,
+    at a fraction of the cost: it runs once per chat message of every user.
+    """
+
+    def __init__(self, template: Any, names: tuple[str, ...]) -> None:
+        marks = {name: f"\u2063{i}\u2063wsload" for i, name in enumerate(names)}
+        self._text = json.dumps(
+            fill_template(template, marks), separators=(",", ":"), ensure_ascii=False
+        )
+        self._marks = marks
+
+    def render(self, **values: str) -> str:
+        text = self._text
+        for name, mark in self._marks.items():
+            text = text.replace(mark, _json_string(values[name])[1:-1])
+        return text
+
+
+def _json_string(value: str) -> str:
+    """``json.dumps(value, ensure_ascii=False)``, five times faster with orjson.
+
+    The two escape alike (property-tested); orjson refuses lone surrogates, which the
+    standard library passes through.
+    """
+    try:
+        return orjson.dumps(value).decode("utf-8")
+    except orjson.JSONEncodeError:
+        return json.dumps(value, ensure_ascii=False)

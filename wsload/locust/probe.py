@@ -1,0 +1,63 @@
+"""``SecurityProbeUser``: proves, while the load runs, that the server enforces auth.
+
+One user by default (``--probe-users``), cycling through every negative probe of
+``wsload.net.probes``, each over a fresh connection. A refused auth probe is a success sample
+named ``probe:<name>`` whose detail says how it was refused; an accepted one fails with
+``auth_not_enforced``, which the default security gate turns into a failed run. The
+handshake-conformance probes are ``conformance:<name>`` samples (``handshake_not_conformant``
+when accepted), reported and gateable but not part of the security gate.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from locust import User, task
+
+from wsload.locust.glue import Runtime, runtime_for
+from wsload.net.probes import applicable_probes, run_probe, sample_kind, stats_name
+
+
+class SecurityProbeUser(User):
+    """Cycles through the negative auth probes; the glue sets how many run (0: none)."""
+
+    fixed_count = 1
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.rt: Runtime | None = None
+        self.index = 0
+        self.subject = ""
+        self._next = 0
+        self._probes: tuple[str, ...] = ()
+
+    def wait_time(self) -> float:
+        return self.rt.options.probe_interval_s if self.rt else 1.0
+
+    def on_start(self) -> None:
+        self.rt = runtime_for(self.environment)
+        self.index, self.subject = self.rt.new_user()
+        self._probes = applicable_probes(self.rt.profile)
+        self._next = random.randrange(len(self._probes))  # probe users spread over probes
+
+    @task
+    def probe(self) -> None:
+        rt = self.rt
+        name = self._probes[self._next % len(self._probes)]
+        self._next += 1
+        result = run_probe(
+            name, rt.profile, rt.url, rt.probe_tokens(), self.subject, rt.client_options
+        )
+        rt.record(
+            sample_kind(name),
+            stats_name(name),
+            result.elapsed_ms,
+            ok=result.ok,
+            failure=result.failure,
+            detail=f"{result.outcome}: {result.detail}"[:300],
+            user=self.index,
+            subject=self.subject,
+            http_status=result.http_status,
+            close_code=result.close_code,
+        )

@@ -1,0 +1,124 @@
+"""wsload's tabs in Locust's web UI: agent turns, and auth and security, live, with CSV.
+
+Locust's React UI renders an extra tab per ``extended_tabs`` entry as a table whose columns
+come from ``extended_tables`` and whose rows come from the ``extended_stats`` field of the
+``/stats/requests`` JSON it polls every two seconds while a test runs; so the tables are
+added to that answer and refresh with Locust's own. The same tables are also served as
+JSON and as CSV downloads (listed on the download tab). The numbers come from a
+``LiveStats`` fed the rows this process records, which on a master include every worker's.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, jsonify, make_response, request
+
+from wsload.locust.live import LiveStats
+
+TURNS_KEY = "wsloadturns"  # no '_' or '-': the UI camel-cases keys it gets from the server
+AUTH_KEY = "wsloadauth"
+TURNS_TITLE = "Agent turns"
+AUTH_TITLE = "Auth & security"
+_MS = " (ms)"
+TURN_STRUCTURE = [
+    {"key": "stat", "title": "Stage"},
+    {"key": "count", "title": "Count"},
+    {"key": "median", "title": "Median" + _MS},
+    {"key": "p95", "title": "p95" + _MS},
+    {"key": "p99", "title": "p99" + _MS},
+    {"key": "fail", "title": "Failures"},
+    {"key": "failures", "title": "Failures by taxonomy id"},
+]
+AUTH_STRUCTURE = [
+    {"key": "section", "title": "Section"},
+    {"key": "stat", "title": "Name"},
+    {"key": "outcome", "title": "Failure id / probe outcome"},
+    {"key": "count", "title": "Count"},
+    {"key": "fail", "title": "Failures"},
+    {"key": "median", "title": "Median" + _MS},
+    {"key": "p95", "title": "p95" + _MS},
+    {"key": "p99", "title": "p99" + _MS},
+]
+STATS_ENDPOINT = "locust.request_stats"  # Locust's /stats/requests view
+
+
+def install(environment: Any, live: LiveStats) -> None:
+    """Add the two tabs, their JSON and CSV routes, to ``environment.web_ui``.
+
+    ``live`` is cleared on Locust's "reset stats" too, so the tabs agree with Locust's own.
+    """
+    web_ui = environment.web_ui
+    options = environment.parsed_options
+    base = (getattr(options, "web_base_path", None) or "").rstrip("/")
+    web_ui.template_args.update(
+        extended_tabs=[
+            {"title": TURNS_TITLE, "key": TURNS_KEY},
+            {"title": AUTH_TITLE, "key": AUTH_KEY},
+        ],
+        extended_tables=[
+            {"key": TURNS_KEY, "structure": TURN_STRUCTURE},
+            {"key": AUTH_KEY, "structure": AUTH_STRUCTURE},
+        ],
+        extended_csv_files=[
+            {"href": "./wsload/turns.csv", "title": "Download agent turns CSV (wsload)"},
+            {"href": "./wsload/auth.csv", "title": "Download auth & security CSV (wsload)"},
+        ],
+    )
+    guard: Callable[[Callable[..., Any]], Callable[..., Any]] = web_ui.auth_required_if_enabled
+    blueprint = Blueprint("wsload", __name__, url_prefix=f"{base}/wsload")
+
+    @blueprint.route("/turns")
+    @guard
+    def turns_json() -> Response:
+        return jsonify({"rows": live.turn_table()})
+
+    @blueprint.route("/auth")
+    @guard
+    def auth_json() -> Response:
+        return jsonify({"rows": live.auth_table()})
+
+    @blueprint.route("/turns.csv")
+    @guard
+    def turns_csv() -> Response:
+        return _csv_download(live.turn_csv(), "wsload_turns.csv")
+
+    @blueprint.route("/auth.csv")
+    @guard
+    def auth_csv() -> Response:
+        return _csv_download(live.auth_csv(), "wsload_auth.csv")
+
+    web_ui.app.register_blueprint(blueprint)
+
+    @web_ui.app.after_request
+    def add_tables(response: Response) -> Response:
+        if request.endpoint != STATS_ENDPOINT or not response.is_json:
+            return response
+        report = response.get_json(silent=True)
+        if isinstance(report, dict):
+            report["extended_stats"] = [
+                {"key": TURNS_KEY, "data": _ui_rows(live.turn_table())},
+                {"key": AUTH_KEY, "data": _ui_rows(live.auth_table())},
+            ]
+            response.set_data(json.dumps(report))
+        return response
+
+    environment.events.reset_stats.add_listener(live.reset)
+
+
+def _ui_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows for Locust's table, ``name`` renamed to ``stat``.
+
+    The table sorts by a row's ``name`` until a header is clicked; without one it keeps
+    wsload's order (first event to end of turn; latency, failures, probes).
+    """
+    return [{"stat": r["name"], **{k: v for k, v in r.items() if k != "name"}} for r in rows]
+
+
+def _csv_download(text: str, filename: str) -> Response:
+    response = make_response(text)
+    response.headers["Content-Type"] = "text/csv; charset=utf-8"
+    response.headers["Content-Disposition"] = f"attachment; filename={filename}"
+    return response

@@ -1,0 +1,188 @@
+"""Typed records: one per observation, made in one place, handed to one recorder.
+
+Every measurement wsload takes is one of these: a connection attempt, an agent turn, a
+probe, a session event, a generator health tick, or an HTTP request of Locust's own
+clients. Users build a record where the observation ends and hand it to the run's recorder
+(``wsload.locust.recording``), which feeds Locust's stats and the results writer from it.
+Nothing is encoded into labels and decoded again; readers ask a record for its
+``samples()``: the (stats name, time, failure) triples Locust's statistics and the long
+results view are made of. Pure: no Locust, no sockets, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, NamedTuple
+
+if TYPE_CHECKING:
+    from wsload.net.probes import ProbeResult
+    from wsload.protocol.tracker import TurnResult
+
+
+class Sample(NamedTuple):
+    """One stats entry's measurement: what Locust counts, and one row of the long view."""
+
+    kind: str  # connect | auth | event | gap | span | intended | turn | session | probe ...
+    name: str  # the stats name
+    ms: float
+    failure: str | None = None  # taxonomy id; None is a success
+    detail: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(slots=True)
+class Who:
+    """Whose observation it is: user index, subject and session id within a process."""
+
+    user: int = 0
+    subject: str = ""
+    session: str = ""
+
+
+@dataclass(slots=True)
+class ConnectionAttempt:
+    """One connection attempt: TCP connect to a valid 101 (``connect``), 101 to the ack
+    (``auth``). ``failure`` with ``phase`` says where it stopped."""
+
+    started_at: float  # epoch seconds
+    who: Who
+    inflight: int  # handshakes in flight in this process when it started
+    connect_ms: float | None
+    auth_ms: float | None = None
+    failure: str | None = None
+    phase: str | None = None  # connect | auth, where the failure happened
+    detail: str = ""
+    http_status: int | None = None
+    close_code: int | None = None
+    tcp_ms: float | None = None
+    tls_ms: float | None = None
+    upgrade_ms: float | None = None
+
+    kind = "connection"
+
+    def samples(self) -> Iterator[Sample]:
+        if self.phase == "connect":
+            yield Sample("connect", "connect", self.connect_ms or 0.0, self.failure, self.detail)
+            return
+        yield Sample("connect", "connect", self.connect_ms or 0.0)
+        yield Sample("auth", "auth", self.auth_ms or 0.0, self.failure, self.detail)
+
+
+@dataclass(slots=True)
+class TurnRecord:
+    """One agent turn: the tracker's verdict and timings, and who sent what when."""
+
+    started_at: float  # epoch seconds when the message was sent
+    who: Who
+    turn: int  # turn number within the process
+    inflight: int  # turns in flight in this process
+    sent_bytes: int
+    result: TurnResult
+    intended_ms: float | None = None  # open model: e2e from when the message was due
+
+    kind = "turn"
+
+    @property
+    def e2e_ms(self) -> float:
+        result = self.result
+        return result.e2e_ms if result.ok and result.e2e_ms is not None else result.elapsed_ms
+
+    @property
+    def detail(self) -> str:
+        return "; ".join(d for _, d in self.result.failures)[:300]
+
+    def samples(self) -> Iterator[Sample]:
+        """``turn:ttfe``, ``turn:<event>``, ``turn:gap``, ``turn:<span>``, then ``turn:e2e``."""
+        result = self.result
+        if result.ttfe_ms is not None:
+            yield Sample("event", "turn:ttfe", result.ttfe_ms)
+        for name, ms in result.first_ms.items():
+            yield Sample("event", f"turn:{name}", ms)
+        for ms in result.gaps_ms:
+            yield Sample("gap", "turn:gap", ms)
+        for span, ms in result.spans_ms:
+            yield Sample("span", f"turn:{span}", ms)
+        if self.intended_ms is not None:
+            yield Sample("intended", "turn:e2e_intended", self.intended_ms)
+        yield Sample("turn", "turn:e2e", self.e2e_ms, result.failure, self.detail)
+
+
+@dataclass(slots=True)
+class ProbeRecord:
+    """One negative probe (auth or handshake conformance) and how the server answered."""
+
+    started_at: float
+    who: Who
+    name: str  # probe:<probe> or conformance:<probe>
+    kind: str  # probe | conformance
+    result: ProbeResult
+
+    def samples(self) -> Iterator[Sample]:
+        result = self.result
+        detail = f"{result.outcome}: {result.detail}"[:300]
+        yield Sample(self.kind, self.name, result.elapsed_ms, result.failure, detail)
+
+
+@dataclass(slots=True)
+class SessionEvent:
+    """Something that happened to a session outside a turn: a ping round trip, a refresh,
+    a reconnect, a disconnect, a stray, foreign, duplicate or malformed frame."""
+
+    started_at: float
+    who: Who
+    name: str  # ping | session:refresh | session:reconnect | session:disconnect | ...
+    ms: float = 0.0
+    failure: str | None = None
+    detail: str = ""
+    close_code: int | None = None
+
+    kind = "session"
+
+    def samples(self) -> Iterator[Sample]:
+        yield Sample("session", self.name, self.ms, self.failure, self.detail)
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    """A request of Locust's own HTTP clients (a login, a token refresh, a ticket)."""
+
+    started_at: float
+    who: Who
+    name: str
+    ms: float
+    failure: str | None = None
+    detail: str = ""
+    http_status: int | None = None
+    length: int = 0
+
+    kind = "http"
+
+    def samples(self) -> Iterator[Sample]:
+        yield Sample("http", self.name, self.ms, self.failure, self.detail)
+
+
+@dataclass(slots=True)
+class HealthTick:
+    """Generator health of one process for one second: CPU share and event-loop lag.
+
+    Not a request: it never enters Locust's stats, only the results."""
+
+    at: float
+    cpu_percent: float
+    lag_ms: float
+    users: int | None = None  # the master's (or a standalone process's) running users
+
+    kind = "health"
+
+    def samples(self) -> Iterator[Sample]:
+        yield Sample("health", "health:cpu", self.cpu_percent)
+        yield Sample("health", "health:lag", self.lag_ms)
+        if self.users is not None:
+            yield Sample("health", "health:users", float(self.users))
+
+
+Record = ConnectionAttempt | TurnRecord | ProbeRecord | SessionEvent | HttpRequest | HealthTick

@@ -1,0 +1,226 @@
+"""The end-of-run summary: exact percentiles per stats name and failures by taxonomy id.
+
+Read from the raw samples, not Locust's rounded histogram, so the numbers printed here
+are the numbers a gate or notebook computes from the same run folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from wsload.run.meta import crash_notice, read_run_meta
+from wsload.run.recorder import SAMPLES_FILE
+
+_ORDER = ("connect", "auth", "turn:ttfe")
+
+
+_TEXT_COLUMNS = ("failure", "detail", "subject", "session")
+SUMMARY_COLUMNS = ("ts", "kind", "name", "ms", "ok", "failure", "detail")
+
+
+def load_samples(folder: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """The samples of a run folder; a torn last line (crash) is skipped.
+
+    ``columns`` reads only those (in file order): a saturated generator writes tens of
+    thousands of rows a second, and the end-of-run summary and gate need a few columns of
+    them, not every string of every row in memory.
+    """
+    path = Path(folder) / SAMPLES_FILE
+    frame = pd.read_csv(
+        path,
+        usecols=list(columns) if columns is not None else None,
+        on_bad_lines="skip",
+        keep_default_na=False,  # only an empty field is missing: a detail may say "null"
+        na_values=[""],
+        dtype={c: "string" for c in _TEXT_COLUMNS if columns is None or c in columns},
+    )
+    if "ok" in frame.columns:
+        frame["ok"] = frame["ok"].astype(bool)
+    return frame
+
+
+def last_sample_end(samples: pd.DataFrame) -> float | None:
+    """When the last measurement ended (epoch s): the end of a run that did not say.
+
+    Health rows are left out: their ``ms`` holds a CPU share or a user count, not a time.
+    """
+    timed = samples.loc[~samples["name"].astype(str).str.startswith("health:")]
+    if timed.empty:
+        return None
+    return float((timed["ts"].astype(float) + timed["ms"].astype(float).fillna(0.0) / 1e3).max())
+
+
+def _name_key(name: str) -> tuple[int, str]:
+    if name in _ORDER:
+        return (_ORDER.index(name), name)
+    if name == "turn:e2e":
+        return (90, name)
+    return (50, name)
+
+
+def percentile_table(samples: pd.DataFrame) -> pd.DataFrame:
+    """Per name: count, failures, and percentiles of the successful samples (ms)."""
+    rows = []
+    for name, group in samples.loc[samples["kind"] != "health"].groupby("name"):
+        good = group.loc[group["ok"], "ms"]
+        rows.append(
+            {
+                "name": name,
+                "count": len(group),
+                "failures": int((~group["ok"]).sum()),
+                "p50": good.quantile(0.50) if len(good) else float("nan"),
+                "p95": good.quantile(0.95) if len(good) else float("nan"),
+                "p99": good.quantile(0.99) if len(good) else float("nan"),
+                "max": good.max() if len(good) else float("nan"),
+            }
+        )
+    table = pd.DataFrame(rows, columns=["name", "count", "failures", "p50", "p95", "p99", "max"])
+    return table.sort_values("name", key=lambda s: s.map(_name_key)).reset_index(drop=True)
+
+
+def failure_table(samples: pd.DataFrame) -> pd.DataFrame:
+    """Failures counted by stats name and taxonomy id."""
+    failed = samples.loc[~samples["ok"]]
+    if failed.empty:
+        return pd.DataFrame(columns=["name", "failure", "count"])
+    counts = failed.groupby(["name", "failure"]).size().rename("count").reset_index()
+    return counts.sort_values("count", ascending=False).reset_index(drop=True)
+
+
+def probe_table(samples: pd.DataFrame, kind: str = "probe") -> pd.DataFrame:
+    """Probes of a kind (``probe`` or ``conformance``) by outcome: how the server refused
+    each (or that it accepted)."""
+    probes = samples.loc[samples["kind"] == kind]
+    if probes.empty:
+        return pd.DataFrame(columns=["probe", "outcome", "count"])
+    outcome = probes["detail"].fillna("").str.split(":", n=1).str[0]
+    return (
+        probes.assign(probe=probes["name"].str.partition(":")[2], outcome=outcome)
+        .groupby(["probe", "outcome"])
+        .size()
+        .rename("count")
+        .reset_index()
+    )
+
+
+def _probe_lines(samples: pd.DataFrame, kind: str, title: str, flag: str) -> list[str]:
+    probes = probe_table(samples, kind)
+    if probes.empty:
+        return []
+    lines = [title]
+    for probe, group in probes.groupby("probe", sort=True):
+        outcomes = ", ".join(f"{r.outcome} x{r.count}" for r in group.itertuples(index=False))
+        mark = f"   <-- {flag}" if "accepted" in set(group["outcome"]) else ""
+        lines.append(f"  {probe:<22}{outcomes}{mark}")
+    return lines
+
+
+def security_lines(samples: pd.DataFrame) -> list[str]:
+    """The security part of the summary: probes x outcome, identities, isolation, and the
+    handshake-conformance probes apart from them."""
+    lines = _probe_lines(
+        samples,
+        "probe",
+        "security probes (how the server refused; 'accepted' = auth NOT enforced):",
+        "NOT ENFORCED",
+    )
+    lines += _probe_lines(
+        samples,
+        "conformance",
+        "handshake conformance (upgrades RFC 6455 says to refuse; 'accepted' = lax, "
+        "not an auth bypass):",
+        "NOT CONFORMANT",
+    )
+    mismatches = samples.loc[samples["failure"] == "identity_mismatch"]
+    if not mismatches.empty:
+        acked = mismatches["detail"].fillna("").str.extract(r"acked as user '([^']*)'")[0]
+        top = ", ".join(f"{name!r} x{n}" for name, n in acked.value_counts().head(3).items())
+        lines.append(
+            f"identity mismatches: {len(mismatches)} sessions acked as another user than "
+            f"their token's subject ({top})"
+        )
+    foreign = int((samples["failure"] == "foreign_event").sum())
+    if foreign:
+        lines.append(f"isolation: {foreign} samples saw events of another user, thread or run")
+    return lines
+
+
+def session_lines(samples: pd.DataFrame) -> list[str]:
+    """How many connection attempts became sessions, and what stopped the others.
+
+    A run whose every session was refused has no turn to time: it must say so up front,
+    with the likely cause, rather than leave a reader with an empty table.
+    """
+    connects = samples.loc[samples["name"] == "connect"]
+    if connects.empty:
+        return []
+    auths = samples.loc[samples["name"] == "auth"]
+    attempts = len(connects)
+    at_connect = connects.loc[~connects["ok"], "failure"].fillna("failed")
+    at_auth = auths.loc[~auths["ok"], "failure"].fillna("failed")
+    mismatched = int((at_auth == "identity_mismatch").sum())  # a session, of someone else
+    at_auth = at_auth[at_auth != "identity_mismatch"]
+    established = attempts - len(at_connect) - len(at_auth)
+    line = f"sessions: {established} of {attempts} connection attempts authenticated"
+    parts = [
+        f"{len(found)} failed at {stage} ({_top(found)})"
+        for stage, found in (("connect", at_connect), ("auth", at_auth))
+        if len(found)
+    ]
+    if mismatched:
+        parts.append(f"{mismatched} of them acked as another user (identity_mismatch)")
+    lines = [line + (": " + "; ".join(parts) if parts else "")]
+    if established <= 0 and len(at_auth) == attempts:
+        rejected = int((at_auth == "auth_rejected").sum())
+        lines.append(
+            f"100% of sessions were rejected at auth ({_top(at_auth)}): "
+            + (
+                "is the secret, issuer or audience right?"
+                if rejected
+                else "did the server send the ack the profile expects?"
+            )
+        )
+    elif established <= 0 and len(at_connect) == attempts:
+        lines.append(
+            f"100% of connection attempts failed at connect ({_top(at_connect)}): "
+            "is the host right, does it accept WebSocket upgrades at this path?"
+        )
+    return lines
+
+
+def _top(failures: pd.Series) -> str:
+    counts = failures.value_counts().head(3)
+    return ", ".join(f"{name} x{n}" for name, n in counts.items())
+
+
+def render(folder: str | Path) -> str:
+    """The summary as text for a terminal."""
+    samples = load_samples(folder, SUMMARY_COLUMNS)
+    lines = [f"wsload summary of {folder} ({len(samples)} samples, times in ms, exact)"]
+    notice = crash_notice(read_run_meta(folder), last_sample_end(samples))
+    if notice:
+        lines.append(f"WARNING: {notice}")
+    lines += session_lines(samples)
+    table = percentile_table(samples)
+    header = f"{'name':<28}{'count':>8}{'fail':>7}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}"
+    lines += [header, "-" * len(header)]
+    for row in table.itertuples(index=False):
+        lines.append(
+            f"{row.name:<28}{row.count:>8}{row.failures:>7}"
+            + "".join(
+                f"{v:>10.1f}" if v == v else f"{'-':>10}"
+                for v in (row.p50, row.p95, row.p99, row.max)
+            )
+        )
+    failures = failure_table(samples)
+    if failures.empty:
+        lines.append("failures: none")
+    else:
+        lines.append("failures by taxonomy id:")
+        for row in failures.itertuples(index=False):
+            lines.append(f"  {row.name:<26}{row.failure:<24}{row.count:>8}")
+    lines += security_lines(samples)
+    return "\n".join(lines)
