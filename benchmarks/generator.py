@@ -41,7 +41,7 @@ import psutil
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from wsload.summary import load_samples  # noqa: E402
+from wsload.run.summary import load_samples  # noqa: E402
 from wsload.target import start_target  # noqa: E402
 
 SECRET = "generator-benchmark-secret-0123456789ab"
@@ -74,10 +74,10 @@ _PROLOGUE = textwrap.dedent(
     """
     from gevent import monkey; monkey.patch_all()
     import gevent, json, sys, time, websocket
-    from wsload.carrier import place
-    from wsload.client import ClientOptions, connect
-    from wsload.profile import load_profile
-    from wsload.tokens import TokenMinter
+    from wsload.protocol.carrier import place
+    from wsload.net.client import ClientOptions, connect
+    from wsload.config.profile import load_profile
+    from wsload.config.tokens import TokenMinter
     url, n = sys.argv[1], int(sys.argv[2])
     warm, window = float(sys.argv[3]), float(sys.argv[4])
     profile = load_profile()
@@ -316,10 +316,10 @@ MEMORY = textwrap.dedent(
     import gc, json, resource, sys, gevent, psutil
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    from wsload.carrier import place
-    from wsload.client import ClientOptions, connect
-    from wsload.profile import load_profile
-    from wsload.tokens import TokenMinter
+    from wsload.protocol.carrier import place
+    from wsload.net.client import ClientOptions, connect
+    from wsload.config.profile import load_profile
+    from wsload.config.tokens import TokenMinter
     url, n = sys.argv[1], int(sys.argv[2])
     profile = load_profile()
     minter = TokenMinter(profile.token, secret=sys.argv[3])

@@ -66,10 +66,10 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 import generator  # noqa: E402  (same secret, pinning, target and CPU accounting)
 from generator import GENERATOR_CPU, SECRET, fresh_target, tree_cpu_seconds  # noqa: E402
 
-from wsload.carrier import place  # noqa: E402
-from wsload.profile import Profile, load_profile  # noqa: E402
+from wsload.config.profile import Profile, load_profile  # noqa: E402
+from wsload.config.tokens import TokenMinter  # noqa: E402
+from wsload.protocol.carrier import place  # noqa: E402
 from wsload.target import RunningTarget  # noqa: E402
-from wsload.tokens import TokenMinter  # noqa: E402
 
 RAW_SESSIONS = 50  # greenlets of the raw loop, as generator.py's sessions phase
 MAX_TOKENS = 60_000

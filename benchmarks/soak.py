@@ -24,7 +24,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from wsload.summary import load_samples  # noqa: E402
+from wsload.run.summary import load_samples  # noqa: E402
 from wsload.target import start_target  # noqa: E402
 
 SECRET = "soak-benchmark-secret-0123456789abcdefgh"

@@ -32,9 +32,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import websockets
 
-from wsload.profile import load_profile
+from wsload.config.profile import load_profile
+from wsload.config.tokens import TokenMinter
 from wsload.target import start_target
-from wsload.tokens import TokenMinter
 
 SECRET = "benchmark-secret-0123456789abcdef0123"
 TARGET_CPU = 1
