@@ -23,9 +23,10 @@ from wsload import taxonomy
 from wsload.config.profile import fill_template
 from wsload.locust.credentials import UserCredentials
 from wsload.locust.glue import Runtime, runtime_for
-from wsload.net.client import ConnectError, Session, connect, not_before
+from wsload.net.client import ConnectError, Session, attempt_record, connect, not_before
 from wsload.protocol.frames import decode_json
 from wsload.protocol.tracker import FinishedTurns, TurnTracker
+from wsload.run.records import SessionEvent, TurnRecord, Who
 
 _perf = time.perf_counter
 # Thread ids must not repeat across runs (a real backend may keep its threads): a random tag
@@ -119,15 +120,12 @@ class ChatUser(User):
 
     # samples ---------------------------------------------------------------------------
     def _sample(self, kind: str, name: str, ms: float, **fields: Any) -> None:
-        self.rt.record(
-            kind,
-            name,
-            ms,
-            user=self.index,
-            subject=self.subject,
-            session=self.session_id,
-            **fields,
-        )
+        """A session event: a ping, a refresh, a reconnect, a disconnect, a bad frame."""
+        fields.pop("ok", None)  # a failure id says it failed
+        self.rt.record(SessionEvent(time.time(), self._who(), name, ms, **fields))
+
+    def _who(self) -> Who:
+        return Who(self.index, self.subject, self.session_id)
 
     # sessions --------------------------------------------------------------------------
     def _ready(self) -> bool:
@@ -179,13 +177,8 @@ class ChatUser(User):
             outcome = err
         finally:
             rt.inflight_handshakes -= 1
-        session = rt.record_attempt(
-            outcome,
-            user=self.index,
-            subject=self.subject,
-            session=self.session_id,
-            inflight=inflight,
-        )
+        record, session = attempt_record(outcome, self._who(), inflight)
+        rt.record(record)
         if session is None:
             return False
         self._attach(session)
@@ -329,16 +322,10 @@ class ChatUser(User):
         intended_ms = None
         if self._due_at is not None:  # latency from when the message was due, not sent
             intended_ms = result.elapsed_ms + (tracker.sent_at - self._due_at) * 1000.0
-        rt.record_turn(
-            result,
-            started_wall,
-            turn_no,
-            inflight,
-            len(payload),
-            self.index,
-            self.subject,
-            self.session_id,
-            intended_ms=intended_ms,
+        rt.record(
+            TurnRecord(
+                started_wall, self._who(), turn_no, inflight, len(payload), result, intended_ms
+            )
         )
 
     # receiving -------------------------------------------------------------------------

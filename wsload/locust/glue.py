@@ -41,7 +41,7 @@ from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.gate import AbortWatch
 from wsload.gate.names import check_gate_names
 from wsload.locust.live import LiveStats
-from wsload.net.client import ClientOptions, ConnectError, Session, preflight
+from wsload.net.client import ClientOptions, preflight
 from wsload.net.probes import ProbeTokens
 from wsload.protocol.tracker import TurnResult
 from wsload.run.recorder import (
@@ -55,6 +55,7 @@ from wsload.run.recorder import (
     versions,
     write_run_json,
 )
+from wsload.run.records import ProbeRecord, Record, TurnRecord
 
 log = logging.getLogger("wsload")
 REQUEST_TYPE = "WS"
@@ -159,7 +160,7 @@ class Runtime:
     def new_turn(self) -> int:
         return next(self._turn_index)
 
-    def record(
+    def _record_sample(
         self,
         kind: str,
         name: str,
@@ -246,45 +247,46 @@ class Runtime:
         runner = self.environment.runner
         return runner.user_count if runner is not None else 0
 
-    def record_attempt(
-        self,
-        outcome: Session | ConnectError,
-        *,
-        user: int,
-        subject: str,
-        session: str,
-        inflight: int,
-    ) -> Session | None:
-        """The ``connect`` and ``auth`` samples of one connection attempt.
-
-        Returns the session to go on with: the new one, the one an ``identity_mismatch``
-        left working, or None when there is none.
-        """
-        t = outcome.timings
-        common = dict(user=user, subject=subject, session=session, inflight=inflight)
-        if isinstance(outcome, Session):
-            self.record(
-                "connect", "connect", t.connect_ms or 0.0, started_at=t.started_at, **common
+    def record(self, record: Record) -> None:
+        """The one seam every measurement leaves through: a typed record
+        (``wsload.run.records``), logged into Locust's stats and written to the results."""
+        if type(record) is TurnRecord:
+            who = record.who
+            self._record_turn(
+                record.result,
+                record.started_at,
+                record.turn,
+                record.inflight,
+                record.sent_bytes,
+                who.user,
+                who.subject,
+                who.session,
+                intended_ms=record.intended_ms,
             )
-            self.record("auth", "auth", t.auth_ms or 0.0, started_at=t.started_at, **common)
-            return outcome
-        failed = dict(
-            ok=False,
-            failure=outcome.failure,
-            detail=outcome.detail,
-            http_status=outcome.http_status,
-            close_code=outcome.close_code,
-            started_at=t.started_at,
-        )
-        if outcome.phase == "connect":
-            elapsed = (time.time() - t.started_at) * 1000.0
-            self.record("connect", "connect", elapsed, **failed, **common)
-            return None
-        self.record("connect", "connect", t.connect_ms or 0.0, started_at=t.started_at, **common)
-        self.record("auth", "auth", t.auth_ms or 0.0, **failed, **common)
-        return outcome.session
+            return
+        who = record.who
+        inflight = getattr(record, "inflight", None)
+        answered = type(record) is ProbeRecord  # how a probe was refused is its result
+        for sample in record.samples():
+            failed = sample.failure is not None
+            said = failed or answered
+            self._record_sample(
+                sample.kind,
+                sample.name,
+                sample.ms,
+                ok=not failed,
+                failure=sample.failure,
+                detail=sample.detail,
+                started_at=record.started_at,
+                user=who.user,
+                subject=who.subject,
+                session=who.session,
+                http_status=getattr(record, "http_status", None) if said else None,
+                close_code=getattr(record, "close_code", None) if said else None,
+                inflight=inflight,
+            )
 
-    def record_turn(
+    def _record_turn(
         self,
         result: TurnResult,
         started_at: float,
@@ -311,8 +313,8 @@ class Runtime:
             common = dict(started_at=started_at, turn=turn, user=user, subject=subject)
             for label, ms in zip(labels, values, strict=True):
                 kind, name = parse_label(label)
-                self.record(kind, name, ms, session=session, **common)
-            self.record(
+                self._record_sample(kind, name, ms, session=session, **common)
+            self._record_sample(
                 "turn", "turn:e2e", e2e, ok=ok, failure=result.failure, detail=detail,
                 events_count=result.events, inflight=inflight, length=sent_bytes,
                 session=session, **common,

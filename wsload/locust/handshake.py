@@ -15,8 +15,9 @@ import gevent
 from locust import User, task
 
 from wsload.locust.glue import Runtime, runtime_for
-from wsload.net.client import ConnectError, Session, connect
+from wsload.net.client import ConnectError, Session, attempt_record, connect
 from wsload.protocol.carrier import place
+from wsload.run.records import Who
 
 
 class HandshakeUser(User):
@@ -61,8 +62,9 @@ class HandshakeUser(User):
             outcome = err
         finally:
             rt.inflight_handshakes -= 1
-        session = rt.record_attempt(
-            outcome, user=self.index, subject=self.subject, session=session_id, inflight=inflight
+        record, session = attempt_record(
+            outcome, Who(self.index, self.subject, session_id), inflight
         )
+        rt.record(record)
         if session is not None:
             session.close(timeout=1.0)

@@ -11,12 +11,14 @@ when accepted), reported and gateable but not part of the security gate.
 from __future__ import annotations
 
 import random
+import time
 from typing import Any
 
 from locust import User, task
 
 from wsload.locust.glue import Runtime, runtime_for
 from wsload.net.probes import applicable_probes, run_probe, sample_kind, stats_name
+from wsload.run.records import ProbeRecord, Who
 
 
 class SecurityProbeUser(User):
@@ -46,18 +48,9 @@ class SecurityProbeUser(User):
         rt = self.rt
         name = self._probes[self._next % len(self._probes)]
         self._next += 1
+        started = time.time()
         result = run_probe(
             name, rt.profile, rt.url, rt.probe_tokens(), self.subject, rt.client_options
         )
-        rt.record(
-            sample_kind(name),
-            stats_name(name),
-            result.elapsed_ms,
-            ok=result.ok,
-            failure=result.failure,
-            detail=f"{result.outcome}: {result.detail}"[:300],
-            user=self.index,
-            subject=self.subject,
-            http_status=result.http_status,
-            close_code=result.close_code,
-        )
+        who = Who(self.index, self.subject)
+        rt.record(ProbeRecord(started, who, stats_name(name), sample_kind(name), result))

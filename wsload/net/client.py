@@ -49,6 +49,7 @@ from wsload.protocol.upgrade import (
     parse_head,
     parse_ws_url,
 )
+from wsload.run.records import ConnectionAttempt, Who
 
 _perf = time.perf_counter
 
@@ -636,3 +637,34 @@ def preflight(url: str, timeout: float = 3.0) -> None:
             fix="start the server under test, or run `wsload target` for the reference target "
             "(with no --host the locustfile starts one itself)",
         ) from None
+
+
+def attempt_record(
+    outcome: Session | ConnectError, who: Who, inflight: int
+) -> tuple[ConnectionAttempt, Session | None]:
+    """The record of one connection attempt, and the session to go on with (the new one,
+    the one an ``identity_mismatch`` left working, or None)."""
+    t = outcome.timings
+    phases = dict(tcp_ms=t.tcp_ms, tls_ms=t.tls_ms, upgrade_ms=t.upgrade_ms)
+    if isinstance(outcome, Session):
+        record = ConnectionAttempt(
+            t.started_at, who, inflight, t.connect_ms or 0.0, t.auth_ms or 0.0, **phases
+        )
+        return record, outcome
+    connect_ms = t.connect_ms
+    if outcome.phase == "connect":
+        connect_ms = (time.time() - t.started_at) * 1000.0  # until it failed
+    record = ConnectionAttempt(
+        t.started_at,
+        who,
+        inflight,
+        connect_ms or 0.0,
+        t.auth_ms or 0.0,
+        failure=outcome.failure,
+        phase=outcome.phase,
+        detail=outcome.detail,
+        http_status=outcome.http_status,
+        close_code=outcome.close_code,
+        **phases,
+    )
+    return record, outcome.session

@@ -121,6 +121,14 @@ class ProbeRecord:
     kind: str  # probe | conformance
     result: ProbeResult
 
+    @property
+    def http_status(self) -> int | None:
+        return self.result.http_status
+
+    @property
+    def close_code(self) -> int | None:
+        return self.result.close_code
+
     def samples(self) -> Iterator[Sample]:
         result = self.result
         detail = f"{result.outcome}: {result.detail}"[:300]
