@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -69,11 +70,13 @@ def test_report_of_a_real_run_writes_html_markdown_and_every_figure(chat_dir, tm
     assert not (out / "comparison.png").exists()
 
 
-def test_report_defaults_into_the_run_folder(chat_dir, tmp_path):
-    run_dir = tmp_path / "run"
+def test_report_defaults_into_reports_under_the_working_folder(chat_dir, tmp_path, monkeypatch):
+    run_dir = tmp_path / "runs" / "20261130-demo"
     shutil.copytree(chat_dir, run_dir)
+    monkeypatch.chdir(tmp_path)
     files = build_report(run_dir)
-    assert files.folder == run_dir / "report"
+    assert files.folder == Path("reports") / "20261130-demo"
+    assert (tmp_path / "reports" / "20261130-demo" / "index.html").is_file()
     assert files.html.stat().st_size > 1000 and files.markdown.stat().st_size > 500
     assert len(files.figures) >= len(ALWAYS)
 

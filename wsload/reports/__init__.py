@@ -32,7 +32,7 @@ def build_report(run_dir: Any, **kwargs: Any) -> ReportFiles:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", help="a run folder, e.g. results/<run-id>")
     parser.add_argument("--baseline", help="another run folder to compare against")
-    parser.add_argument("--output", help="report folder (default RUN_DIR/report/)")
+    parser.add_argument("--output", help="report folder (default reports/<run-id>/)")
     parser.add_argument(
         "--target-users",
         type=int,

@@ -45,6 +45,8 @@ FIGURES = (
     "generator_health.png",
 )
 
+REPORTS_DIR = Path("reports")  # where reports go unless --output says otherwise
+
 
 @dataclass
 class ReportFiles:
@@ -67,9 +69,10 @@ def build_report(
     window_s: float | None = None,
     headroom: float = 0.0,
 ) -> ReportFiles:
-    """Write the report of ``run_dir`` (default into ``run_dir/report/``); ConfigError on
-    bad input, before anything is written. The SLO is ``slo``, else the run's own (its
-    ``--slo-*`` options) with ``slo_overrides`` applied, else the defaults."""
+    """Write the report of ``run_dir`` (default into ``reports/<run-id>/`` under the working
+    folder); ConfigError on bad input, before anything is written. The SLO is ``slo``, else
+    the run's own (its ``--slo-*`` options) with ``slo_overrides`` applied, else the
+    defaults."""
     run = load_run(run_dir)
     base_run = None
     if baseline is not None:
@@ -77,7 +80,7 @@ def build_report(
             base_run = load_run(baseline)
         except ConfigError as error:
             raise ConfigError(f"--baseline: {error.message}", fix=error.fix) from None
-    folder = Path(output) if output is not None else run.path / "report"
+    folder = Path(output) if output is not None else REPORTS_DIR / run.path.name
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--output {folder} is a file", fix="give a folder path")
     try:
