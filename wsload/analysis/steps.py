@@ -14,8 +14,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-STEPS_FILE = "steps.csv"
-STEP_COLUMNS = ("step", "users", "start", "hold_start", "end", "verdict", "breaches")
+from wsload.capacity.steps_file import STEP_COLUMNS, STEPS_FILE
+
+__all__ = [
+    "STEPS_FILE",
+    "STEP_COLUMNS",
+    "assign_steps",
+    "derive_steps",
+    "empty_steps",
+    "read_steps_file",
+    "users_timeline",
+]
 
 
 def users_timeline(counts: pd.DataFrame, origin: float, bin_s: float = 1.0) -> pd.DataFrame:

@@ -15,8 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wsload.analysis.slo import LIMITED_NAMES, RATED_NAMES, SLO
-from wsload.analysis.steps import STEP_COLUMNS, STEPS_FILE
+from wsload.capacity.slo import LIMITED_NAMES, RATED_NAMES, SLO
+from wsload.capacity.steps_file import STEP_COLUMNS, STEPS_FILE
 
 MAX_STEPS = 200  # every plan ends: a search halves its interval, a ramp stops at --step-max
 
@@ -127,29 +127,6 @@ class StepPlan:
             return None
         following = (low + self.failing) // 2
         return following if low < following < self.failing else None
-
-
-def settings_from(options: Any) -> StepSettings:
-    """Settings from Locust's parsed options (``--step-*``), checked."""
-    get = lambda name, default: getattr(options, name, None) or default  # noqa: E731
-    settings = StepSettings(
-        start=int(get("step_start", 5)),
-        size=int(get("step_size", 5)),
-        hold_s=float(get("step_hold", 30.0)),
-        max_users=int(get("step_max", 50)),
-        spawn_rate=float(get("step_spawn_rate", 0.0)),
-        search=bool(getattr(options, "step_search", False)),
-        resolution=int(get("step_resolution", 0)),
-    )
-    if settings.start < 1 or settings.size < 1 or settings.hold_s <= 0:
-        raise ValueError("--step-start, --step-size and --step-hold must be positive")
-    if settings.max_users < settings.start:
-        raise ValueError("--step-max must be at least --step-start")
-    return settings
-
-
-def slo_from(options: Any) -> SLO:
-    return SLO.from_options(vars(options) if options is not None else {})
 
 
 def histogram_percentile(histogram: Mapping[int, int], q: float) -> float:

@@ -1,256 +1,50 @@
-"""wsload's run options: declared once, registered on Locust's parser, validated up front.
+"""wsload's run configuration: parsed once per process from the one declaration table.
 
-The declarations are plain data so the one Locust glue module can register them (with
-their environment variables, and masked in the web UI when secret), while everything else
-reads a validated ``RunOptions`` without importing Locust.
+The declarations (``OPTION_SPECS``: run, gate, capacity and SLO groups) are plain data that
+the Locust glue registers; ``run_config`` turns a parsed namespace into an immutable, checked
+``RunOptions``, cached by the option values, so every component of a process shares one
+configuration and every file it names (profile, corpus, credentials, thresholds) is read
+once. Nothing here imports Locust.
 """
 
 from __future__ import annotations
 
 import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from wsload.capacity.options import CAPACITY_SPECS, ZERO_OK, slo, step_settings
+from wsload.capacity.slo import SLO
+from wsload.capacity.step_plan import StepSettings
 from wsload.config.corpus import Corpus, load_corpus
 from wsload.config.pacing import Backoff, ThinkTime, parse_think_time
-from wsload.config.profile import CARRIERS, Profile, load_profile
+from wsload.config.profile import Profile, load_profile
+from wsload.config.run_specs import CLIENT_MODES, GATE_SPECS, RUN_SPECS, TOKEN_SOURCES
+from wsload.config.spec import OptionSpec
 from wsload.config.tokens import Credential, load_credentials
 from wsload.errors import ConfigError
 from wsload.gate import GateConfig, build_config
 
-TOKEN_SOURCES = ("mint", "login")
-CLIENT_MODES = ("browser", "native")
+__all__ = [
+    "CLIENT_MODES",
+    "OPTION_SPECS",
+    "TOKEN_SOURCES",
+    "OptionSpec",
+    "RunOptions",
+    "forget_run_configs",
+    "from_namespace",
+    "http_base",
+    "refresh_margin",
+    "run_config",
+    "websocket_url",
+]
 
-
-@dataclass(frozen=True)
-class OptionSpec:
-    flag: str
-    env: str
-    help: str
-    default: Any = None
-    type: type = str
-    secret: bool = False
-    choices: tuple[str, ...] | None = None
-    action: str | None = None  # "append" (repeatable) or "store_true" (a switch)
-
-    @property
-    def dest(self) -> str:
-        return self.flag.lstrip("-").replace("-", "_")
-
-
-def _spec(flag: str, env: str, help: str, default: Any = None, type: type = str, **kw: Any):
-    return OptionSpec(flag, env, help, default, type, **kw)
-
-
-OPTION_SPECS: tuple[OptionSpec, ...] = (
-    _spec(
-        "--ws-profile",
-        "WSLOAD_PROFILE",
-        "protocol profile: a name in profiles/ or a TOML path",
-        "default",
-    ),
-    _spec(
-        "--jwt-secret",
-        "JWT_SECRET_KEY",
-        "HS256 secret tokens are signed with (default: generated for the embedded target)",
-        secret=True,
-    ),
-    _spec(
-        "--jwt-private-key", "WSLOAD_JWT_PRIVATE_KEY", "PEM private key file for RS256/ES256 tokens"
-    ),
-    _spec(
-        "--token-lifetime",
-        "WSLOAD_TOKEN_LIFETIME",
-        "lifetime of minted tokens in seconds (default: the profile's)",
-        type=float,
-    ),
-    _spec(
-        "--token-source",
-        "WSLOAD_TOKEN_SOURCE",
-        "mint tokens locally, or log in over HTTP with --credentials",
-        "mint",
-        choices=TOKEN_SOURCES,
-    ),
-    _spec(
-        "--credentials",
-        "WSLOAD_CREDENTIALS",
-        "CSV file with an email,password header: one login per user (token source login)",
-        "",
-    ),
-    _spec(
-        "--refresh-margin",
-        "WSLOAD_REFRESH_MARGIN",
-        "refresh a token this many seconds before it expires "
-        "(0: a quarter of its lifetime, at most 60 s)",
-        0.0,
-        float,
-    ),
-    _spec(
-        "--ws-carrier",
-        "WSLOAD_CARRIER",
-        "where the token travels (default: the profile's)",
-        choices=CARRIERS,
-    ),
-    _spec(
-        "--client-mode",
-        "WSLOAD_CLIENT_MODE",
-        "browser (Origin, browser User-Agent, no Authorization header) or native",
-        "browser",
-        choices=CLIENT_MODES,
-    ),
-    _spec(
-        "--think-time",
-        "WSLOAD_THINK_TIME",
-        "pause between a user's messages: seconds, constant:S, uniform:MIN:MAX or exp:MEAN",
-        "1.0",
-    ),
-    _spec(
-        "--send-interval",
-        "WSLOAD_SEND_INTERVAL",
-        "open model: each user sends a message every S seconds on a fixed schedule, whatever "
-        "the answers take, and latency is also recorded from the intended send time "
-        "(turn:e2e_intended); 0: closed model with --think-time",
-        0.0,
-        float,
-    ),
-    _spec(
-        "--corpus",
-        "WSLOAD_CORPUS",
-        "chat messages: a text file (one per line) or JSONL "
-        "({content} or {messages: [...]}); default built in",
-        "",
-    ),
-    _spec(
-        "--turns-per-conversation",
-        "WSLOAD_TURNS_PER_CONVERSATION",
-        "messages on one thread before the user starts a new conversation",
-        5,
-        int,
-    ),
-    _spec(
-        "--messages-per-session",
-        "WSLOAD_MESSAGES_PER_SESSION",
-        "chat messages before the user closes and opens a new session (0: never)",
-        0,
-        int,
-    ),
-    _spec(
-        "--heartbeat-interval",
-        "WSLOAD_HEARTBEAT_INTERVAL",
-        "seconds between pings (default: the profile's; 0: no heartbeat)",
-        type=float,
-    ),
-    _spec(
-        "--pong-timeout",
-        "WSLOAD_PONG_TIMEOUT",
-        "seconds to wait for a pong before the session counts as dead",
-        10.0,
-        float,
-    ),
-    _spec(
-        "--reconnect-base",
-        "WSLOAD_RECONNECT_BASE",
-        "first reconnect backoff ceiling in seconds (doubles per attempt, full jitter)",
-        0.5,
-        float,
-    ),
-    _spec(
-        "--reconnect-max",
-        "WSLOAD_RECONNECT_MAX",
-        "largest reconnect backoff in seconds",
-        10.0,
-        float,
-    ),
-    _spec(
-        "--connect-timeout",
-        "WSLOAD_CONNECT_TIMEOUT",
-        "seconds for TCP connect and for the upgrade answer",
-        10.0,
-        float,
-    ),
-    _spec(
-        "--ack-timeout",
-        "WSLOAD_ACK_TIMEOUT",
-        "seconds from HTTP 101 to the ack (default: the profile's)",
-        type=float,
-    ),
-    _spec(
-        "--turn-timeout",
-        "WSLOAD_TURN_TIMEOUT",
-        "seconds a whole agent turn may take (default: the profile's)",
-        type=float,
-    ),
-    _spec(
-        "--event-timeout",
-        "WSLOAD_EVENT_TIMEOUT",
-        "longest silence between two events of a turn (default: the profile's)",
-        type=float,
-    ),
-    _spec(
-        "--probe-users",
-        "WSLOAD_PROBE_USERS",
-        "users (out of --users) that run negative auth probes; 0 turns the probes off",
-        1,
-        int,
-    ),
-    _spec(
-        "--probe-interval",
-        "WSLOAD_PROBE_INTERVAL",
-        "seconds between two probes of one probe user",
-        1.0,
-        float,
-    ),
-    _spec(
-        "--storm",
-        "WSLOAD_STORM",
-        "HandshakeUser: every user connects at the same moment, once per this many "
-        "seconds (0: back to back)",
-        0.0,
-        float,
-    ),
-    _spec(
-        "--threshold",
-        "WSLOAD_THRESHOLD",
-        "a gate threshold, repeatable, e.g. 'turn:e2e p95 < 5s' or 'auth.failure_rate < 1%%' "
-        "(add 'abort' to stop the run as soon as it cannot be met)",
-        action="append",
-    ),
-    _spec("--thresholds", "WSLOAD_THRESHOLDS", "TOML file of gate thresholds", ""),
-    _spec(
-        "--gate-warmup",
-        "WSLOAD_GATE_WARMUP",
-        "ignore samples this long after the first (e.g. 10s)",
-        "",
-    ),
-    _spec(
-        "--goodput-limit",
-        "WSLOAD_GOODPUT_LIMIT",
-        "per-stage limit a good turn must meet, repeatable, e.g. 'turn:ttfe=2s'",
-        action="append",
-    ),
-    _spec(
-        "--no-security-gate",
-        "WSLOAD_NO_SECURITY_GATE",
-        "do not fail the run on accepted auth probes or identity mismatches",
-        False,
-        bool,
-        action="store_true",
-    ),
-    _spec(
-        "--results",
-        "WSLOAD_RESULTS",
-        "folder for this run's raw samples and run.json (default: results/<run-id>/)",
-        "",
-    ),
-    _spec(
-        "--target-args",
-        "WSLOAD_TARGET_ARGS",
-        "arguments for the reference target started when no --host is given, "
-        "e.g. '--ttfe 0.08 --gap 0.025'",
-        "",
-    ),
-)
+#: every option a locustfile registers on Locust's parser, in ``--help`` order
+OPTION_SPECS: tuple[OptionSpec, ...] = RUN_SPECS + GATE_SPECS + CAPACITY_SPECS
+_DESTS = tuple(spec.dest for spec in OPTION_SPECS)
 _ZERO_OK = {
     "send_interval",
     "messages_per_session",
@@ -258,7 +52,9 @@ _ZERO_OK = {
     "refresh_margin",
     "heartbeat_interval",
     "storm",
+    *ZERO_OK,
 }
+_CACHED_CONFIGS = 16  # option sets kept (the web UI may go back and forth)
 
 
 @dataclass(frozen=True)
@@ -293,6 +89,8 @@ class RunOptions:
     target_args: tuple[str, ...]
     gate: GateConfig
     user_thresholds: bool  # the user gave thresholds: the gate decides the exit code
+    steps: StepSettings  # capacity runs: the step plan's settings
+    slo: SLO  # capacity runs: the service levels a step must keep
 
 
 def _check_number(name: str, value: float | None, *, allow_zero: bool) -> None:
@@ -303,14 +101,76 @@ def _check_number(name: str, value: float | None, *, allow_zero: bool) -> None:
         raise ConfigError(f"--{name} must be {bound}, got {value}", fix=f"pass --{name} 1")
 
 
-def from_namespace(ns: Any) -> RunOptions:
-    """Build and check ``RunOptions`` from a parsed argument namespace."""
+_configs: dict[tuple[Any, ...], RunOptions] = {}
 
-    def get(dest: str, default: Any = None) -> Any:
-        value = getattr(ns, dest, None)
-        return default if value is None or value == "" else value
 
-    profile = load_profile(get("ws_profile", "default"))
+def run_config(ns: Any) -> RunOptions:
+    """The run's checked configuration from a parsed namespace, built once per option values.
+
+    A second call with the same values returns the same object without reading any file;
+    a bad value raises ``ConfigError`` naming the option (and is not remembered).
+    """
+    key = tuple(spec.coerce(getattr(ns, spec.dest, None)) for spec in OPTION_SPECS)
+    config = _configs.get(key)
+    if config is None:
+        values = dict(zip(_DESTS, key, strict=True))
+        config = _build(lambda dest, default=None: _or(values[dest], default))
+        if len(_configs) >= _CACHED_CONFIGS:
+            del _configs[next(iter(_configs))]
+        _configs[key] = config
+    return config
+
+
+#: the name the Locust glue has always called
+from_namespace = run_config
+
+
+def forget_run_configs() -> None:
+    """Drop remembered configurations and files: the next call reads everything again."""
+    _configs.clear()
+    for loader in (_profile, _corpus, _credentials, _gate):
+        loader.cache_clear()
+
+
+def _or(value: Any, default: Any) -> Any:
+    return default if value is None else value
+
+
+@lru_cache(maxsize=8)
+def _profile(name: str) -> Profile:
+    return load_profile(name)
+
+
+@lru_cache(maxsize=8)
+def _corpus(path: str | None) -> Corpus:
+    return load_corpus(path)
+
+
+@lru_cache(maxsize=8)
+def _credentials(path: str) -> tuple[Credential, ...]:
+    return tuple(load_credentials(path))
+
+
+@lru_cache(maxsize=8)
+def _gate(
+    thresholds: tuple[str, ...],
+    file: str | None,
+    warmup: str | None,
+    security: bool | None,
+    goodput_limits: tuple[str, ...],
+) -> GateConfig:
+    return build_config(
+        thresholds=thresholds,
+        file=file,
+        warmup=warmup,
+        security=security,
+        goodput_limits=goodput_limits,
+    )
+
+
+def _build(get: Callable[..., Any]) -> RunOptions:
+    """Check the values and read the files they name."""
+    profile = _profile(get("ws_profile", "default"))
     for spec in OPTION_SPECS:
         if spec.type in (float, int) and spec.action is None:
             _check_number(spec.flag[2:], get(spec.dest), allow_zero=spec.dest in _ZERO_OK)
@@ -337,7 +197,7 @@ def from_namespace(ns: Any) -> RunOptions:
                 "--token-source login needs --credentials",
                 fix="pass --credentials users.csv (header line email,password; one user per line)",
             )
-        credentials = tuple(load_credentials(get("credentials")))
+        credentials = _credentials(get("credentials"))
     heartbeat = get("heartbeat_interval", profile.heartbeat.interval_s)
     backoff = Backoff(get("reconnect_base", 0.5), get("reconnect_max", 10.0))
     if backoff.base_s > backoff.max_s:
@@ -356,7 +216,7 @@ def from_namespace(ns: Any) -> RunOptions:
         client_mode=client_mode,
         think_time=parse_think_time(get("think_time", "1.0")),
         send_interval_s=get("send_interval", 0.0),
-        corpus=load_corpus(get("corpus")),
+        corpus=_corpus(get("corpus")),
         turns_per_conversation=get("turns_per_conversation", 5),
         messages_per_session=get("messages_per_session", 0),
         heartbeat_interval_s=heartbeat,
@@ -371,14 +231,16 @@ def from_namespace(ns: Any) -> RunOptions:
         storm_interval_s=get("storm", 0.0),
         results=get("results", ""),
         target_args=target_args,
-        gate=build_config(
-            thresholds=tuple(get("threshold", ())),
-            file=get("thresholds"),
-            warmup=get("gate_warmup"),
-            security=False if get("no_security_gate") else None,
-            goodput_limits=tuple(get("goodput_limit", ())),
+        gate=_gate(
+            get("threshold", ()),
+            get("thresholds"),
+            get("gate_warmup"),
+            False if get("no_security_gate") else None,
+            get("goodput_limit", ()),
         ),
         user_thresholds=bool(get("threshold") or get("thresholds")),
+        steps=step_settings(get),
+        slo=slo(get),
     )
 
 

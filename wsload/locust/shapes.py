@@ -3,8 +3,10 @@ keeps the service levels, and mark every step in the run folder (``steps.csv``).
 
 The plan itself is pure (``wsload.capacity.step_plan``); ``SteppedShape`` drives it from Locust's
 shape ticks and judges a step from Locust's own stats, which the master also has in
-distributed runs. Options are Locust options (``--step-*``, ``--slo-*``; environment
-variables ``WSLOAD_STEP_*``, ``WSLOAD_SLO_*``) and land in ``run.json``.
+distributed runs. Its options (``--step-*``, ``--slo-*``; environment variables
+``WSLOAD_STEP_*``, ``WSLOAD_SLO_*``) are declared in ``wsload.capacity.options``, registered
+with every other wsload option and read from the run's configuration; they land in
+``run.json``.
 """
 
 from __future__ import annotations
@@ -17,15 +19,10 @@ from typing import Any
 
 from locust import LoadTestShape, events
 
-from wsload.analysis.slo import SLO, SLO_OPTIONS
-from wsload.capacity.step_plan import (
-    StatsWindow,
-    StepPlan,
-    StepRecord,
-    settings_from,
-    slo_from,
-    write_steps,
-)
+from wsload.capacity.slo import SLO
+from wsload.capacity.step_plan import StatsWindow, StepPlan, StepRecord, write_steps
+from wsload.config.options import run_config
+from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 
 log = logging.getLogger("wsload.capacity")
 
@@ -51,9 +48,9 @@ class SteppedShape(LoadTestShape):
     def tick(self) -> tuple[int, float] | None:
         environment = self.runner.environment
         if self.plan is None:
-            options = environment.parsed_options
-            self.plan = StepPlan(settings_from(options))
-            self.slo = slo_from(options)
+            config = run_config(environment.parsed_options)
+            self.plan = StepPlan(config.steps)
+            self.slo = config.slo
             from wsload.locust.glue import REQUEST_TYPE
 
             self.window = StatsWindow(environment.stats, REQUEST_TYPE)
@@ -104,51 +101,7 @@ def _check_options(environment: Any, **_: Any) -> None:
     if not isinstance(environment.shape_class, SteppedShape):
         return
     try:
-        settings_from(environment.parsed_options)
-    except ValueError as error:
+        run_config(environment.parsed_options)
+    except ConfigError as error:
         print(f"wsload: error: {error}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-
-@events.init_command_line_parser.add_listener
-def _add_options(parser: Any, **_: Any) -> None:
-    defaults = SLO()
-    specs = [
-        ("--step-start", "WSLOAD_STEP_START", int, 5, "users of the first step"),
-        ("--step-size", "WSLOAD_STEP_SIZE", int, 5, "users added per step"),
-        ("--step-hold", "WSLOAD_STEP_HOLD", float, 30.0, "seconds each step holds its load"),
-        ("--step-max", "WSLOAD_STEP_MAX", int, 50, "most users a step may have"),
-        (
-            "--step-spawn-rate",
-            "WSLOAD_STEP_SPAWN_RATE",
-            float,
-            0.0,
-            "users started per second between steps (0: a step per second)",
-        ),
-        (
-            "--step-resolution",
-            "WSLOAD_STEP_RESOLUTION",
-            int,
-            0,
-            "search stops when passing and failing loads are this many users apart "
-            "(0: a quarter step)",
-        ),
-    ]
-    for flag, env, kind, default, text in specs:
-        parser.add_argument(flag, type=kind, default=default, env_var=env, help=f"{text} [{env}]")
-    parser.add_argument(
-        "--step-search",
-        action="store_true",
-        default=False,
-        env_var="WSLOAD_STEP_SEARCH",
-        help="search for the largest load that keeps the SLO: raise until a breach, then "
-        "narrow down [WSLOAD_STEP_SEARCH]",
-    )
-    for option in SLO_OPTIONS:
-        parser.add_argument(
-            option.flag,
-            type=float,
-            default=getattr(defaults, option.field),
-            env_var=option.env,
-            help=f"SLO: {option.help} [{option.env}]".replace("%", "%%"),
-        )
+        sys.exit(EXIT_CONFIG_ERROR)
