@@ -1,16 +1,17 @@
-"""Live aggregates of the raw rows, for the web UI tabs: exact, per name, for the whole run.
+"""Live aggregates of the run's samples, for the web UI tabs: exact, per name, whole run.
 
-Fed the very rows the recorder writes on this process (standalone, or a master with its
-workers' batches), so a tab shows what ``wsload summary`` later prints from the same run
-folder: percentiles of the successful samples, linearly interpolated as pandas does, not
-Locust's rounded histogram. Adding a row is a few dict and array operations (every sample
-goes through here); the sorting happens only when a table is asked for.
+Fed the very records the results writer writes on this process (standalone, or a master
+with its workers' batches), so a tab shows what ``wsload summary`` later prints from the
+same run folder: percentiles of the successful samples, linearly interpolated as pandas
+does, not Locust's rounded histogram. Adding a sample is a few dict and array operations
+(every sample goes through here); the sorting happens only when a table is asked for.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 from array import array
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -18,14 +19,7 @@ from typing import Any
 import numpy as np
 
 from wsload.net.probes import ACCEPTED
-from wsload.run.recorder import ROW_FIELDS
-
-_KIND = ROW_FIELDS.index("kind")
-_NAME = ROW_FIELDS.index("name")
-_MS = ROW_FIELDS.index("ms")
-_OK = ROW_FIELDS.index("ok")
-_FAILURE = ROW_FIELDS.index("failure")
-_DETAIL = ROW_FIELDS.index("detail")
+from wsload.run.records import HealthTick, Record, Sample
 
 TURN_PREFIX = "turn:"
 # Timed on the security tab: handshake, auth ack, token refresh.
@@ -61,7 +55,7 @@ class _Name:
 
 
 class LiveStats:
-    """Row batches in (``ROW_FIELDS`` order), the two tab tables and their CSV out."""
+    """Records in, the two tab tables and their CSV out."""
 
     def __init__(self) -> None:
         self.reset()
@@ -70,38 +64,35 @@ class LiveStats:
         """Forget everything: a new run (or Locust's reset) starts from zero."""
         self._names: dict[str, _Name] = {}
         self._probes: dict[tuple[str, str], list[int]] = {}  # (probe, outcome) -> [n, failed]
-        self.rows = 0
+        self.samples = 0
 
-    def add_rows(self, rows: Iterable[Sequence[Any]]) -> None:
-        """Take a batch of raw rows (tuples locally, lists when shipped by a worker)."""
+    def add_records(self, records: Iterable[Record]) -> None:
+        """Take a batch of records (as written: a process's own, or a worker's)."""
+        for record in records:
+            if type(record) is not HealthTick:
+                self.add_samples(record.samples())
+
+    def add_samples(self, samples: Iterable[Sample]) -> None:
         names = self._names
-        for row in rows:
-            kind = row[_KIND]
-            if kind == "health":
-                continue
-            self.rows += 1
-            name = row[_NAME]
+        for kind, name, ms, failure, detail in samples:
+            self.samples += 1
             entry = names.get(name)
             if entry is None:
                 entry = names[name] = _Name(kind, len(names))
-            ok = row[_OK] in (1, "1")
-            if ok:
-                try:
-                    ms = float(row[_MS])
-                except (TypeError, ValueError):
-                    entry.untimed += 1  # counted, never allowed to break the recording path
-                else:
+            if failure is None:
+                if math.isfinite(ms):
                     entry.ok_ms.append(ms)
+                else:
+                    entry.untimed += 1  # counted, never allowed to break the recording path
             else:
-                failure = row[_FAILURE] or "failed"
                 entry.failures[failure] = entry.failures.get(failure, 0) + 1
             if kind == "probe":
-                outcome = str(row[_DETAIL] or "").split(":", 1)[0] or "unknown"
+                outcome = (detail or "").split(":", 1)[0] or "unknown"
                 bucket = self._probes.get((name, outcome))
                 if bucket is None:
                     bucket = self._probes[(name, outcome)] = [0, 0]
                 bucket[0] += 1
-                bucket[1] += 0 if ok else 1
+                bucket[1] += 0 if failure is None else 1
 
     # tables ----------------------------------------------------------------------------
     def turn_table(self, digits: int = 1) -> list[dict[str, Any]]:

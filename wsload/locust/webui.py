@@ -5,17 +5,26 @@ come from ``extended_tables`` and whose rows come from the ``extended_stats`` fi
 ``/stats/requests`` JSON it polls every two seconds while a test runs; so the tables are
 added to that answer and refresh with Locust's own. The same tables are also served as
 JSON and as CSV downloads (listed on the download tab). The numbers come from a
-``LiveStats`` fed the rows this process records, which on a master include every worker's.
+``LiveStats`` fed the records this process writes, which on a master include every
+worker's.
+
+The start form's values are checked before Locust starts a run from them: a bad value is
+answered as Locust answers its own bad values (``success: false`` and a message the page
+shows), and nothing starts.
 """
 
 from __future__ import annotations
 
 import json
+from argparse import Namespace
 from collections.abc import Callable
 from typing import Any
 
 from flask import Blueprint, Response, jsonify, make_response, request
 
+from wsload.config.options import OPTION_SPECS, RunOptions, from_namespace
+from wsload.errors import ConfigError
+from wsload.locust.arguments import offered_in_web_ui
 from wsload.locust.live import LiveStats
 
 TURNS_KEY = "wsloadturns"  # no '_' or '-': the UI camel-cases keys it gets from the server
@@ -43,13 +52,14 @@ AUTH_STRUCTURE = [
     {"key": "p99", "title": "p99" + _MS},
 ]
 STATS_ENDPOINT = "locust.request_stats"  # Locust's /stats/requests view
+SWARM_ENDPOINT = "locust.swarm"  # Locust's start form's POST /swarm
+
+OptionsCheck = Callable[[Any, RunOptions], None]
 
 
-def install(environment: Any, live: LiveStats) -> None:
-    """Add the two tabs, their JSON and CSV routes, to ``environment.web_ui``.
-
-    ``live`` is cleared on Locust's "reset stats" too, so the tabs agree with Locust's own.
-    """
+def install(environment: Any, live: LiveStats, check: OptionsCheck | None = None) -> None:
+    """Add the two tabs, their JSON and CSV routes, to ``environment.web_ui``, and the
+    start form's check (``check`` runs on the parsed options with the form's values)."""
     web_ui = environment.web_ui
     options = environment.parsed_options
     base = (getattr(options, "web_base_path", None) or "").rstrip("/")
@@ -105,7 +115,51 @@ def install(environment: Any, live: LiveStats) -> None:
             response.set_data(json.dumps(report))
         return response
 
-    environment.events.reset_stats.add_listener(live.reset)
+    @web_ui.app.before_request
+    def check_form() -> Response | None:
+        if request.endpoint != SWARM_ENDPOINT or request.method != "POST":
+            return None
+        problem = form_problem(environment, dict(request.form.items()), check)
+        if problem is None:
+            return None
+        return jsonify({"success": False, "message": problem, "host": environment.host})
+
+
+def form_problem(
+    environment: Any, form: dict[str, str], check: OptionsCheck | None = None
+) -> str | None:
+    """What is wrong with wsload's options as the start form would set them, or None.
+
+    The values are converted as Locust converts them (to the type of the current value)
+    on a copy of the parsed options, so nothing changes until the form is good.
+    """
+    current = vars(environment.parsed_options) if environment.parsed_options else {}
+    trial = dict(current)
+    for spec in OPTION_SPECS:
+        if spec.dest not in form or not offered_in_web_ui(spec):
+            continue
+        value, was = form[spec.dest], current.get(spec.dest)
+        try:
+            if isinstance(was, bool):
+                trial[spec.dest] = value == "true"
+            elif was is None or isinstance(was, list):
+                trial[spec.dest] = value
+            else:
+                trial[spec.dest] = type(was)(value)
+        except ValueError:
+            return f"{spec.flag} {value!r} is not a valid value"
+    host = form.get("host") or environment.host
+    saved_host = environment.host
+    try:
+        options = from_namespace(Namespace(**trial))
+        if check is not None:
+            environment.host = host
+            check(environment, options)
+    except ConfigError as error:
+        return str(error)
+    finally:
+        environment.host = saved_host
+    return None
 
 
 def _ui_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

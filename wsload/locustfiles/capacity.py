@@ -10,6 +10,6 @@ Locust's --users, --spawn-rate and --run-time do not apply: the steps decide. Th
 wsload options (``--host``, ``--think-time``, ``--target-args`` ...) work as in ws_auth.py.
 """
 
-import wsload.locust.glue  # noqa: F401 - registers options and listeners
+import wsload.locust.lifecycle  # noqa: F401 - registers options and listeners
 from wsload.locust.chat import ChatUser  # noqa: F401
 from wsload.locust.shapes import SteppedShape  # noqa: F401 - registers the --step-* options

@@ -6,6 +6,6 @@ With ``--storm S`` all users connect at the same instant every S seconds; withou
 user loops back to back. Security probes run alongside unless ``--probe-users 0``.
 """
 
-import wsload.locust.glue  # noqa: F401 - registers options and listeners
+import wsload.locust.lifecycle  # noqa: F401 - registers options and listeners
 from wsload.locust.handshake import HandshakeUser  # noqa: F401
 from wsload.locust.probe import SecurityProbeUser  # noqa: F401

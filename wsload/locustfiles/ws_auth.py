@@ -8,6 +8,6 @@ end. wsload's options (``locust -f locustfiles/ws_auth.py --help``, section "Cus
 arguments") are also read from WSLOAD_* environment variables and locust.conf.
 """
 
-import wsload.locust.glue  # noqa: F401 - registers options and listeners
+import wsload.locust.lifecycle  # noqa: F401 - registers options and listeners
 from wsload.locust.chat import ChatUser  # noqa: F401
 from wsload.locust.probe import SecurityProbeUser  # noqa: F401

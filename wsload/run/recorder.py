@@ -1,4 +1,5 @@
-"""Raw samples: one CSV row per measurement, written as it happens, flushed every second.
+"""Raw samples: one CSV row per sample of each record, written as it happens, flushed
+every second.
 
 CSV because it survives a crash (rows before the last flush are whole lines; a torn last
 line is dropped on load), appends without rewriting, and loads into pandas with the
@@ -14,11 +15,23 @@ import platform
 import re
 import secrets
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from wsload.errors import ConfigError
+from wsload.run.batch import Batch
+from wsload.run.records import (
+    ConnectionAttempt,
+    HealthTick,
+    HttpRequest,
+    ProbeRecord,
+    Record,
+    SessionEvent,
+    TurnRecord,
+    TurnShape,
+    shape_samples,
+)
 
 SCHEMA_VERSION = 1
 SAMPLES_FILE = "samples.csv"
@@ -47,14 +60,6 @@ COLUMNS = (
 )
 # What a generator process produces: every column after v and run_id, which the writer adds.
 ROW_FIELDS = COLUMNS[2:]
-# A turn block: every sample of one agent turn as one item. A turn is a dozen rows that
-# differ only in kind, name and ms; building one tuple per turn on the hot path, and
-# formatting its rows in one go, costs a third of a dozen full rows. ``labels`` are
-# "kind,name" (CSV-ready), one per value; ``end`` is the ``turn:e2e`` row's own fields.
-TURN_BLOCK_FIELDS = (
-    "node", "ts", "user", "subject", "session", "turn", "users", "labels", "values", "end",
-)  # fmt: skip
-TURN_END_FIELDS = ("ms", "ok", "failure", "bytes", "events", "detail", "inflight")
 _TEMPLATE_CACHE_SIZE = 4096
 _SECRET_WORDS = ("secret", "password", "token", "key", "credential")
 
@@ -64,50 +69,6 @@ def _quote(text: Any) -> Any:
     if isinstance(text, str) and ("," in text or '"' in text or "\n" in text or "\r" in text):
         return '"' + text.replace('"', '""') + '"'
     return text
-
-
-def turn_label(kind: str, name: str) -> str:
-    """The ``labels`` entry of a turn block for one sample."""
-    return f"{kind},{_quote(name)}"
-
-
-def parse_label(label: str) -> tuple[str, str]:
-    """Kind and name of a turn block's label."""
-    kind, name = label.split(",", 1)
-    if name.startswith('"'):
-        name = name[1:-1].replace('""', '"')
-    return kind, name
-
-
-def expand(items: Iterable[Sequence[Any]], *, failed_only: bool = False) -> list[Sequence[Any]]:
-    """``ROW_FIELDS`` rows of a batch of rows and turn blocks, for readers of single rows.
-
-    ``failed_only`` keeps just the failed rows (a turn's samples but ``turn:e2e`` never
-    fail), which is all an abort watch on failures needs, at a fraction of the cost.
-    """
-    rows: list[Sequence[Any]] = []
-    ok_at = ROW_FIELDS.index("ok")
-    for item in items:
-        if len(item) != len(TURN_BLOCK_FIELDS):
-            if not (failed_only and int(item[ok_at])):
-                rows.append(item)
-            continue
-        node, ts, user, subject, session, turn, users, labels, values, end = item
-        ms, ok, failure, length, events, detail, inflight = end
-        if failed_only and ok:
-            continue
-        prefix = (node, ts, user, subject, session, turn)
-        if not failed_only:
-            for label, value in zip(labels, values, strict=True):
-                kind, name = parse_label(label)
-                rows.append(
-                    (*prefix, kind, name, round(value, 3), 1, "", "", "", users, 0, "", "", "")
-                )
-        rows.append(
-            (*prefix, "turn", "turn:e2e", round(ms, 3), ok, failure, "", "", users, length,
-             events, detail, inflight)
-        )  # fmt: skip
-    return rows
 
 
 def new_run_id() -> str:
@@ -172,85 +133,138 @@ def prepare_run_folder(base: str | Path | None, run_id: str) -> Path:
     return folder
 
 
-class Recorder:
-    """Appends sample rows to ``samples.csv``; flushes at most a second after a write.
+class ResultsWriter(Protocol):
+    """Where a run's records end up. ``CsvWriter`` is the one there is; any other format
+    (Arrow, say) is another class with these members."""
 
-    Rows come in as ``ROW_FIELDS`` tuples or turn blocks (``TURN_BLOCK_FIELDS``), from
-    this process or shipped by workers; the recorder stamps them with the schema version
-    and its run id.
+    folder: Path
+    path: Path
+    run_id: str
+    closed: bool
+
+    def write(self, batch: Batch) -> None:
+        """Append a batch's records (called off the event loop, one batch at a time)."""
+
+    def flush(self) -> None:
+        """Hand what is written to the OS: a killed process loses nothing flushed."""
+
+    def close(self) -> None: ...
+
+
+class CsvWriter:
+    """Appends records to ``samples.csv`` as ``COLUMNS`` rows; flushes at most a second
+    after a write.
+
+    One %-format per row: twice as fast as csv.writer, which matters at a dozen rows per
+    agent turn. Only two columns hold free text (subject, detail); ``_quote`` gives them
+    CSV quoting, every other column is a number or a name wsload chose. The rows of a turn
+    come from one template per turn shape (``TurnRecord.shape``), filled in one go.
     """
 
     def __init__(self, folder: Path, run_id: str, *, flush_interval_s: float = 1.0) -> None:
         self.folder = folder
         self.run_id = run_id
-        # One %-format per row: twice as fast as csv.writer, which matters at a dozen rows
-        # per agent turn. Only two columns hold free text (subject, detail); ``_quote``
-        # gives them CSV quoting, every other column is a number or a name wsload chose.
         self._head = f"{SCHEMA_VERSION},{run_id}," + "%s," * 6
         self._tail = ",".join(["%s"] * (len(ROW_FIELDS) - 6)) + "\n"
-        self._turn_templates: dict[tuple[str, ...], str] = {}
+        self._turn_templates: dict[TurnShape, str] = {}
+        self._lines = {
+            TurnRecord: self._turn_lines,
+            HealthTick: self._health_lines,
+            ConnectionAttempt: self._sample_lines,
+            SessionEvent: self._sample_lines,
+            ProbeRecord: self._sample_lines,
+            HttpRequest: self._sample_lines,
+        }
         self.path = folder / SAMPLES_FILE
         new = not self.path.exists()
         self._file = self.path.open("a", newline="", encoding="utf-8")
-        self._writer = csv.writer(self._file)
         if new:
-            self._writer.writerow(COLUMNS)
+            csv.writer(self._file).writerow(COLUMNS)
             self._file.flush()
         self._flush_interval_s = flush_interval_s
         self._last_flush = time.monotonic()
         self.closed = False
 
-    def add(self, row: tuple[Any, ...]) -> None:
-        """Write one row (values in ``ROW_FIELDS`` order)."""
-        self.add_many((row,))
-
-    def add_many(self, rows: Iterable[Sequence[Any]]) -> None:
+    def write(self, batch: Batch) -> None:
         if self.closed:
             return
-        # Consecutive rows often share their first six fields (node, ts, user, subject,
-        # session, turn), as a connection attempt's connect and auth do: format those once
-        # per run of equal ones, the rest per row.
-        head_line, tail_line = self._head, self._tail
-        lines = []
-        last_key: Any = None
-        head = ""
-        for row in rows:
-            if len(row) == len(TURN_BLOCK_FIELDS):
-                lines.append(self._turn_lines(row))
-                continue
-            key = row[:6]
-            if key != last_key:
-                head = head_line % (*key[:3], _quote(key[3]), *key[4:])
-                last_key = key
-            lines.append(head + tail_line % (*row[6:16], _quote(row[16]), *row[17:]))
-        self._file.write("".join(lines))
+        node = batch.node
+        lines = self._lines
+        users = 0
+        out = []
+        for item in batch.items:
+            if type(item) is int:
+                users = item
+            else:
+                out.append(lines[type(item)](item, node, users))
+        self._file.write("".join(out))
         if time.monotonic() - self._last_flush >= self._flush_interval_s:
             self.flush()
 
-    def _turn_lines(self, block: Sequence[Any]) -> str:
-        """The rows of one turn block: one template per turn shape, filled in one go.
-
-        ``\\x00`` marks where each row's shared head goes and ``\\x01`` its user count; the
-        template holds only event names and numbers, so no mark is ever
-        mistaken, and the free text (subject, detail) goes in after the marks are filled.
-        """
-        node, ts, user, subject, session, turn, users, labels, values, end = block
-        head = self._head % (node, ts, user, _quote(subject), session, turn)
-        key = labels if type(labels) is tuple else tuple(labels)  # lists when shipped
-        template = self._turn_templates.get(key)
+    def _turn_lines(self, record: TurnRecord, node: str, users: int) -> str:
+        """``\\x00`` marks where each row's shared head goes and ``\\x01`` its user count;
+        the template holds only event names and numbers, so no mark is ever mistaken, and
+        the free text (subject, detail) goes in after the marks are filled."""
+        who = record.who
+        head = self._head % (
+            node, round(record.started_at, 6), who.user, _quote(who.subject), who.session,
+            record.turn,
+        )  # fmt: skip
+        shape = record.shape()
+        template = self._turn_templates.get(shape)
         if template is None:
             if len(self._turn_templates) >= _TEMPLATE_CACHE_SIZE:
                 self._turn_templates.clear()
             template = "".join(
-                "\x00" + label.replace("%", "%%") + ",%.3f,1,,,,\x01,0,,,\n" for label in key
+                f"\x00{kind},{_quote(name).replace('%', '%%')},%.3f,1,,,,\x01,0,,,\n"
+                for kind, name in shape_samples(shape)
             )
-            self._turn_templates[key] = template
-        ms, ok, failure, length, events, detail, inflight = end
-        rows = (template % tuple(values)).replace("\x01", str(users)).replace("\x00", head)
+            self._turn_templates[shape] = template
+        result = record.result
+        rows = (template % tuple(record.timings())).replace("\x01", str(users))
         return (
-            f"{rows}{head}turn,turn:e2e,{ms:.3f},{ok},{failure},,,{users},{length},{events},"
-            f"{_quote(detail)},{inflight}\n"
+            f"{rows.replace(chr(0), head)}{head}turn,turn:e2e,{record.e2e_ms:.3f},"
+            f"{1 if result.ok else 0},{result.failure or ''},,,{users},{record.sent_bytes},"
+            f"{result.events},{_quote(record.detail)},{record.inflight}\n"
         )
+
+    def _sample_lines(self, record: Record, node: str, users: int) -> str:
+        """The rows of a connection attempt, probe, session event or HTTP request: one per
+        sample. HTTP status and close code go on failed rows (a probe's and a request's:
+        always, how the server answered is their result)."""
+        who = record.who  # type: ignore[union-attr]
+        head = self._head % (
+            node, round(record.started_at, 6), who.user, _quote(who.subject), who.session, "",
+        )  # fmt: skip
+        kind = type(record)
+        always = kind is ProbeRecord or kind is HttpRequest
+        status = getattr(record, "http_status", None) or ""
+        code = getattr(record, "close_code", None) or ""
+        inflight = record.inflight if kind is ConnectionAttempt else ""  # type: ignore[union-attr]
+        length = record.length if kind is HttpRequest else 0  # type: ignore[union-attr]
+        tail = self._tail
+        lines = []
+        for sample in record.samples():
+            failure = sample.failure
+            said = always or failure is not None
+            values = (
+                sample.kind, sample.name, round(sample.ms, 3), 0 if failure else 1, failure or "",
+                status if said else "", code if said else "", users, length, "",
+                _quote(sample.detail), inflight,
+            )  # fmt: skip
+            lines.append(head + tail % values)
+        return "".join(lines)
+
+    def _health_lines(self, tick: HealthTick, node: str, users: int) -> str:
+        head = self._head % (node, f"{tick.at:.6f}", 0, "", "", "")
+        end = f",1,,,,{users},0,,,\n"
+        lines = (
+            f"{head}health,health:cpu,{tick.cpu_percent:.1f}{end}"
+            f"{head}health,health:lag,{tick.lag_ms:.3f}{end}"
+        )
+        if tick.users is not None:
+            lines += f"{head}health,health:users,{tick.users}{end}"
+        return lines
 
     def flush(self) -> None:
         if self.closed:

@@ -95,6 +95,34 @@ class TurnRecord:
     def detail(self) -> str:
         return "; ".join(d for _, d in self.result.failures)[:300]
 
+    @property
+    def failure(self) -> str | None:
+        """The turn's verdict as a taxonomy id (None: the turn succeeded)."""
+        return self.result.failure
+
+    def shape(self) -> TurnShape:
+        """Which samples the turn has, without their values: turns of one shape share
+        everything but numbers, so writers format them from one cached template."""
+        result = self.result
+        return (
+            result.ttfe_ms is not None,
+            tuple(result.first_ms),
+            len(result.gaps_ms),
+            tuple([span for span, _ in result.spans_ms]),
+            self.intended_ms is not None,
+        )
+
+    def timings(self) -> list[float]:
+        """The values of every sample but ``turn:e2e``, in ``samples()`` order."""
+        result = self.result
+        values = [] if result.ttfe_ms is None else [result.ttfe_ms]
+        values.extend(result.first_ms.values())
+        values.extend(result.gaps_ms)
+        values.extend([ms for _, ms in result.spans_ms])
+        if self.intended_ms is not None:
+            values.append(self.intended_ms)
+        return values
+
     def samples(self) -> Iterator[Sample]:
         """``turn:ttfe``, ``turn:<event>``, ``turn:gap``, ``turn:<span>``, then ``turn:e2e``."""
         result = self.result
@@ -120,6 +148,10 @@ class ProbeRecord:
     name: str  # probe:<probe> or conformance:<probe>
     kind: str  # probe | conformance
     result: ProbeResult
+
+    @property
+    def failure(self) -> str | None:
+        return self.result.failure
 
     @property
     def http_status(self) -> int | None:
@@ -185,12 +217,29 @@ class HealthTick:
     users: int | None = None  # the master's (or a standalone process's) running users
 
     kind = "health"
+    failure = None  # a tick never fails
 
     def samples(self) -> Iterator[Sample]:
         yield Sample("health", "health:cpu", self.cpu_percent)
         yield Sample("health", "health:lag", self.lag_ms)
         if self.users is not None:
             yield Sample("health", "health:users", float(self.users))
+
+
+# (ttfe present, first-event names, gap count, span names, intended present)
+TurnShape = tuple[bool, tuple[str, ...], int, tuple[str, ...], bool]
+
+
+def shape_samples(shape: TurnShape) -> list[tuple[str, str]]:
+    """(kind, stats name) of each value ``TurnRecord.timings()`` gives for ``shape``."""
+    has_ttfe, firsts, gaps, spans, has_intended = shape
+    out = [("event", "turn:ttfe")] if has_ttfe else []
+    out += [("event", f"turn:{name}") for name in firsts]
+    out += [("gap", "turn:gap")] * gaps
+    out += [("span", f"turn:{span}") for span in spans]
+    if has_intended:
+        out.append(("intended", "turn:e2e_intended"))
+    return out
 
 
 Record = ConnectionAttempt | TurnRecord | ProbeRecord | SessionEvent | HttpRequest | HealthTick

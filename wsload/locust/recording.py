@@ -1,0 +1,199 @@
+"""The one component that records: every record in, Locust's stats and the results out.
+
+``Recording.record`` is the seam every measurement of wsload's users leaves through
+(``Runtime.record`` is this method). A record goes into Locust's stats in batches
+(``wsload.locust.stats``) and to the results sink of the run: on a standalone process or
+a master, a writer on a native thread; on a worker, a shipper that sends the master
+compact batches (``wsload.run.wire``) once a second. Whatever is written is handed to the
+listeners (the web UI tabs, the abort watch) as records, once per written batch.
+
+Requests of Locust's own HTTP clients (logins, refreshes, tickets) are already in Locust's
+stats; they come in through ``observe`` and only reach the results and listeners.
+
+With ``--request-events``, wsload's samples are fired as Locust request events instead of
+being logged into the stats directly, so plugins and ``--otel`` that listen to Locust's
+request event see them too (Locust's own listener then counts them); it costs speed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import gevent
+import gevent.event
+from locust.env import Environment
+from locust.runners import WorkerRunner
+
+from wsload.locust.stats import REQUEST_TYPE, Failure, StatsBatch
+from wsload.run.batch import Batch
+from wsload.run.recorder import ResultsWriter
+from wsload.run.records import Record, TurnRecord
+from wsload.run.wire import Encoder
+
+RECORDS_MESSAGE = "wsload_records"
+SHIP_INTERVAL_S = 1.0
+# The context key of request events wsload fires itself: its request listener skips them.
+CONTEXT_KEY = "wsload"
+
+RecordsListener = Callable[[Sequence[Record]], None]
+
+
+class Sink:
+    """Where a process's records go between being taken and being written or shipped."""
+
+    def __init__(self, node: str, environment: Environment) -> None:
+        self.batch = Batch(node)
+        self._runner = environment.runner
+
+    def add(self, record: Record) -> None:
+        runner = self._runner
+        self.batch.add(record, runner.user_count if runner is not None else 0)
+
+    def add_batch(self, batch: Batch) -> None:
+        """A batch taken elsewhere (a worker's, on the master)."""
+
+    def close(self) -> None:
+        """Deliver what is pending."""
+
+
+class LocalSink(Sink):
+    """Writes what came in once a second, formatting it on one of gevent's native threads.
+
+    At full load a second of records is tens of thousands of lines. Written on the event
+    loop in one go they would stall every user for tens of milliseconds; on a native thread
+    the writer gets its share of the interpreter in 5 ms turns and the users keep running.
+    It is stopped by an event and waited for, never killed, so no record is lost.
+    """
+
+    def __init__(
+        self,
+        node: str,
+        environment: Environment,
+        writer: ResultsWriter,
+        listeners: Sequence[RecordsListener],
+    ) -> None:
+        super().__init__(node, environment)
+        self.node = node
+        self.writer = writer
+        self.listeners = listeners
+        self._arrived: list[Batch] = []
+        self._stop = gevent.event.Event()
+        self._pool = gevent.get_hub().threadpool
+        self._loop = gevent.spawn(self._write_forever)
+
+    def add_batch(self, batch: Batch) -> None:
+        self._arrived.append(batch)
+
+    def _write(self) -> None:
+        batches, self._arrived = self._arrived, []
+        if self.batch:
+            batches.append(self.batch)
+            self.batch = Batch(self.node)
+        for batch in batches:
+            self._pool.apply(self.writer.write, (batch,))
+            if self.listeners:
+                records = list(batch.records())
+                for listener in self.listeners:
+                    listener(records)
+        self.writer.flush()
+
+    def _write_forever(self) -> None:
+        while not self._stop.wait(SHIP_INTERVAL_S):
+            self._write()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._loop.join()
+        self._write()
+
+
+class WorkerSink(Sink):
+    """Ships what came in to the master once a second and when the test stops."""
+
+    def __init__(self, node: str, environment: Environment, encoder: Encoder) -> None:
+        super().__init__(node, environment)
+        self.node = node
+        assert isinstance(environment.runner, WorkerRunner)
+        self.runner: WorkerRunner = environment.runner
+        self.encoder = encoder
+        self._pool = gevent.get_hub().threadpool
+        self._loop = gevent.spawn(self._ship_forever)
+
+    def _ship(self, final: bool = False) -> None:
+        batch = self.batch
+        self.batch = Batch(self.node)
+        message = self._pool.apply(self.encoder.encode, (batch,))
+        if batch or final:
+            message["final"] = final
+            self.runner.send_message(RECORDS_MESSAGE, message)
+
+    def _ship_forever(self) -> None:
+        while True:
+            gevent.sleep(SHIP_INTERVAL_S)
+            self._ship()
+
+    def close(self) -> None:
+        self._loop.kill(block=False)
+        self._ship(final=True)
+
+
+class Recording:
+    """The process's recorder: one per Locust process, across runs."""
+
+    def __init__(self, environment: Environment, *, request_events: bool = False) -> None:
+        self.environment = environment
+        self.stats = StatsBatch(environment.stats)
+        self.sink: Sink | None = None  # set while a run records
+        self.request_events = request_events
+        self._fire = environment.events.request.fire
+        self._flusher = gevent.spawn(self.stats.flush_forever)
+
+    def record(self, record: Record) -> None:
+        """Into Locust's stats (batched) and to the run's results."""
+        if self.request_events:
+            self._fire_samples(record)
+        else:
+            self.stats.add(record)
+        sink = self.sink
+        if sink is not None:
+            sink.add(record)
+
+    def observe(self, record: Record) -> None:
+        """To the run's results only: a record already in Locust's stats (or never meant
+        for them, like a health tick)."""
+        sink = self.sink
+        if sink is not None:
+            sink.add(record)
+
+    def flush(self) -> None:
+        """Pending samples into Locust's stats now."""
+        self.stats.flush()
+
+    def close(self) -> None:
+        self._flusher.kill(block=False)
+        self.stats.flush()
+
+    def _fire_samples(self, record: Record) -> None:
+        """Each sample as a Locust request event (``--request-events``)."""
+        self.stats.flush()  # earlier batched samples first, as Locust counts
+        context = {CONTEXT_KEY: record}
+        sent = record.sent_bytes if type(record) is TurnRecord else 0
+        for sample in record.samples():
+            failure = sample.failure
+            self._fire(
+                request_type=REQUEST_TYPE,
+                name=sample.name,
+                response_time=sample.ms,
+                response_length=sent if sample.kind == "turn" else 0,
+                exception=None if failure is None else Failure(failure, sample.detail),
+                context=context,
+                start_time=record.started_at,
+                url=None,
+                response=None,
+            )
+
+
+def request_is_wsloads(context: dict[str, Any] | None) -> bool:
+    """Whether a request event is one wsload fired for its own samples."""
+    return bool(context) and CONTEXT_KEY in context  # type: ignore[operator]

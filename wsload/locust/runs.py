@@ -1,0 +1,168 @@
+"""One run of the load on a standalone process or a master: its folder, results writer,
+``run.json``, abort watch, and at its end the summary and the gate.
+
+A Locust process may hold several runs (the web UI starts, stops and starts again); each
+gets its own folder, and its ``run.json`` says when that run started and stopped.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import gevent
+from locust.env import Environment
+
+from wsload.config.options import RunOptions
+from wsload.gate import AbortWatch
+from wsload.locust.process import PROCESS
+from wsload.locust.recording import LocalSink, RecordsListener
+from wsload.run.recorder import (
+    CsvWriter,
+    ResultsWriter,
+    new_run_id,
+    prepare_run_folder,
+    redact,
+    versions,
+    write_run_json,
+)
+from wsload.run.records import HealthTick, Record
+
+FINAL_WAIT_S = 5.0  # how long a master waits for its workers' last records
+
+
+class Run:
+    """A run being recorded; ``finish`` ends it (once)."""
+
+    def __init__(self, environment: Environment, options: RunOptions, node: str) -> None:
+        run_id = new_run_id()
+        base = options.results or None
+        if base and PROCESS.runs:
+            base = f"{base}-{PROCESS.runs + 1}"  # a later run of the same process
+        folder = prepare_run_folder(base, run_id)  # ConfigError when unusable
+        self.environment = environment
+        self.options = options
+        self.run_id = run_id
+        self.writer: ResultsWriter = CsvWriter(folder, run_id)
+        self.started = time.time()
+        self.stopped: float | None = None
+        self.abort: str | None = None  # why the run was stopped early
+        self.finished = False
+        watch = AbortWatch(options.gate.effective(), warmup_s=options.gate.warmup_s)
+        self.watch = watch if watch.active else None
+        listeners: list[RecordsListener] = list(PROCESS.listeners)
+        if self.watch is not None:
+            listeners.append(self._watch)
+        self.sink = LocalSink(node, environment, self.writer, listeners)
+        self.senders: set[str] = set()  # workers that shipped records for this run
+        self.finals: set[str] = set()  # workers whose last records arrived
+        self.write_meta()
+
+    @property
+    def folder(self) -> Path:
+        return self.writer.folder
+
+    def stop(self) -> None:
+        """The users stopped: the run's stop time, in ``run.json`` at once."""
+        if self.stopped is None:
+            self.stopped = time.time()
+            self.write_meta()
+
+    def wait_for_workers(self, timeout_s: float = FINAL_WAIT_S) -> None:
+        """Until every worker that took part shipped its last records (bounded)."""
+        deadline = time.monotonic() + timeout_s
+        while not self.senders <= self.finals and time.monotonic() < deadline:
+            gevent.sleep(0.05)
+
+    def finish(self, out: Callable[[str], None] = print) -> None:
+        """Write the last records, close the folder, print the summary, run the gate."""
+        if self.finished:
+            return
+        self.finished = True
+        self.stop()
+        self.sink.close()
+        self.writer.close()
+        self.write_meta()
+        _print_summary(self.writer, out)
+        self._gate()
+
+    def write_meta(self) -> None:
+        environment = self.environment
+        parsed = vars(environment.parsed_options) if environment.parsed_options else {}
+        write_run_json(
+            self.folder,
+            {
+                "run_id": self.run_id,
+                "host": environment.host,
+                "embedded_target": PROCESS.target is not None,
+                "target_args": list(PROCESS.target_args) if PROCESS.target is not None else None,
+                "started": self.started,
+                "stopped": self.stopped,
+                "mode": type(environment.runner).__name__,
+                "options": redact(parsed),
+                "profile": self.options.profile.summary(),
+                "versions": versions(),
+            },
+        )
+
+    def _watch(self, records: Sequence[Record]) -> None:
+        """Feed the abort watch; stop the run the moment an abort threshold breaks."""
+        watch = self.watch
+        if watch is None or not watch.active:
+            return
+        failures_only = watch.failures_only
+        for record in records:
+            if (failures_only and record.failure is None) or type(record) is HealthTick:
+                continue
+            for sample in record.samples():
+                failure = sample.failure
+                if failures_only and failure is None:
+                    continue
+                reason = watch.observe(
+                    sample.name, failure is None, failure, sample.ms, record.started_at
+                )
+                if reason is not None:
+                    self._abort(reason.message)
+                    return
+
+    def _abort(self, message: str) -> None:
+        self.abort = message
+        print(f"wsload: aborting the run: {message}", file=sys.stderr, flush=True)
+        runner = self.environment.runner
+        if runner is None:
+            return
+        if self.environment.web_ui is not None:
+            gevent.spawn(runner.stop)  # the web UI keeps serving
+        else:
+            gevent.spawn(runner.quit)
+
+    def _gate(self) -> None:
+        """The gate over the finished run folder; it sets the exit code (see README)."""
+        from wsload.gate.outputs import gate_run_folder  # pandas, once the load has stopped
+
+        environment = self.environment
+        result = gate_run_folder(self.folder, self.options.gate, aborted=self.abort)
+        runner = environment.runner
+        options = environment.parsed_options
+        on_error = getattr(options, "exit_code_on_error", 1)
+        crashed = bool(runner is not None and runner.exceptions)
+        locust_code = on_error if runner is not None and (runner.errors or crashed) else 0
+        user_gate = bool(
+            getattr(options, "threshold", None) or getattr(options, "thresholds", None)
+        )
+        code = result.exit_code if user_gate else max(locust_code, result.exit_code)
+        if crashed:
+            code = max(code, on_error)
+        environment.process_exit_code = code
+
+
+def _print_summary(writer: ResultsWriter, out: Callable[[str], None]) -> None:
+    from wsload.run.summary import render
+
+    try:
+        out(render(writer.folder))
+        out(f"raw samples: {writer.path}")
+    except (OSError, ValueError, KeyError) as exc:  # an empty run has nothing to summarise
+        out(f"wsload: no summary ({exc})")

@@ -1,0 +1,124 @@
+"""What every user of a run reads: the target's URL, the profile, the options, the token
+minter, and ``record``, the seam every measurement leaves through."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+
+from locust.env import Environment
+from locust.runners import WorkerRunner
+
+from wsload.config.options import OPTION_SPECS, RunOptions, from_namespace, http_base, websocket_url
+from wsload.config.profile import JsonTemplate
+from wsload.config.tokens import Credential, TokenMinter, node_tag, subject_for
+from wsload.errors import ConfigError
+from wsload.locust.process import PROCESS
+from wsload.locust.recording import Recording
+from wsload.net.client import ClientOptions
+from wsload.net.probes import ProbeTokens
+from wsload.run.records import Record
+
+
+class Runtime:
+    """Per-process state shared by all users of one test run."""
+
+    def __init__(self, environment: Environment, options: RunOptions, recording: Recording):
+        self.environment = environment
+        self.options = options
+        self.profile = options.profile
+        self.grammar = options.profile.grammar
+        self.minter = TokenMinter(
+            options.profile.token,
+            secret=options.jwt_secret,
+            key_file=options.jwt_private_key,
+            lifetime_s=options.token_lifetime_s,
+        )
+        if not environment.host:
+            raise ConfigError("no --host to load", fix="pass --host ws://HOST:PORT")
+        self.url = websocket_url(environment.host, options.profile)
+        self.http_url = http_base(self.url)
+        self.node = node_of(environment)
+        self.client_options = ClientOptions(
+            connect_timeout_s=options.connect_timeout_s,
+            handshake_timeout_s=options.connect_timeout_s,
+            ack_timeout_s=options.ack_timeout_s,
+        )
+        self.recording = recording
+        # The one seam every measurement leaves through: a typed record
+        # (``wsload.run.records``) into Locust's stats and the run's results.
+        self.record: Callable[[Record], None] = recording.record
+        self._user_index = itertools.count(1)
+        self._turn_index = itertools.count(1)
+        self._probe_tokens: ProbeTokens | None = None
+        self._chat_template = JsonTemplate(options.profile.chat.message, ("content", "thread_id"))
+        events = options.profile.events
+        heartbeat = options.profile.heartbeat
+        self.known_events = frozenset(
+            {*self.grammar.names, *events.optional, *events.error, *events.ignore}
+            | {heartbeat.pong_type, heartbeat.server_heartbeat_type}
+        )
+        self.inflight_handshakes = 0  # in this process, for the inflight column
+        self.inflight_turns = 0
+
+    def chat_payload(self, content: str, thread_id: str) -> str:
+        """The chat message as sent, from the profile's template."""
+        return self._chat_template.render(content=content, thread_id=thread_id)
+
+    def probe_tokens(self) -> ProbeTokens:
+        """The crafter of defective credentials, made once (it may generate a key)."""
+        if self._probe_tokens is None:
+            self._probe_tokens = ProbeTokens(self.minter)
+        return self._probe_tokens
+
+    def credential_for(self, index: int) -> Credential | None:
+        """The login of user ``index``, spread over all workers; None past the profile's cap.
+
+        A credential serves at most ``limits.connections_per_user`` users at once, so one
+        subject never holds more sessions than the backend allows.
+        """
+        creds = self.options.credentials
+        parsed = self.environment.parsed_options
+        workers = max(1, int(getattr(parsed, "wsload_workers", 1) or 1))
+        runner = self.environment.runner
+        worker = runner.worker_index if isinstance(runner, WorkerRunner) else 0
+        slot = (index - 1) * workers + worker
+        if not creds or slot >= len(creds) * self.profile.limits.connections_per_user:
+            return None
+        return creds[slot % len(creds)]
+
+    def new_user(self) -> tuple[int, str]:
+        """Index and subject of a new user, unique across generator processes."""
+        index = next(self._user_index)
+        return index, subject_for(self.profile.token.subject_prefix, self.node, index)
+
+    def new_turn(self) -> int:
+        return next(self._turn_index)
+
+    def user_count(self) -> int:
+        runner = self.environment.runner
+        return runner.user_count if runner is not None else 0
+
+
+def node_of(environment: Environment) -> str:
+    """The generator process's tag in the results: ``w<index>`` on a worker."""
+    runner = environment.runner
+    return node_tag(runner.worker_index if isinstance(runner, WorkerRunner) else None)
+
+
+def recording_for(environment: Environment) -> Recording:
+    """The process's recorder, made on first use."""
+    if PROCESS.recording is None:
+        request_events = bool(getattr(environment.parsed_options, "request_events", False))
+        PROCESS.recording = Recording(environment, request_events=request_events)
+    return PROCESS.recording
+
+
+def runtime_for(environment: Environment) -> Runtime:
+    """The process's runtime, rebuilt when the options or host changed (web UI, master)."""
+    options = environment.parsed_options
+    key = (environment.host, *(getattr(options, s.dest, None) for s in OPTION_SPECS))
+    if PROCESS.runtime is None or PROCESS.runtime_key != key:
+        PROCESS.runtime = Runtime(environment, from_namespace(options), recording_for(environment))
+        PROCESS.runtime_key = key
+    return PROCESS.runtime
