@@ -1,4 +1,5 @@
-"""The ``wsload`` command: the reference target, the demo run, summaries, profile checks.
+"""The ``wsload`` command: the reference target, the demo run, summaries, reports, the gate,
+profiles and the list of options.
 
 Every configuration problem ends in one message on stderr and exit status 2; load runs
 themselves go through Locust (``locust -f locustfiles/ws_auth.py``), which ``demo`` wraps.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
@@ -86,10 +88,15 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_profile_check(args: argparse.Namespace) -> int:
+def _cmd_profile(args: argparse.Namespace) -> int:
     from wsload.config.profile import load_profile
 
     profile = load_profile(args.profile)
+    if args.action == "show":
+        from wsload.config.profile_toml import profile_to_toml
+
+        print(profile_to_toml(profile), end="")
+        return 0
     print(
         f"{profile.source}: ok (profile {profile.name!r}, carrier {profile.auth.carrier}, "
         f"grammar: {profile.events.sequence})"
@@ -97,8 +104,36 @@ def _cmd_profile_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_options(args: argparse.Namespace) -> int:
+    from wsload.config.listing import render_options
+    from wsload.config.spec import GROUPS
+
+    print(render_options(tuple(args.group) if args.group else GROUPS), end="")
+    return 0
+
+
+DESCRIPTION = (
+    "Browser-like load and concurrency testing of JWT-authenticated WebSocket agent-chat "
+    "backends. Load runs go through Locust with one of the locustfiles below; "
+    "`wsload options` lists the options they add."
+)
+EPILOG = f"""\
+locustfiles ({LOCUSTFILES}):
+  ws_auth.py     chat users and security probes
+  handshakes.py  connection storms: connect, authenticate, close
+  capacity.py    chat users in steps, or a search for the largest load that keeps the SLO
+e.g. locust -f {LOCUSTFILE} --headless -u 50 -r 25 -t 60s
+exit status: 0 ok, 1 a failed run or gate, 2 a configuration error.
+"""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wsload", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="wsload",
+        description=textwrap.fill(DESCRIPTION, 79),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from wsload.target.cli import add_arguments as add_target_arguments
@@ -132,10 +167,34 @@ def build_parser() -> argparse.ArgumentParser:
     add_gate_arguments(gate)
     gate.set_defaults(func=run_gate)
 
-    profile = sub.add_parser("profile", help="validate a protocol profile")
-    profile.add_argument("action", choices=["check"])
-    profile.add_argument("profile", help="a profile name in profiles/ or a TOML path")
-    profile.set_defaults(func=_cmd_profile_check)
+    profile = sub.add_parser(
+        "profile", help="validate a protocol profile, or print it with every key filled in"
+    )
+    profile.add_argument(
+        "action",
+        choices=("check", "show"),
+        metavar="{check,show}",
+        help="check: validate it; show: print the effective profile as TOML (keys the file "
+        "leaves out filled in)",
+    )
+    profile.add_argument(
+        "profile", metavar="NAME|FILE", help="a profile name in profiles/ or a TOML path"
+    )
+    profile.set_defaults(func=_cmd_profile)
+
+    from wsload.config.spec import GROUPS
+
+    options = sub.add_parser(
+        "options",
+        help="every option of the locustfiles and the reference target, with env and default",
+    )
+    options.add_argument(
+        "--group",
+        action="append",
+        choices=GROUPS,
+        help="only this group (repeatable; default: all)",
+    )
+    options.set_defaults(func=_cmd_options)
     return parser
 
 

@@ -125,3 +125,63 @@ def test_the_template_renders_exactly_the_standard_librarys_json(content, thread
     )
     filled = fill_template(template, {"thread_id": thread_id, "content": content})
     assert rendered == json.dumps(filled, separators=(",", ":"), ensure_ascii=False)
+
+
+# wsload profile show: the effective profile as TOML ------------------------------------------
+DATA = Path(__file__).resolve().parents[1] / "data"
+
+
+def shown_and_loaded_back(tmp_path: Path, profile):
+    from wsload.config.profile_toml import profile_to_toml
+
+    text = profile_to_toml(profile)
+    path = tmp_path / "shown.toml"
+    path.write_text(text, encoding="utf-8")
+    return text, load_profile(path)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [DEFAULT, DATA / "other_backend.toml", DATA / "rs256.toml", DATA / "no_refresh.toml"],
+)
+def test_a_shown_profile_loads_back_to_the_same_profile(tmp_path, source):
+    import dataclasses
+
+    profile = load_profile(source)
+    text, again = shown_and_loaded_back(tmp_path, profile)
+    assert dataclasses.replace(again, source=profile.source) == profile
+    assert text.startswith(f"# effective protocol profile, loaded from {profile.source}\n")
+    assert "\n[auth]\n" in text and "\nsource" not in text
+
+
+def test_show_fills_in_the_keys_a_partial_profile_leaves_out(tmp_path):
+    import dataclasses
+
+    partial = load_profile(write(tmp_path, 'name = "mini"\n[auth]\ncarrier = "query"\n'))
+    text, again = shown_and_loaded_back(tmp_path, partial)
+    assert dataclasses.replace(again, source=partial.source) == partial
+    assert 'carrier = "query"' in text and "query_param = " in text
+    assert "\n[limits]\nmax_message_bytes = 8192\n" in text
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    text=st.text(st.characters(blacklist_categories=("Cs",)), max_size=30),
+    key=st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12),
+    number=st.floats(allow_nan=False, allow_infinity=True) | st.integers(-(2**63), 2**63 - 1),
+)
+def test_any_string_key_or_number_survives_the_round_trip(tmp_path_factory, text, key, number):
+    import dataclasses
+
+    from wsload.config.profile import Profile, TokenSpec
+
+    if key in {"sub", "iat", "exp", "jti", "iss", "aud", "nbf"}:
+        key = "x" + key
+    profile = dataclasses.replace(
+        load_profile(),
+        description=text,
+        token=TokenSpec(claims={key: [text, number, {key: True}]}),
+    )
+    assert isinstance(profile, Profile)
+    _, again = shown_and_loaded_back(tmp_path_factory.mktemp("p"), profile)
+    assert again.description == text and again.token.claims == profile.token.claims
