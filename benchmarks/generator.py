@@ -122,14 +122,18 @@ RAW_TURNS_TUNED = loop_script(_RAW_TURNS.replace("OPTIONS", "skip_utf8_validatio
 
 WSLOAD_TURNS = loop_script(
     """
-    def loop(i):  # wsload's client, nothing measured or recorded
+    from wsload.protocol.session import Stray
+
+    def loop(i):  # wsload's client (frames, JSON, sorting), no turn tracked or recorded
         sub = f"bare-{i}"
         s = connect(url, profile, place(profile.auth, url, minter.mint(sub)),
                     expected_subject=sub, options=ClientOptions())
         while True:
             s.send_text(msg)
-            while json.loads(s.recv(None).text)["type"] != "agent_completed":
-                pass
+            done = False
+            while not done:
+                for event in s.receive(None):
+                    done = done or (type(event) is Stray and event.name == "agent_completed")
             count[0] += 1
     """
 )

@@ -17,8 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_client import FAST, answer_101, open_as, text_frame
 
-from wsload.net.client import ClientOptions, Session, not_before
-from wsload.protocol.upgrade import build_request, parse_ws_url
+from wsload.net.client import ClientOptions, Connection, not_before
+from wsload.protocol.session import Acked, ClientSession, Closed, Stray, Upgraded
+from wsload.protocol.upgrade import accept_for, build_request, parse_ws_url
 
 ACK = '{"type":"connection_established","data":{"user_id":"alice"}}'
 CONNECTIONS = 300
@@ -106,54 +107,48 @@ def test_stamps_after_the_floor_never_go_backwards(start, stamps):
         assert kept == (at if at > earlier else earlier)  # a stamp in order is kept as is
 
 
+def upgraded_session(profile, sock: socket.socket, upgraded: float, leftover: bytes = b""):
+    """A connection over ``sock`` whose 101 (and ack, and ``leftover``) came at ``upgraded``."""
+    endpoint = parse_ws_url("ws://127.0.0.1:1/ws")
+    session = ClientSession(profile, build_request(endpoint))
+    session.request_sent(upgraded - 1.0)
+    answer = (
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        f"Sec-WebSocket-Accept: {accept_for(session.request.key)}\r\n\r\n"
+    ).encode()
+    events = session.receive_data(answer + text_frame(ACK) + leftover, upgraded)
+    return Connection(sock, session, endpoint, None), events  # type: ignore[arg-type]
+
+
 def test_a_session_never_stamps_a_frame_before_the_101(profile):
     """A read stamped before the 101 (clock conversion jitter) is raised to the 101's time."""
     mine, theirs = socket.socketpair()
-    endpoint = parse_ws_url("ws://127.0.0.1:1/ws")
     upgraded = time.perf_counter() + 5.0  # pretend the 101 came later than any read can
-    session = Session(
-        mine,
-        endpoint,
-        build_request(endpoint),
-        subprotocol=None,
-        response_headers={},
-        set_cookies=(),
-        timings=None,  # type: ignore[arg-type]
-        leftover=text_frame('{"type":"first"}'),
-        received_at=upgraded,
-    )
+    conn, events = upgraded_session(profile, mine, upgraded, text_frame('{"type":"agent_started"}'))
     try:
-        theirs.sendall(text_frame('{"type":"second"}'))
-        first, second = session.recv(2.0), session.recv(2.0)
-        assert (first.text, second.text) == ('{"type":"first"}', '{"type":"second"}')
-        assert first.received_at == upgraded and second.received_at == upgraded
+        assert [type(e) for e in events] == [Upgraded, Acked, Stray]
+        assert all(e.at == upgraded for e in events) and events[1].auth_ms == 0.0
+        theirs.sendall(text_frame('{"type":"agent_thinking"}'))
+        (second,) = conn.receive(2.0)
+        assert (type(second), second.name) == (Stray, "agent_thinking")
+        assert second.at == upgraded
         theirs.close()
-        gone = session.recv(2.0)
-        assert gone.kind == "close" and gone.received_at >= upgraded
+        (gone,) = conn.receive(2.0)
+        assert type(gone) is Closed and gone.code == 1006 and gone.at >= upgraded
     finally:
-        session.abort()
+        conn.abort()
         theirs.close()
 
 
 def test_without_the_floor_the_read_time_stands(profile):
     mine, theirs = socket.socketpair()
-    endpoint = parse_ws_url("ws://127.0.0.1:1/ws")
     before = time.perf_counter()
-    session = Session(
-        mine,
-        endpoint,
-        build_request(endpoint),
-        subprotocol=None,
-        response_headers={},
-        set_cookies=(),
-        timings=None,  # type: ignore[arg-type]
-        received_at=before,
-    )
+    conn, _ = upgraded_session(profile, mine, before)
     try:
         time.sleep(0.05)
-        theirs.sendall(text_frame('{"type":"x"}'))
-        frame = session.recv(2.0)
-        assert frame.received_at - before >= 0.05
+        theirs.sendall(text_frame('{"type":"agent_started"}'))
+        (event,) = conn.receive(2.0)
+        assert event.at - before >= 0.05
     finally:
-        session.abort()
+        conn.abort()
         theirs.close()

@@ -15,6 +15,7 @@ from wsload.config.tokens import TokenMinter
 from wsload.errors import ConfigError
 from wsload.net.client import ClientOptions, ConnectError, connect, preflight
 from wsload.protocol.carrier import Placement, place
+from wsload.protocol.tracker import TurnTracker
 from wsload.protocol.upgrade import GUID, parse_head
 
 FAST = ClientOptions(connect_timeout_s=2.0, handshake_timeout_s=0.5, ack_timeout_s=1.0)
@@ -209,17 +210,26 @@ def test_a_connection_limit_before_the_ack_is_named_by_its_close_not_as_auth(
 
 
 def test_receive_times_come_from_the_kernel_not_from_a_late_read(target_factory, profile, minter):
-    import time
-
     target = target_factory("--ttfe", "0.05", "--thinking-steps", "1", "--tools", "0")
     for kernel in (True, False):
         options = ClientOptions(ack_timeout_s=2, kernel_timestamps=kernel)
         session = open_as(target.url, profile, minter, f"clock-{kernel}", options=options)
         sent = time.perf_counter()
+        tracker = TurnTracker(
+            profile.events,
+            profile.grammar,
+            sent_at=sent,
+            user_id=None,
+            thread_id=None,
+            timeout_s=5,
+            event_timeout_s=5,
+        )
+        session.session.begin_turn(tracker)
         session.send_text('{"type":"user_message","payload":{"content":"x","thread_id":"t"}}')
         time.sleep(0.4)  # the whole turn (about 70 ms) waits in the socket buffer
-        frame = session.recv(5)
-        seen_ms = (frame.received_at - sent) * 1000
+        while not tracker.done:
+            assert session.receive(5) is not None
+        seen_ms = tracker.result().ttfe_ms  # the first event's receive time, less the send
         if kernel:
             assert session.kernel_timestamps and 45 <= seen_ms <= 150, seen_ms
         else:

@@ -17,7 +17,7 @@ from locust.exception import StopUser
 
 from wsload.config.options import refresh_margin
 from wsload.config.tokens import unverified_subject
-from wsload.locust.glue import Runtime
+from wsload.locust.runtime import Runtime
 from wsload.protocol.carrier import Placement, place
 
 log = logging.getLogger("wsload")

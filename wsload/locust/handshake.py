@@ -14,8 +14,8 @@ from typing import Any
 import gevent
 from locust import User, task
 
-from wsload.locust.glue import Runtime, runtime_for
-from wsload.net.client import ConnectError, Session, attempt_record, connect
+from wsload.locust.runtime import Runtime, runtime_for
+from wsload.net.client import ConnectError, Connection, attempt_record, connect
 from wsload.protocol.carrier import place
 from wsload.run.records import Who
 
@@ -51,7 +51,7 @@ class HandshakeUser(User):
         rt.inflight_handshakes += 1
         inflight = rt.inflight_handshakes
         try:
-            outcome: Session | ConnectError = connect(
+            outcome: Connection | ConnectError = connect(
                 rt.url,
                 rt.profile,
                 placement,
@@ -62,9 +62,7 @@ class HandshakeUser(User):
             outcome = err
         finally:
             rt.inflight_handshakes -= 1
-        record, session = attempt_record(
-            outcome, Who(self.index, self.subject, session_id), inflight
-        )
+        record, conn = attempt_record(outcome, Who(self.index, self.subject, session_id), inflight)
         rt.record(record)
-        if session is not None:
-            session.close(timeout=1.0)
+        if conn is not None:
+            conn.close(timeout=1.0)

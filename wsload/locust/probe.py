@@ -16,7 +16,7 @@ from typing import Any
 
 from locust import User, task
 
-from wsload.locust.glue import Runtime, runtime_for
+from wsload.locust.runtime import Runtime, runtime_for
 from wsload.net.probes import applicable_probes, run_probe, sample_kind, stats_name
 from wsload.run.records import ProbeRecord, Who
 

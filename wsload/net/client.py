@@ -1,57 +1,58 @@
-"""The timed WebSocket client: one authenticated session, every phase timed and classified.
+"""The timed WebSocket client: the gevent adapter of ``ClientSession``, and nothing more.
 
-I/O lives here and nowhere else in the engine. The upgrade is built and checked by
-``handshake`` (sans I/O) and sent over a plain socket, so wsload knows the exact bytes
-that went out and times TCP, TLS and upgrade apart; once the server has answered 101 the
-socket is handed to websocket-client's ``WebSocket`` for framing. Everything blocks in the
-ordinary socket API, so under gevent (as Locust runs it) each session is a greenlet.
+Everything the protocol decides (the 101, the ack or the rejection, control frames, close,
+the sorting of each message) lives in the sans-I/O ``wsload.protocol.session``; this module
+does the I/O around it: resolve, TCP (and TLS), send the upgrade the session built, read
+with the kernel's receive times, feed the session, send what it asks, and hand its events
+to the caller. TCP, TLS and upgrade are timed apart here, where the socket calls are. All
+calls block in the ordinary socket API, so under gevent (as Locust runs it) each
+connection is a greenlet.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ipaddress
-import json
 import socket
 import ssl
 import struct
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from websocket import ABNF
-
 from wsload import taxonomy
-from wsload.config.profile import Profile, get_field
+from wsload.config.profile import Profile
 from wsload.errors import ConfigError
 from wsload.protocol.carrier import Placement, missing_from
-from wsload.protocol.frames import (
-    DEFAULT_MAX_MESSAGE_BYTES,
-    FrameError,
-    FrameParser,
-    client_frame,
-    close_payload,
-    decode_json,
+from wsload.protocol.frames import DEFAULT_MAX_MESSAGE_BYTES, payload_size
+from wsload.protocol.session import (
+    AWAITING_ACK,
+    CLOSED,
+    OPEN,
+    Acked,
+    ClientSession,
+    Closed,
+    Event,
+    Rejected,
+    UpgradeFailed,
 )
+from wsload.protocol.tracker import FinishedTurns
 from wsload.protocol.upgrade import (
-    MAX_HEAD_BYTES,
     Endpoint,
     HandshakeError,
+    HeadReader,
     HttpHead,
-    UpgradeRequest,
     build_request,
-    check_response,
-    find_head_end,
     parse_head,
     parse_ws_url,
 )
 from wsload.run.records import ConnectionAttempt, Who
 
 _perf = time.perf_counter
+_READ_SIZE = 65536
 
 
 @dataclass
@@ -71,7 +72,7 @@ class ConnectError(Exception):
     """A connection that did not become an authenticated session.
 
     ``failure`` is the taxonomy id, ``phase`` is ``connect`` (before a valid 101) or ``auth``.
-    For ``identity_mismatch`` the working session is attached, so a caller may go on.
+    For ``identity_mismatch`` the working connection is attached, so a caller may go on.
     """
 
     def __init__(
@@ -84,7 +85,7 @@ class ConnectError(Exception):
         http_status: int | None = None,
         close_code: int | None = None,
         error_code: str | None = None,
-        session: Session | None = None,
+        session: Connection | None = None,
     ) -> None:
         self.failure = failure
         self.phase = phase
@@ -111,190 +112,150 @@ class ClientOptions:
     kernel_timestamps: bool = True  # receive times from the kernel where it gives them
 
 
-@dataclass(slots=True)  # not frozen: a frozen init costs three times as much
-class Frame:
-    """One received message: ``kind`` is text, binary or close.
+class Connection:
+    """An open WebSocket connection: a socket and the ``ClientSession`` it feeds.
 
-    A close Frame also stands for a lost connection (1006) and for a protocol violation by
-    the server (``violation`` says which; the session is then closed).
-    """
-
-    kind: str
-    received_at: float  # perf_counter seconds
-    text: str | None = None
-    data: bytes | None = None
-    close_code: int | None = None
-    close_reason: str = ""
-    violation: str | None = None
-
-
-class Session:
-    """An open, authenticated WebSocket session over a plain (or TLS) socket.
-
-    Frames are read by wsload's own ``FrameParser`` (bounded, many frames per read) and
-    written with websocket-client's ``ABNF`` (masking). One greenlet reads; sends from any
-    greenlet are serialised by a lock so that a ping never lands inside a chat message.
+    One greenlet reads (``receive``); sends from any greenlet are serialised by a lock so
+    that a ping never lands inside a chat message. The session is ``session``: begin and
+    end turns there, read its state there.
     """
 
     def __init__(
         self,
         sock: Any,
+        session: ClientSession,
         endpoint: Endpoint,
-        request: UpgradeRequest,
-        *,
-        subprotocol: str | None,
-        response_headers: dict[str, str],
-        set_cookies: tuple[str, ...],
         timings: Timings,
-        leftover: bytes = b"",
-        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        *,
         kernel_timestamps: bool = False,
-        received_at: float | None = None,
     ) -> None:
         self.sock = sock
+        self.session = session
         self.endpoint = endpoint
-        self.request = request
-        self.subprotocol = subprotocol
-        self.response_headers = response_headers
-        self.set_cookies = set_cookies
         self.timings = timings
-        self.ack: dict[str, Any] | None = None
-        self.user_id: str | None = None
-        self.close_code: int | None = None
-        self.bytes_received = 0
-        self._parser = FrameParser(max_message_bytes)
-        self._pending: deque[Frame] = deque()
-        self._send_lock = threading.Lock()
-        self._close_sent = False
-        self._timeout: float | None = -1.0
-        # ``kernel_timestamps``: SO_TIMESTAMPNS is already on (``connect`` sets it before the
-        # upgrade, so that the 101 and what follows it are stamped by the same clock).
+        # SO_TIMESTAMPNS is already on (``connect`` sets it before the upgrade, so that the
+        # 101 and what follows it are stamped by the same clock).
         self.kernel_timestamps = kernel_timestamps
-        # No frame is stamped earlier than the one before it, nor than the 101 (``received_at``):
-        # converting kernel stamps to perf_counter jitters, and a duration must not go negative.
-        self._floor = _perf() if received_at is None else received_at
-        if leftover:  # frames that came in the 101's read arrived when it did
-            self._take(leftover, self._floor)
+        self.pending: list[Event] = []  # events read with the ack, not yet taken
+        self._send_lock = threading.Lock()
+        self._timeout: float | None = -1.0
 
+    # what the session knows --------------------------------------------------------------
     @property
     def open(self) -> bool:
-        return self.close_code is None
+        return self.session.state == OPEN
+
+    @property
+    def user_id(self) -> str | None:
+        return self.session.user_id
+
+    @property
+    def ack(self) -> dict[str, Any] | None:
+        return self.session.ack
+
+    @property
+    def close_code(self) -> int | None:
+        return self.session.close_code
+
+    @property
+    def subprotocol(self) -> str | None:
+        response = self.session.response
+        return None if response is None else response.subprotocol
+
+    @property
+    def response_headers(self) -> dict[str, str]:
+        response = self.session.response
+        return {} if response is None else response.headers
+
+    @property
+    def set_cookies(self) -> tuple[str, ...]:
+        response = self.session.response
+        return () if response is None else response.set_cookies
 
     # sending ---------------------------------------------------------------------------
-    def _send_frame(self, payload: str | bytes, opcode: int) -> None:
-        frame = ABNF.create_frame(payload, opcode).format()
-        with self._send_lock:
-            self.sock.sendall(frame)
-
-    def send_text(self, payload: str) -> int:
-        """Send one text message; returns its size in bytes."""
-        data = payload.encode("utf-8")
-        frame = client_frame(data)
+    def _send(self, data: bytes) -> None:
         with self._send_lock:
             # One send takes a chat message whole; gevent's sendall would also ask the
             # kernel for the buffer size on every call. The rest, if any, goes by sendall.
-            sent = self.sock.send(frame)
-            if sent < len(frame):
-                self.sock.sendall(frame[sent:])
-        return len(data)
+            sent = self.sock.send(data)
+            if sent < len(data):
+                self.sock.sendall(data[sent:])
 
-    def send_json(self, message: Any) -> int:
-        return self.send_text(json.dumps(message, separators=(",", ":")))
+    def send_text(self, payload: str) -> int:
+        """Send one application message; returns its size in bytes."""
+        frame = self.session.send_text(payload)
+        self._send(frame)
+        return payload_size(frame)
+
+    def send_message(self, message: Any) -> None:
+        """Send one JSON-able message (a refresh, say)."""
+        self._send(self.session.send_message(message))
+
+    def ping(self) -> None:
+        """Send the profile's heartbeat ping now; its pong is a ``Pong`` event."""
+        self._send(self.session.ping(_perf()))
 
     # receiving -------------------------------------------------------------------------
-    def recv(self, timeout: float | None) -> Frame | None:
-        """The next message, or None at ``timeout``; a close or lost link is a close Frame."""
-        while not self._pending:
-            if self.close_code is not None:
-                at = not_before(self._floor, _perf())
-                return Frame("close", at, close_code=self.close_code, close_reason="closed")
+    def receive(self, timeout: float | None) -> list[Event] | None:
+        """The events of the next read (never empty), or None at ``timeout``.
+
+        A closed connection gives a ``Closed`` event, every time it is asked.
+        """
+        if self.pending:
+            events, self.pending = self.pending, []
+            return events
+        session = self.session
+        sock = self.sock
+        while True:
+            if session.state == CLOSED:
+                at = _perf()
+                return [Closed(at, session.close_code, session.close_reason or "closed")]
             if timeout != self._timeout:
-                self.sock.settimeout(timeout)
+                sock.settimeout(timeout)
                 self._timeout = timeout
             try:
                 if self.kernel_timestamps:
-                    data, ancillary, _, _ = self.sock.recvmsg(65536, _ANCILLARY_SIZE)
+                    data, ancillary, _, _ = sock.recvmsg(_READ_SIZE, _ANCILLARY_SIZE)
                     now = _arrival(ancillary, _perf())
                 else:
-                    data = self.sock.recv(65536)
+                    data = sock.recv(_READ_SIZE)
                     now = _perf()
             except TimeoutError:
                 return None
             except OSError:
                 data = b""
                 now = _perf()
-            now = self._floor = not_before(self._floor, now)
-            if not data:
-                self.close_code = 1006
-                return Frame("close", now, close_code=1006, close_reason="connection lost")
-            self._take(data, now)
-        return self._pending.popleft()
-
-    def _take(self, data: bytes, now: float) -> None:
-        self.bytes_received += len(data)
-        try:
-            messages = self._parser.feed(data)
-        except FrameError as err:
-            self._pending.append(
-                Frame(
-                    "close",
-                    now,
-                    close_code=err.close_code,
-                    close_reason=err.reason,
-                    violation=err.reason,
-                )
-            )
-            self._fail(err.close_code)
-            return
-        for message in messages:
-            kind = message.kind
-            if kind == "text":
-                self._pending.append(Frame("text", now, text=message.data))  # type: ignore[arg-type]
-            elif kind == "binary":
-                self._pending.append(Frame("binary", now, data=message.data))  # type: ignore[arg-type]
-            elif kind == "ping":
+            events = session.receive_data(data, now) if data else session.receive_eof(now)
+            reply = session.data_to_send()
+            if reply:
                 with contextlib.suppress(OSError):
-                    self._send_frame(message.data, ABNF.OPCODE_PONG)
-            elif kind == "close":
-                code, reason = close_payload(message.data)  # type: ignore[arg-type]
-                if not self._close_sent:
-                    self._close_sent = True
-                    with contextlib.suppress(OSError):
-                        self._send_frame(struct.pack("!H", 1000), ABNF.OPCODE_CLOSE)
-                self.close_code = code
-                self._pending.append(Frame("close", now, close_code=code, close_reason=reason))
-                return
-
-    def _fail(self, code: int) -> None:
-        """Close after a protocol violation: tell the server why, then drop the link."""
-        if not self._close_sent:
-            self._close_sent = True
-            with contextlib.suppress(OSError):
-                self._send_frame(struct.pack("!H", code), ABNF.OPCODE_CLOSE)
-        self.close_code = code
-        self.abort()
+                    self._send(reply)
+            if session.state == CLOSED:
+                self._drop()
+            if events:
+                return events
 
     # closing ---------------------------------------------------------------------------
     def close(self, code: int = 1000, timeout: float = 2.0) -> None:
         """Close politely, waiting up to ``timeout`` for the server's close frame."""
-        if self.close_code is None and not self._close_sent:
-            self._close_sent = True
+        frame = self.session.close(code)
+        if frame:
             try:
-                self._send_frame(struct.pack("!H", code), ABNF.OPCODE_CLOSE)
+                self._send(frame)
                 deadline = _perf() + timeout
-                while self.close_code is None and (left := deadline - _perf()) > 0:
-                    frame = self.recv(left)
-                    if frame is None:
+                while self.session.state != CLOSED and (left := deadline - _perf()) > 0:
+                    if self.receive(left) is None:
                         break
             except OSError:
                 pass
-        self.close_code = self.close_code or code
-        self.abort()
+        self.abort("closed", code)
 
-    def abort(self) -> None:
-        """Drop the connection at once, no close handshake."""
-        if self.close_code is None:
-            self.close_code = 1006
+    def abort(self, reason: str = "aborted", code: int = 1006) -> None:
+        """Drop the connection at once, no close handshake; a reader sees ``Closed``."""
+        self.session.abort(_perf(), reason, code)
+        self._drop()
+
+    def _drop(self) -> None:
         with contextlib.suppress(OSError):
             self.sock.shutdown(socket.SHUT_RDWR)
         with contextlib.suppress(OSError):
@@ -370,31 +331,12 @@ def _resolve(endpoint: Endpoint) -> tuple[int, tuple[Any, ...]]:
     return family, (endpoint.host, endpoint.port)
 
 
-def _read_head(sock: Any, kernel: bool = False) -> tuple[bytes, bytes, float]:
-    """Read an HTTP head: it, any bytes read past it (frames sent right after), and when the
-    read that completed it arrived (perf_counter seconds; the kernel's stamp when ``kernel``).
-    """
-    buffer = b""
-    while True:
-        if kernel:
-            chunk, ancillary, _, _ = sock.recvmsg(65536, _ANCILLARY_SIZE)
-            at = _arrival(ancillary, _perf())
-        else:
-            chunk = sock.recv(65536)
-            at = _perf()
-        if not chunk:
-            if buffer:
-                raise HandshakeError(
-                    taxonomy.INVALID_HTTP,
-                    f"closed after a partial or non-HTTP answer {buffer[:40]!r}",
-                )
-            raise ConnectionResetError("connection closed before the server answered")
-        buffer += chunk
-        end = find_head_end(buffer)
-        if end >= 0:
-            return buffer[:end], buffer[end:], at
-        if len(buffer) > MAX_HEAD_BYTES:
-            raise HandshakeError(taxonomy.INVALID_HTTP, "no end of HTTP head in 64 KiB")
+def _read(sock: Any, kernel: bool) -> tuple[bytes, float]:
+    """One read and when it arrived (perf_counter seconds; the kernel's stamp if ``kernel``)."""
+    if kernel:
+        data, ancillary, _, _ = sock.recvmsg(_READ_SIZE, _ANCILLARY_SIZE)
+        return data, _arrival(ancillary, _perf())
+    return sock.recv(_READ_SIZE), _perf()
 
 
 def connect(
@@ -405,12 +347,14 @@ def connect(
     expected_subject: str | None = None,
     options: ClientOptions | None = None,
     on_connected: Callable[[Timings], None] | None = None,
-) -> Session:
-    """Open a session at ``placement.url`` and wait for the profile's ack.
+    finished: FinishedTurns | None = None,
+) -> Connection:
+    """Open a connection at ``placement.url`` and wait for the profile's ack.
 
     Raises ``ConnectError`` with the taxonomy id of whatever went wrong. When
     ``expected_subject`` is given, an ack naming another user is ``identity_mismatch``.
-    ``on_connected`` is called once the 101 is validated, before the ack wait.
+    ``on_connected`` is called once the 101 is validated, before the ack wait. ``finished``
+    is the user's memory of ended turns, kept across its sessions (duplicates).
     """
     opts = options or ClientOptions()
     timings = Timings(started_at=time.time())
@@ -429,9 +373,8 @@ def connect(
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(opts.connect_timeout_s)
         sock.connect(address)
-        t_tcp = _perf()
+        t_ready = t_tcp = _perf()
         timings.tcp_ms = _elapsed_ms(t_dns, t_tcp)
-        t_tls = t_tcp
         kernel = False
         if endpoint.secure:
             phase_timeout = taxonomy.TLS
@@ -440,8 +383,8 @@ def connect(
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             sock = context.wrap_socket(sock, server_hostname=endpoint.host)
-            t_tls = _perf()
-            timings.tls_ms = _elapsed_ms(t_tcp, t_tls)
+            t_ready = _perf()
+            timings.tls_ms = _elapsed_ms(t_tcp, t_ready)
         elif opts.kernel_timestamps:  # before the upgrade: the 101 and the ack share a clock
             kernel = _enable_kernel_timestamps(sock)
         phase_timeout = taxonomy.HANDSHAKE_TIMEOUT
@@ -453,48 +396,83 @@ def connect(
             cookies=placement.cookies,
             extra_headers=placement.headers,
         )
-        sent = request.to_bytes()
+        session = ClientSession(
+            profile,
+            request,
+            offered=placement.subprotocols,
+            expected_subject=expected_subject,
+            ack_timeout_s=opts.ack_timeout_s,
+            finished=finished,
+            max_message_bytes=opts.max_message_bytes,
+        )
+        sent = session.request_bytes()
         sock.settimeout(opts.handshake_timeout_s)
+        session.request_sent(t_ready)  # the 101 came after the request went out
         sock.sendall(sent)
-        head, rest, t_up = _read_head(sock, kernel)
-        t_up = not_before(t_tls, t_up)  # the 101 came after the request went out
-        response = check_response(head, request, placement.subprotocols)
-    except HandshakeError as exc:
-        _close_quietly(sock)
-        raise ConnectError(
-            exc.failure, "connect", exc.detail, timings, http_status=exc.status
-        ) from None
+        events: list[Event] = []
+        while not events:
+            data, at = _read(sock, kernel)
+            events = session.receive_data(data, at) if data else session.receive_eof(_perf())
     except OSError as exc:
         _close_quietly(sock)
         failure = _classify_socket_error(exc, phase_timeout)
         raise ConnectError(failure, "connect", _describe(exc, endpoint), timings) from None
-    timings.upgrade_ms = _elapsed_ms(t_tls, t_up)
+    upgrade = events[0]
+    if type(upgrade) is UpgradeFailed:
+        _close_quietly(sock)
+        detail = upgrade.detail
+        if upgrade.failure == taxonomy.RESET:
+            detail = f"{detail} ({endpoint.host}:{endpoint.port})"
+        raise ConnectError(upgrade.failure, "connect", detail, timings, http_status=upgrade.status)
+    t_up = upgrade.at
+    timings.upgrade_ms = _elapsed_ms(t_ready, t_up)
     timings.connect_ms = _elapsed_ms(t0, t_up)
-
-    session = Session(
-        sock,
-        endpoint,
-        request,
-        subprotocol=response.subprotocol,
-        response_headers=response.headers,
-        set_cookies=response.set_cookies,
-        timings=timings,
-        leftover=rest,
-        max_message_bytes=opts.max_message_bytes,
-        kernel_timestamps=kernel,
-        received_at=t_up,
-    )
+    conn = Connection(sock, session, endpoint, timings, kernel_timestamps=kernel)
     problem = missing_from(placement, profile.auth, sent)
     if problem is not None:
-        session.abort()
+        conn.abort()
         raise ConnectError(taxonomy.AUTH_MATERIAL_MISSING, "connect", problem, timings)
     if on_connected is not None:
         on_connected(timings)
-    if not profile.ack.required:
-        timings.auth_ms = 0.0
-        return session
-    _await_ack(session, profile, t_up, opts, expected_subject)
-    return session
+    _await_ack(conn, events[1:])
+    return conn
+
+
+def _await_ack(conn: Connection, events: list[Event]) -> None:
+    """Take events until the session is acked (or needs no ack); raise on a rejection."""
+    session = conn.session
+    timings = conn.timings
+    while True:
+        for index, event in enumerate(events):
+            kind = type(event)
+            if kind is Acked:
+                timings.auth_ms = event.auth_ms
+                conn.pending = events[index + 1 :]
+                if event.mismatch is not None:
+                    raise ConnectError(
+                        taxonomy.IDENTITY_MISMATCH, "auth", event.mismatch, timings, session=conn
+                    )
+                return
+            if kind is Rejected:
+                timings.auth_ms = event.auth_ms
+                conn.abort()
+                raise ConnectError(
+                    event.failure,
+                    "auth",
+                    event.detail,
+                    timings,
+                    close_code=event.close_code,
+                    error_code=event.error_code,
+                )
+        if session.state != AWAITING_ACK:  # no ack required: open since the 101
+            timings.auth_ms = session.auth_ms
+            conn.pending = events
+            return
+        remaining = (session.deadline or 0.0) - _perf()
+        if remaining <= 0:
+            events = session.timeout(_perf())
+            continue
+        events = conn.receive(remaining) or []
 
 
 def _describe(exc: OSError, endpoint: Endpoint) -> str:
@@ -512,81 +490,6 @@ def _close_quietly(sock: Any) -> None:
             sock.close()
 
 
-def matches_any(frame: dict[str, Any], matchers: tuple[dict[str, Any], ...]) -> bool:
-    """Whether every field of at least one matcher equals the frame's value there."""
-    return any(all(get_field(frame, k) == v for k, v in m.items()) for m in matchers)
-
-
-def _await_ack(
-    session: Session,
-    profile: Profile,
-    t_up: float,
-    opts: ClientOptions,
-    expected_subject: str | None,
-) -> None:
-    timings = session.timings
-    ack_timeout = opts.ack_timeout_s if opts.ack_timeout_s is not None else profile.ack.timeout_s
-    deadline = t_up + ack_timeout
-    error_code: str | None = None
-    rejection = profile.rejection
-
-    def fail(failure: str, detail: str, at: float, **extra: Any) -> ConnectError:
-        timings.auth_ms = _elapsed_ms(t_up, at)
-        session.abort()
-        return ConnectError(failure, "auth", detail, timings, error_code=error_code, **extra)
-
-    while True:
-        remaining = deadline - _perf()
-        if remaining <= 0:
-            raise fail(taxonomy.AUTH_TIMEOUT, f"no ack in {ack_timeout:g} s", _perf())
-        frame = session.recv(remaining)
-        if frame is None:
-            continue
-        if frame.kind == "close":
-            code = frame.close_code
-            auth_codes = rejection.auth_error_codes
-            auth_error = error_code is not None and (not auth_codes or error_code in auth_codes)
-            rejected = auth_error or (error_code is None and code in rejection.close_codes)
-            failure = taxonomy.AUTH_REJECTED if rejected else taxonomy.closed(code)
-            detail = f"closed {code} {frame.close_reason!r} before the ack"
-            if error_code:
-                detail = f"error frame {error_code}, then {detail}"
-            raise fail(failure, detail, frame.received_at, close_code=code)
-        if frame.kind != "text":
-            continue
-        try:
-            message = decode_json(frame.text or "")
-        except ValueError:
-            raise fail(
-                taxonomy.PROTOCOL_ERROR, "a frame before the ack is not JSON", frame.received_at
-            ) from None
-        if not isinstance(message, dict):
-            raise fail(
-                taxonomy.PROTOCOL_ERROR,
-                "a frame before the ack is not an object",
-                frame.received_at,
-            )
-        if matches_any(message, profile.ack.match):
-            timings.auth_ms = _elapsed_ms(t_up, frame.received_at)
-            session.ack = message
-            user_id = get_field(message, profile.ack.user_id_field)
-            session.user_id = None if user_id is None else str(user_id)
-            if expected_subject is not None and session.user_id != expected_subject:
-                raise ConnectError(
-                    taxonomy.IDENTITY_MISMATCH,
-                    "auth",
-                    f"acked as user {session.user_id!r}, token subject is {expected_subject!r}",
-                    timings,
-                    session=session,
-                )
-            return
-        if message.get(profile.events.type_field) in rejection.error_types:
-            code = message.get(rejection.error_code_field)
-            error_code = str(code) if code is not None else "error"
-            # The close frame that should follow decides nothing new; wait briefly for it.
-            deadline = min(deadline, _perf() + 1.0)
-
-
 def exchange_head(url: str, request: bytes, timeout: float) -> tuple[int, HttpHead]:
     """Send raw request bytes and read the answer's head: for probes that break the rules."""
     timings = Timings(started_at=time.time())
@@ -600,7 +503,14 @@ def exchange_head(url: str, request: bytes, timeout: float) -> tuple[int, HttpHe
         if endpoint.secure:
             sock = ssl.create_default_context().wrap_socket(sock, server_hostname=endpoint.host)
         sock.sendall(request)
-        head, _, _ = _read_head(sock)
+        reader = HeadReader()
+        complete = None
+        while complete is None:
+            chunk = sock.recv(_READ_SIZE)
+            if not chunk:
+                raise reader.eof()
+            complete = reader.feed(chunk)
+        head = complete[0]
         parsed = parse_head(head)
         status_text = parsed.start[1]
         if not (parsed.start[0].startswith("HTTP/") and status_text.isdigit()):
@@ -640,13 +550,13 @@ def preflight(url: str, timeout: float = 3.0) -> None:
 
 
 def attempt_record(
-    outcome: Session | ConnectError, who: Who, inflight: int
-) -> tuple[ConnectionAttempt, Session | None]:
+    outcome: Connection | ConnectError, who: Who, inflight: int
+) -> tuple[ConnectionAttempt, Connection | None]:
     """The record of one connection attempt, and the session to go on with (the new one,
     the one an ``identity_mismatch`` left working, or None)."""
     t = outcome.timings
     phases = dict(tcp_ms=t.tcp_ms, tls_ms=t.tls_ms, upgrade_ms=t.upgrade_ms)
-    if isinstance(outcome, Session):
+    if isinstance(outcome, Connection):
         record = ConnectionAttempt(
             t.started_at, who, inflight, t.connect_ms or 0.0, t.auth_ms or 0.0, **phases
         )

@@ -163,7 +163,7 @@ def decode_json(text: str) -> Any:
 
 
 def client_frame(payload: bytes, opcode: int = TEXT, mask_key: bytes | None = None) -> bytes:
-    """One masked client frame (RFC 6455 5.2-5.3), the bytes websocket-client's ABNF makes.
+    """One masked client frame (RFC 6455 5.2-5.3), the bytes any RFC 6455 client sends.
 
     Built directly because every chat message goes through it: masking the payload as one
     big integer XOR is a few microseconds instead of an ABNF object per message.
@@ -179,3 +179,13 @@ def client_frame(payload: bytes, opcode: int = TEXT, mask_key: bytes | None = No
     stream = (key * (n // 4 + 1))[:n]
     masked = (int.from_bytes(payload, "big") ^ int.from_bytes(stream, "big")).to_bytes(n, "big")
     return header + key + masked
+
+
+def payload_size(frame: bytes) -> int:
+    """The payload length a frame's header announces."""
+    n = frame[1] & 0x7F
+    if n == 126:
+        return int.from_bytes(frame[2:4], "big")
+    if n == 127:
+        return int.from_bytes(frame[2:10], "big")
+    return n

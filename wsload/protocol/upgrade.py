@@ -140,6 +140,39 @@ def find_head_end(buffer: bytes) -> int:
     return -1 if end < 0 else end + 4
 
 
+class HeadReader:
+    """Collects received bytes until an HTTP head is complete, sans I/O.
+
+    ``feed`` returns the head and whatever came after it in the same reads (frames a server
+    sends right behind its 101), or None while the head is incomplete; ``HandshakeError``
+    when no head can come (over 64 KiB, or the peer closed part-way).
+    """
+
+    __slots__ = ("_buffer",)
+
+    def __init__(self) -> None:
+        self._buffer = b""
+
+    def feed(self, data: bytes) -> tuple[bytes, bytes] | None:
+        buffer = self._buffer = self._buffer + data
+        end = find_head_end(buffer)
+        if end >= 0:
+            self._buffer = b""
+            return buffer[:end], buffer[end:]
+        if len(buffer) > MAX_HEAD_BYTES:
+            raise HandshakeError(taxonomy.INVALID_HTTP, "no end of HTTP head in 64 KiB")
+        return None
+
+    def eof(self) -> HandshakeError:
+        """Why the head never came, now that the peer has closed."""
+        if self._buffer:
+            return HandshakeError(
+                taxonomy.INVALID_HTTP,
+                f"closed after a partial or non-HTTP answer {self._buffer[:40]!r}",
+            )
+        return HandshakeError(taxonomy.RESET, "connection closed before the server answered")
+
+
 def parse_head(data: bytes) -> HttpHead:
     """Parse an HTTP/1.1 request or response head; ``HandshakeError`` when it is not one."""
     try:

@@ -1,0 +1,563 @@
+"""One client WebSocket session of an agent-chat backend, sans I/O: bytes and times in,
+events and bytes to send out.
+
+A ``ClientSession`` is what a browser tab's WebSocket is, minus the socket: it checks the
+server's 101 (``wsload.protocol.upgrade``), waits for the ack or the rejection and checks
+whose session it is, answers control pings, runs the close handshake, turns framing
+violations into a close, and sorts every message the server sends into exactly one of:
+this turn's event (fed to the ``TurnTracker`` it holds; the end of the turn is reported),
+the pong of our ping, a heartbeat, a stray of ours between turns, someone else's event
+(isolation), a repeat of a finished turn (duplicate), a server error, or a protocol error.
+
+It has no socket and no clock: the caller feeds it what it read with when it arrived
+(``receive_data(data, at)``, ``receive_eof(at)``), tells it the time when waiting for
+the ack (``timeout(now)``), sends what ``data_to_send()`` and the ``send_*`` helpers
+return, and acts on the events. So tests, the gevent adapter (``wsload.net.client``) and
+any other I/O drive the same logic. Times are ``perf_counter`` seconds; stamps never go
+backwards (each is raised to the one before, the first to when the request went out), so
+no duration it reports is negative, and the 101's arrival is where ``auth`` starts.
+
+What rides inside each WebSocket message is a codec's business (``wsload.protocol.codec``:
+JSON text today; Socket.IO or a permessage-deflate extension plug in there), so the
+session stays the same whatever the transport.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from wsload import taxonomy
+from wsload.config.profile import Profile, get_field
+from wsload.protocol.codec import Codec, CodecError, JsonTextCodec
+from wsload.protocol.frames import (
+    CLOSE,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    PONG,
+    FrameError,
+    FrameParser,
+    client_frame,
+    close_payload,
+)
+from wsload.protocol.tracker import FinishedTurns, TurnTracker
+from wsload.protocol.upgrade import (
+    HandshakeError,
+    HeadReader,
+    UpgradeRequest,
+    UpgradeResponse,
+    check_response,
+)
+
+# events ------------------------------------------------------------------------------
+# Plain slotted dataclasses, not frozen: a frozen init costs three times as much.
+
+
+@dataclass(slots=True)
+class Upgraded:
+    """A valid 101 arrived at ``at``."""
+
+    at: float
+    response: UpgradeResponse
+
+
+@dataclass(slots=True)
+class UpgradeFailed:
+    """No valid 101: ``failure`` is the taxonomy id (``invalid_http``, ``http_<status>``)."""
+
+    at: float
+    failure: str
+    detail: str
+    status: int | None = None
+
+
+@dataclass(slots=True)
+class Acked:
+    """The ack came; ``mismatch`` says why it is someone else's session (else None)."""
+
+    at: float
+    auth_ms: float
+    user_id: str | None
+    message: dict[str, Any]
+    mismatch: str | None = None
+
+
+@dataclass(slots=True)
+class Rejected:
+    """The session ended before the ack: refused, closed, malformed or timed out."""
+
+    at: float
+    auth_ms: float
+    failure: str
+    detail: str
+    close_code: int | None = None
+    error_code: str | None = None
+
+
+@dataclass(slots=True)
+class TurnEnded:
+    """The current turn's tracker took its terminal (or error) event."""
+
+    at: float
+    tracker: TurnTracker
+
+
+@dataclass(slots=True)
+class Pong:
+    """The pong of our heartbeat ping; ``ms`` is the round trip."""
+
+    at: float
+    ms: float
+
+
+@dataclass(slots=True)
+class Stray:
+    """One of our events outside any turn (nothing to count, but seen)."""
+
+    at: float
+    name: str
+
+
+@dataclass(slots=True)
+class Foreign:
+    """An event of another user or thread outside any turn: an isolation failure."""
+
+    at: float
+    detail: str
+
+
+@dataclass(slots=True)
+class Duplicate:
+    """An event of a turn that had already ended."""
+
+    at: float
+    detail: str
+
+
+@dataclass(slots=True)
+class ServerError:
+    """An error frame mid-session."""
+
+    at: float
+    detail: str
+
+
+@dataclass(slots=True)
+class ProtocolError:
+    """A message the profile does not allow (not JSON, no type, unknown type, binary, or a
+    framing violation, which also closes the session)."""
+
+    at: float
+    detail: str
+
+
+@dataclass(slots=True)
+class Closed:
+    """The session is over: the server's close frame, a lost link (1006), a violation."""
+
+    at: float
+    code: int | None
+    reason: str
+    violation: str | None = None
+
+
+Event = (
+    Upgraded
+    | UpgradeFailed
+    | Acked
+    | Rejected
+    | TurnEnded
+    | Pong
+    | Stray
+    | Foreign
+    | Duplicate
+    | ServerError
+    | ProtocolError
+    | Closed
+)
+
+
+# the session ---------------------------------------------------------------------------
+CONNECTING, AWAITING_ACK, OPEN, CLOSED = "connecting", "awaiting_ack", "open", "closed"
+REJECTION_GRACE_S = 1.0  # after an error frame before the ack: how long the close may take
+
+
+class _Rules:
+    """What a profile says about messages, compiled once per profile."""
+
+    __slots__ = (
+        "ack_matchers", "ack_required", "ack_timeout_s", "auth_error_codes",
+        "error_code_field", "heartbeats", "known", "ping", "pong_type", "rejection_closes",
+        "server_errors", "stray_fields", "type_field", "user_id_field",
+    )  # fmt: skip
+
+    def __init__(self, profile: Profile) -> None:
+        events, heartbeat, rejection = profile.events, profile.heartbeat, profile.rejection
+        self.type_field = events.type_field
+        self.known = frozenset(
+            {*profile.grammar.names, *events.optional, *events.error, *events.ignore}
+            | {heartbeat.pong_type, heartbeat.server_heartbeat_type}
+        )
+        self.heartbeats = frozenset(
+            {*events.ignore, heartbeat.pong_type, heartbeat.server_heartbeat_type}
+        )
+        self.pong_type = heartbeat.pong_type
+        self.ping = heartbeat.ping
+        self.server_errors = frozenset(rejection.error_types)
+        self.error_code_field = rejection.error_code_field
+        self.auth_error_codes = frozenset(rejection.auth_error_codes)
+        self.rejection_closes = frozenset(rejection.close_codes)
+        self.ack_required = profile.ack.required
+        self.ack_matchers = profile.ack.match
+        self.ack_timeout_s = profile.ack.timeout_s
+        self.user_id_field = profile.ack.user_id_field
+        self.stray_fields = (events.user_id_field, events.thread_id_field)
+
+
+_RULES: dict[int, tuple[Profile, _Rules]] = {}
+
+
+def _rules(profile: Profile) -> _Rules:
+    cached = _RULES.get(id(profile))
+    if cached is None or cached[0] is not profile:
+        cached = _RULES[id(profile)] = (profile, _Rules(profile))
+    return cached[1]
+
+
+def matches_any(message: dict[str, Any], matchers: tuple[dict[str, Any], ...]) -> bool:
+    """Whether every field of at least one matcher equals the message's value there."""
+    return any(all(get_field(message, k) == v for k, v in m.items()) for m in matchers)
+
+
+class ClientSession:
+    """One session's protocol state: feed it what arrives, send what it returns."""
+
+    def __init__(
+        self,
+        profile: Profile,
+        request: UpgradeRequest,
+        *,
+        offered: tuple[str, ...] = (),
+        expected_subject: str | None = None,
+        ack_timeout_s: float | None = None,
+        finished: FinishedTurns | None = None,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        codec: Codec | None = None,
+    ) -> None:
+        self.profile = profile
+        self.request = request
+        self.offered = offered  # the subprotocols the request offers
+        self.expected_subject = expected_subject
+        self.codec: Codec = codec or JsonTextCodec(profile.events.type_field)
+        self.state = CONNECTING
+        self.response: UpgradeResponse | None = None
+        self.upgraded_at: float | None = None
+        self.auth_ms: float | None = None
+        self.ack: dict[str, Any] | None = None
+        self.user_id: str | None = None
+        self.thread_id: str | None = None  # the user's current thread, for strays
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.bytes_received = 0
+        self.turn: TurnTracker | None = None
+        self._rules = _rules(profile)
+        self._ack_timeout_s = self._rules.ack_timeout_s if ack_timeout_s is None else ack_timeout_s
+        self._deadline: float | None = None
+        self._error_code: str | None = None
+        self._finished = (
+            finished if finished is not None else FinishedTurns(profile.events, profile.grammar)
+        )
+        self._head = HeadReader()
+        self._parser = FrameParser(max_message_bytes)
+        self._outgoing: list[bytes] = []
+        self._close_sent = False
+        self._floor = float("-inf")
+        self._ping_sent_at: float | None = None
+
+    # the upgrade -----------------------------------------------------------------------
+    def request_bytes(self) -> bytes:
+        """The upgrade request as it goes out."""
+        return self.request.to_bytes()
+
+    def request_sent(self, at: float) -> None:
+        """The request went out at ``at``: nothing can have arrived before."""
+        self._floor = at
+
+    @property
+    def deadline(self) -> float | None:
+        """While waiting for the ack: when ``timeout`` gives up on it."""
+        return self._deadline if self.state == AWAITING_ACK else None
+
+    @property
+    def open(self) -> bool:
+        return self.state == OPEN
+
+    # input -----------------------------------------------------------------------------
+    def receive_data(self, data: bytes, at: float) -> list[Event]:
+        """Bytes one read returned and when they arrived; the events they make."""
+        at = self._floor = at if at > self._floor else self._floor
+        state = self.state
+        if state == OPEN:
+            self.bytes_received += len(data)
+            return self._frames(data, at, [])
+        if state == CONNECTING:
+            return self._head_data(data, at)
+        if state == AWAITING_ACK:
+            self.bytes_received += len(data)
+            return self._frames(data, at, [])
+        return []
+
+    def receive_eof(self, at: float, reason: str = "connection lost") -> list[Event]:
+        """The link is gone (the peer closed it, or it broke) at ``at``."""
+        at = self._floor = at if at > self._floor else self._floor
+        state = self.state
+        if state == CONNECTING:
+            self.state = CLOSED
+            err = self._head.eof()
+            return [UpgradeFailed(at, err.failure, err.detail, err.status)]
+        if state == CLOSED:
+            return []
+        return self._closed(at, 1006, reason, None, [])
+
+    def timeout(self, now: float) -> list[Event]:
+        """The caller's clock says ``now``: the ack may be overdue."""
+        if self.state != AWAITING_ACK or self._deadline is None or now < self._deadline:
+            return []
+        now = now if now > self._floor else self._floor
+        detail = f"no ack in {self._ack_timeout_s:g} s"
+        self.state = CLOSED
+        self.close_code = 1006
+        return [self._rejection(now, taxonomy.AUTH_TIMEOUT, detail, None)]
+
+    def abort(self, at: float, reason: str, code: int = 1006) -> None:
+        """The caller dropped the link (no close handshake); ``receive_eof`` adds nothing."""
+        if self.state != CLOSED:
+            self.state = CLOSED
+            self.close_code = code
+            self.close_reason = reason
+            self._floor = at if at > self._floor else self._floor
+
+    # turns -----------------------------------------------------------------------------
+    def begin_turn(self, tracker: TurnTracker) -> None:
+        """Events from now on are ``tracker``'s turn's (until it is done)."""
+        self.turn = tracker
+
+    def end_turn(self) -> None:
+        self.turn = None
+
+    # output ----------------------------------------------------------------------------
+    def data_to_send(self) -> bytes:
+        """What receiving made due (pongs, a close reply), taken once."""
+        if not self._outgoing:
+            return b""
+        data = b"".join(self._outgoing)
+        self._outgoing.clear()
+        return data
+
+    def send_text(self, text: str) -> bytes:
+        """The frame carrying one application message (already serialised)."""
+        return client_frame(self.codec.wrap(text).encode("utf-8"))
+
+    def send_message(self, message: Any) -> bytes:
+        """The frame carrying one JSON-able message (a refresh, say)."""
+        return client_frame(self.codec.encode(message).encode("utf-8"))
+
+    def ping(self, at: float) -> bytes:
+        """The profile's heartbeat ping, sent at ``at``; its pong comes back as ``Pong``."""
+        self._ping_sent_at = at
+        return self.send_message(self._rules.ping)
+
+    def cancel_ping(self) -> None:
+        """No pong is awaited any more (it timed out)."""
+        self._ping_sent_at = None
+
+    def close(self, code: int = 1000) -> bytes:
+        """The close frame to start the closing handshake; empty when it is too late."""
+        if self._close_sent or self.state == CLOSED:
+            return b""
+        self._close_sent = True
+        return client_frame(struct.pack("!H", code), CLOSE)
+
+    # internals -------------------------------------------------------------------------
+    def _head_data(self, data: bytes, at: float) -> list[Event]:
+        try:
+            complete = self._head.feed(data)
+            if complete is None:
+                return []
+            head, rest = complete
+            response = check_response(head, self.request, self.offered)
+        except HandshakeError as exc:
+            self.state = CLOSED
+            return [UpgradeFailed(at, exc.failure, exc.detail, exc.status)]
+        self.response = response
+        self.upgraded_at = at
+        out: list[Event] = [Upgraded(at, response)]
+        if self._rules.ack_required:
+            self.state = AWAITING_ACK
+            self._deadline = at + self._ack_timeout_s
+        else:
+            self.state = OPEN
+            self.auth_ms = 0.0
+        if rest:  # frames that came in the 101's read arrived when it did
+            self.bytes_received += len(rest)
+            self._frames(rest, at, out)
+        return out
+
+    def _frames(self, data: bytes, at: float, out: list[Event]) -> list[Event]:
+        try:
+            messages = self._parser.feed(data)
+        except FrameError as err:
+            self._outgoing.append(self.close(err.close_code))
+            if self.state == OPEN:
+                out.append(ProtocolError(at, f"closed {err.close_code}: {err.reason}"))
+            return self._closed(at, err.close_code, err.reason, err.reason, out)
+        for message in messages:
+            kind = message.kind
+            if self.state == OPEN:
+                if kind == "text":
+                    self._sort(message.data, at, out)  # type: ignore[arg-type]
+                    continue
+                if kind == "binary":
+                    self._sort_binary(message.data, at, out)  # type: ignore[arg-type]
+                    continue
+            elif self.state == AWAITING_ACK and (kind == "text" or kind == "binary"):
+                self._before_ack(kind, message.data, at, out)
+                continue
+            elif self.state == CLOSED:
+                break
+            if kind == "ping":
+                self._outgoing.append(client_frame(message.data, PONG))  # type: ignore[arg-type]
+            elif kind == "close":
+                code, reason = close_payload(message.data)  # type: ignore[arg-type]
+                if not self._close_sent:
+                    self._close_sent = True
+                    self._outgoing.append(client_frame(struct.pack("!H", 1000), CLOSE))
+                return self._closed(at, code, reason, None, out)
+        return out
+
+    def _closed(
+        self, at: float, code: int | None, reason: str, violation: str | None, out: list[Event]
+    ) -> list[Event]:
+        state = self.state
+        self.state = CLOSED
+        self.close_code = code
+        self.close_reason = reason
+        if state == AWAITING_ACK:
+            rules = self._rules
+            error_code = self._error_code
+            auth_codes = rules.auth_error_codes
+            auth_error = error_code is not None and (not auth_codes or error_code in auth_codes)
+            rejected = auth_error or (error_code is None and code in rules.rejection_closes)
+            failure = taxonomy.AUTH_REJECTED if rejected else taxonomy.closed(code)
+            detail = f"closed {code} {reason!r} before the ack"
+            if error_code:
+                detail = f"error frame {error_code}, then {detail}"
+            out.append(self._rejection(at, failure, detail, code))
+            return out
+        out.append(Closed(at, code, reason, violation))
+        return out
+
+    def _rejection(self, at: float, failure: str, detail: str, code: int | None) -> Rejected:
+        auth_ms = (at - self.upgraded_at) * 1000.0 if self.upgraded_at is not None else 0.0
+        self.auth_ms = auth_ms
+        return Rejected(at, auth_ms, failure, detail, code, self._error_code)
+
+    def _before_ack(self, kind: str, data: Any, at: float, out: list[Event]) -> None:
+        """One message while the ack is awaited: the ack, a rejection, or nothing yet."""
+        try:
+            decoded = (
+                self.codec.decode_text(data) if kind == "text" else self.codec.decode_binary(data)
+            )
+        except CodecError as err:
+            if kind != "text":
+                return  # binary before the ack decides nothing
+            self.state = CLOSED
+            self.close_code = 1006
+            detail = f"a frame before the ack is {err.detail}"
+            out.append(self._rejection(at, taxonomy.PROTOCOL_ERROR, detail, None))
+            return
+        if decoded is None:
+            return
+        name, message = decoded
+        rules = self._rules
+        if matches_any(message, rules.ack_matchers):
+            self.state = OPEN
+            self.auth_ms = auth_ms = (at - self.upgraded_at) * 1000.0  # type: ignore[operator]
+            self.ack = message
+            user_id = get_field(message, rules.user_id_field)
+            self.user_id = None if user_id is None else str(user_id)
+            mismatch = None
+            expected = self.expected_subject
+            if expected is not None and self.user_id != expected:
+                mismatch = f"acked as user {self.user_id!r}, token subject is {expected!r}"
+            out.append(Acked(at, auth_ms, self.user_id, message, mismatch))
+            return
+        if name in rules.server_errors:
+            code = message.get(rules.error_code_field)
+            self._error_code = str(code) if code is not None else "error"
+            # The close frame that should follow decides nothing new; it gets a short while.
+            self._deadline = min(self._deadline or at, at + REJECTION_GRACE_S)
+
+    def _sort_binary(self, data: bytes, at: float, out: list[Event]) -> None:
+        try:
+            decoded = self.codec.decode_binary(data)
+        except CodecError as err:
+            out.append(ProtocolError(at, err.detail))
+            return
+        if decoded is not None:
+            self._sort_event(decoded[0], decoded[1], None, at, out)
+
+    def _sort(self, text: str, at: float, out: list[Event]) -> None:
+        """One text message of an open session: runs for every event of every turn."""
+        try:
+            decoded = self.codec.decode_text(text)
+        except CodecError as err:
+            out.append(ProtocolError(at, f"a text frame that is {err.detail}"))
+            return
+        if decoded is not None:
+            self._sort_event(decoded[0], decoded[1], text, at, out)
+
+    def _sort_event(
+        self, name: Any, event: dict[str, Any], raw: str | None, at: float, out: list[Event]
+    ) -> None:
+        rules = self._rules
+        if name == rules.pong_type and (sent := self._ping_sent_at) is not None:
+            # sent on perf_counter, received on the kernel's clock: no pong before its ping
+            self._ping_sent_at = None
+            out.append(Pong(at, ((at if at > sent else sent) - sent) * 1000.0))
+            return
+        if type(name) is not str:
+            out.append(ProtocolError(at, f"an event without a string {rules.type_field!r} field"))
+            return
+        if name in rules.server_errors:
+            code = event.get(rules.error_code_field)
+            out.append(ServerError(at, f"{name} {str(code)[:60]}"))
+            return
+        if name not in rules.known:
+            out.append(ProtocolError(at, f"an event of unknown type {name[:40]!r}"))
+            return
+        # An event of a turn that has ended (even if the next one has begun) is a
+        # duplicate: never the current turn's, never a stray.
+        repeated = self._finished.duplicate(event, raw)
+        if repeated is not None:
+            out.append(Duplicate(at, repeated[:200]))
+            return
+        turn = self.turn
+        if turn is not None and not turn.done:
+            if turn.feed(event, at, raw):
+                self._finished.add(turn)  # here, before the next message is sorted
+                out.append(TurnEnded(at, turn))
+            return
+        self._stray(name, event, at, out)
+
+    def _stray(self, name: str, event: dict[str, Any], at: float, out: list[Event]) -> None:
+        """An event outside any turn must still be this session's: the isolation check."""
+        for field_name, mine in zip(
+            self._rules.stray_fields, (self.user_id, self.thread_id), strict=True
+        ):
+            theirs = event.get(field_name)
+            if mine and theirs is not None and str(theirs) != mine:
+                out.append(Foreign(at, f"{name} between turns: {field_name} is not ours"))
+                return
+        if name not in self._rules.heartbeats:
+            out.append(Stray(at, name))
