@@ -5,16 +5,13 @@ of the capacity load shape (raise in steps, search for the largest passing load)
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
-from wsload_runs import ORIGIN, REPO, usl_run, usl_throughput
+from wsload_runs import ORIGIN, usl_run, usl_throughput
 
 from wsload import analysis as wa
-
-sys.path.insert(0, str(REPO))  # users/ beside wsload/, as the locustfiles do
 from wsload.capacity.step_plan import StepPlan, StepSettings, histogram_percentile
 
 KNOWN = [

@@ -246,3 +246,15 @@ def test_the_listing_names_every_option_with_its_variable():
     only_gate = render_options(("gate",))
     assert "--threshold" in only_gate and "--think-time" not in only_gate
     assert list(option_table(("slo", "run"))) == ["slo", "run"]
+
+
+def test_the_docs_list_every_option_of_the_table():
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    options = readme[readme.index("### Options") : readme.index("## Browser-like sessions")]
+    assert "`wsload options`" in options
+    for spec in OPTION_SPECS:
+        if spec.group in ("run", "gate"):
+            assert f"`{spec.flag}`" in options, spec.flag
+    analysis = (REPO / "docs" / "analysis.md").read_text(encoding="utf-8")
+    for spec in CAPACITY_SPECS:
+        assert f"| `{spec.flag}` | `{spec.env}` |" in analysis, spec.flag
