@@ -258,3 +258,14 @@ def test_the_docs_list_every_option_of_the_table():
     analysis = (REPO / "docs" / "analysis.md").read_text(encoding="utf-8")
     for spec in CAPACITY_SPECS:
         assert f"| `{spec.flag}` | `{spec.env}` |" in analysis, spec.flag
+
+
+def test_the_offline_gate_takes_every_gate_option_of_a_run_by_the_same_name():
+    from wsload.gate.cli import add_arguments
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    offline = {flag for action in parser._actions for flag in action.option_strings}
+    for spec in OPTION_SPECS:
+        if spec.group == "gate":
+            assert spec.flag in offline, spec.flag
