@@ -1,1 +1,2 @@
-"""Capacity runs: the step plan (pure) that a Locust load shape drives."""
+"""Capacity runs, without Locust or pandas: the step plan a Locust load shape drives, the
+service levels a step must keep, the step and SLO options, and the steps file's layout."""
