@@ -433,6 +433,9 @@ class ClientSession:
                     self._close_sent = True
                     self._outgoing.append(client_frame(struct.pack("!H", 1000), CLOSE))
                 return self._closed(at, code, reason, None, out)
+        replies = self.codec.replies()
+        if replies:  # transport-level answers of the codec (an Engine.IO pong, say)
+            self._outgoing.extend(client_frame(r.encode("utf-8")) for r in replies)
         return out
 
     def _closed(
