@@ -1,4 +1,5 @@
-"""wsload's options in Locust's web UI: listed for editing, the secret never in the page."""
+"""wsload's options in Locust's web UI: listed for editing, the secret and start-up-only
+knobs never in the page."""
 
 from __future__ import annotations
 
@@ -47,8 +48,10 @@ def test_options_show_in_the_web_ui_and_the_secret_does_not(tmp_path):
             except OSError:
                 time.sleep(0.3)
         assert page, "the web UI did not answer"
-        for dest in ("ws_profile", "think_time", "messages_per_session", "target_args"):
+        for dest in ("ws_profile", "think_time", "messages_per_session"):
             assert dest in page, dest
+        assert "target_args" not in page  # applies at start-up only: not offered in the form
+        assert "request_events" not in page
         assert "0.7" in page  # the value given on the command line is the UI default
         assert SECRET not in page and "jwt_secret" not in page
     finally:

@@ -1,55 +1,90 @@
-"""The web UI tabs' live numbers equal what the summary computes from the written rows."""
+"""The web UI tabs' live numbers equal what the summary computes from the written records."""
 
 from __future__ import annotations
 
 import csv
 import io
 import random
-from typing import Any
 
 import pytest
 
 from wsload.locust.live import LiveStats
-from wsload.run.recorder import ROW_FIELDS, Recorder
+from wsload.net.probes import ProbeResult
+from wsload.protocol.tracker import TurnResult
+from wsload.run.batch import Batch
+from wsload.run.recorder import CsvWriter
+from wsload.run.records import (
+    ConnectionAttempt,
+    HealthTick,
+    ProbeRecord,
+    Record,
+    Sample,
+    SessionEvent,
+    TurnRecord,
+    Who,
+)
 from wsload.run.summary import load_samples, percentile_table
 
-
-def row(kind: str, name: str, ms: float, ok: int = 1, failure: str = "", detail: str = ""):
-    values: dict[str, Any] = dict.fromkeys(ROW_FIELDS, "")
-    values.update(node="n0", ts="1.0", user=1, kind=kind, name=name, ms=f"{ms:.3f}")
-    values.update(ok=ok, failure=failure, users=1, bytes=0, detail=detail)
-    return tuple(values[f] for f in ROW_FIELDS)
+WHO = Who(1, "s", "n0-1-1")
 
 
-def sample_rows(n: int = 400) -> list[tuple[Any, ...]]:
+def turn_record(rng: random.Random, failure: str | None = None) -> TurnRecord:
+    def ms(low: float, high: float) -> float:
+        return round(rng.uniform(low, high), 3)  # as written: the summary reads the file
+
+    result = TurnResult(
+        ok=failure is None,
+        failures=[(failure, "late")] if failure else [],
+        ttfe_ms=ms(50, 90),
+        e2e_ms=None if failure else ms(200, 900),
+        elapsed_ms=1000.0,
+        first_ms={"agent_started": ms(50, 90)},
+        gaps_ms=[ms(10, 40)],
+        spans_ms=[],
+        events=5,
+        names=[],
+        run_id=None,
+        terminal=None,
+    )
+    return TurnRecord(1.0, WHO, 1, 1, 10, result)
+
+
+def probe(name: str, outcome: str, failure: str | None = None) -> ProbeRecord:
+    result = ProbeResult(name, failure is None, outcome, failure, 4.0, "AUTH_FAILED")
+    return ProbeRecord(1.0, WHO, f"probe:{name}", "probe", result)
+
+
+def sample_records(n: int = 400) -> list[Record]:
     rng = random.Random(7)
-    rows = []
+    records: list[Record] = []
     for _ in range(n):
-        rows.append(row("connect", "connect", rng.uniform(1, 20)))
-        rows.append(row("auth", "auth", rng.uniform(0.5, 5)))
-        rows.append(row("event", "turn:agent_started", rng.uniform(50, 90)))
-        rows.append(row("event", "turn:ttfe", rng.uniform(50, 90)))
-        rows.append(row("gap", "turn:gap", rng.uniform(10, 40)))
-        if rng.random() < 0.1:
-            rows.append(row("turn", "turn:e2e", 1000.0, 0, "event_timeout"))
-        else:
-            rows.append(row("turn", "turn:e2e", rng.uniform(200, 900)))
-        rows.append(row("health", "health:cpu", 55.0))
-    rows.append(row("connect", "connect", 3000.0, 0, "refused"))
-    rows.append(row("probe", "probe:expired", 4.0, 1, detail="error_frame_close: AUTH_FAILED"))
-    rows.append(row("probe", "probe:expired", 4.0, 1, detail="error_frame_close: AUTH_FAILED"))
-    rows.append(row("probe", "probe:alg_none", 4.0, 0, "auth_not_enforced", "accepted: 101"))
-    return rows
+        connect, auth = round(rng.uniform(1, 20), 3), round(rng.uniform(0.5, 5), 3)
+        records.append(ConnectionAttempt(1.0, WHO, 1, connect, auth))
+        failed = rng.random() < 0.1
+        records.append(turn_record(rng, "event_timeout" if failed else None))
+        records.append(HealthTick(1.0, 55.0, 1.0))
+    records.append(ConnectionAttempt(1.0, WHO, 1, 3000.0, None, "refused", "connect"))
+    records.append(probe("expired", "error_frame_close"))
+    records.append(probe("expired", "error_frame_close"))
+    records.append(probe("alg_none", "accepted", "auth_not_enforced"))
+    return records
+
+
+def write(folder, records: list[Record]) -> None:
+    batch = Batch("n0")
+    for record in records:
+        batch.add(record, 1)
+    writer = CsvWriter(folder, "run")
+    writer.write(batch)
+    writer.close()
 
 
 def test_turn_table_percentiles_equal_the_summary_of_the_same_rows(tmp_path):
-    rows = sample_rows()
-    recorder = Recorder(tmp_path, "run")
-    recorder.add_many(rows)
-    recorder.close()
+    records = sample_records()
+    write(tmp_path, records)
     live = LiveStats()
-    for i in range(0, len(rows), 37):  # batches, as the master receives them
-        live.add_rows(rows[i : i + 37])
+    for i in range(0, len(records), 37):  # batches, as the writer hands them over
+        live.add_records(records[i : i + 37])
     expected = percentile_table(load_samples(tmp_path)).set_index("name")
     table = live.turn_table(digits=6)
     names = [r["name"] for r in table]
@@ -65,7 +100,7 @@ def test_turn_table_percentiles_equal_the_summary_of_the_same_rows(tmp_path):
 
 def test_auth_table_has_latency_failures_by_id_and_probes_by_outcome():
     live = LiveStats()
-    live.add_rows(sample_rows(50))
+    live.add_records(sample_records(50))
     table = live.auth_table()
     latency = {r["name"]: r for r in table if r["section"] == "latency"}
     assert set(latency) == {"connect", "auth"}
@@ -82,7 +117,7 @@ def test_auth_table_has_latency_failures_by_id_and_probes_by_outcome():
 
 def test_csv_downloads_hold_the_same_rows_and_reset_forgets_the_run():
     live = LiveStats()
-    live.add_rows([list(r) for r in sample_rows(20)])  # a worker's batch arrives as lists
+    live.add_records(sample_records(20))
     turns = list(csv.DictReader(io.StringIO(live.turn_csv())))
     assert [r["name"] for r in turns] == [r["name"] for r in live.turn_table()]
     assert int(turns[0]["count"]) == 20 and float(turns[0]["p95"]) > 0
@@ -92,10 +127,18 @@ def test_csv_downloads_hold_the_same_rows_and_reset_forgets_the_run():
     assert live.turn_table() == [] and live.auth_table() == []
 
 
-def test_a_row_with_an_unreadable_latency_is_counted_and_breaks_nothing():
+def test_a_sample_with_an_unreadable_latency_is_counted_and_breaks_nothing():
     live = LiveStats()
-    bad = list(row("event", "turn:ttfe", 1.0))
-    bad[ROW_FIELDS.index("ms")] = ""
-    live.add_rows([bad, row("event", "turn:ttfe", 2.0)])
+    live.add_samples(
+        [Sample("event", "turn:ttfe", float("nan")), Sample("event", "turn:ttfe", 2.0)]
+    )
     (only,) = live.turn_table()
     assert only["count"] == 2 and only["median"] == 2.0
+
+
+def test_session_events_count_on_the_security_tab_only_when_they_are_security():
+    live = LiveStats()
+    live.add_records([SessionEvent(1.0, WHO, "session:isolation", 0.0, "foreign_event")])
+    assert [(r["name"], r["outcome"]) for r in live.auth_table()] == [
+        ("session:isolation", "foreign_event")
+    ]

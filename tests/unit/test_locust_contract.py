@@ -28,7 +28,7 @@ CHECK = SAME + textwrap.dedent(
     """
     import random, time
     from locust import stats as locust_stats
-    from wsload.locust.glue import log_samples
+    from wsload.locust.stats import log_samples
 
     time.time = lambda: 1795459291.75  # one clock for both, so the per-second counts match
     rng = random.Random(11)
@@ -58,29 +58,49 @@ BATCHED = SAME + textwrap.dedent(
     """
     import random, time
     from locust import stats as locust_stats
-    from wsload.locust.glue import TurnStats
+    from wsload.locust.stats import StatsBatch
+    from wsload.net.probes import ProbeResult
+    from wsload.protocol.tracker import TurnResult
+    from wsload.run.records import ConnectionAttempt, ProbeRecord, SessionEvent, TurnRecord, Who
 
     clock = [1795459291.0]
     time.time = lambda: clock[0]
     rng = random.Random(5)
     mine = locust_stats.RequestStats(use_response_times_cache=True)
     theirs = locust_stats.RequestStats(use_response_times_cache=True)
-    batched = TurnStats(mine)
-    for turn in range(400):
-        clock[0] += rng.choice([0.001, 0.01, 0.3, 1.7])  # turns within a second and across
-        by_name = {}
-        for name in ("turn:ttfe", "turn:gap", "turn:gap", "turn:e2e"):
-            by_name.setdefault(name, []).append(rng.uniform(0, 3000))
-        length = rng.randrange(500)
-        failed = turn % 7 == 0
-        for name, values in by_name.items():
-            for i, ms in enumerate(values):
-                theirs.log_request("WS", name, ms, length if name == "turn:e2e" else 0)
-        if failed:
-            theirs.log_error("WS", "turn:e2e", "agent_error")
-        error = ("turn:e2e", "agent_error") if failed else None
-        batched.add(by_name, {"turn:e2e": length}, error)
-        if turn % 50 == 0:
+    batched = StatsBatch(mine)
+    who = Who(1, "s", "x")
+
+    def turn(failed):
+        ms = lambda: rng.uniform(0, 3000)
+        failures = [("foreign_event", "other"), ("agent_error", "x")] if failed else []
+        result = TurnResult(
+            ok=not failed, failures=failures, ttfe_ms=ms(), e2e_ms=ms(), elapsed_ms=ms(),
+            first_ms={"agent_started": ms(), "tool,odd": ms()}, gaps_ms=[ms(), ms()],
+            spans_ms=[("tool", ms())], events=5, names=[], run_id=None, terminal=None,
+        )
+        intended = ms() if rng.random() < 0.5 else None
+        return TurnRecord(clock[0], who, 1, 1, rng.randrange(500), result, intended)
+
+    def other(i):
+        failure = "refused" if i % 3 == 0 else None
+        if i % 4 == 0:
+            return ConnectionAttempt(clock[0], who, 1, 3.5, 1.5, failure, "auth" if failure else None)
+        if i % 4 == 1:
+            return SessionEvent(clock[0], who, "ping", rng.uniform(0, 50), failure)
+        result = ProbeResult("expired", True, "http_401", failure, 2.0, "d")
+        return ProbeRecord(clock[0], who, "probe:expired", "probe", result)
+
+    for i in range(600):
+        clock[0] += rng.choice([0.001, 0.01, 0.3, 1.7])  # records within a second and across
+        record = turn(i % 7 == 0) if i % 2 else other(i)
+        for sample in record.samples():  # Locust's own logging, one sample at a time
+            length = record.sent_bytes if sample.kind == "turn" else 0
+            theirs.log_request("WS", sample.name, sample.ms, length)
+            if sample.failure is not None:
+                theirs.log_error("WS", sample.name, sample.failure)
+        batched.add(record)
+        if i % 50 == 0:
             batched.flush()  # a timed flush or a worker's report, mid-second
     batched.flush()
     same(mine, theirs, ("num_requests", "total_response_time", "min_response_time",
@@ -90,6 +110,7 @@ BATCHED = SAME + textwrap.dedent(
     assert {k: v.occurrences for k, v in mine.errors.items()} == {
         k: v.occurrences for k, v in theirs.errors.items()
     }
+    assert len(mine.errors) >= 3  # foreign_event names the turn; refused; a probe's failure
     print("same")
     """
 )
@@ -100,7 +121,7 @@ def test_fast_logging_leaves_locusts_stats_as_its_own_logging_would():
     assert run.returncode == 0 and run.stdout.strip() == "same", run.stderr[-2000:]
 
 
-def test_batched_turn_stats_match_per_sample_logging_across_seconds_and_flushes():
+def test_batched_records_match_per_sample_logging_across_seconds_and_flushes():
     run = subprocess.run(
         [sys.executable, "-c", BATCHED], capture_output=True, text=True, timeout=60
     )

@@ -1,4 +1,4 @@
-"""Raw rows written by the recorder read back exactly, whatever text they carry."""
+"""Records written by the CSV writer read back as their samples, whatever text they carry."""
 
 from __future__ import annotations
 
@@ -7,127 +7,188 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsload.run.recorder import COLUMNS, ROW_FIELDS, Recorder, expand, turn_label
+from wsload.net.probes import ProbeResult
+from wsload.protocol.tracker import TurnResult
+from wsload.run.batch import Batch
+from wsload.run.recorder import COLUMNS, CsvWriter
+from wsload.run.records import (
+    ConnectionAttempt,
+    HealthTick,
+    HttpRequest,
+    ProbeRecord,
+    SessionEvent,
+    TurnRecord,
+    Who,
+)
 from wsload.run.summary import load_samples
 
 free_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
+TS = 1795459291.123456
 
 
-def row(subject: str, detail: str, ms: float = 12.5, ok: int = 1) -> tuple:
-    values = {
-        "node": "w0", "ts": 1795459291.123456, "user": 3, "subject": subject,
-        "session": "w0-3-1", "turn": 7, "kind": "turn", "name": "turn:e2e", "ms": ms,
-        "ok": ok, "failure": "" if ok else "agent_error", "http_status": "", "close_code": 1008,
-        "users": 20, "bytes": 64, "events": 6, "detail": detail, "inflight": 4,
-    }  # fmt: skip
-    return tuple(values[name] for name in ROW_FIELDS)
+def turn(
+    subject: str = "s",
+    detail: str = "",
+    first: dict[str, float] | None = None,
+    gaps: list[float] | None = None,
+    spans: list[tuple[str, float]] | None = None,
+    ok: bool = True,
+    intended: float | None = None,
+    ttfe: float | None = 1.0,
+) -> TurnRecord:
+    result = TurnResult(
+        ok=ok,
+        failures=[] if ok else [("agent_error", detail)],
+        ttfe_ms=ttfe,
+        e2e_ms=12.5,
+        elapsed_ms=13.0,
+        first_ms=first if first is not None else {"agent_started": 1.0},
+        gaps_ms=gaps if gaps is not None else [2.5],
+        spans_ms=spans or [],
+        events=6,
+        names=[],
+        run_id=None,
+        terminal=None,
+    )
+    return TurnRecord(TS, Who(3, subject, "w0-3-1"), 7, 4, 64, result, intended)
+
+
+def write(folder, *records, users: int = 20):
+    batch = Batch("w0")
+    for record in records:
+        batch.add(record, users)
+    writer = CsvWriter(folder, "run-1")
+    writer.write(batch)
+    writer.close()
+    return load_samples(folder)
+
+
+def expected_rows(record):
+    return [(s.kind, s.name, s.ms, s.failure) for s in record.samples()]
+
+
+def read_rows(frame):
+    return [
+        (r.kind, r.name, r.ms, None if pd.isna(r.failure) or r.failure == "" else r.failure)
+        for r in frame.itertuples()
+    ]
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.tuples(free_text, free_text), min_size=1, max_size=8))
 def test_subjects_and_details_with_commas_quotes_and_newlines_read_back(tmp_path_factory, texts):
     folder = tmp_path_factory.mktemp("run")
-    recorder = Recorder(folder, "run-1")
-    recorder.add_many(
-        [row(f"s{i}{subject}", detail, ok=i % 2) for i, (subject, detail) in enumerate(texts)]
-    )
-    recorder.close()
-    samples = load_samples(folder)
-    assert list(samples.columns) == list(COLUMNS) and len(samples) == len(texts)
+    records = [
+        SessionEvent(TS, Who(i, f"s{i}{subject}", "x"), "session:error", 1.0, "server_error", d)
+        if i % 2
+        else turn(f"s{i}{subject}", d, ok=False)
+        for i, (subject, d) in enumerate(texts)
+    ]
+    samples = load_samples_of(folder, records)
+    assert list(samples.columns) == list(COLUMNS)
+    failed = samples.loc[samples["ok"] == 0]
+    assert len(failed) == len(texts)
     for i, (subject, detail) in enumerate(texts):
-        got = samples.iloc[i]
+        got = failed.iloc[i]
         assert got["subject"] == f"s{i}{subject}"
-        assert (got["detail"] if isinstance(got["detail"], str) else "") == detail
-        assert bool(got["ok"]) == bool(i % 2) and got["run_id"] == "run-1" and got["v"] == 1
+        assert (got["detail"] if isinstance(got["detail"], str) else "") == detail[:300]
+        assert got["run_id"] == "run-1" and got["v"] == 1 and got["users"] == 20
+
+
+def load_samples_of(folder, records):
+    return write(folder, *records)
 
 
 def test_numbers_keep_their_value(tmp_path):
-    recorder = Recorder(tmp_path, "r")
-    recorder.add(row("a", "", ms=0.001))
-    recorder.add(row("b", "x", ms=123456.789))
-    recorder.close()
-    samples = load_samples(tmp_path)
+    samples = write(
+        tmp_path,
+        SessionEvent(TS, Who(1, "a", "x"), "ping", 0.001),
+        SessionEvent(TS, Who(1, "b", "x"), "ping", 123456.789),
+    )
     assert list(samples["ms"]) == [0.001, 123456.789]
-    assert samples["ts"].iloc[0] == 1795459291.123456 and samples["inflight"].iloc[1] == 4
+    assert samples["ts"].iloc[0] == TS
 
 
-def turn_block(subject: str, detail: str, labels: list[str], values: list[float], ok: int = 1):
-    end = (12.5, ok, "" if ok else "agent_error", 64, len(values), detail, 3)
-    return ("w0", 1795459291.5, 3, subject, "w0-3-1", 7, 20, tuple(labels), values, end)
-
-
-label_names = st.sampled_from(
-    ["turn:ttfe", "turn:gap", "turn:tool", "turn:odd,name", 'turn:"q"', "turn:100%"]
-)
+event_names = st.sampled_from(["agent_started", "tool", "odd,name", '"q"', "100%", "run.end"])
 
 
 @settings(max_examples=60, deadline=None)
 @given(
     free_text,
     free_text,
-    st.lists(
-        st.tuples(
-            st.sampled_from(["event", "gap", "span"]),
-            label_names,
-            st.floats(min_value=0, max_value=1e6, allow_nan=False),
-        ),
-        max_size=14,
-    ),
-    st.integers(0, 1),
+    st.dictionaries(event_names, st.floats(0, 1e6, allow_nan=False), max_size=5),
+    st.lists(st.floats(0, 1e6, allow_nan=False), max_size=6),
+    st.lists(st.tuples(event_names, st.floats(0, 1e6, allow_nan=False)), max_size=3),
+    st.booleans(),
+    st.one_of(st.none(), st.floats(0, 1e6, allow_nan=False)),
+    st.one_of(st.none(), st.floats(0, 1e6, allow_nan=False)),
 )
-def test_a_turn_block_is_written_as_the_rows_it_expands_to(
-    tmp_path_factory, subject, detail, samples, ok
+def test_a_turn_is_written_as_its_samples(
+    tmp_path_factory, subject, detail, first, gaps, spans, ok, intended, ttfe
 ):
     folder = tmp_path_factory.mktemp("run")
-    block = turn_block(
-        f"s{subject}",
-        detail,
-        [turn_label(k, n) for k, n, _ in samples],
-        [v for *_, v in samples],
-        ok,
+    record = turn(f"s{subject}", detail, first, gaps, spans, ok, intended, ttfe)
+    before = SessionEvent(TS, Who(1, "before", "x"), "ping", 1.0)
+    after = SessionEvent(TS, Who(1, "after", "x"), "ping", 2.0)
+    got = write(folder, before, record, record, after)  # the second from the cached template
+    want = [*expected_rows(before), *expected_rows(record) * 2, *expected_rows(after)]
+    rows = read_rows(got)
+    assert len(rows) == len(want)
+    for (kind, name, ms, failure), (k, n, m, f) in zip(rows, want, strict=True):
+        assert (kind, name, failure) == (k, n, f)
+        assert ms == pytest.approx(m, abs=1e-3)
+    e2e = got.loc[got["name"] == "turn:e2e"].iloc[0]
+    assert e2e["bytes"] == 64 and e2e["events"] == 6 and e2e["inflight"] == 4
+    assert e2e["turn"] == 7 and e2e["session"] == "w0-3-1"
+
+
+def test_each_record_kind_has_todays_columns(tmp_path):
+    who = Who(2, "sub", "w0-2-1")
+    probe = ProbeResult("expired", True, "http_401", None, 2.0, "refused", 401, None)
+    got = write(
+        tmp_path,
+        ConnectionAttempt(TS, who, 3, 2.0, None, "refused", "connect", "no", 503),
+        ConnectionAttempt(TS, who, 1, 2.0, 1.0, "auth_rejected", "auth", "x", None, 1008),
+        ProbeRecord(TS, who, "probe:expired", "probe", probe),
+        HttpRequest(TS, who, "http:login", 5.0, "http_500", "boom", 500, 17),
+        HealthTick(TS, 55.0, 1.25, 9),
+        users=5,
     )
-    recorder = Recorder(folder, "run-1")
-    recorder.add_many([row("before", ""), block, row("after", "")])
-    recorder.close()
-    got = load_samples(folder)
-    want = [row("before", ""), *expand([block]), row("after", "")]
-    assert len(got) == len(want)
-    for i, expected in enumerate(want):
-        read = got.iloc[i]
-        for field, value in zip(ROW_FIELDS, expected, strict=True):
-            if field == "ok":
-                assert bool(read[field]) == bool(value)
-            elif isinstance(value, int | float):
-                assert float(read[field]) == pytest.approx(value, abs=1e-3), field
-            elif value in ("", None):
-                assert pd.isna(read[field]) or read[field] == ""
-            else:
-                assert str(read[field]) == str(value), field
-
-
-def test_expand_names_each_sample_of_a_turn_and_its_end():
-    block = turn_block("s", "late", ["event,turn:ttfe", "gap,turn:gap"], [1.0, 2.5], ok=0)
-    rows = expand([block])
-    assert [(r[6], r[7], r[8], r[9]) for r in rows] == [
-        ("event", "turn:ttfe", 1.0, 1),
-        ("gap", "turn:gap", 2.5, 1),
-        ("turn", "turn:e2e", 12.5, 0),
+    rows = got.to_dict("records")
+    assert [(r["kind"], r["name"], r["ok"]) for r in rows] == [
+        ("connect", "connect", 0),
+        ("connect", "connect", 1),
+        ("auth", "auth", 0),
+        ("probe", "probe:expired", 1),
+        ("http", "http:login", 0),
+        ("health", "health:cpu", 1),
+        ("health", "health:lag", 1),
+        ("health", "health:users", 1),
     ]
-    assert rows[-1][16] == "late" and rows[-1][17] == 3
+    assert rows[0]["http_status"] == 503 and rows[0]["inflight"] == 3
+    assert pd.isna(rows[1]["close_code"]) and rows[2]["close_code"] == 1008  # on the failed row
+    assert rows[3]["http_status"] == 401 and rows[3]["detail"] == "http_401: refused"
+    assert rows[4]["http_status"] == 500 and rows[4]["bytes"] == 17
+    assert [r["ms"] for r in rows[5:]] == [55.0, 1.25, 9.0]
+    assert {r["users"] for r in rows} == {5}
 
 
-def test_expand_failed_only_keeps_just_failed_rows_and_turn_ends():
-    good = turn_block("s", "", ["event,turn:ttfe"], [1.0], ok=1)
-    bad = turn_block("s", "x", ["event,turn:ttfe"], [1.0], ok=0)
-    rows = expand([row("a", ""), row("b", "", ok=0), good, bad], failed_only=True)
-    assert [(r[3], r[7]) for r in rows] == [("b", "turn:e2e"), ("s", "turn:e2e")]
+def test_the_user_count_changes_where_the_batch_says(tmp_path):
+    batch = Batch("n0")
+    for users in (1, 1, 2, 3, 3):
+        batch.add(SessionEvent(TS, Who(1, "s", "x"), "ping", 1.0), users)
+    writer = CsvWriter(tmp_path, "r")
+    writer.write(batch)
+    writer.close()
+    assert list(load_samples(tmp_path)["users"]) == [1, 1, 2, 3, 3]
 
 
 def test_loading_some_columns_reads_just_those_with_the_same_values(tmp_path):
-    recorder = Recorder(tmp_path, "r")
-    recorder.add_many([row("a,b", 'say "x"', ok=0), row("c", "", ms=3.25)])
-    recorder.close()
-    whole = load_samples(tmp_path)
+    whole = write(
+        tmp_path,
+        SessionEvent(TS, Who(1, "a,b", "x"), "session:error", 1.0, "server_error", 'say "x"'),
+        SessionEvent(TS, Who(1, "c", "x"), "ping", 3.25),
+    )
     some = load_samples(tmp_path, ("name", "ok", "ms", "detail"))
     assert list(some.columns) == ["name", "ms", "ok", "detail"]  # file order
     pd.testing.assert_frame_equal(some, whole[list(some.columns)])

@@ -7,6 +7,7 @@ gets its own folder, and its ``run.json`` says when that run started and stopped
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -25,6 +26,7 @@ from wsload.run.recorder import (
     new_run_id,
     prepare_run_folder,
     redact,
+    redact_text,
     versions,
     write_run_json,
 )
@@ -97,7 +99,7 @@ class Run:
                 "run_id": self.run_id,
                 "host": environment.host,
                 "embedded_target": PROCESS.target is not None,
-                "target_args": list(PROCESS.target_args) if PROCESS.target is not None else None,
+                "target_args": _applied_target_args(),
                 "started": self.started,
                 "stopped": self.stopped,
                 "mode": type(environment.runner).__name__,
@@ -156,6 +158,13 @@ class Run:
         if crashed:
             code = max(code, on_error)
         environment.process_exit_code = code
+
+
+def _applied_target_args() -> str | None:
+    """The embedded target's knobs as it was started with them, secrets masked."""
+    if PROCESS.target is None:
+        return None
+    return redact_text(shlex.join(PROCESS.target_args))
 
 
 def _print_summary(writer: ResultsWriter, out: Callable[[str], None]) -> None:

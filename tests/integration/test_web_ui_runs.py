@@ -1,0 +1,123 @@
+"""Several runs in one Locust process driven through its web UI's HTTP API: each run gets
+its own folder, run.json with its own start and stop, summary and gate; a bad form value
+is answered with an error and the process keeps serving."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from wsload.run.summary import load_samples
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.slow
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class WebUi:
+    def __init__(self, port: int) -> None:
+        self.base = f"http://127.0.0.1:{port}"
+
+    def call(self, path: str, form: dict[str, str] | None = None, method: str = "POST") -> str:
+        data = urllib.parse.urlencode(form or {}).encode() if method == "POST" else None
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            return answer.read().decode()
+
+    def wait_up(self, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            try:
+                self.call("/", method="GET")
+                return
+            except OSError:
+                time.sleep(0.3)
+        raise AssertionError("the web UI did not answer")
+
+    def state(self) -> str:
+        return json.loads(self.call("/stats/requests", method="GET"))["state"]
+
+    def wait_state(self, *states: str, timeout_s: float = 30) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.state() not in states:
+            assert time.monotonic() < deadline, self.state()
+            time.sleep(0.2)
+
+    def swarm(self, **extra: str) -> dict:
+        form = {"user_count": "3", "spawn_rate": "3"} | extra
+        return json.loads(self.call("/swarm", form))
+
+
+def test_each_web_ui_run_gets_its_own_folder_summary_and_gate(tmp_path):
+    port = free_port()
+    log = (tmp_path / "locust.log").open("w")
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET_KEY"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py"]
+        + ["--web-host", "127.0.0.1", "--web-port", str(port), "--think-time", "0.2"]
+        + ["--results", str(tmp_path / "run"), "--threshold", "turn:e2e p95 < 5s"],
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    ui = WebUi(port)
+    try:
+        ui.wait_up()
+        bad = ui.swarm(think_time="abc")
+        assert bad["success"] is False and "--think-time 'abc'" in bad["message"], bad
+        assert ui.state() in ("ready", "stopped")  # nothing started, the process serves on
+        windows = []
+        for run in range(2):
+            started = time.time()
+            answer = ui.swarm(think_time="0.2")
+            assert answer["success"] is True, answer
+            ui.wait_state("running")
+            time.sleep(3)
+            ui.call("/stop")
+            ui.wait_state("stopped")
+            stopped = time.time()
+            windows.append((started, stopped))
+            if run == 0:
+                ui.call("/stats/reset")
+            time.sleep(1)
+        again = ui.swarm(think_time="gauss:1")  # still answering after two runs
+        assert again["success"] is False and "gauss:1" in again["message"]
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+    output = (tmp_path / "locust.log").read_text()
+    assert "Traceback" not in output, output[-3000:]
+    folders = [tmp_path / "run", tmp_path / "run-2"]
+    for folder, (started, stopped) in zip(folders, windows, strict=True):
+        for name in ("samples.csv", "run.json", "gate.json", "gate-junit.xml"):
+            assert (folder / name).is_file(), (folder, name)
+        meta = json.loads((folder / "run.json").read_text())
+        assert started - 1 <= meta["started"] <= stopped
+        assert meta["stopped"] is not None and meta["started"] < meta["stopped"] <= stopped + 1
+        assert meta["target_args"] == "" and meta["embedded_target"] is True
+        samples = load_samples(folder)
+        assert (samples["name"] == "turn:e2e").sum() > 5
+        assert samples["ts"].min() >= started - 1 and samples["ts"].max() <= stopped + 1
+        assert meta["run_id"] in set(samples["run_id"])
+    first, second = (json.loads((f / "run.json").read_text()) for f in folders)
+    assert first["stopped"] < second["started"]
+    assert output.count("gate: PASSED") == 2 and output.count("raw samples:") == 2
+    assert f"raw samples: {folders[0]}" in output and f"raw samples: {folders[1]}" in output

@@ -1,0 +1,47 @@
+"""What a load-generating process imports: Locust only through wsload.locust, never pandas."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[2] / "wsload"
+LOCUSTFILES = ("ws_auth", "handshakes", "capacity")
+
+
+def imports_of(locustfile: str) -> set[str]:
+    code = (
+        f"import sys; import wsload.locustfiles.{locustfile}; "
+        "print(' '.join(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('pandas', 'pyarrow', 'matplotlib', 'locust'))))"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return set(run.stdout.split())
+
+
+@pytest.mark.parametrize("locustfile", ["ws_auth", "handshakes"])
+def test_the_chat_and_handshake_locustfiles_never_import_pandas(locustfile):
+    loaded = imports_of(locustfile)
+    assert "locust" in loaded  # the test can see imports at all
+    assert not {m for m in loaded if m.split(".")[0] in ("pandas", "pyarrow", "matplotlib")}
+
+
+def test_the_capacity_locustfile_never_imports_pandas():
+    loaded = imports_of("capacity")
+    assert "locust" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("pandas", "pyarrow", "matplotlib")}
+
+
+def test_only_wsload_locust_imports_locust():
+    importing = re.compile(r"^\s*(from|import)\s+locust\b", re.MULTILINE)
+    offenders = [
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if importing.search(path.read_text()) and "locust" not in path.relative_to(PACKAGE).parts
+    ]
+    assert offenders == []
