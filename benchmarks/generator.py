@@ -122,7 +122,7 @@ RAW_TURNS_TUNED = loop_script(_RAW_TURNS.replace("OPTIONS", "skip_utf8_validatio
 
 WSLOAD_TURNS = loop_script(
     """
-    from wsload.protocol.session import Stray
+    from wsload.protocol.events import Stray
 
     def loop(i):  # wsload's client (frames, JSON, sorting), no turn tracked or recorded
         sub = f"bare-{i}"

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from test_client import FAST, answer_101, open_as, text_frame
 
 from wsload.net.client import ClientOptions, Connection, not_before
-from wsload.protocol.session import Acked, ClientSession, Closed, Stray, Upgraded
+from wsload.protocol.events import Acked, Closed, Stray, Upgraded
+from wsload.protocol.session import ClientSession
 from wsload.protocol.upgrade import accept_for, build_request, parse_ws_url
 
 ACK = '{"type":"connection_established","data":{"user_id":"alice"}}'

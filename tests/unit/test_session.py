@@ -15,13 +15,8 @@ from hypothesis import strategies as st
 from wsload import taxonomy
 from wsload.config.profile import load_profile
 from wsload.protocol.codec import CodecError, JsonTextCodec
-from wsload.protocol.frames import CLOSE, PING, PONG, TEXT
-from wsload.protocol.session import (
-    AWAITING_ACK,
-    CLOSED,
-    OPEN,
+from wsload.protocol.events import (
     Acked,
-    ClientSession,
     Closed,
     Duplicate,
     Foreign,
@@ -33,6 +28,8 @@ from wsload.protocol.session import (
     Upgraded,
     UpgradeFailed,
 )
+from wsload.protocol.frames import CLOSE, PING, PONG, TEXT
+from wsload.protocol.session import AWAITING_ACK, CLOSED, OPEN, ClientSession
 from wsload.protocol.tracker import FinishedTurns, TurnTracker
 from wsload.protocol.upgrade import accept_for, build_request, parse_ws_url
 

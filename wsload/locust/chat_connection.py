@@ -18,7 +18,7 @@ from gevent.event import Event
 
 from wsload import taxonomy
 from wsload.net.client import Connection
-from wsload.protocol.session import (
+from wsload.protocol.events import (
     Closed,
     Duplicate,
     Foreign,

@@ -12,11 +12,8 @@ connection is a greenlet.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import socket
 import ssl
-import struct
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,19 +23,21 @@ from typing import Any
 from wsload import taxonomy
 from wsload.config.profile import Profile
 from wsload.errors import ConfigError
-from wsload.protocol.carrier import Placement, missing_from
-from wsload.protocol.frames import DEFAULT_MAX_MESSAGE_BYTES, payload_size
-from wsload.protocol.session import (
-    AWAITING_ACK,
-    CLOSED,
-    OPEN,
-    Acked,
-    ClientSession,
-    Closed,
-    Event,
-    Rejected,
-    UpgradeFailed,
+from wsload.net.sockets import (
+    ANCILLARY_SIZE,
+    READ_SIZE,
+    arrival,
+    classify_socket_error,
+    close_quietly,
+    describe,
+    enable_kernel_timestamps,
+    read_stamped,
+    resolve,
 )
+from wsload.protocol.carrier import Placement, missing_from
+from wsload.protocol.events import Acked, Closed, Event, Rejected, UpgradeFailed
+from wsload.protocol.frames import DEFAULT_MAX_MESSAGE_BYTES, payload_size
+from wsload.protocol.session import AWAITING_ACK, CLOSED, OPEN, ClientSession
 from wsload.protocol.tracker import FinishedTurns
 from wsload.protocol.upgrade import (
     Endpoint,
@@ -52,7 +51,6 @@ from wsload.protocol.upgrade import (
 from wsload.run.records import ConnectionAttempt, Who
 
 _perf = time.perf_counter
-_READ_SIZE = 65536
 
 
 @dataclass
@@ -215,10 +213,10 @@ class Connection:
                 self._timeout = timeout
             try:
                 if self.kernel_timestamps:
-                    data, ancillary, _, _ = sock.recvmsg(_READ_SIZE, _ANCILLARY_SIZE)
-                    now = _arrival(ancillary, _perf())
+                    data, ancillary, _, _ = sock.recvmsg(READ_SIZE, ANCILLARY_SIZE)
+                    now = arrival(ancillary, _perf())
                 else:
-                    data = sock.recv(_READ_SIZE)
+                    data = sock.recv(READ_SIZE)
                     now = _perf()
             except TimeoutError:
                 return None
@@ -262,81 +260,13 @@ class Connection:
             self.sock.close()
 
 
-# Linux kernel receive timestamps (SO_TIMESTAMPNS): when the segment reached the socket,
-# not when this process got round to reading it. Python does not name the constant.
-_SO_TIMESTAMPNS = 35
-_ANCILLARY_SIZE = socket.CMSG_SPACE(16)
-
-
 def not_before(floor: float, at: float) -> float:
     """``at``, or ``floor`` when ``at`` is earlier: stamps of one session never go backwards."""
     return at if at > floor else floor
 
 
-def _enable_kernel_timestamps(sock: Any) -> bool:
-    """Ask the kernel to stamp arrivals on ``sock``; False where it cannot (TLS, not Linux)."""
-    if not sys.platform.startswith("linux") or isinstance(sock, ssl.SSLSocket):
-        return False
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
-    except OSError:
-        return False
-    return True
-
-
-def _arrival(ancillary: list[tuple[int, int, bytes]], now: float) -> float:
-    """The kernel's arrival time of what was just read, on the ``perf_counter`` clock.
-
-    The kernel stamps the wall clock; the offset between the two clocks is read right
-    after the read, so only the conversion (well under a microsecond) adds error. When the
-    kernel gave no stamp, or one that is not in the past, the read time stands.
-    """
-    for level, kind, data in ancillary:
-        if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS and len(data) >= 16:
-            sec, nsec = struct.unpack("qq", data[:16])
-            waited = time.time() - (sec + nsec * 1e-9)
-            if 0.0 <= waited < 60.0:
-                return now - waited
-    return now
-
-
 def _elapsed_ms(start: float, end: float) -> float:
     return (end - start) * 1000.0
-
-
-def _classify_socket_error(exc: BaseException, timeout_id: str) -> str:
-    if isinstance(exc, socket.gaierror):
-        return taxonomy.DNS
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return timeout_id
-    if isinstance(exc, ssl.SSLError | ssl.CertificateError):
-        return taxonomy.TLS
-    if isinstance(exc, ConnectionRefusedError):
-        return taxonomy.REFUSED
-    if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
-        return taxonomy.RESET
-    if isinstance(exc, OSError) and exc.errno in (101, 113, 99):  # unreachable, no route
-        return taxonomy.UNREACHABLE
-    return taxonomy.RESET
-
-
-def _resolve(endpoint: Endpoint) -> tuple[int, tuple[Any, ...]]:
-    try:
-        ip = ipaddress.ip_address(endpoint.host)
-    except ValueError:
-        info = socket.getaddrinfo(endpoint.host, endpoint.port, type=socket.SOCK_STREAM)
-        family, _, _, _, address = info[0]
-        return family, address
-    family = socket.AF_INET6 if ip.version == 6 else socket.AF_INET
-    return family, (endpoint.host, endpoint.port)
-
-
-def _read(sock: Any, kernel: bool) -> tuple[bytes, float]:
-    """One read and when it arrived (perf_counter seconds; the kernel's stamp if ``kernel``)."""
-    if kernel:
-        data, ancillary, _, _ = sock.recvmsg(_READ_SIZE, _ANCILLARY_SIZE)
-        return data, _arrival(ancillary, _perf())
-    return sock.recv(_READ_SIZE), _perf()
 
 
 def connect(
@@ -366,7 +296,7 @@ def connect(
     sock: Any = None
     phase_timeout = taxonomy.TCP_TIMEOUT
     try:
-        family, address = _resolve(endpoint)
+        family, address = resolve(endpoint)
         t_dns = _perf()
         timings.dns_ms = _elapsed_ms(t0, t_dns)
         sock = socket.socket(family, socket.SOCK_STREAM)
@@ -386,7 +316,7 @@ def connect(
             t_ready = _perf()
             timings.tls_ms = _elapsed_ms(t_tcp, t_ready)
         elif opts.kernel_timestamps:  # before the upgrade: the 101 and the ack share a clock
-            kernel = _enable_kernel_timestamps(sock)
+            kernel = enable_kernel_timestamps(sock)
         phase_timeout = taxonomy.HANDSHAKE_TIMEOUT
         request = build_request(
             endpoint,
@@ -411,15 +341,15 @@ def connect(
         sock.sendall(sent)
         events: list[Event] = []
         while not events:
-            data, at = _read(sock, kernel)
+            data, at = read_stamped(sock, kernel)
             events = session.receive_data(data, at) if data else session.receive_eof(_perf())
     except OSError as exc:
-        _close_quietly(sock)
-        failure = _classify_socket_error(exc, phase_timeout)
-        raise ConnectError(failure, "connect", _describe(exc, endpoint), timings) from None
+        close_quietly(sock)
+        failure = classify_socket_error(exc, phase_timeout)
+        raise ConnectError(failure, "connect", describe(exc, endpoint), timings) from None
     upgrade = events[0]
     if type(upgrade) is UpgradeFailed:
-        _close_quietly(sock)
+        close_quietly(sock)
         detail = upgrade.detail
         if upgrade.failure == taxonomy.RESET:
             detail = f"{detail} ({endpoint.host}:{endpoint.port})"
@@ -475,28 +405,13 @@ def _await_ack(conn: Connection, events: list[Event]) -> None:
         events = conn.receive(remaining) or []
 
 
-def _describe(exc: OSError, endpoint: Endpoint) -> str:
-    where = f"{endpoint.host}:{endpoint.port}"
-    if isinstance(exc, ConnectionRefusedError):
-        return f"nothing listens at {where} (connection refused)"
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return f"no answer from {where} in time"
-    return f"{type(exc).__name__}: {exc} ({where})"
-
-
-def _close_quietly(sock: Any) -> None:
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.close()
-
-
 def exchange_head(url: str, request: bytes, timeout: float) -> tuple[int, HttpHead]:
     """Send raw request bytes and read the answer's head: for probes that break the rules."""
     timings = Timings(started_at=time.time())
     endpoint = parse_ws_url(url)
     sock: Any = None
     try:
-        family, address = _resolve(endpoint)
+        family, address = resolve(endpoint)
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         sock.connect(address)
@@ -506,7 +421,7 @@ def exchange_head(url: str, request: bytes, timeout: float) -> tuple[int, HttpHe
         reader = HeadReader()
         complete = None
         while complete is None:
-            chunk = sock.recv(_READ_SIZE)
+            chunk = sock.recv(READ_SIZE)
             if not chunk:
                 raise reader.eof()
             complete = reader.feed(chunk)
@@ -519,10 +434,10 @@ def exchange_head(url: str, request: bytes, timeout: float) -> tuple[int, HttpHe
     except HandshakeError as exc:
         raise ConnectError(exc.failure, "connect", exc.detail, timings) from None
     except OSError as exc:
-        failure = _classify_socket_error(exc, taxonomy.HANDSHAKE_TIMEOUT)
-        raise ConnectError(failure, "connect", _describe(exc, endpoint), timings) from None
+        failure = classify_socket_error(exc, taxonomy.HANDSHAKE_TIMEOUT)
+        raise ConnectError(failure, "connect", describe(exc, endpoint), timings) from None
     finally:
-        _close_quietly(sock)
+        close_quietly(sock)
 
 
 def preflight(url: str, timeout: float = 3.0) -> None:
@@ -532,7 +447,7 @@ def preflight(url: str, timeout: float = 3.0) -> None:
     except ValueError as exc:
         raise ConfigError(str(exc), fix="give a URL such as ws://127.0.0.1:8765/ws") from None
     try:
-        family, address = _resolve(endpoint)
+        family, address = resolve(endpoint)
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(address)
