@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from locust import LoadTestShape, events
@@ -23,15 +22,10 @@ from wsload.capacity.slo import SLO
 from wsload.capacity.step_plan import StatsWindow, StepPlan, StepRecord, write_steps
 from wsload.config.options import run_config
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
+from wsload.locust.lifecycle import run_folder
+from wsload.locust.stats import REQUEST_TYPE
 
 log = logging.getLogger("wsload.capacity")
-
-
-def run_folder() -> Path | None:
-    """The run folder the recorder writes to (None in processes that do not record)."""
-    from wsload.locust.glue import run_folder as current
-
-    return current()
 
 
 class SteppedShape(LoadTestShape):
@@ -51,8 +45,6 @@ class SteppedShape(LoadTestShape):
             config = run_config(environment.parsed_options)
             self.plan = StepPlan(config.steps)
             self.slo = config.slo
-            from wsload.locust.glue import REQUEST_TYPE
-
             self.window = StatsWindow(environment.stats, REQUEST_TYPE)
         answer = self.plan.tick(time.time(), self.runner.user_count, self._judge)
         step = self.plan.current
