@@ -207,6 +207,17 @@ RUN_SPECS: tuple[OptionSpec, ...] = (
         "",
         web_ui=False,
     ),
+    _spec(
+        "--request-events",
+        "WSLOAD_REQUEST_EVENTS",
+        "fire a Locust request event for each of wsload's samples, for plugins and --otel "
+        "that listen to them (slower; by default wsload logs its samples into Locust's "
+        "stats directly)",
+        False,
+        bool,
+        action="store_true",
+        web_ui=False,
+    ),
 )
 
 GATE_SPECS: tuple[OptionSpec, ...] = (

@@ -23,7 +23,7 @@ from wsload.gate.thresholds import (
     parse_threshold,
 )
 
-# Per-turn service levels for goodput, in ms (shared PROTOCOL.md "Service levels"): first
+# Per-turn service levels for goodput, in ms (docs/PROTOCOL.md "Service levels"): first
 # event <= 5 s, whole turn <= 60 s. Gaps get 1 s, the protocol's event-delivery bound, not
 # its 100 ms mock-agent figure: on a real agent a gap holds thinking and tool time.
 DEFAULT_GOODPUT_MS: Mapping[str, float] = {

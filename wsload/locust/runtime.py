@@ -52,12 +52,6 @@ class Runtime:
         self._turn_index = itertools.count(1)
         self._probe_tokens: ProbeTokens | None = None
         self._chat_template = JsonTemplate(options.profile.chat.message, ("content", "thread_id"))
-        events = options.profile.events
-        heartbeat = options.profile.heartbeat
-        self.known_events = frozenset(
-            {*self.grammar.names, *events.optional, *events.error, *events.ignore}
-            | {heartbeat.pong_type, heartbeat.server_heartbeat_type}
-        )
         self.inflight_handshakes = 0  # in this process, for the inflight column
         self.inflight_turns = 0
 

@@ -24,7 +24,6 @@ from flask import Blueprint, Response, jsonify, make_response, request
 
 from wsload.config.options import OPTION_SPECS, RunOptions, from_namespace
 from wsload.errors import ConfigError
-from wsload.locust.arguments import offered_in_web_ui
 from wsload.locust.live import LiveStats
 
 TURNS_KEY = "wsloadturns"  # no '_' or '-': the UI camel-cases keys it gets from the server
@@ -136,7 +135,7 @@ def form_problem(
     current = vars(environment.parsed_options) if environment.parsed_options else {}
     trial = dict(current)
     for spec in OPTION_SPECS:
-        if spec.dest not in form or not offered_in_web_ui(spec):
+        if spec.dest not in form or not spec.web_ui:
             continue
         value, was = form[spec.dest], current.get(spec.dest)
         try:

@@ -291,7 +291,7 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("wsload", "locust", "websocket-client", "gevent", "PyJWT"):
+    for pkg in ("wsload", "locust", "gevent", "PyJWT", "orjson"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:

@@ -1,4 +1,4 @@
-"""The reference target: a real agent-chat WebSocket server speaking shared PROTOCOL.md.
+"""The reference target: a real agent-chat WebSocket server speaking docs/PROTOCOL.md.
 
 ``start_target()`` embeds one as a subprocess (tests, the locustfile, ``make demo``);
 ``python -m wsload.target`` / ``wsload target`` run it from a shell.

@@ -33,7 +33,7 @@ DEFAULT_CONNECTIONS_PER_USER = 10
 
 @dataclass(frozen=True)
 class TargetConfig:
-    """What the target does; defaults speak shared PROTOCOL.md with a well-behaved agent."""
+    """What the target does; defaults speak docs/PROTOCOL.md with a well-behaved agent."""
 
     # serving
     host: str = DEFAULT_HOST
