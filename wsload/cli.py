@@ -26,10 +26,15 @@ def _cmd_target(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    """A short headless run against the embedded reference target, then its summary."""
-    from wsload.run.recorder import new_run_id, prepare_run_folder
+    """A short headless run against the embedded reference target, then its summary.
 
-    folder = prepare_run_folder(args.results or None, "demo-" + new_run_id())
+    Its folder is ``results/demo-<run-id>`` unless ``--results`` says otherwise; a demo in
+    the default place becomes ``results/latest`` once it has recorded samples (the
+    notebooks' default run), so a demo that failed to start never does.
+    """
+    from wsload.run.recorder import link_latest_run, new_run_id, prepare_run_folder
+
+    folder = prepare_run_folder(args.results or None, "demo-" + new_run_id(), link_latest=False)
     command = [
         sys.executable,
         "-m",
@@ -63,6 +68,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(log_path.read_text()[-3000:], file=sys.stderr)
         print(f"wsload demo: the run recorded nothing (exit {code}); log: {log_path}")
         return code or 1
+    latest = None if args.results else link_latest_run(folder)
     from wsload.run.summary import render
 
     print(render(folder))
@@ -71,7 +77,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     report = build_report(folder)
     print(f"\nwsload demo: Locust exit code {code}; its console output: {log_path}")
     print(f"wsload demo: results in {folder.resolve()}")
+    if latest is not None:
+        print(f"wsload demo: {latest} now names this run (the notebooks' default)")
     print(f"wsload demo: report in {Path(report.html).resolve()}")
+    notebooks = Path.cwd() / "analysis"
+    if (notebooks / "explore.ipynb").is_file():
+        run = "" if latest is not None else f"WSLOAD_RUN={folder} "
+        print(f"wsload demo: notebooks: {run}.venv/bin/jupyter lab analysis/")
     return code
 
 

@@ -93,10 +93,45 @@ class Run:
         return int(self.timeline["users"].max()) if len(self.timeline) else 0
 
 
+# A checkout: the repository holding the package, and the notebooks' folder in it. A relative
+# run path is tried against the working folder, then these (a Jupyter kernel starts in the
+# notebook's folder, so ``WSLOAD_RUN=results/<run-id>`` works from either place).
+REPOSITORY = Path(__file__).resolve().parents[2]
+NOTEBOOKS = REPOSITORY / "analysis"
+
+
+def resolve_run_path(path: str | Path) -> Path:
+    """The run folder ``path`` names: as given, else relative to the repository, else to
+    ``analysis/``; a ``latest`` written as a text file (no symlinks) is followed to the
+    folder it names. Returns ``path`` itself when nothing matches (``load_run`` says so)."""
+    given = Path(path).expanduser()
+    candidates = [given]
+    if not given.is_absolute() and (REPOSITORY / "pyproject.toml").is_file():
+        candidates += [REPOSITORY / given, NOTEBOOKS / given]
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate
+        if candidate.is_file() and candidate.name == "latest":
+            named = candidate.read_text(errors="replace").strip()
+            target = candidate.parent / named
+            if named and "/" not in named and "\\" not in named and target.is_dir():
+                return target
+    return given
+
+
 def load_run(path: str | Path, *, min_hold_s: float = 2.0) -> Run:
-    """Load a run folder; ``ConfigError`` (one clear message) when it is not a usable run."""
-    folder = Path(path)
+    """Load a run folder; ``ConfigError`` (one clear message) when it is not a usable run.
+
+    A relative path is found from the working folder, the repository or ``analysis/``
+    (``resolve_run_path``)."""
+    folder = resolve_run_path(path)
     if not folder.is_dir():
+        if Path(path).name == "latest":
+            raise ConfigError(
+                f"{path} does not exist: no run has been made here yet",
+                fix="run `make demo` (or any run without --results), or give a run folder, "
+                "e.g. results/<run-id>",
+            )
         raise ConfigError(
             f"{folder} is not a folder", fix="give the run folder, e.g. results/<run-id>"
         )

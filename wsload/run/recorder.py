@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import platform
 import re
 import secrets
@@ -107,8 +108,18 @@ def redact(options: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def prepare_run_folder(base: str | Path | None, run_id: str) -> Path:
-    """Create the run folder (default ``results/<run-id>``); ``ConfigError`` if unusable."""
+LATEST_LINK = "latest"  # beside the run folders of results/: the newest run
+
+
+def prepare_run_folder(
+    base: str | Path | None, run_id: str, *, link_latest: bool | None = None
+) -> Path:
+    """Create the run folder (default ``results/<run-id>``); ``ConfigError`` if unusable.
+
+    A run in the default place also becomes ``results/latest`` (``link_latest``: None means
+    only then), once its folder exists and is writable, so a folder that failed to start is
+    never the latest. Pass ``link_latest=False`` to link later with ``link_latest_run``.
+    """
     folder = Path(base) if base else Path("results") / run_id
     if folder.exists() and not folder.is_dir():
         raise ConfigError(
@@ -130,7 +141,38 @@ def prepare_run_folder(base: str | Path | None, run_id: str) -> Path:
             f"cannot write to the results folder {folder}: {exc.strerror or exc}",
             fix="give --results a folder you can write to",
         ) from None
+    if link_latest is None:
+        link_latest = not base
+    if link_latest:
+        link_latest_run(folder)
     return folder
+
+
+def link_latest_run(folder: Path) -> Path | None:
+    """Point ``latest`` beside ``folder`` at it: a relative symlink (``latest -> <run-id>``),
+    so the pair can be moved or copied together, replaced atomically (a new link renamed
+    over the old one) so a reader never finds it missing or half made.
+
+    Where symlinks cannot be made (Windows without the privilege or developer mode, some
+    network and FAT file systems) ``latest`` is a one-line text file naming the run folder,
+    replaced the same way; ``wsload.analysis.load_run`` and so the notebooks and reports
+    follow it. Returns the link, or None when neither could be written (a ``latest`` that is
+    a real folder is left alone); a run never fails because of its link.
+    """
+    link = folder.parent / LATEST_LINK
+    if link.is_dir() and not link.is_symlink():
+        return None
+    temporary = folder.parent / f".{LATEST_LINK}-{secrets.token_hex(4)}"
+    try:
+        try:
+            os.symlink(folder.name, temporary, target_is_directory=True)
+        except (OSError, NotImplementedError):
+            temporary.write_text(folder.name + "\n")
+        os.replace(temporary, link)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        return None
+    return link
 
 
 class ResultsWriter(Protocol):
