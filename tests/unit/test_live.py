@@ -23,12 +23,14 @@ from wsload.run.records import (
     TurnRecord,
     Who,
 )
-from wsload.run.summary import load_samples, percentile_table
+from wsload.run.summary import load_samples, percentile_table, render, turn_headline
 
 WHO = Who(1, "s", "n0-1-1")
 
 
-def turn_record(rng: random.Random, failure: str | None = None) -> TurnRecord:
+def turn_record(
+    rng: random.Random, failure: str | None = None, at: float = 1.0, who: Who = WHO
+) -> TurnRecord:
     def ms(low: float, high: float) -> float:
         return round(rng.uniform(low, high), 3)  # as written: the summary reads the file
 
@@ -46,7 +48,7 @@ def turn_record(rng: random.Random, failure: str | None = None) -> TurnRecord:
         run_id=None,
         terminal=None,
     )
-    return TurnRecord(1.0, WHO, 1, 1, 10, result)
+    return TurnRecord(at, who, 1, 1, 10, result)
 
 
 def probe(name: str, outcome: str, failure: str | None = None) -> ProbeRecord:
@@ -108,11 +110,12 @@ def test_auth_table_has_latency_failures_by_id_and_probes_by_outcome():
     assert latency["connect"]["median"] is not None
     failures = [(r["name"], r["outcome"], r["count"]) for r in table if r["section"] == "failure"]
     assert failures == [("connect", "refused", 1)]
-    probes = {(r["name"], r["outcome"]): (r["count"], r["fail"]) for r in table[-2:]}
-    assert probes == {
-        ("alg_none", "accepted (NOT ENFORCED)"): (1, 1),
-        ("expired", "error_frame_close"): (2, 0),
-    }
+    probes = [(r["name"], r["outcome"], r["count"], r["fail"]) for r in table[-3:]]
+    assert probes == [  # grouped over every probe, failing first; a failing probe apart
+        ("probe:* (2 kinds)", "accepted (NOT ENFORCED)", 1, 1),
+        ("probe:* (2 kinds)", "error_frame_close", 2, 0),
+        ("probe:alg_none", "accepted (NOT ENFORCED)", 1, 1),
+    ]
 
 
 def test_csv_downloads_hold_the_same_rows_and_reset_forgets_the_run():
@@ -142,3 +145,89 @@ def test_session_events_count_on_the_security_tab_only_when_they_are_security():
     assert [(r["name"], r["outcome"]) for r in live.auth_table()] == [
         ("session:isolation", "foreign_event")
     ]
+
+
+def timed_records(seconds: int = 30, per_second: int = 20) -> list[Record]:
+    """Turns ending through ``seconds`` clock seconds, a tenth failing by two ids."""
+    rng = random.Random(11)
+    origin = 1_790_000_000.0
+    records: list[Record] = [ConnectionAttempt(origin, WHO, 1, 2.0, 1.0)]
+    for s in range(seconds):
+        records.append(HealthTick(origin + s + 0.5, 10.0, 1.0, users=7))
+        for k in range(per_second):
+            failure = None
+            if k == 0:
+                failure = "event_timeout"
+            elif k == 1 and s % 2:
+                failure = "sequence_missing"
+            who = Who(k, f"wsload-{k}", f"n0-{k}-{s}")
+            records.append(turn_record(rng, failure, origin + s + k / per_second, who))
+    return records
+
+
+def test_headline_turns_per_second_and_failed_share_equal_the_summarys(tmp_path):
+    records = timed_records()
+    write(tmp_path, records)
+    live = LiveStats()
+    live.add_records(records)
+    ours = live.headline(now=1_790_000_000.0 + 40)
+    theirs = turn_headline(load_samples(tmp_path))
+    assert ours["turns"] == theirs["turns"] == 600
+    assert ours["failed_turns"] == theirs["failed_turns"] == 30 + 15
+    assert ours["failed_share"] == pytest.approx(theirs["failed_share"]) == 45 / 600
+    assert ours["turns_per_s"] == pytest.approx(theirs["turns_per_s"], rel=1e-6)
+    assert ours["failures"] == [("event_timeout", 30), ("sequence_missing", 15)]
+    assert ours["users"] == 7
+    assert ours["e2e"]["median"] is not None and ours["ttfe"]["p95"] is not None
+    text = render(tmp_path)
+    assert "turns: 600 completed" in text and "failed turns: 45 (7.5% of turns)" in text
+
+
+def test_turns_per_second_now_counts_the_last_whole_seconds_that_arrived():
+    live = LiveStats()
+    live.add_records(timed_records(seconds=30, per_second=20))
+    origin = 1_790_000_000
+    # seconds 18..27 are whole and surely arrived at 30.x: 20 turns each
+    assert live.current_rate(origin + 30.4) == pytest.approx(20.0, abs=2)
+    assert live.current_rate(origin + 60) == 0.0  # nothing ended in the last seconds
+    assert LiveStats().current_rate(origin) is None
+
+
+def test_series_per_second_has_turns_failures_by_id_percentiles_and_users():
+    live = LiveStats()
+    records = timed_records(seconds=30, per_second=20)
+    live.add_records(records)
+    series = live.series()
+    assert series["bin_s"] == 1 and len(series["t"]) >= 30
+    middle = series["t"].index(10)
+    assert sum(series["turns_per_s"]) == 600  # each turn in the second it ended
+    assert 14 <= series["turns_per_s"][middle] <= 26
+    assert series["failed_per_s"]["event_timeout"][middle] == 1
+    assert set(series["failed_per_s"]) == {"event_timeout", "sequence_missing"}
+    assert series["users"][middle] == 7
+    for key in ("ttfe_p50", "ttfe_p95", "e2e_p50", "e2e_p95"):
+        assert series[key][middle] is not None
+    assert series["e2e_p50"][middle] <= series["e2e_p95"][middle]
+    wide = live.series(max_points=10)
+    assert wide["bin_s"] == 4 and sum(wide["turns_per_s"]) * 4 == pytest.approx(600)
+    cut = live.series(now=1_790_000_000.0 + 15.5)  # seconds still arriving are left out
+    assert max(cut["t"]) < 14
+
+
+def test_examples_name_the_first_failures_of_each_id_with_who_and_masked_detail():
+    live = LiveStats()
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJlc2lnbmF0dXJl"
+    who = Who(4, "wsload-4", "n0-4-9")
+    live.add_records(timed_records(seconds=5))
+    live.add_records(
+        [SessionEvent(1.0, who, "session:isolation", 0.0, "foreign_event", f"token {jwt}")]
+    )
+    examples = live.examples()
+    ids = [e["failure"] for e in examples]
+    assert ids == ["event_timeout"] * 3 + ["sequence_missing"] * 2 + ["foreign_event"]
+    first = examples[0]
+    assert first["count"] == 5 and first["name"] == "turn:e2e"
+    assert (first["user"], first["subject"], first["session"]) == (0, "wsload-0", "n0-0-0")
+    assert jwt not in examples[-1]["detail"] and "***jwt***" in examples[-1]["detail"]
+    rows = list(csv.DictReader(io.StringIO(live.examples_csv())))
+    assert [r["failure"] for r in rows] == ids and rows[-1]["session"] == "n0-4-9"

@@ -18,7 +18,19 @@ _ORDER = ("connect", "auth", "turn:ttfe")
 
 
 _TEXT_COLUMNS = ("failure", "detail", "subject", "session")
-SUMMARY_COLUMNS = ("ts", "kind", "name", "ms", "ok", "failure", "detail")
+SUMMARY_COLUMNS = (
+    "ts",
+    "user",
+    "subject",
+    "session",
+    "kind",
+    "name",
+    "ms",
+    "ok",
+    "failure",
+    "detail",
+)
+EXAMPLES_PER_ID = 3
 
 
 def load_samples(folder: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
@@ -191,6 +203,74 @@ def session_lines(samples: pd.DataFrame) -> list[str]:
     return lines
 
 
+def turn_headline(samples: pd.DataFrame) -> dict[str, float | int | None]:
+    """Completed agent turns, turns/s and the failed ones, as the web UI's headline.
+
+    Turns/s is completed turns over the time from the first measurement's start to the last
+    turn's end (health rows left out).
+    """
+    turns = samples.loc[samples["name"] == "turn:e2e"]
+    count = len(turns)
+    failed = int((~turns["ok"]).sum()) if count else 0
+    timed = samples.loc[samples["kind"] != "health"]
+    span = 0.0
+    if count:
+        ends = turns["ts"].astype(float) + turns["ms"].astype(float).fillna(0.0) / 1e3
+        span = float(ends.max() - timed["ts"].astype(float).min())
+    return {
+        "turns": count,
+        "turns_per_s": count / span if span > 0 else None,
+        "failed_turns": failed,
+        "failed_share": failed / count if count else None,
+        "duration_s": span,
+    }
+
+
+def headline_lines(samples: pd.DataFrame) -> list[str]:
+    """The lines a reader looks at first: turns, turns/s, failed turns and their share."""
+    head = turn_headline(samples)
+    if not head["turns"]:
+        return ["turns: none completed"]
+    rate = head["turns_per_s"]
+    lines = [
+        f"turns: {head['turns']} completed, "
+        + (f"{rate:.1f} turns/s" if rate is not None else "- turns/s")
+        + f" over {head['duration_s']:.1f} s"
+    ]
+    turns = samples.loc[samples["name"] == "turn:e2e"]
+    failed = turns.loc[~turns["ok"], "failure"].fillna("failed")
+    share = head["failed_share"] or 0.0
+    line = f"failed turns: {head['failed_turns']} ({share * 100:.1f}% of turns)"
+    lines.append(line + (f": {_top(failed)}" if len(failed) else ""))
+    return lines
+
+
+def example_lines(samples: pd.DataFrame, per_id: int = EXAMPLES_PER_ID) -> list[str]:
+    """The first few failing samples of each taxonomy id: which name, user, session, and
+    the detail that explains it."""
+    failed = samples.loc[~samples["ok"]]
+    if failed.empty:
+        return []
+    lines = [f"failure examples (first {per_id} of each id):"]
+    order = failed["failure"].fillna("failed").value_counts()
+    for failure in order.index:
+        rows = failed.loc[failed["failure"].fillna("failed") == failure].head(per_id)
+        lines.append(f"  {failure} (x{order[failure]}):")
+        for row in rows.itertuples(index=False):
+            who = " ".join(
+                f"{label} {value}"
+                for label, value in (
+                    ("user", getattr(row, "user", None)),
+                    ("subject", getattr(row, "subject", None)),
+                    ("session", getattr(row, "session", None)),
+                )
+                if value is not None and value == value and str(value) != ""
+            )
+            detail = "" if row.detail is None or row.detail != row.detail else str(row.detail)
+            lines.append(f"    {row.name} {who}: {detail[:200]}".rstrip(": "))
+    return lines
+
+
 def _top(failures: pd.Series) -> str:
     counts = failures.value_counts().head(3)
     return ", ".join(f"{name} x{n}" for name, n in counts.items())
@@ -203,6 +283,7 @@ def render(folder: str | Path) -> str:
     notice = crash_notice(read_run_meta(folder), last_sample_end(samples))
     if notice:
         lines.append(f"WARNING: {notice}")
+    lines += headline_lines(samples)
     lines += session_lines(samples)
     table = percentile_table(samples)
     header = f"{'name':<28}{'count':>8}{'fail':>7}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}"
@@ -223,4 +304,5 @@ def render(folder: str | Path) -> str:
         for row in failures.itertuples(index=False):
             lines.append(f"  {row.name:<26}{row.failure:<24}{row.count:>8}")
     lines += security_lines(samples)
+    lines += example_lines(samples)
     return "\n".join(lines)
