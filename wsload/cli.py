@@ -105,14 +105,54 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
     profile = load_profile(args.profile)
     if args.action == "show":
-        from wsload.config.profile_toml import profile_to_toml
+        return _cmd_profile_show(profile)
+    return _cmd_profile_check(profile, strict=args.strict)
 
-        print(profile_to_toml(profile), end="")
-        return 0
-    print(
-        f"{profile.source}: ok (profile {profile.name!r}, carrier {profile.auth.carrier}, "
-        f"grammar: {profile.events.sequence})"
+
+def _cmd_profile_show(profile) -> int:
+    from wsload.config.profile import FILLED_KEYS, inherited_keys
+    from wsload.config.profile_toml import profile_to_toml
+
+    notes = {
+        key: f"from {FILLED_KEYS[key]}" if key in FILLED_KEYS else "from default.toml"
+        for key in inherited_keys(profile.source)
+    }
+    print(profile_to_toml(profile, notes), end="")
+    return 0
+
+
+def _cmd_profile_check(profile, *, strict: bool) -> int:
+    """Load (done), then dry-run the profile on its example frames; report what fails."""
+    from wsload.config.profile import profile_warnings
+    from wsload.protocol.dry_run import dry_run
+
+    report = dry_run(profile)
+    failing = report.errors + (report.warnings if strict else ())
+    what = (
+        f"profile {profile.name!r}, carrier {profile.auth.carrier}, "
+        f"grammar: {profile.events.sequence}"
     )
+    if failing:
+        count = f"{len(failing)} problem{'s' if len(failing) > 1 else ''}"
+        print(f"{profile.source}: loads, but fails its dry run: {count} ({what})")
+    else:
+        print(f"{profile.source}: ok ({what})")
+    print("dry run through the client (examples from [examples], the rest synthesised):")
+    for line in report.fed:
+        print(f"  {line}")
+    for finding in report.findings:
+        level = "error" if finding in failing else finding.level
+        print(f"{level}: {finding}")
+    isolation = [w for w in profile_warnings(profile) if w not in {str(f) for f in report.findings}]
+    for warning in isolation:
+        print(f"warning: {warning}")
+    if failing:
+        print(
+            f"wsload: error: the protocol profile {profile.source} would fail in a run: change "
+            "the keys named above (`wsload profile show FILE` prints every key)",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG_ERROR
     return 0
 
 
@@ -180,17 +220,30 @@ def build_parser() -> argparse.ArgumentParser:
     gate.set_defaults(func=run_gate)
 
     profile = sub.add_parser(
-        "profile", help="validate a protocol profile, or print it with every key filled in"
+        "profile",
+        help="check a protocol profile (load it, dry-run it on example frames), or print it "
+        "with every key filled in",
+        description="A profile file is merged over the default profile: keys it leaves out "
+        "take the default's values. check: load it, then feed its [examples] frames (or "
+        "frames made from the profile) through the client as a run would, and name the key "
+        "to change for each problem; exit status 2 when a run would fail. show: print the "
+        "effective profile as TOML, keys the file leaves out marked.",
     )
     profile.add_argument(
         "action",
         choices=("check", "show"),
         metavar="{check,show}",
-        help="check: validate it; show: print the effective profile as TOML (keys the file "
-        "leaves out filled in)",
+        help="check: validate and dry-run it; show: print the effective profile as TOML (keys "
+        "the file leaves out filled in)",
     )
     profile.add_argument(
         "profile", metavar="NAME|FILE", help="a profile name in profiles/ or a TOML path"
+    )
+    profile.add_argument(
+        "--strict",
+        action="store_true",
+        help="check: warnings fail too (assumptions about frames the profile has no "
+        "example of)",
     )
     profile.set_defaults(func=_cmd_profile)
 

@@ -3,7 +3,14 @@
 A profile that loads is safe to run with: every key is known, every value has the right
 type and range, the event grammar parses. Anything else raises a ``ProfileError`` that
 names the file, the dotted key and what is wrong, so a typo never surfaces as thousands
-of failed connections later.
+of failed connections later. Whether the profile fits the backend's frames is a question
+for the dry run (``wsload.protocol.dry_run``, ``wsload profile check``).
+
+A profile file is merged over the shipped default profile (``profiles/default.toml``):
+every section key it leaves out takes the default profile's value; a key it gives replaces
+the default's value whole (a list, or a value table such as ``token.claims``). ``name``,
+``description`` and ``[examples]`` are the file's own and never inherited; the pong's and
+the rejection's type fields, when not given, are the events' type field.
 """
 
 from __future__ import annotations
@@ -101,6 +108,8 @@ class Rejection:
     # limit, say) is named by the close that follows. Empty: every error frame is auth.
     auth_error_codes: tuple[str, ...] = ("AUTH_FAILED",)
     not_ready_close_codes: tuple[int, ...] = (1011, 1013)
+    # Where an error frame has its type; "" (and a profile that leaves it out): the events'.
+    type_field: str = ""
 
 
 @dataclass(frozen=True)
@@ -135,8 +144,29 @@ class Events:
 class Heartbeat:
     interval_s: float = 25.0
     pong_type: str = "pong"
+    # Where the pong has its type; "" (and a profile that leaves it out): the events'.
+    pong_type_field: str = ""
     server_heartbeat_type: str = "heartbeat"
     ping: dict[str, Any] = field(default_factory=lambda: {"type": "ping"})
+
+
+Frame = dict[str, Any] | str  # an example frame: a table, or the JSON text as sent
+
+
+@dataclass(frozen=True)
+class Examples:
+    """Frames of the real backend for the dry run; empty ones are synthesised from the profile.
+
+    Each frame is a table (sent as compact JSON) or a string holding the frame's text byte
+    for byte, as captured in a browser's developer tools.
+    """
+
+    ack: Frame = field(default_factory=dict)
+    turn: tuple[Frame, ...] = ()  # one whole turn, in the order the backend sends it
+    next_turn: tuple[Frame, ...] = ()  # the turn after it on the same thread, if captured
+    pong: Frame = field(default_factory=dict)
+    rejection: Frame = field(default_factory=dict)  # the frame sent before closing a bad token
+    rejection_close_code: int = 0  # the close that follows it; 0: rejection.close_codes[0]
 
 
 @dataclass(frozen=True)
@@ -159,6 +189,7 @@ class Profile:
     events: Events = field(default_factory=Events)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     limits: Limits = field(default_factory=Limits)
+    examples: Examples = field(default_factory=Examples)
     source: str = "<built-in>"
 
     @property
@@ -179,11 +210,40 @@ def resolve_profile_path(name_or_path: str | Path) -> Path:
     return PROFILE_DIR / f"{name_or_path}.toml"
 
 
+DEFAULT_PROFILE = PROFILE_DIR / "default.toml"
+OWN_KEYS = ("name", "description", "examples")  # a file's own: never taken from the default
+FILLED_KEYS = {  # left out, these take the value of another key of the same profile
+    "heartbeat.pong_type_field": "events.type_field",
+    "rejection.type_field": "events.type_field",
+}
+
+
 def load_profile(name_or_path: str | Path = "default") -> Profile:
-    """Read, type-check and validate a profile; raise ``ProfileError`` naming the key."""
+    """Read a profile merged over the default one, type-check and validate it; raise
+    ``ProfileError`` naming the key."""
     path = resolve_profile_path(name_or_path)
+    raw = _read(path)
+    merged = merge_over_default(raw, path)
+    profile = _build(Profile, merged, "", path)
+    profile = dataclasses.replace(
+        profile,
+        heartbeat=dataclasses.replace(
+            profile.heartbeat,
+            pong_type_field=profile.heartbeat.pong_type_field or profile.events.type_field,
+        ),
+        rejection=dataclasses.replace(
+            profile.rejection,
+            type_field=profile.rejection.type_field or profile.events.type_field,
+        ),
+        source=str(path),
+    )
+    _check(profile, path)
+    return profile
+
+
+def _read(path: Path) -> dict[str, Any]:
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         known = ", ".join(sorted(p.stem for p in PROFILE_DIR.glob("*.toml")))
         raise ProfileError(path, "", f"no such file (profiles shipped: {known})") from None
@@ -191,10 +251,43 @@ def load_profile(name_or_path: str | Path = "default") -> Profile:
         raise ProfileError(path, "", f"cannot read it: {exc}") from None
     except tomllib.TOMLDecodeError as exc:
         raise ProfileError(path, "", f"not valid TOML: {exc}") from None
-    profile = _build(Profile, raw, "", path)
-    profile = dataclasses.replace(profile, source=str(path))
-    _check(profile, path)
-    return profile
+
+
+def merge_over_default(raw: dict[str, Any], path: Path) -> dict[str, Any]:
+    """A profile file's tables over the default profile's: section by section, key by key.
+
+    A key the file gives replaces the default's value whole; ``name``, ``description`` and
+    ``examples`` are never inherited (a profile without a name is named after its file).
+    """
+    if path.resolve() == DEFAULT_PROFILE.resolve():
+        return raw
+    base = {k: v for k, v in _read(DEFAULT_PROFILE).items() if k not in OWN_KEYS}
+    merged: dict[str, Any] = {**base, "name": path.stem}
+    for key, value in raw.items():
+        inherited = merged.get(key)
+        if isinstance(value, dict) and isinstance(inherited, dict):
+            merged[key] = {**inherited, **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def inherited_keys(path: Path | str) -> frozenset[str]:
+    """Dotted keys a profile file leaves out, so a loaded profile takes them from elsewhere
+    (the default profile, or ``FILLED_KEYS``); empty for the default profile itself."""
+    path = Path(path)
+    if not path.is_file() or path.resolve() == DEFAULT_PROFILE.resolve():
+        return frozenset()
+    raw = _read(path)
+    out = set()
+    for name, hint in typing.get_type_hints(Profile).items():
+        if name in OWN_KEYS or not dataclasses.is_dataclass(hint):
+            continue
+        table = raw.get(name)
+        for sub in dataclasses.fields(hint):
+            if not isinstance(table, dict) or sub.name not in table:
+                out.add(f"{name}.{sub.name}")
+    return frozenset(out)
 
 
 # building --------------------------------------------------------------------------------
@@ -244,8 +337,16 @@ def _coerce(value: Any, hint: Any, key: str, source: Path) -> Any:
             raise ProfileError(source, key, f"must be a string, got {value!r}")
         return value
     if isinstance(hint, types.UnionType | typing._UnionGenericAlias):  # type: ignore[attr-defined]
+        members = typing.get_args(hint)
+        kinds = tuple(typing.get_origin(m) or m for m in members if m is not Any)
+        if kinds and not isinstance(value, kinds):
+            names = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+            raise ProfileError(source, key, f"must be {names}, got {_kind(value)}")
         return value
     raise ProfileError(source, key, f"unsupported type {hint}")  # pragma: no cover
+
+
+_KIND_NAMES = {dict: "a table", list: "a list", str: "a string"}
 
 
 def _kind(value: Any) -> str:
@@ -338,8 +439,95 @@ def _check(p: Profile, source: Path) -> None:
             "grammar or optional/ignored, not both",
         )
     _positive(source, "heartbeat.interval_s", p.heartbeat.interval_s)
+    if not p.heartbeat.pong_type_field:
+        raise ProfileError(source, "heartbeat.pong_type_field", "must name a field")
+    if not p.rejection.type_field:
+        raise ProfileError(source, "rejection.type_field", "must name a field")
+    code = p.examples.rejection_close_code
+    if code and not 1000 <= code <= 4999:
+        raise ProfileError(source, "examples.rejection_close_code", f"{code} is not a close code")
     _positive(source, "limits.max_message_bytes", p.limits.max_message_bytes)
     _positive(source, "limits.connections_per_user", p.limits.connections_per_user)
+
+
+# warnings at load start --------------------------------------------------------------------
+def profile_warnings(profile: Profile) -> list[str]:
+    """What a run with this profile does not check, for one warning each at load start.
+
+    Isolation (``foreign_event``: another user's or thread's event in a session) is judged
+    by comparing ``events.user_id_field`` and ``events.thread_id_field`` of each event with
+    the session's; an event without them passes unchecked, so a backend whose events carry
+    no ids gets no isolation check at all, silently, unless this says so. Pure: reads the
+    profile and its example frames only.
+    """
+    events = profile.events
+    fields = {"user": events.user_id_field, "thread": events.thread_id_field}
+    out: list[str] = []
+    off = [kind for kind, name in fields.items() if not name]
+    frames = [f for f in (_frame_object(x) for x in profile.examples.turn) if f is not None]
+    if frames:
+        off += [
+            kind
+            for kind, name in fields.items()
+            if name and all(name not in frame for frame in frames)
+        ]
+    if off:
+        what = " and ".join(f"{kind} ({fields[kind] or 'no field set'})" for kind in off)
+        why = (
+            "the profile names no field for it"
+            if all(not fields[kind] for kind in off)
+            else "the profile's example events carry no such field"
+        )
+        everything = len(off) == 2
+        out.append(
+            f"isolation checks by {what} are off: {why}, so "
+            + (
+                "an event leaked from another user's or thread's session is not caught "
+                "(foreign_event can only come from events.run_id_field)"
+                if everything
+                else f"an event of another {' or '.join(off)} is not caught"
+            )
+            + f"; set events.{off[0]}_id_field to the event field naming the {off[0]} "
+            f"(profile {profile.source})"
+        )
+    for kind, name in fields.items():
+        if "." in name:
+            out.append(
+                f"events.{kind}_id_field {name!r} is looked up as one top-level field of each "
+                "event (nested fields are not followed): if the events carry it nested, "
+                f"isolation by {kind} is off"
+            )
+    return out
+
+
+def isolation_gap(profile: Profile, event: dict[str, Any]) -> str | None:
+    """For the first event of a run: which isolation check it leaves off, else None.
+
+    ``profile_warnings`` can only read example frames; a profile without them learns what
+    the backend's events carry from the first one received.
+    """
+    events = profile.events
+    missing = [
+        f"{kind} ({name!r})"
+        for kind, name in (("user", events.user_id_field), ("thread", events.thread_id_field))
+        if name and name not in event
+    ]
+    if not missing:
+        return None
+    return (
+        f"the backend's events carry no {' and no '.join(missing)}: isolation checks by "
+        f"{'them' if len(missing) > 1 else 'it'} are off for this run"
+    )
+
+
+def _frame_object(frame: Any) -> dict[str, Any] | None:
+    if isinstance(frame, dict):
+        return frame
+    try:
+        value = json.loads(frame)
+    except (TypeError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def get_field(obj: Any, dotted: str) -> Any:

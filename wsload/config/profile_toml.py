@@ -1,7 +1,8 @@
 """A loaded protocol profile written back as TOML, every key filled in (``wsload profile show``).
 
-A profile file may leave keys out; what a run then uses is only visible in the loaded
-``Profile``. Writing it back shows the effective values and gives a complete file to copy.
+A profile file may leave keys out (it is merged over the default profile); what a run then
+uses is only visible in the loaded ``Profile``. Writing it back shows the effective values,
+marks the ones the file does not set, and gives a complete file to copy.
 The writer covers the value types profiles hold (strings, numbers, booleans, dates, lists
 and tables, nested) and loads back to the same profile.
 """
@@ -20,9 +21,17 @@ from wsload.config.profile import Profile
 _BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
-def profile_to_toml(profile: Profile) -> str:
-    """The profile as a TOML document: top-level keys, then one table per section."""
+def profile_to_toml(profile: Profile, notes: dict[str, str] | None = None) -> str:
+    """The profile as a TOML document: top-level keys, then one table per section.
+
+    ``notes`` maps dotted keys to a comment written after their value (where a key the file
+    leaves out comes from, say).
+    """
+    notes = notes or {}
     lines = [f"# effective protocol profile, loaded from {profile.source}"]
+    if notes:
+        lines.append("# keys marked '# from ...' are not in the file: it is merged over the")
+        lines.append("# default profile (wsload profile show default)")
     sections = []
     for item in dataclasses.fields(profile):
         if item.name == "source":  # where it came from, not a profile key
@@ -36,15 +45,35 @@ def profile_to_toml(profile: Profile) -> str:
         lines.append("")
         lines.append(f"[{_key(name)}]")
         for item in dataclasses.fields(section):
-            lines.append(f"{_key(item.name)} = {_value(getattr(section, item.name))}")
+            value = getattr(section, item.name)
+            line = f"{_key(item.name)} = {_block(value)}"
+            note = notes.get(f"{name}.{item.name}")
+            if note:
+                line += f"  # {note}"
+            lines.append(line)
     return "\n".join(lines) + "\n"
+
+
+def _block(value: Any) -> str:
+    """A value at a section's top level: a list of tables or long strings one item a line."""
+    if isinstance(value, list | tuple) and value and all(isinstance(v, dict | str) for v in value):
+        items = [_value(v) for v in value]
+        if sum(len(i) for i in items) > 80 and all("\n" not in i for i in items):
+            return "[\n" + "".join(f"  {i},\n" for i in items) + "]"
+    return _value(value)
 
 
 def _key(name: str) -> str:
     return name if _BARE_KEY.match(name) else _string(name)
 
 
+_LITERAL_OK = re.compile(r"^[^'\x00-\x1f\x7f]*$")
+
+
 def _string(text: str) -> str:
+    # JSON text (an example frame, say) reads best as a literal string: no escapes at all.
+    if '"' in text and _LITERAL_OK.match(text):
+        return f"'{text}'"
     # JSON escapes are TOML basic-string escapes; TOML also wants DEL escaped.
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
 

@@ -68,12 +68,16 @@ CONNECTING, AWAITING_ACK, OPEN, CLOSED = "connecting", "awaiting_ack", "open", "
 REJECTION_GRACE_S = 1.0  # after an error frame before the ack: how long the close may take
 
 
+_NEVER = object()  # equal to no event type
+
+
 class _Rules:
     """What a profile says about messages, compiled once per profile."""
 
     __slots__ = (
         "ack_matchers", "ack_required", "ack_timeout_s", "auth_error_codes",
-        "error_code_field", "heartbeats", "known", "ping", "pong_type", "rejection_closes",
+        "error_code_field", "heartbeats", "known", "own_fields", "ping", "pong_field",
+        "pong_name", "pong_type", "rejection_closes", "rejection_field", "server_error_names",
         "server_errors", "stray_fields", "type_field", "user_id_field",
     )  # fmt: skip
 
@@ -90,6 +94,15 @@ class _Rules:
         self.pong_type = heartbeat.pong_type
         self.ping = heartbeat.ping
         self.server_errors = frozenset(rejection.error_types)
+        # A pong or error frame may carry its type in a field of its own (a backend whose
+        # events say "event" and whose pong says "type"); None: the events' type field.
+        pong_field = heartbeat.pong_type_field or events.type_field
+        rejection_field = rejection.type_field or events.type_field
+        self.pong_field = None if pong_field == events.type_field else pong_field
+        self.rejection_field = None if rejection_field == events.type_field else rejection_field
+        self.own_fields = self.pong_field is not None or self.rejection_field is not None
+        self.pong_name = heartbeat.pong_type if self.pong_field is None else _NEVER
+        self.server_error_names = self.server_errors if self.rejection_field is None else ()
         self.error_code_field = rejection.error_code_field
         self.auth_error_codes = frozenset(rejection.auth_error_codes)
         self.rejection_closes = frozenset(rejection.close_codes)
@@ -381,7 +394,9 @@ class ClientSession:
                 mismatch = f"acked as user {self.user_id!r}, token subject is {expected!r}"
             out.append(Acked(at, auth_ms, self.user_id, message, mismatch))
             return
-        if name in rules.server_errors:
+        if rules.rejection_field is not None:
+            name = message.get(rules.rejection_field)
+        if type(name) is str and name in rules.server_errors:
             code = message.get(rules.error_code_field)
             self._error_code = str(code) if code is not None else "error"
             # The close frame that should follow decides nothing new; it gets a short while.
@@ -410,7 +425,9 @@ class ClientSession:
         self, name: Any, event: dict[str, Any], raw: str | None, at: float, out: list[Event]
     ) -> None:
         rules = self._rules
-        if name == rules.pong_type and (sent := self._ping_sent_at) is not None:
+        if rules.own_fields and self._own_field(event, at, out):
+            return
+        if name == rules.pong_name and (sent := self._ping_sent_at) is not None:
             # sent on perf_counter, received on the kernel's clock: no pong before its ping
             self._ping_sent_at = None
             out.append(Pong(at, ((at if at > sent else sent) - sent) * 1000.0))
@@ -418,7 +435,7 @@ class ClientSession:
         if type(name) is not str:
             out.append(ProtocolError(at, f"an event without a string {rules.type_field!r} field"))
             return
-        if name in rules.server_errors:
+        if name in rules.server_error_names:
             code = event.get(rules.error_code_field)
             out.append(ServerError(at, f"{name} {str(code)[:60]}"))
             return
@@ -438,6 +455,23 @@ class ClientSession:
                 out.append(TurnEnded(at, turn))
             return
         self._stray(name, event, at, out)
+
+    def _own_field(self, event: dict[str, Any], at: float, out: list[Event]) -> bool:
+        """A pong or an error frame told by a type field other than the events' one."""
+        rules = self._rules
+        if rules.pong_field is not None and event.get(rules.pong_field) == rules.pong_type:
+            sent = self._ping_sent_at
+            if sent is not None:  # else a late pong: a heartbeat, nothing to report
+                self._ping_sent_at = None
+                out.append(Pong(at, ((at if at > sent else sent) - sent) * 1000.0))
+            return True
+        if rules.rejection_field is not None:
+            kind = event.get(rules.rejection_field)
+            if type(kind) is str and kind in rules.server_errors:
+                code = event.get(rules.error_code_field)
+                out.append(ServerError(at, f"{kind} {str(code)[:60]}"))
+                return True
+        return False
 
     def _stray(self, name: str, event: dict[str, Any], at: float, out: list[Event]) -> None:
         """An event outside any turn must still be this session's: the isolation check."""
