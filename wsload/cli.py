@@ -110,14 +110,10 @@ def _cmd_profile(args: argparse.Namespace) -> int:
 
 
 def _cmd_profile_show(profile) -> int:
-    from wsload.config.profile import FILLED_KEYS, inherited_keys
+    from wsload.config.profile import inherited_keys
     from wsload.config.profile_toml import profile_to_toml
 
-    notes = {
-        key: f"from {FILLED_KEYS[key]}" if key in FILLED_KEYS else "from default.toml"
-        for key in inherited_keys(profile.source)
-    }
-    print(profile_to_toml(profile, notes), end="")
+    print(profile_to_toml(profile, inherited_keys(profile.source)), end="")
     return 0
 
 
@@ -242,8 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument(
         "--strict",
         action="store_true",
-        help="check: warnings fail too (assumptions about frames the profile has no "
-        "example of)",
+        help="check: warnings fail too (assumptions about frames the profile has no example of)",
     )
     profile.set_defaults(func=_cmd_profile)
 

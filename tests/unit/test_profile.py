@@ -185,3 +185,55 @@ def test_any_string_key_or_number_survives_the_round_trip(tmp_path_factory, text
     assert isinstance(profile, Profile)
     _, again = shown_and_loaded_back(tmp_path_factory.mktemp("p"), profile)
     assert again.description == text and again.token.claims == profile.token.claims
+
+
+# partial profiles: merged over the default one ----------------------------------------------
+def test_a_partial_profile_is_merged_over_the_default_one(tmp_path):
+    default = load_profile()
+    p = load_profile(write(tmp_path, '[auth]\ncarrier = "query"\n[token.claims]\nrole = "x"\n'))
+    assert p.auth.carrier == "query" and p.auth.query_param == default.auth.query_param
+    assert p.token.issuer == "netra-auth-service" == default.token.issuer  # inherited
+    assert p.token.claims == {"role": "x"}  # a value table given replaces the default's whole
+    assert p.ack.match == default.ack.match and p.events == default.events
+    assert p.name == "p" and p.description == ""  # its own: named after its file
+    assert p.examples.turn == () and default.examples.turn  # examples are never inherited
+
+
+def test_a_profile_with_its_own_grammar_does_not_inherit_the_defaults_event_names(tmp_path):
+    path = write(tmp_path, '[events]\nsequence = "go step+ end"\nterminal = ["end"]\n')
+    p = load_profile(path)
+    assert (p.events.error, p.events.optional, p.events.spans) == ((), (), ())
+    assert p.events.ignore == load_profile().events.ignore
+    with pytest.raises(ProfileError, match="name at least one terminal event"):
+        load_profile(write(tmp_path, '[events]\nsequence = "go step+ end"\n'))
+
+
+def test_the_pong_and_rejection_type_fields_follow_the_events_unless_given(tmp_path):
+    p = load_profile(write(tmp_path, '[events]\ntype_field = "event"\n'))
+    assert p.heartbeat.pong_type_field == "event" == p.rejection.type_field
+    p = load_profile(
+        write(
+            tmp_path,
+            '[events]\ntype_field = "event"\n[heartbeat]\npong_type_field = "type"\n'
+            '[rejection]\ntype_field = "kind"\n',
+        )
+    )
+    assert (p.heartbeat.pong_type_field, p.rejection.type_field) == ("type", "kind")
+
+
+def test_an_example_frame_must_be_a_table_or_its_text(tmp_path):
+    with pytest.raises(ProfileError, match=r"'examples.turn\[0\]'.*a table or a string"):
+        load_profile(write(tmp_path, "[examples]\nturn = [1]\n"))
+
+
+def test_show_marks_the_keys_a_partial_profile_takes_from_elsewhere(tmp_path):
+    from wsload.config.profile import inherited_keys
+    from wsload.config.profile_toml import profile_to_toml
+
+    path = write(tmp_path, '[events]\ntype_field = "event"\nsequence = "a b"\nterminal = ["b"]\n')
+    text = profile_to_toml(load_profile(path), inherited_keys(path))
+    assert 'issuer = "netra-auth-service"  # from default.toml' in text
+    assert 'pong_type_field = "event"  # from events.type_field' in text
+    assert "spans = []  # not inherited: the file has its own events.sequence" in text
+    assert '\ntype_field = "event"\n' in text  # given: no comment
+    assert inherited_keys(DEFAULT) == {}

@@ -563,3 +563,33 @@ def test_another_codec_drives_the_same_session():
     assert kinds(events) == [TurnEnded] and turn.result().ok
     assert unmask(session.data_to_send()) == [(TEXT, b"3")]  # the codec's own answer
     assert unmask(session.send_text('{"x":1}')) == [(TEXT, b'42["message", {"x": 1}]')]
+
+
+# pong and error frames typed in a field of their own --------------------------------------
+def own_fields_profile(pong_field: str = "type", rejection_field: str = "type"):
+    events = dataclasses.replace(PROFILE.events, type_field="event")
+    heartbeat = dataclasses.replace(PROFILE.heartbeat, pong_type_field=pong_field)
+    rejection = dataclasses.replace(PROFILE.rejection, type_field=rejection_field)
+    return dataclasses.replace(PROFILE, events=events, heartbeat=heartbeat, rejection=rejection)
+
+
+def test_a_pong_typed_in_its_own_field_times_the_ping():
+    session = acked_session(profile=own_fields_profile())
+    session.ping(T0 + 1.0)
+    (pong,) = session.receive_data(event({"type": "pong"}), T0 + 1.25)
+    assert isinstance(pong, Pong) and pong.ms == pytest.approx(250.0)
+    assert session.receive_data(event({"type": "pong"}), T0 + 1.5) == []  # late: a heartbeat
+    same = acked_session(profile=own_fields_profile(pong_field="event"))
+    same.ping(T0 + 1.0)
+    (error,) = same.receive_data(event({"type": "pong"}), T0 + 1.25)
+    assert isinstance(error, ProtocolError) and "'event'" in error.detail
+
+
+def test_an_error_frame_typed_in_its_own_field_is_a_server_error_and_a_rejection():
+    session = acked_session(profile=own_fields_profile())
+    (error,) = session.receive_data(event({"type": "error_message", "error_code": "X"}), T0 + 1)
+    assert isinstance(error, ServerError) and "error_message X" in error.detail
+    refused = new_session(profile=own_fields_profile(), expected_subject="alice")
+    data = answer_101(refused) + event({"type": "error_message", "error_code": "AUTH_FAILED"})
+    got = refused.receive_data(data + close(1008), T0 + 0.01)
+    assert got[-1].failure == taxonomy.AUTH_REJECTED and got[-1].error_code == "AUTH_FAILED"

@@ -9,8 +9,10 @@ for the dry run (``wsload.protocol.dry_run``, ``wsload profile check``).
 A profile file is merged over the shipped default profile (``profiles/default.toml``):
 every section key it leaves out takes the default profile's value; a key it gives replaces
 the default's value whole (a list, or a value table such as ``token.claims``). ``name``,
-``description`` and ``[examples]`` are the file's own and never inherited; the pong's and
-the rejection's type fields, when not given, are the events' type field.
+``description`` and ``[examples]`` are the file's own and never inherited; a file with its
+own ``events.sequence`` does not inherit the default's event names either (``terminal``,
+``error``, ``optional``, ``spans`` start empty); the pong's and the rejection's type fields,
+when not given, are the events' type field.
 """
 
 from __future__ import annotations
@@ -212,6 +214,8 @@ def resolve_profile_path(name_or_path: str | Path) -> Path:
 
 DEFAULT_PROFILE = PROFILE_DIR / "default.toml"
 OWN_KEYS = ("name", "description", "examples")  # a file's own: never taken from the default
+# Lists of the grammar's event names: a file with its own events.sequence starts them empty.
+GRAMMAR_NAME_KEYS = ("terminal", "error", "optional", "spans")
 FILLED_KEYS = {  # left out, these take the value of another key of the same profile
     "heartbeat.pong_type_field": "events.type_field",
     "rejection.type_field": "events.type_field",
@@ -257,11 +261,16 @@ def merge_over_default(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     """A profile file's tables over the default profile's: section by section, key by key.
 
     A key the file gives replaces the default's value whole; ``name``, ``description`` and
-    ``examples`` are never inherited (a profile without a name is named after its file).
+    ``examples`` are never inherited (a profile without a name is named after its file), nor
+    are the default's event names when the file has a grammar of its own.
     """
     if path.resolve() == DEFAULT_PROFILE.resolve():
         return raw
     base = {k: v for k, v in _read(DEFAULT_PROFILE).items() if k not in OWN_KEYS}
+    events = raw.get("events")
+    if isinstance(events, dict) and "sequence" in events:
+        # The default's event names mean nothing under another grammar.
+        base["events"] = {**base["events"], **{k: [] for k in GRAMMAR_NAME_KEYS}}
     merged: dict[str, Any] = {**base, "name": path.stem}
     for key, value in raw.items():
         inherited = merged.get(key)
@@ -272,22 +281,30 @@ def merge_over_default(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     return merged
 
 
-def inherited_keys(path: Path | str) -> frozenset[str]:
-    """Dotted keys a profile file leaves out, so a loaded profile takes them from elsewhere
-    (the default profile, or ``FILLED_KEYS``); empty for the default profile itself."""
+def inherited_keys(path: Path | str) -> dict[str, str]:
+    """Dotted keys a profile file leaves out, each with where its value comes from (the
+    default profile, another key, or nothing); empty for the default profile itself."""
     path = Path(path)
     if not path.is_file() or path.resolve() == DEFAULT_PROFILE.resolve():
-        return frozenset()
+        return {}
     raw = _read(path)
-    out = set()
+    own_grammar = isinstance(raw.get("events"), dict) and "sequence" in raw["events"]
+    out = {}
     for name, hint in typing.get_type_hints(Profile).items():
         if name in OWN_KEYS or not dataclasses.is_dataclass(hint):
             continue
         table = raw.get(name)
         for sub in dataclasses.fields(hint):
-            if not isinstance(table, dict) or sub.name not in table:
-                out.add(f"{name}.{sub.name}")
-    return frozenset(out)
+            if isinstance(table, dict) and sub.name in table:
+                continue
+            key = f"{name}.{sub.name}"
+            if key in FILLED_KEYS:
+                out[key] = f"from {FILLED_KEYS[key]}"
+            elif own_grammar and name == "events" and sub.name in GRAMMAR_NAME_KEYS:
+                out[key] = "not inherited: the file has its own events.sequence"
+            else:
+                out[key] = "from default.toml"
+    return out
 
 
 # building --------------------------------------------------------------------------------
@@ -464,7 +481,7 @@ def profile_warnings(profile: Profile) -> list[str]:
     fields = {"user": events.user_id_field, "thread": events.thread_id_field}
     out: list[str] = []
     off = [kind for kind, name in fields.items() if not name]
-    frames = [f for f in (_frame_object(x) for x in profile.examples.turn) if f is not None]
+    frames = [f for f in (example_object(x) for x in profile.examples.turn) if f is not None]
     if frames:
         off += [
             kind
@@ -472,7 +489,10 @@ def profile_warnings(profile: Profile) -> list[str]:
             if name and all(name not in frame for frame in frames)
         ]
     if off:
-        what = " and ".join(f"{kind} ({fields[kind] or 'no field set'})" for kind in off)
+        what = " and ".join(
+            f"{kind} ({fields[kind]!r})" if fields[kind] else f"{kind} (no field set)"
+            for kind in off
+        )
         why = (
             "the profile names no field for it"
             if all(not fields[kind] for kind in off)
@@ -520,7 +540,8 @@ def isolation_gap(profile: Profile, event: dict[str, Any]) -> str | None:
     )
 
 
-def _frame_object(frame: Any) -> dict[str, Any] | None:
+def example_object(frame: Any) -> dict[str, Any] | None:
+    """The JSON object of one example frame (a table, or its text), or None."""
     if isinstance(frame, dict):
         return frame
     try:

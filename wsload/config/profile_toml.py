@@ -30,8 +30,8 @@ def profile_to_toml(profile: Profile, notes: dict[str, str] | None = None) -> st
     notes = notes or {}
     lines = [f"# effective protocol profile, loaded from {profile.source}"]
     if notes:
-        lines.append("# keys marked '# from ...' are not in the file: it is merged over the")
-        lines.append("# default profile (wsload profile show default)")
+        lines.append("# keys with a comment are not in the file: it is merged over the default")
+        lines.append("# profile (wsload profile show default)")
     sections = []
     for item in dataclasses.fields(profile):
         if item.name == "source":  # where it came from, not a profile key

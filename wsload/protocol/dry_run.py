@@ -25,6 +25,7 @@ from typing import Any
 
 from wsload import taxonomy
 from wsload.config.profile import Profile, get_field
+from wsload.config.profile import example_object as frame_object
 from wsload.protocol import events as ev
 from wsload.protocol.frames import CLOSE, TEXT
 from wsload.protocol.grammar import Grammar
@@ -74,17 +75,6 @@ def frame_text(frame: dict[str, Any] | str) -> str:
     if isinstance(frame, str):
         return frame
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-
-
-def frame_object(frame: dict[str, Any] | str) -> dict[str, Any] | None:
-    """The JSON object of one example frame, or None when it is not one."""
-    if isinstance(frame, dict):
-        return frame
-    try:
-        value = json.loads(frame)
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _server_frame(text: str | bytes, opcode: int = TEXT) -> bytes:
@@ -275,6 +265,8 @@ class _DryRun:
         self.findings.extend(found)
 
     def level(self, part: str) -> str:
+        if part == "next_turn" and part in self.frames.made_up:
+            part = "turn"  # the example turn replayed: as good as the turn it comes from
         return WARNING if part in self.frames.made_up else ERROR
 
     def origin(self, part: str) -> str:
@@ -359,7 +351,7 @@ class _DryRun:
                 "heartbeat.pong_type_field",
                 f"the pong has its type in {holder!r}, the profile looks in "
                 f"{hb.pong_type_field!r}: every pong is a {taxonomy.PROTOCOL_ERROR} "
-                f"({seen}), no ping is timed and the session ends in {taxonomy.PONG_TIMEOUT}",
+                f"({seen}), no ping is timed and the session ends in pong_timeout",
                 f'set heartbeat.pong_type_field = "{holder}"',
             )
             return
@@ -369,7 +361,7 @@ class _DryRun:
             "heartbeat.pong_type",
             f"the pong is not taken as the pong of the ping ({seen}; its "
             f"{hb.pong_type_field!r} is {value!r}, the profile expects {hb.pong_type!r}): no "
-            f"ping is timed and the session ends in {taxonomy.PONG_TIMEOUT}",
+            f"ping is timed and the session ends in pong_timeout",
             f'set heartbeat.pong_type = "{value}"'
             if isinstance(value, str)
             else "set heartbeat.pong_type_field and heartbeat.pong_type to the pong's type",
@@ -404,19 +396,20 @@ class _DryRun:
             event_timeout_s=profile.chat.event_timeout_s,
         )
         session.begin_turn(tracker)
-        ended = False
+        ended = repeated = False
         for frame, obj in zip(frames, objects, strict=True):
             got = session.receive_data(_server_frame(frame_text(frame)), self.clock.tick())
             for event in got:
                 if isinstance(event, ev.TurnEnded):
                     ended = True
                 else:
+                    repeated = repeated or isinstance(event, ev.Duplicate)
                     self.session_event(event, frame, obj, part)
         session.end_turn()
         result = tracker.result() if ended else tracker.expire(self.clock.tick())
         for failure, detail in result.failures:
             self.turn_failure(failure, detail, names, part)
-        if not ended and frames:
+        if not ended and frames and not repeated:
             self.add(
                 part,
                 "events.terminal",
@@ -487,8 +480,8 @@ class _DryRun:
                 "events.frames_are_unique",
                 f"events.frames_are_unique = true and the frames carry no "
                 f"{events.run_id_field!r}: the next turn's frames are the same bytes as the "
-                f"turn's before ({event.detail}), so they count as {taxonomy.SEQUENCE_DUPLICATE} "
-                f"and every second turn ends in {taxonomy.EVENT_TIMEOUT}",
+                f"turn's before, so they count as {taxonomy.SEQUENCE_DUPLICATE} (session:"
+                f"duplicate) and every second turn ends in {taxonomy.EVENT_TIMEOUT}",
                 "set events.frames_are_unique = false; if the backend's frames do differ from "
                 "turn to turn (a timestamp or id), give examples.next_turn as captured",
             )
@@ -496,8 +489,8 @@ class _DryRun:
             self.add(
                 part,
                 "events.run_id_field",
-                f"the next turn's events carry the turn before's run id ({event.detail}): they "
-                f"count as {taxonomy.SEQUENCE_DUPLICATE}",
+                "the next turn's events carry the turn before's run id: they count as "
+                f"{taxonomy.SEQUENCE_DUPLICATE} (session:duplicate)",
                 "give examples.next_turn as captured; if the backend reuses "
                 f"{events.run_id_field!r} across turns, set events.run_id_field to a field "
                 'that names one turn, or to ""',
