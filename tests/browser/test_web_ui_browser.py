@@ -35,7 +35,7 @@ pytestmark = [pytest.mark.slow, requires_chromium]
 
 # The visible table of the current tab, as a list of {header: cell text}.
 READ_TABLE = """() => {
-  const table = document.querySelector("table");
+  const table = document.querySelector("#root table");
   if (!table) return [];
   const heads = [...table.querySelectorAll("thead th")].map((th) => th.innerText.trim());
   const cells = (tr) => [...tr.querySelectorAll("td")].map((td) => td.innerText.trim());
@@ -106,7 +106,7 @@ def open_tab(page: Page, title: str, must_show: str) -> list[dict[str, str]]:
     """Click a tab and wait (bounded) until its table shows ``must_show`` with a count."""
     page.get_by_role("tab", name=title).click()
     page.wait_for_function(
-        """(name) => [...document.querySelectorAll("tbody tr")].some((tr) => {
+        """(name) => [...document.querySelectorAll("#root tbody tr")].some((tr) => {
              const cells = [...tr.querySelectorAll("td")].map((td) => td.innerText.trim());
              return cells.includes(name) && cells.some((c) => /^[1-9][0-9]*$/.test(c));
            })""",
@@ -152,7 +152,7 @@ def test_tabs_show_live_turn_and_auth_tables_with_csv_for_a_run_started_in_the_u
         check_turn_table(turns)
         seen = int(turns[-1]["Count"])
         page.wait_for_function(  # refreshed live, without reloading the page
-            f"""() => [...document.querySelectorAll("tbody tr")].some((tr) =>
+            f"""() => [...document.querySelectorAll("#root tbody tr")].some((tr) =>
                    tr.innerText.startsWith("turn:e2e") &&
                    Number(tr.querySelectorAll("td")[1].innerText) > {seen})""",
             timeout=10_000,
@@ -203,3 +203,114 @@ def test_tabs_are_filled_by_the_workers_rows_in_distributed_mode(tmp_path):
         auth = open_tab(page, "Auth & security", "connect")
         assert any(r["Section"] == "latency" and r["Name"] == "auth" for r in auth), auth
         stop_from_the_ui(page)
+
+
+# The figures of the headline strip, as shown: {data-figure: text of its number}.
+READ_FIGURES = """() => Object.fromEntries(
+  [...document.querySelectorAll("#wsload-headline [data-figure]")].map((el) =>
+    [el.dataset.figure, (el.querySelector("b") || el).innerText.trim()]))"""
+
+
+def headline_from_samples(folder: Path) -> dict:
+    from wsload.run.summary import load_samples, turn_headline
+
+    return turn_headline(load_samples(folder))
+
+
+def check_headline_against_samples(page: Page, folder: Path) -> dict[str, str]:
+    """After the run ended: the strip's turns, failed turns and share, and turns/s over the
+    run are the numbers the run folder's samples give."""
+    want = headline_from_samples(folder)
+    text = f"{want['turns']:,}"
+    page.wait_for_function(  # the strip refreshes every 2 s; the last records are in
+        """(text) => {
+          const el = document.querySelector('#wsload-headline [data-figure="turns"] b');
+          return el && el.innerText.trim() === text;
+        }""",
+        arg=text,
+        timeout=15_000,
+    )
+    shown = page.evaluate(READ_FIGURES)
+    assert shown["turns"] == f"{want['turns']:,}", (shown, want)
+    assert shown["failed-turns"] == f"{want['failed_turns']:,}", (shown, want)
+    assert shown["failed-share"] == f"{want['failed_share'] * 100:.1f}%", (shown, want)
+    assert abs(number(shown["turns-per-s"]) - want["turns_per_s"]) <= 0.051, (shown, want)
+    return shown
+
+
+def test_headline_shows_turns_per_second_and_failed_share_true_to_the_samples(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    log = tmp_path / "locust.log"
+    folder = tmp_path / "run"
+    faults = "--skip-events 0.15 --error-events 0.05"
+    ui_args = ("--web-host", "127.0.0.1", "--web-port", str(port), "--think-time", "0.2")
+    with (
+        locust(*ui_args, "--results", str(folder), "--target-args", faults, log=log),
+        chromium(tmp_path / "chromium", viewport=VIEWPORT) as browser,
+    ):
+        stats(url, log)
+        page = browser.new_page()
+        start_from_the_ui(page, url, users=6)
+        page.wait_for_function(  # live: turns and a failed share while the run goes on
+            """() => {
+              const f = (k) => document.querySelector(`#wsload-headline [data-figure="${k}"] b`);
+              return f("turns") && Number(f("turns").innerText.replace(/,/g, "")) > 50 &&
+                     f("failed-share").innerText.endsWith("%") &&
+                     f("turns-per-s-now").innerText !== "-";
+            }""",
+            timeout=30_000,
+        )
+        live = page.evaluate(READ_FIGURES)
+        assert number(live["turns-per-s-now"]) > 0 and number(live["turns-per-s"]) > 0, live
+        assert "sequence_missing" in live.get("failure-ids", "") or "agent_error" in live.get(
+            "failure-ids", ""
+        ), live
+        page.screenshot(path=artifact("web-ui-headline.png"))
+        page.locator("#wsload-headline summary", has_text="charts over time").click()
+        page.locator("#wsload-headline summary", has_text="with examples").click()
+        page.wait_for_timeout(2500)  # a refresh keeps them open
+        assert page.locator("#wsload-headline details[open]").count() == 2
+        assert page.locator("#wsload-headline svg polyline").count() >= 4
+        page.screenshot(path=artifact("web-ui-headline-charts-examples.png"), full_page=True)
+
+        # Locust's own table: the probes folded into one row per kind.
+        page.get_by_role("tab", name="Statistics").click()
+        page.wait_for_function(
+            """() => [...document.querySelectorAll("#root tbody tr")].some((tr) =>
+                 tr.innerText.includes("probe:* ("))""",
+            timeout=15_000,
+        )
+        names = [r.get("Name", "") for r in page.evaluate(READ_TABLE)]
+        assert not [n for n in names if n.startswith("probe:") and "*" not in n], names
+        page.screenshot(path=artifact("web-ui-statistics-probes-grouped.png"))
+
+        examples = open_tab(page, "Failure examples", "turn:e2e")
+        assert examples and all(r["Session"] and r["Detail"] for r in examples), examples
+        page.screenshot(path=artifact("web-ui-failure-examples.png"))
+
+        stop_from_the_ui(page)
+        shown = check_headline_against_samples(page, folder)
+        page.screenshot(path=artifact("web-ui-headline-stopped.png"))
+
+        from wsload.run.summary import load_samples
+
+        samples = load_samples(folder)
+        for row in examples:  # each example is a real failing sample of the run
+            same = samples[
+                (samples["failure"] == row["Failure id"])
+                & (samples["session"] == row["Session"])
+                & (samples["name"] == row["Stats name"])
+            ]
+            assert len(same) >= 1, row
+
+        report = page.request.get(url + "stats/report")  # the report the UI downloads
+        assert report.ok and "wsload-headline" in report.text()
+        assert f'data-figure="turns"><b>{shown["turns"]}</b>' in report.text()
+        saved = tmp_path / "report.html"
+        saved.write_text(report.text())
+        report_page = browser.new_page()
+        report_page.goto(saved.as_uri())
+        report_page.get_by_text("Locust Test Report").wait_for()
+        assert report_page.locator("#wsload-headline svg polyline").count() >= 4
+        report_page.screenshot(path=artifact("html-report-headline.png"), full_page=True)
