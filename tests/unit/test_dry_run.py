@@ -237,3 +237,16 @@ def test_the_first_event_of_a_run_tells_whether_isolation_is_on():
     )
     gap = isolation_gap(profile, {"type": "agent_started", "run_id": "r"})
     assert gap is not None and "'user_id'" in gap and "'thread_id'" in gap
+
+
+def test_the_documented_streaming_profile_passes_its_dry_run(tmp_path):
+    import re
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "profiles.md").read_text()
+    toml = re.search(r"## Example: a streaming backend.*?```toml\n(.*?)```", doc, re.S)
+    assert toml is not None
+    path = tmp_path / "streaming.toml"
+    path.write_text(toml.group(1))
+    profile = load_profile(path)
+    assert profile.token.issuer == "" and profile.token.claims == {}
+    assert dry_run(profile).findings == () and profile_warnings(profile) == []
