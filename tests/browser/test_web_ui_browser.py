@@ -203,6 +203,8 @@ def test_tabs_are_filled_by_the_workers_rows_in_distributed_mode(tmp_path):
         auth = open_tab(page, "Auth & security", "connect")
         assert any(r["Section"] == "latency" and r["Name"] == "auth" for r in auth), auth
         stop_from_the_ui(page)
+        check_headline_against_samples(page, tmp_path / "run")  # the worker's turns, all
+        page.screenshot(path=artifact("web-ui-distributed-headline.png"))
 
 
 # The figures of the headline strip, as shown: {data-figure: text of its number}.
