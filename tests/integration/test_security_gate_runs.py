@@ -156,3 +156,14 @@ def test_a_killed_run_is_flagged_by_the_summary_and_the_gate(tmp_path):
     gate = json.loads((run / "gate.json").read_text())
     assert gate["crashed"].startswith("This run did not stop cleanly")
     assert "did not stop cleanly" in ET.parse(run / "gate-junit.xml").find(".//system-err").text
+
+
+def test_a_profile_without_isolation_fields_says_so_once_at_start(tmp_path):
+    profile = tmp_path / "no_ids.toml"
+    profile.write_text('name = "no-ids"\n[events]\nuser_id_field = ""\nthread_id_field = ""\n')
+    done = locust(tmp_path / "run", "-u", "1", "-r", "1", "-t", "2s", "--ws-profile", str(profile))
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-2000:]
+    assert (
+        out.count("isolation checks by user (no field set) and thread (no field set) are off") == 1
+    )

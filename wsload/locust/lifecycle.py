@@ -21,6 +21,7 @@ from locust.env import Environment
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from wsload.config.options import RunOptions, from_namespace, websocket_url
+from wsload.config.profile import profile_warnings
 from wsload.config.tokens import TokenMinter
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.gate.names import check_gate_names
@@ -107,6 +108,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _size_probe_users(environment, options.probe_users)
     except ConfigError as error:
         _fail_config(error)
+    for warning in profile_warnings(options.profile):  # e.g. isolation checks that cannot run
+        log.warning("%s", warning)
     if environment.web_ui is not None:  # standalone or master: the live tabs, form checks
         from wsload.locust.live import LiveStats
         from wsload.locust.webui import install
