@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.wsload-installed
 
-.PHONY: demo test install lint format clean browser
+.PHONY: demo test install lint format clean browser notebooks lab
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,6 +17,14 @@ install: $(STAMP)
 
 demo: install
 	$(BIN)/wsload demo
+
+# A fresh demo run and a stepped capacity run, then both notebooks executed in place.
+notebooks: install
+	$(BIN)/python analysis/refresh.py
+
+# The notebooks in Jupyter, on the newest run (results/latest) unless WSLOAD_RUN names one.
+lab: install
+	$(BIN)/jupyter lab analysis/
 
 # Browser tests drive Debian's chromium; install it when missing (root, as in CI).
 browser:

@@ -1,17 +1,29 @@
-"""The notebooks in analysis/ run top to bottom against real runs, showing figures."""
+"""The notebooks in analysis/ run top to bottom against real runs, as Jupyter runs them (the
+kernel in a folder of its own, the run named relative to the repository or found through
+results/latest), and tell their story in their outputs."""
 
 from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
-from wsload_runs import REPO, real_run
+from wsload_runs import REPO, locust, real_run
+
+from wsload.analysis import load_run
 
 pytestmark = pytest.mark.slow
 
 
-def execute(name: str, run_dir, tmp_path, monkeypatch) -> nbformat.NotebookNode:
-    monkeypatch.setenv("WSLOAD_RUN", str(run_dir))  # the kernel inherits it
+def execute(name: str, kernel_folder: Path, run: str | None, monkeypatch) -> nbformat.NotebookNode:
+    if run is None:
+        monkeypatch.delenv("WSLOAD_RUN", raising=False)  # the notebook's default
+    else:
+        monkeypatch.setenv("WSLOAD_RUN", run)  # the kernel inherits it
     monkeypatch.setenv("WSLOAD_TARGET_USERS", "500")
     notebook = nbformat.read(REPO / "analysis" / name, as_version=4)
     assert any("parameters" in c.metadata.get("tags", []) for c in notebook.cells)
@@ -19,34 +31,87 @@ def execute(name: str, run_dir, tmp_path, monkeypatch) -> nbformat.NotebookNode:
         notebook,
         timeout=120,
         kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
+        resources={"metadata": {"path": str(kernel_folder)}},
     ).execute()
     return notebook
 
 
-def outputs(notebook: nbformat.NotebookNode) -> tuple[list[str], int]:
+def outputs(notebook: nbformat.NotebookNode) -> tuple[str, int]:
     texts, images = [], 0
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
             assert output.output_type != "error", output
             texts.append(output.get("text", "") + str(output.get("data", {}).get("text/plain")))
             images += "image/png" in output.get("data", {})
-    return texts, images
+    return "\n".join(texts), images
 
 
-def test_explore_notebook_runs_against_a_real_chat_run(tmp_path_factory, tmp_path, monkeypatch):
-    run_dir = real_run(tmp_path_factory.getbasetemp(), "chat")
-    texts, images = outputs(execute("explore.ipynb", run_dir, tmp_path, monkeypatch))
-    assert images == 3
-    assert any("turns" in t and "users" in t for t in texts)
+def relative_to_repository(folder: Path) -> str:
+    return os.path.relpath(folder, REPO)
+
+
+def test_explore_tells_the_story_of_a_run_with_failures(tmp_path_factory, monkeypatch):
+    run_dir = tmp_path_factory.getbasetemp() / "wsload-run-agent-errors"
+    if not (run_dir / "samples.csv").is_file():
+        done = locust(
+            "ws_auth.py",
+            *("-u", "6", "-r", "6", "-t", "6s", "--think-time", "0.3"),
+            "--target-args=--error-events 0.3 --seed 7",
+            *("--results", str(run_dir)),
+        )
+        assert (run_dir / "samples.csv").is_file(), done.stderr[-3000:]
+    # the kernel starts in the notebook folder; the run is named relative to the repository
+    relative = relative_to_repository(run_dir)
+    notebook = execute("explore.ipynb", REPO / "analysis", relative, monkeypatch)
+    text, images = outputs(notebook)
+    assert images == 4  # latency over time, waterfall, failures timeline, generator health
+    assert "turns completed per second" in text
+    assert "turns failed" in text and "(0.00%)" not in text.split("turns failed")[1][:40]
+    assert "agent_error" in text  # the failure table and its examples
+    failed = load_run(run_dir).samples.query("failure == 'agent_error'").sort_values("t_s")
+    assert failed["session"].iloc[0] in text  # the first example names its session
+    assert "refused as" in text and "error_frame_close" in text  # probes x outcome
+    assert "auth_not_enforced: 0" in text and "foreign_event: 0" in text
+    assert "gate: passed" in text
+    assert "turn:ttfe" in text and "turn:e2e" in text
+
+
+def test_explore_reads_results_latest_after_a_demo(tmp_path, monkeypatch):
+    """What a user does on a fresh checkout: a demo, then the notebook with no arguments."""
+    env = {k: v for k, v in os.environ.items() if k not in ("JWT_SECRET_KEY", "WSLOAD_RUN")}
+    command = [sys.executable, "-m", "wsload.cli", "demo", "--users", "4", "--run-time", "4s"]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    latest = tmp_path / "results" / "latest"
+    assert latest.is_symlink() and os.readlink(latest).startswith("demo-")
+    assert "results/latest now names this run" in done.stdout
+    # the notebook's default, results/latest, from the folder the kernel starts in
+    notebook = execute("explore.ipynb", tmp_path, None, monkeypatch)
+    text, images = outputs(notebook)
+    assert os.readlink(latest) in text and images == 4
+
+
+def test_a_demo_that_fails_to_start_does_not_become_latest(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET_KEY"}
+    env["WSLOAD_PROFILE"] = "no-such-profile"  # the run stops before any user starts
+    command = [sys.executable, "-m", "wsload.cli", "demo", "--users", "2", "--run-time", "2s"]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90
+    )
+    assert done.returncode != 0
+    assert "recorded nothing" in done.stdout
+    assert not (tmp_path / "results" / "latest").exists()
+    assert not (tmp_path / "results" / "latest").is_symlink()
 
 
 def test_capacity_notebook_runs_against_a_real_stepped_run(tmp_path_factory, tmp_path, monkeypatch):
     run_dir = real_run(tmp_path_factory.getbasetemp(), "steps")
-    texts, images = outputs(execute("capacity.ipynb", run_dir, tmp_path, monkeypatch))
+    notebook = execute("capacity.ipynb", REPO / "analysis", str(run_dir), monkeypatch)
+    text, images = outputs(notebook)
     assert images == 2
-    joined = "\n".join(texts)
-    assert "Steps tested (users): 5, 10, 15." in joined
+    assert "Steps tested (users): 5, 10, 15." in text
     # every step met the SLO: a lower bound, from which no instance count is projected
-    assert "No instance projection for 500 users" in joined
-    assert "no projection: every step up to 15 users met the SLO" in joined
+    assert "No instance projection for 500 users" in text
+    assert "no projection: every step up to 15 users met the SLO" in text
