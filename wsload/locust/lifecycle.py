@@ -110,12 +110,14 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _fail_config(error)
     for warning in profile_warnings(options.profile):  # e.g. isolation checks that cannot run
         log.warning("%s", warning)
-    if environment.web_ui is not None:  # standalone or master: the live tabs, form checks
-        from wsload.locust.live import LiveStats
-        from wsload.locust.webui import install
+    from wsload.locust.live import LiveStats
+    from wsload.locust.webui import install, install_report
 
-        PROCESS.live = LiveStats()
-        PROCESS.listeners.append(PROCESS.live.add_records)
+    # Standalone or master: the live numbers for the web UI and Locust's HTML report.
+    PROCESS.live = LiveStats()
+    PROCESS.listeners.append(PROCESS.live.add_records)
+    install_report(PROCESS.live)
+    if environment.web_ui is not None:
         install(environment, PROCESS.live, check_options)
 
 
@@ -278,6 +280,8 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
         return
     run.stop()
     if not keeps_serving(environment):
+        if not isinstance(environment.runner, MasterRunner):
+            run.sink.flush()  # every record in the live numbers before Locust's --html report
         return  # ended when Locust quits: a master still receives workers' last records
     runner = environment.runner
     if isinstance(runner, MasterRunner):

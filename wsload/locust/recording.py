@@ -85,6 +85,10 @@ class LocalSink(Sink):
     def add_batch(self, batch: Batch) -> None:
         self._arrived.append(batch)
 
+    def flush(self) -> None:
+        """Write and hand to the listeners what has come in so far, now."""
+        self._write()
+
     def _write(self) -> None:
         batches, self._arrived = self._arrived, []
         if self.batch:
