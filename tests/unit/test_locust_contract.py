@@ -85,7 +85,8 @@ BATCHED = SAME + textwrap.dedent(
     def other(i):
         failure = "refused" if i % 3 == 0 else None
         if i % 4 == 0:
-            return ConnectionAttempt(clock[0], who, 1, 3.5, 1.5, failure, "auth" if failure else None)
+            phase = "auth" if failure else None
+            return ConnectionAttempt(clock[0], who, 1, 3.5, 1.5, failure, phase)
         if i % 4 == 1:
             return SessionEvent(clock[0], who, "ping", rng.uniform(0, 50), failure)
         result = ProbeResult("expired", True, "http_401", failure, 2.0, "d")
