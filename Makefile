@@ -23,8 +23,9 @@ notebooks: install
 	$(BIN)/python analysis/refresh.py
 
 # The notebooks in Jupyter, on the newest run (results/latest) unless WSLOAD_RUN names one.
+# Jupyter refuses to run as root without --allow-root (a container, CI).
 lab: install
-	$(BIN)/jupyter lab analysis/
+	$(BIN)/jupyter lab analysis/ $$([ "$$(id -u)" = 0 ] && echo --allow-root)
 
 # Browser tests drive Debian's chromium; install it when missing (root, as in CI).
 browser:

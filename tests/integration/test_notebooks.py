@@ -4,9 +4,14 @@ results/latest), and tell their story in their outputs."""
 
 from __future__ import annotations
 
+import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -115,3 +120,78 @@ def test_capacity_notebook_runs_against_a_real_stepped_run(tmp_path_factory, tmp
     # every step met the SLO: a lower bound, from which no instance count is projected
     assert "No instance projection for 500 users" in text
     assert "no projection: every step up to 15 users met the SLO" in text
+
+
+def test_the_documented_jupyter_lab_command_finds_the_run(tmp_path_factory, tmp_path):
+    """`WSLOAD_RUN=results/<run-id> jupyter lab analysis/` from the repository: a real Jupyter
+    server on loopback, a kernel for the notebook (started in its folder), the run loaded."""
+    websocket = pytest.importorskip("websocket")
+    run_dir = real_run(tmp_path_factory.getbasetemp(), "chat")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    token = uuid.uuid4().hex
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET_KEY"}
+    env.update(WSLOAD_RUN=relative_to_repository(run_dir), JUPYTER_RUNTIME_DIR=str(tmp_path))
+    jupyter = Path(sys.executable).parent / "jupyter"
+    command = [str(jupyter), "lab", "analysis/", "--no-browser", "--ip=127.0.0.1"]
+    command += [f"--port={port}", f"--IdentityProvider.token={token}", "--allow-root"]
+    server = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "no Jupyter"
+                time.sleep(0.3)
+        body = {"path": "analysis/explore.ipynb", "type": "notebook", "name": ""}
+        request = urllib.request.Request(
+            f"{base}/api/sessions?token={token}",
+            data=json.dumps({**body, "kernel": {"name": "python3"}}).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        kernel = json.load(urllib.request.urlopen(request, timeout=60))["kernel"]["id"]
+        channels = f"ws://127.0.0.1:{port}/api/kernels/{kernel}/channels?token={token}"
+        connection = websocket.create_connection(channels, timeout=60)
+        code = (
+            "import os\nfrom wsload import analysis as wa\n"
+            "run = wa.load_run(os.environ['WSLOAD_RUN'])\n"
+            "print(os.path.basename(os.getcwd()), run.path.resolve(), len(run.turns))"
+        )
+        message_id = uuid.uuid4().hex
+        header = {"msg_id": message_id, "session": uuid.uuid4().hex, "username": ""}
+        header.update(msg_type="execute_request", version="5.3")
+        connection.send(
+            json.dumps(
+                {
+                    "header": header,
+                    "parent_header": {},
+                    "metadata": {},
+                    "content": {"code": code, "silent": False},
+                    "channel": "shell",
+                }
+            )
+        )
+        printed, deadline = [], time.monotonic() + 60
+        while time.monotonic() < deadline:
+            message = json.loads(connection.recv())
+            if message.get("parent_header", {}).get("msg_id") != message_id:
+                continue
+            assert message["msg_type"] != "error", message["content"]
+            if message["msg_type"] == "stream":
+                printed.append(message["content"]["text"])
+            if message["msg_type"] == "status" and message["content"]["execution_state"] == "idle":
+                break
+        connection.close()
+        folder, path, turns = "".join(printed).split()
+        assert folder == "analysis"  # the kernel started in the notebook's folder
+        assert Path(path) == run_dir.resolve() and int(turns) > 0
+    finally:
+        server.terminate()
+        server.wait(15)
