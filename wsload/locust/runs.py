@@ -7,6 +7,7 @@ gets its own folder, and its ``run.json`` says when that run started and stopped
 
 from __future__ import annotations
 
+import logging
 import shlex
 import sys
 import time
@@ -175,3 +176,5 @@ def _print_summary(writer: ResultsWriter, out: Callable[[str], None]) -> None:
         out(f"raw samples: {writer.path}")
     except (OSError, ValueError, KeyError) as exc:  # an empty run has nothing to summarise
         out(f"wsload: no summary ({exc})")
+    except Exception:  # a bug in the summary must not take the gate and its exit code along
+        logging.getLogger("wsload").exception("the end-of-run summary failed")

@@ -264,11 +264,16 @@ def example_lines(samples: pd.DataFrame, per_id: int = EXAMPLES_PER_ID) -> list[
                     ("subject", getattr(row, "subject", None)),
                     ("session", getattr(row, "session", None)),
                 )
-                if value is not None and value == value and str(value) != ""
+                if not _missing(value)
             )
-            detail = "" if row.detail is None or row.detail != row.detail else str(row.detail)
+            detail = "" if _missing(row.detail) else str(row.detail)
             lines.append(f"    {row.name} {who}: {detail[:200]}".rstrip(": "))
     return lines
+
+
+def _missing(value: object) -> bool:
+    """An empty field: None, NaN, pandas' NA (whose truth value raises) or empty text."""
+    return value is None or bool(pd.isna(value)) or str(value) == ""
 
 
 def _top(failures: pd.Series) -> str:
