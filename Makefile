@@ -38,7 +38,7 @@ browser:
 test: install browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3 --durations=15
 
 lint: install
 	$(BIN)/ruff check .

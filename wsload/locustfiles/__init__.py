@@ -1,2 +1,2 @@
-"""The locustfiles wsload ships, as package data: ``locust -f`` takes their path
-(``wsload locustfile NAME`` prints it), so they work outside a checkout too."""
+"""The locustfiles wsload ships, as package data: ``locust -f`` takes their path (``wsload
+--help`` prints where they are), so they work outside a checkout too."""
