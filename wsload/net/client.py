@@ -53,7 +53,7 @@ from wsload.run.records import ConnectionAttempt, Who
 _perf = time.perf_counter
 
 
-@dataclass
+@dataclass(slots=True)
 class Timings:
     """Phase durations in milliseconds; None for a phase that did not happen."""
 
@@ -115,8 +115,13 @@ class Connection:
 
     One greenlet reads (``receive``); sends from any greenlet are serialised by a lock so
     that a ping never lands inside a chat message. The session is ``session``: begin and
-    end turns there, read its state there.
+    end turns there, read its state there. Slotted: thousands are held at once.
     """
+
+    __slots__ = (
+        "_send_lock", "_timeout", "endpoint", "kernel_timestamps", "pending", "session", "sock",
+        "timings",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -134,7 +139,7 @@ class Connection:
         # SO_TIMESTAMPNS is already on (``connect`` sets it before the upgrade, so that the
         # 101 and what follows it are stamped by the same clock).
         self.kernel_timestamps = kernel_timestamps
-        self.pending: list[Event] = []  # events read with the ack, not yet taken
+        self.pending: list[Event] | tuple[()] = ()  # events read with the ack, not yet taken
         self._send_lock = threading.Lock()
         self._timeout: float | None = -1.0
 
@@ -157,18 +162,7 @@ class Connection:
 
     @property
     def subprotocol(self) -> str | None:
-        response = self.session.response
-        return None if response is None else response.subprotocol
-
-    @property
-    def response_headers(self) -> dict[str, str]:
-        response = self.session.response
-        return {} if response is None else response.headers
-
-    @property
-    def set_cookies(self) -> tuple[str, ...]:
-        response = self.session.response
-        return () if response is None else response.set_cookies
+        return self.session.subprotocol
 
     # sending ---------------------------------------------------------------------------
     def _send(self, data: bytes) -> None:
@@ -200,8 +194,8 @@ class Connection:
         A closed connection gives a ``Closed`` event, every time it is asked.
         """
         if self.pending:
-            events, self.pending = self.pending, []
-            return events
+            events, self.pending = self.pending, ()
+            return events  # type: ignore[return-value]
         session = self.session
         sock = self.sock
         while True:
@@ -377,7 +371,7 @@ def _await_ack(conn: Connection, events: list[Event]) -> None:
             kind = type(event)
             if kind is Acked:
                 timings.auth_ms = event.auth_ms
-                conn.pending = events[index + 1 :]
+                conn.pending = events[index + 1 :] or ()
                 if event.mismatch is not None:
                     raise ConnectError(
                         taxonomy.IDENTITY_MISMATCH, "auth", event.mismatch, timings, session=conn
@@ -396,7 +390,7 @@ def _await_ack(conn: Connection, events: list[Event]) -> None:
                 )
         if session.state != AWAITING_ACK:  # no ack required: open since the 101
             timings.auth_ms = session.auth_ms
-            conn.pending = events
+            conn.pending = events or ()
             return
         remaining = (session.deadline or 0.0) - _perf()
         if remaining <= 0:

@@ -41,10 +41,14 @@ class Message:
 class FrameParser:
     """Incremental parser: ``feed`` bytes as they arrive, take whole messages back."""
 
+    __slots__ = (
+        "_buffer", "_fragment_opcode", "_fragment_size", "_fragments", "max_message_bytes"
+    )  # fmt: skip
+
     def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self.max_message_bytes = max_message_bytes
         self._buffer = bytearray()
-        self._fragments: list[bytes] = []
+        self._fragments: list[bytes] | tuple[()] = ()  # a list only inside a fragmented one
         self._fragment_opcode = 0
         self._fragment_size = 0
 
@@ -109,12 +113,12 @@ class FrameParser:
             if opcode == CONTINUATION:
                 if not self._fragments:
                     raise FrameError("a continuation frame with nothing to continue")
-                self._fragments.append(payload)
+                self._fragments.append(payload)  # type: ignore[union-attr]
                 self._fragment_size += length
                 if fin:
                     opcode = self._fragment_opcode
                     payload = b"".join(self._fragments)
-                    self._fragments = []
+                    self._fragments = ()
                     self._fragment_size = 0
                 else:
                     continue

@@ -59,7 +59,6 @@ from wsload.protocol.upgrade import (
     HandshakeError,
     HeadReader,
     UpgradeRequest,
-    UpgradeResponse,
     check_response,
 )
 
@@ -75,17 +74,21 @@ class _Rules:
     """What a profile says about messages, compiled once per profile."""
 
     __slots__ = (
-        "ack_matchers", "ack_required", "ack_timeout_s", "auth_error_codes",
-        "error_code_field", "heartbeats", "known", "own_fields", "ping", "pong_field",
+        "ack_matchers", "ack_required", "ack_timeout_s", "auth_error_codes", "codec",
+        "error_code_field", "grammar", "heartbeats", "known", "own_fields", "ping", "pong_field",
         "pong_name", "pong_type", "rejection_closes", "rejection_field", "server_error_names",
         "server_errors", "stray_fields", "type_field", "user_id_field",
     )  # fmt: skip
 
     def __init__(self, profile: Profile) -> None:
         events, heartbeat, rejection = profile.events, profile.heartbeat, profile.rejection
+        # compiled once per profile (``profile.grammar`` compiles on every access), so that
+        # every session's ``FinishedTurns`` shares it and the tracker's rules for it
+        self.grammar = grammar = profile.grammar
+        self.codec = JsonTextCodec(events.type_field)  # stateless: shared by the sessions
         self.type_field = events.type_field
         self.known = frozenset(
-            {*profile.grammar.names, *events.optional, *events.error, *events.ignore}
+            {*grammar.names, *events.optional, *events.error, *events.ignore}
             | {heartbeat.pong_type, heartbeat.server_heartbeat_type}
         )
         self.heartbeats = frozenset(
@@ -129,7 +132,42 @@ def matches_any(message: dict[str, Any], matchers: tuple[dict[str, Any], ...]) -
 
 
 class ClientSession:
-    """One session's protocol state: feed it what arrives, send what it returns."""
+    """One session's protocol state: feed it what arrives, send what it returns.
+
+    Thousands are held at once, so it keeps what the open session needs and no more: the
+    request, the offered subprotocols and the head reader go once the 101 is checked (the
+    full answer rides in the ``Upgraded`` event; the session keeps its ``subprotocol``).
+    """
+
+    __slots__ = (
+        "_ack_timeout_s",
+        "_close_sent",
+        "_deadline",
+        "_error_code",
+        "_finished",
+        "_floor",
+        "_head",
+        "_outgoing",
+        "_parser",
+        "_ping_sent_at",
+        "_rules",
+        "ack",
+        "auth_ms",
+        "bytes_received",
+        "close_code",
+        "close_reason",
+        "codec",
+        "expected_subject",
+        "offered",
+        "profile",
+        "request",
+        "state",
+        "subprotocol",
+        "thread_id",
+        "turn",
+        "upgraded_at",
+        "user_id",
+    )  # fmt: skip
 
     def __init__(
         self,
@@ -143,13 +181,14 @@ class ClientSession:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         codec: Codec | None = None,
     ) -> None:
+        rules = self._rules = _rules(profile)
         self.profile = profile
-        self.request = request
-        self.offered = offered  # the subprotocols the request offers
+        self.request: UpgradeRequest | None = request  # None once the 101 is checked
+        self.offered = offered  # the subprotocols the request offers (until the 101)
         self.expected_subject = expected_subject
-        self.codec: Codec = codec or JsonTextCodec(profile.events.type_field)
+        self.codec: Codec = codec or rules.codec
         self.state = CONNECTING
-        self.response: UpgradeResponse | None = None
+        self.subprotocol: str | None = None  # the one the 101 chose
         self.upgraded_at: float | None = None
         self.auth_ms: float | None = None
         self.ack: dict[str, Any] | None = None
@@ -159,14 +198,13 @@ class ClientSession:
         self.close_reason = ""
         self.bytes_received = 0
         self.turn: TurnTracker | None = None
-        self._rules = _rules(profile)
-        self._ack_timeout_s = self._rules.ack_timeout_s if ack_timeout_s is None else ack_timeout_s
+        self._ack_timeout_s = rules.ack_timeout_s if ack_timeout_s is None else ack_timeout_s
         self._deadline: float | None = None
         self._error_code: str | None = None
         self._finished = (
-            finished if finished is not None else FinishedTurns(profile.events, profile.grammar)
+            finished if finished is not None else FinishedTurns(profile.events, rules.grammar)
         )
-        self._head = HeadReader()
+        self._head: HeadReader | None = HeadReader()
         self._parser = FrameParser(max_message_bytes)
         self._outgoing: list[bytes] = []
         self._close_sent = False
@@ -175,7 +213,8 @@ class ClientSession:
 
     # the upgrade -----------------------------------------------------------------------
     def request_bytes(self) -> bytes:
-        """The upgrade request as it goes out."""
+        """The upgrade request as it goes out (before the 101 only)."""
+        assert self.request is not None, "the request is gone once the 101 is checked"
         return self.request.to_bytes()
 
     def request_sent(self, at: float) -> None:
@@ -212,7 +251,7 @@ class ClientSession:
         state = self.state
         if state == CONNECTING:
             self.state = CLOSED
-            err = self._head.eof()
+            err = self._head.eof()  # type: ignore[union-attr]
             return [UpgradeFailed(at, err.failure, err.detail, err.status)]
         if state == CLOSED:
             return []
@@ -280,15 +319,18 @@ class ClientSession:
     # internals -------------------------------------------------------------------------
     def _head_data(self, data: bytes, at: float) -> list[Event]:
         try:
-            complete = self._head.feed(data)
+            complete = self._head.feed(data)  # type: ignore[union-attr]
             if complete is None:
                 return []
             head, rest = complete
-            response = check_response(head, self.request, self.offered)
+            response = check_response(head, self.request, self.offered)  # type: ignore[arg-type]
         except HandshakeError as exc:
             self.state = CLOSED
             return [UpgradeFailed(at, exc.failure, exc.detail, exc.status)]
-        self.response = response
+        # handshake-only state goes: an idle session holds no request, token or head
+        self.request = self._head = None
+        self.offered = ()
+        self.subprotocol = response.subprotocol
         self.upgraded_at = at
         out: list[Event] = [Upgraded(at, response)]
         if self._rules.ack_required:

@@ -316,6 +316,9 @@ class TurnTracker:
         self._failures.append((failure, detail))
 
 
+_NO_FRAMES: frozenset[str] = frozenset()
+
+
 class FinishedTurns:
     """The last few turns of a user that ended with their terminal (or error) event.
 
@@ -331,13 +334,15 @@ class FinishedTurns:
     def __init__(self, events: Events, grammar: Grammar, keep: int = 16) -> None:
         self._rules = _rules(events, grammar)
         self._keep = keep
-        self._runs: dict[str, None] = {}  # an ordered set: oldest first
-        self._frames: set[str] = set()
+        self._runs: dict[str, None] | None = None  # an ordered set: oldest first
+        self._frames: set[str] | frozenset[str] = _NO_FRAMES
 
     def add(self, turn: TurnTracker) -> None:
         """Remember a turn that has just ended with its terminal event."""
-        runs = self._runs
         if turn.run_id is not None:
+            runs = self._runs
+            if runs is None:
+                runs = self._runs = {}
             runs[turn.run_id] = None
             if len(runs) > self._keep:
                 del runs[next(iter(runs))]

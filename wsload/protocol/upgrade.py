@@ -10,6 +10,7 @@ taxonomy id.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import os
 from dataclasses import dataclass, field
@@ -47,8 +48,12 @@ class Endpoint:
         return host if self.port == default else f"{host}:{self.port}"
 
 
+@functools.lru_cache(maxsize=64)
 def parse_ws_url(url: str) -> Endpoint:
-    """Split a WebSocket URL; ``ValueError`` names what is wrong with it."""
+    """Split a WebSocket URL; ``ValueError`` names what is wrong with it.
+
+    Cached (an ``Endpoint`` is frozen): every session of a run shares its URL's one.
+    """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme not in ("ws", "wss"):
