@@ -26,7 +26,7 @@ import numpy as np
 
 from wsload.net.probes import ACCEPTED
 from wsload.run.recorder import redact_text
-from wsload.run.records import HealthTick, Record, Sample, TurnRecord, Who
+from wsload.run.records import HealthTick, Record, Sample, TurnRecord, Who, shape_samples
 
 TURN_PREFIX = "turn:"
 # Timed on the security tab: handshake, auth ack, token refresh.
@@ -49,6 +49,7 @@ RATE_WINDOW_S = 10
 RATE_LAG_S = 2
 # A second's percentiles are computed, and its latencies dropped, once it is this old.
 SETTLE_S = 5
+_INF, _NEG_INF = math.inf, -math.inf
 
 
 class _Name:
@@ -106,6 +107,8 @@ class LiveStats:
     def reset(self) -> None:
         """Forget everything: a new run (or Locust's reset) starts from zero."""
         self._names: dict[str, _Name] = {}
+        # a turn shape -> the entries of its timings, in order (turns of one shape share them)
+        self._shapes: dict[Any, list[_Name]] = {}
         # (kind, name, outcome) -> [n, failed], kind "probe" or "conformance"
         self._probes: dict[tuple[str, str, str], list[int]] = {}
         self._examples: dict[str, list[dict[str, Any]]] = {}
@@ -155,8 +158,39 @@ class LiveStats:
                 ttfe = result.ttfe_ms
                 if ttfe is not None and math.isfinite(ttfe):
                     second.ttfe.append(ttfe)
+                self._add_turn(record, failure, e2e)
+                continue
             self.add_samples(record.samples(), record.who)
         self._settle()
+
+    def _add_turn(self, record: TurnRecord, failure: str | None, e2e: float) -> None:
+        """``add_samples(record.samples())`` without making the samples: every timing but
+        the last is a success, into the entries its turn shape names (cached per shape)."""
+        shape = record.shape()
+        entries = self._shapes.get(shape)
+        if entries is None:
+            entries = self._shapes[shape] = [
+                self._entry(kind, name) for kind, name in shape_samples(shape)
+            ]
+        values = record.timings()
+        self.samples += len(values) + 1
+        for entry, ms in zip(entries, values, strict=True):
+            if _NEG_INF < ms < _INF:  # finite (not NaN), without a call per value
+                entry.ok_ms.append(ms)
+            else:
+                entry.untimed += 1
+        if failure is None and math.isfinite(e2e):
+            self._entry("turn", "turn:e2e").ok_ms.append(e2e)
+        else:
+            self.samples -= 1  # add_samples counts it again
+            self.add_samples((Sample("turn", "turn:e2e", e2e, failure, record.detail),), record.who)
+
+    def _entry(self, kind: str, name: str) -> _Name:
+        names = self._names
+        entry = names.get(name)
+        if entry is None:
+            entry = names[name] = _Name(kind, len(names))
+        return entry
 
     def _second(self, at: int) -> _Second:
         second = self._seconds.get(at)

@@ -150,6 +150,7 @@ class ClientSession:
         "_outgoing",
         "_parser",
         "_ping_sent_at",
+        "_replies",
         "_rules",
         "ack",
         "auth_ms",
@@ -187,6 +188,8 @@ class ClientSession:
         self.offered = offered  # the subprotocols the request offers (until the 101)
         self.expected_subject = expected_subject
         self.codec: Codec = codec or rules.codec
+        # what the codec answers itself after a read; None for the JSON codec (never any)
+        self._replies = None if type(self.codec) is JsonTextCodec else self.codec.replies
         self.state = CONNECTING
         self.subprotocol: str | None = None  # the one the 101 chose
         self.upgraded_at: float | None = None
@@ -374,8 +377,8 @@ class ClientSession:
                     self._close_sent = True
                     self._outgoing.append(client_frame(struct.pack("!H", 1000), CLOSE))
                 return self._closed(at, code, reason, None, out)
-        replies = self.codec.replies()
-        if replies:  # transport-level answers of the codec (an Engine.IO pong, say)
+        if self._replies is not None and (replies := self._replies()):
+            # transport-level answers of the codec (an Engine.IO pong, say)
             self._outgoing.extend(client_frame(r.encode("utf-8")) for r in replies)
         return out
 
