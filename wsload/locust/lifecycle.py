@@ -113,10 +113,13 @@ def _on_init(environment: Environment, **_: Any) -> None:
     from wsload.locust.live import LiveStats
     from wsload.locust.webui import install, install_report
 
-    # Standalone or master: the live numbers for the web UI and Locust's HTML report.
-    PROCESS.live = LiveStats()
-    PROCESS.listeners.append(PROCESS.live.add_records)
-    install_report(PROCESS.live)
+    # Standalone or master: the live numbers, for the web UI and Locust's HTML report; a
+    # headless run with neither does not pay for them.
+    html = getattr(environment.parsed_options, "html_file", None)
+    if environment.web_ui is not None or html:
+        PROCESS.live = LiveStats()
+        PROCESS.listeners.append(PROCESS.live.add_records)
+        install_report(PROCESS.live)
     if environment.web_ui is not None:
         install(environment, PROCESS.live, check_options)
 
