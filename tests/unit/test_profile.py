@@ -237,3 +237,9 @@ def test_show_marks_the_keys_a_partial_profile_takes_from_elsewhere(tmp_path):
     assert "spans = []  # not inherited: the file has its own events.sequence" in text
     assert '\ntype_field = "event"\n' in text  # given: no comment
     assert inherited_keys(DEFAULT) == {}
+
+
+def test_a_value_that_reads_like_a_placeholder_is_not_filled_in_again():
+    template = {"payload": {"content": "{content}", "thread_id": "{thread_id}"}}
+    filled = fill_template(template, {"thread_id": "{content}", "content": ""})
+    assert filled == {"payload": {"content": "", "thread_id": "{content}"}}

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import tomllib
 import types
 import typing
@@ -562,12 +563,17 @@ def get_field(obj: Any, dotted: str) -> Any:
     return obj
 
 
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
 def fill_template(template: Any, values: dict[str, str]) -> Any:
-    """Copy of a JSON-like template with ``{name}`` placeholders in strings filled in."""
+    """Copy of a JSON-like template with ``{name}`` placeholders in strings filled in.
+
+    In one pass: a value that itself reads like a placeholder (a message saying
+    "{content}") is kept as it is, never filled in again.
+    """
     if isinstance(template, str):
-        for name, value in values.items():
-            template = template.replace("{" + name + "}", value)
-        return template
+        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
     if isinstance(template, dict):
         return {k: fill_template(v, values) for k, v in template.items()}
     if isinstance(template, list):
