@@ -119,7 +119,7 @@ def _cmd_profile_show(profile) -> int:
 
 def _cmd_profile_check(profile, *, strict: bool) -> int:
     """Load (done), then dry-run the profile on its example frames; report what fails."""
-    from wsload.config.profile import profile_warnings
+    from wsload.config.profile_warnings import profile_warnings
     from wsload.protocol.dry_run import dry_run
 
     report = dry_run(profile)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from wsload.config.profile import isolation_gap, load_profile, profile_warnings
+from wsload.config.profile import load_profile
+from wsload.config.profile_warnings import isolation_gap, profile_warnings
 from wsload.protocol.dry_run import ERROR, WARNING, dry_run, shortest_turn, with_repeats
 from wsload.protocol.grammar import Grammar
 

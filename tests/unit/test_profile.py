@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wsload.config.profile import ProfileError, fill_template, get_field, load_profile
+from wsload.config.profile import ProfileError, load_profile
+from wsload.config.templates import fill_template, get_field
 
 DEFAULT = Path(__file__).resolve().parents[2] / "wsload" / "profiles" / "default.toml"
 
@@ -100,7 +101,7 @@ def test_templates_are_filled_inside_nested_json():
 def test_the_pre_serialised_template_renders_what_fill_template_gives(content):
     import json
 
-    from wsload.config.profile import JsonTemplate
+    from wsload.config.templates import JsonTemplate
 
     template = load_profile().chat.message
     rendered = JsonTemplate(template, ("content", "thread_id")).render(
@@ -117,7 +118,7 @@ def test_the_pre_serialised_template_renders_what_fill_template_gives(content):
 def test_the_template_renders_exactly_the_standard_librarys_json(content, thread_id):
     import json
 
-    from wsload.config.profile import JsonTemplate
+    from wsload.config.templates import JsonTemplate
 
     template = load_profile().chat.message
     rendered = JsonTemplate(template, ("content", "thread_id")).render(

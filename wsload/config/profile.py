@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
-import re
 import tomllib
 import types
 import typing
@@ -28,8 +26,6 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
-
-import orjson
 
 from wsload.errors import ConfigError
 from wsload.protocol.grammar import Grammar, GrammarError
@@ -471,144 +467,3 @@ def _check(p: Profile, source: Path) -> None:
 
 
 # warnings at load start --------------------------------------------------------------------
-def profile_warnings(profile: Profile) -> list[str]:
-    """What a run with this profile does not check, for one warning each at load start.
-
-    Isolation (``foreign_event``: another user's or thread's event in a session) is judged
-    by comparing ``events.user_id_field`` and ``events.thread_id_field`` of each event with
-    the session's; an event without them passes unchecked, so a backend whose events carry
-    no ids gets no isolation check at all, silently, unless this says so. Pure: reads the
-    profile and its example frames only.
-    """
-    events = profile.events
-    fields = {"user": events.user_id_field, "thread": events.thread_id_field}
-    out: list[str] = []
-    off = [kind for kind, name in fields.items() if not name]
-    frames = [f for f in (example_object(x) for x in profile.examples.turn) if f is not None]
-    if frames:
-        off += [
-            kind
-            for kind, name in fields.items()
-            if name and all(name not in frame for frame in frames)
-        ]
-    if off:
-        what = " and ".join(
-            f"{kind} ({fields[kind]!r})" if fields[kind] else f"{kind} (no field set)"
-            for kind in off
-        )
-        why = (
-            "the profile names no field for it"
-            if all(not fields[kind] for kind in off)
-            else "the profile's example events carry no such field"
-        )
-        everything = len(off) == 2
-        out.append(
-            f"isolation checks by {what} are off: {why}, so "
-            + (
-                "an event leaked from another user's or thread's session is not caught "
-                "(foreign_event can only come from events.run_id_field)"
-                if everything
-                else f"an event of another {' or '.join(off)} is not caught"
-            )
-            + f"; set events.{off[0]}_id_field to the event field naming the {off[0]} "
-            f"(profile {profile.source})"
-        )
-    for kind, name in fields.items():
-        if "." in name:
-            out.append(
-                f"events.{kind}_id_field {name!r} is looked up as one top-level field of each "
-                "event (nested fields are not followed): if the events carry it nested, "
-                f"isolation by {kind} is off"
-            )
-    return out
-
-
-def isolation_gap(profile: Profile, event: dict[str, Any]) -> str | None:
-    """For the first event of a run: which isolation check it leaves off, else None.
-
-    ``profile_warnings`` can only read example frames; a profile without them learns what
-    the backend's events carry from the first one received.
-    """
-    events = profile.events
-    missing = [
-        f"{kind} ({name!r})"
-        for kind, name in (("user", events.user_id_field), ("thread", events.thread_id_field))
-        if name and name not in event
-    ]
-    if not missing:
-        return None
-    return (
-        f"the backend's events carry no {' and no '.join(missing)}: isolation checks by "
-        f"{'them' if len(missing) > 1 else 'it'} are off for this run"
-    )
-
-
-def example_object(frame: Any) -> dict[str, Any] | None:
-    """The JSON object of one example frame (a table, or its text), or None."""
-    if isinstance(frame, dict):
-        return frame
-    try:
-        value = json.loads(frame)
-    except (TypeError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def get_field(obj: Any, dotted: str) -> Any:
-    """Value at a dotted path of nested dicts, or None when any step is missing."""
-    for part in dotted.split("."):
-        if not isinstance(obj, dict):
-            return None
-        obj = obj.get(part)
-    return obj
-
-
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
-
-
-def fill_template(template: Any, values: dict[str, str]) -> Any:
-    """Copy of a JSON-like template with ``{name}`` placeholders in strings filled in.
-
-    In one pass: a value that itself reads like a placeholder (a message saying
-    "{content}") is kept as it is, never filled in again.
-    """
-    if isinstance(template, str):
-        return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
-    if isinstance(template, dict):
-        return {k: fill_template(v, values) for k, v in template.items()}
-    if isinstance(template, list):
-        return [fill_template(v, values) for v in template]
-    return template
-
-
-class JsonTemplate:
-    """A JSON message template serialised once; ``render`` only splices escaped values in.
-
-    Equivalent to ``json.dumps(fill_template(template, values))`` for string placeholders,
-    at a fraction of the cost: it runs once per chat message of every user.
-    """
-
-    def __init__(self, template: Any, names: tuple[str, ...]) -> None:
-        marks = {name: f"\u2063{i}\u2063wsload" for i, name in enumerate(names)}
-        self._text = json.dumps(
-            fill_template(template, marks), separators=(",", ":"), ensure_ascii=False
-        )
-        self._marks = marks
-
-    def render(self, **values: str) -> str:
-        text = self._text
-        for name, mark in self._marks.items():
-            text = text.replace(mark, _json_string(values[name])[1:-1])
-        return text
-
-
-def _json_string(value: str) -> str:
-    """``json.dumps(value, ensure_ascii=False)``, five times faster with orjson.
-
-    The two escape alike (property-tested); orjson refuses lone surrogates, which the
-    standard library passes through.
-    """
-    try:
-        return orjson.dumps(value).decode("utf-8")
-    except orjson.JSONEncodeError:
-        return json.dumps(value, ensure_ascii=False)

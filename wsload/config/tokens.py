@@ -21,7 +21,8 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import serialization
 
-from wsload.config.profile import TokenSpec, fill_template
+from wsload.config.profile import TokenSpec
+from wsload.config.templates import fill_template
 from wsload.errors import ConfigError
 
 SECRET_ENV = "JWT_SECRET_KEY"

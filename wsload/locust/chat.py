@@ -18,7 +18,7 @@ import gevent
 from gevent.event import Event
 from locust import User, task
 
-from wsload.config.profile import fill_template
+from wsload.config.templates import fill_template
 from wsload.locust.chat_connection import ChatConnection
 from wsload.locust.conversation import Conversation, Pacing
 from wsload.locust.credentials import UserCredentials

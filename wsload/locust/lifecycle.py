@@ -21,7 +21,7 @@ from locust.env import Environment
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from wsload.config.options import RunOptions, from_namespace, websocket_url
-from wsload.config.profile import profile_warnings
+from wsload.config.profile_warnings import profile_warnings
 from wsload.config.tokens import TokenMinter
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.gate.names import check_gate_names

@@ -10,7 +10,7 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from wsload.config.options import OPTION_SPECS, RunOptions, from_namespace, http_base, websocket_url
-from wsload.config.profile import JsonTemplate
+from wsload.config.templates import JsonTemplate
 from wsload.config.tokens import Credential, TokenMinter, node_tag, subject_for
 from wsload.errors import ConfigError
 from wsload.locust.process import PROCESS

@@ -24,8 +24,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsload import taxonomy
-from wsload.config.profile import Profile, get_field
-from wsload.config.profile import example_object as frame_object
+from wsload.config.profile import Profile
+from wsload.config.profile_warnings import example_object as frame_object
+from wsload.config.templates import get_field
 from wsload.protocol import events as ev
 from wsload.protocol.frames import CLOSE, TEXT
 from wsload.protocol.grammar import Grammar

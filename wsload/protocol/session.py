@@ -28,7 +28,8 @@ import struct
 from typing import Any
 
 from wsload import taxonomy
-from wsload.config.profile import Profile, get_field
+from wsload.config.profile import Profile
+from wsload.config.templates import get_field
 from wsload.protocol.codec import Codec, CodecError, JsonTextCodec
 from wsload.protocol.events import (
     Acked,
