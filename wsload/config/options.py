@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from wsload.capacity.options import CAPACITY_SPECS, ZERO_OK, slo, step_settings
 from wsload.capacity.slo import SLO
 from wsload.capacity.step_plan import StepSettings
+from wsload.config.connection_specs import CONNECTION_SPECS
 from wsload.config.corpus import Corpus, load_corpus
 from wsload.config.pacing import Backoff, ThinkTime, parse_think_time
 from wsload.config.profile import Profile, load_profile
@@ -27,6 +28,7 @@ from wsload.config.spec import OptionSpec
 from wsload.config.tokens import Credential, load_credentials
 from wsload.errors import ConfigError
 from wsload.gate import GateConfig, build_config
+from wsload.net.source_ips import parse_source_ips
 
 __all__ = [
     "CLIENT_MODES",
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 #: every option a locustfile registers on Locust's parser, in ``--help`` order
-OPTION_SPECS: tuple[OptionSpec, ...] = RUN_SPECS + GATE_SPECS + CAPACITY_SPECS
+OPTION_SPECS: tuple[OptionSpec, ...] = RUN_SPECS + GATE_SPECS + CAPACITY_SPECS + CONNECTION_SPECS
 _DESTS = tuple(spec.dest for spec in OPTION_SPECS)
 _ZERO_OK = {
     "send_interval",
@@ -52,6 +54,7 @@ _ZERO_OK = {
     "refresh_margin",
     "heartbeat_interval",
     "storm",
+    "trickle_interval",
     *ZERO_OK,
 }
 _CACHED_CONFIGS = 16  # option sets kept (the web UI may go back and forth)
@@ -91,6 +94,10 @@ class RunOptions:
     user_thresholds: bool  # the user gave thresholds: the gate decides the exit code
     steps: StepSettings  # capacity runs: the step plan's settings
     slo: SLO  # capacity runs: the service levels a step must keep
+    source_ips: tuple[str, ...] = ()  # local addresses to connect from (all processes')
+    budget_check: bool = True  # local ports and open files checked before the ramp
+    trickle_interval_s: float = 0.0  # connections.py: a chat message per session every S s
+    sessions_per_user: int = 1  # connections.py: sessions one user holds
 
 
 def _check_number(name: str, value: float | None, *, allow_zero: bool) -> None:
@@ -241,6 +248,10 @@ def _build(get: Callable[..., Any]) -> RunOptions:
         user_thresholds=bool(get("threshold") or get("thresholds")),
         steps=step_settings(get),
         slo=slo(get),
+        source_ips=parse_source_ips(get("source_ips")),
+        budget_check=not get("no_budget_check", False),
+        trickle_interval_s=get("trickle_interval", 0.0),
+        sessions_per_user=get("sessions_per_user", 1),
     )
 
 

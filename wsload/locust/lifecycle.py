@@ -26,11 +26,13 @@ from wsload.config.tokens import TokenMinter
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.gate.names import check_gate_names
 from wsload.locust.arguments import add_options
+from wsload.locust.budget_check import check_local_budgets, raise_limits
 from wsload.locust.health import sample_health
 from wsload.locust.process import PROCESS
 from wsload.locust.recording import RECORDS_MESSAGE, WorkerSink, request_is_wsloads
 from wsload.locust.runs import Run
 from wsload.locust.runtime import node_of, recording_for
+from wsload.locust.spawn_messages import cache_default_args
 from wsload.locust.target import start_embedded_target, stop_embedded_target
 from wsload.net.client import preflight
 from wsload.run.recorder import prepare_run_folder
@@ -38,6 +40,7 @@ from wsload.run.records import HttpRequest, Who
 from wsload.run.wire import Decoder, Encoder
 
 log = logging.getLogger("wsload")
+cache_default_args()  # a worker parses each spawn message in microseconds, not seconds
 
 
 class _Lifecycle:
@@ -94,6 +97,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(RECORDS_MESSAGE, _on_records_from_worker)
+    raise_limits()  # every generator process: soft open-file limit up to the hard one
     if isinstance(runner, WorkerRunner):
         return  # workers take host and options from the master's spawn messages
     try:
@@ -103,6 +107,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
             options = from_namespace(environment.parsed_options)  # now with the secret
         check_options(environment, options)
         preflight(websocket_url(environment.host, options.profile))
+        check_local_budgets(environment, options)
         if options.results:
             prepare_run_folder(options.results, "check")
         _size_probe_users(environment, options.probe_users)

@@ -1,0 +1,232 @@
+"""Connection capacity end to end: ramp to N authenticated sessions, hold them, measure.
+
+    .venv/bin/python benchmarks/connections.py --sessions 100000 --hold 60
+    .venv/bin/python benchmarks/connections.py --sessions 20000 --hold 20 --rate 2000
+
+Starts the reference target (``--target-workers`` processes on one port, each within its
+open-file limit), then ``locust -f locustfiles/connections.py --processes P`` spreading its
+connections over ``--source-ips`` (loopback addresses 127.0.0.2 and up, each with its own
+ephemeral ports towards the target), ramping at ``--rate`` sessions per second. Once every
+session is open (or the ramp stalls) it holds for ``--hold`` seconds, reading the memory
+(PSS, so pages forked processes share count once) of every generator process (master
+included) and every target process from /proc, then stops Locust and reads the run's
+samples. Prints what it found and ends with one line:
+
+    held=<sessions> failures=<n> kb_per_session=<x> ramp_per_s=<y>
+
+``held`` is the fewest sessions the target had open during the hold; ``failures`` every
+failed sample of the run (connects, auths, pings, disconnects); ``kb_per_session`` the
+generator's memory (all its processes) at the hold divided by the sessions held;
+``ramp_per_s`` the sessions opened per second from the first connect to the last ack of the
+ramp. ``--deflate`` repeats a smaller hold with permessage-deflate negotiated, when this
+wsload can negotiate it, and prints the extra memory per session on both sides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import psutil  # noqa: E402
+
+from wsload.analysis import load_run  # noqa: E402
+from wsload.analysis.connections import connection_capacity  # noqa: E402
+from wsload.config.options import OPTION_SPECS  # noqa: E402
+from wsload.net.budgets import FILES_RESERVE, FILES_SHARE, port_range, raise_file_limit  # noqa: E402
+from wsload.run.memory import memory_kb  # noqa: E402
+from wsload.target import start_target  # noqa: E402
+
+SECRET = "connections-benchmark-secret-0123456789abcdef"
+PER_PROCESS = 15000  # sessions per process (generator worker or target worker)
+
+
+def tree_kb(pid: int) -> tuple[float, int]:
+    """PSS of ``pid`` and its descendants, KiB, and how many processes that is."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0, 0
+    total = 0.0
+    for proc in procs:
+        total += memory_kb(proc.pid) or 0.0
+    return total, len(procs)
+
+
+def target_active(http_url: str) -> int | None:
+    try:
+        with urllib.request.urlopen(f"{http_url}/stats?all=1", timeout=5) as answer:
+            return int(json.loads(answer.read())["counters"]["active"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def deflate_option() -> str | None:
+    """The flag that negotiates permessage-deflate, when this wsload has one."""
+    for spec in OPTION_SPECS:
+        if "deflate" in spec.flag or "compress" in spec.flag:
+            return spec.flag
+    return None
+
+
+def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[str],
+             label: str) -> dict[str, float]:  # fmt: skip
+    """One ramp and hold; the figures it measured."""
+    processes = args.processes or max(1, math.ceil(sessions / PER_PROCESS))
+    workers = args.target_workers or max(1, math.ceil(sessions / PER_PROCESS))
+    sources = args.source_ips or _auto_sources(sessions)
+    target_args = ["--workers", str(workers), "--connections-per-user", "0"]
+    if args.target_args:
+        target_args += args.target_args.split()
+    target = start_target(target_args, secret=SECRET, timeout=60)
+    print(f"[{label}] target {target.url}: {workers} processes; generator: {processes} workers "
+          f"+ master; --source-ips {sources}; {sessions:,} sessions at {args.rate}/s",
+          flush=True)  # fmt: skip
+    results = Path(tempfile.mkdtemp(prefix="wsload-connections-")) / "run"
+    ramp_bound = sessions / max(1.0, args.rate) * 3 + 60
+    env = dict(os.environ, JWT_SECRET_KEY=SECRET)
+    cmd = [
+        sys.executable, "-m", "locust", "-f", str(REPO / "locustfiles" / "connections.py"),
+        "--headless", "-u", str(sessions), "-r", str(args.rate),
+        "-t", f"{int(ramp_bound + hold + 30)}s", "--processes", str(processes),
+        "--host", target.url, "--source-ips", sources, "--results", str(results),
+        "--heartbeat-interval", str(args.heartbeat), "--only-summary", "--loglevel", "WARNING",
+        "--stop-timeout", "10", *extra,
+    ]  # fmt: skip
+    if args.trickle:
+        cmd += ["--trickle-interval", str(args.trickle)]
+    base_gen = base_tgt = 0.0
+    locust = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              cwd=str(REPO))  # fmt: skip
+    try:
+        time.sleep(3.0)
+        base_gen, gen_procs = tree_kb(locust.pid)
+        base_tgt, _ = tree_kb(target.pid)
+        started = time.monotonic()
+        best, best_at = 0, started
+        while True:  # the ramp: until all are open, or no progress for 20 s
+            time.sleep(2.0)
+            active = target_active(target.http_url) or 0
+            if active > best:
+                best, best_at = active, time.monotonic()
+            if active >= sessions or time.monotonic() - best_at > 20 or locust.poll() is not None:
+                break
+            if time.monotonic() - started > ramp_bound:
+                break
+        print(f"[{label}] ramp over after {time.monotonic() - started:.0f} s: {best:,} open",
+              flush=True)  # fmt: skip
+        held = best
+        gen_kb = tgt_kb = 0.0
+        hold_end = time.monotonic() + hold
+        while time.monotonic() < hold_end and locust.poll() is None:
+            time.sleep(min(5.0, max(0.1, hold_end - time.monotonic())))
+            active = target_active(target.http_url)
+            if active is not None:
+                held = min(held, active)
+            gen_kb, gen_procs = tree_kb(locust.pid)
+            tgt_kb, _ = tree_kb(target.pid)
+        print(f"[{label}] held {held:,} for {hold:g} s; generator {gen_kb / 1024:,.0f} MB in "
+              f"{gen_procs} processes, target {tgt_kb / 1024:,.0f} MB", flush=True)  # fmt: skip
+    finally:
+        if locust.poll() is None:
+            locust.send_signal(signal.SIGTERM)
+        try:
+            output, _ = locust.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            locust.kill()
+            output, _ = locust.communicate()
+        target.stop()
+    run = load_run(results)
+    cap = connection_capacity(run)
+    samples = run.samples
+    failed = samples.loc[samples["failure"].notna() & (samples["failure"] != "")]
+    pings = samples.loc[samples["name"] == "ping"]
+    tail = output.decode("utf-8", "replace").strip().splitlines()[-12:]
+    if cap.peak_sessions < sessions:
+        print(f"[{label}] locust said:\n  " + "\n  ".join(tail), flush=True)
+    print(f"[{label}] results {results}: peak {cap.peak_sessions:,}, held cleanly "
+          f"{cap.held_cleanly:,}, ramp {cap.ramp_s or 0:.1f} s, pings {len(pings):,} "
+          f"({int((~pings['ok'].astype(bool)).sum()):,} failed), failures by id "
+          f"{cap.failures or 'none'}", flush=True)  # fmt: skip
+    return {
+        "held": held,
+        "failures": float(len(failed)),
+        "gen_kb": gen_kb,
+        "tgt_kb": tgt_kb,
+        "gen_base_kb": base_gen,
+        "tgt_base_kb": base_tgt,
+        "ramp_per_s": cap.ramp_per_s or 0.0,
+        "gen_slope": cap.generator_kb_per_session or float("nan"),
+        "tgt_slope": cap.target_kb_per_session or float("nan"),
+    }
+
+
+def _auto_sources(sessions: int) -> str:
+    low, high = port_range()
+    usable = int((high - low + 1) * 0.9)
+    count = max(1, math.ceil(sessions / usable)) + 1
+    return f"127.0.0.2-127.0.0.{1 + count}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sessions", type=int, default=100000)
+    parser.add_argument("--hold", type=float, default=60.0, help="seconds to hold them")
+    parser.add_argument("--rate", type=int, default=2500, help="new sessions per second")
+    parser.add_argument("--processes", type=int, default=0, help="generator workers (0: auto)")
+    parser.add_argument("--target-workers", type=int, default=0, help="target processes")
+    parser.add_argument("--source-ips", default="", help="default: enough 127.0.0.x")
+    parser.add_argument("--heartbeat", type=float, default=25.0, help="ping interval, s")
+    parser.add_argument("--trickle", type=float, default=0.0, help="a turn per session every S")
+    parser.add_argument("--target-args", default="", help="more knobs of the target")
+    parser.add_argument("--deflate", action="store_true",
+                        help="also measure memory per session with permessage-deflate")  # fmt: skip
+    parser.add_argument("--deflate-sessions", type=int, default=10000)
+    args = parser.parse_args()
+    soft, hard = raise_file_limit()
+    low, high = port_range()
+    print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB, "
+          f"RLIMIT_NOFILE {soft}/{hard} (about {int(hard * FILES_SHARE) - FILES_RESERVE:,} "
+          f"sessions per process), ip_local_port_range {low}-{high}", flush=True)  # fmt: skip
+    result = run_once(args, args.sessions, args.hold, [], "plain")
+    held = max(1.0, result["held"])
+    kb = result["gen_kb"] / held
+    print(f"generator: {result['gen_kb'] / 1024:,.0f} MB at the hold, "
+          f"{result['gen_base_kb'] / 1024:,.0f} MB before the ramp; {kb:.2f} KB per session "
+          f"all in, {(result['gen_kb'] - result['gen_base_kb']) / held:.2f} KB added per "
+          f"session, slope {result['gen_slope']:.2f} KB", flush=True)  # fmt: skip
+    print(f"target: {result['tgt_kb'] / 1024:,.0f} MB at the hold, "
+          f"{result['tgt_base_kb'] / 1024:,.0f} MB before; {result['tgt_kb'] / held:.2f} KB per "
+          f"session all in, slope {result['tgt_slope']:.2f} KB", flush=True)  # fmt: skip
+    if args.deflate:
+        flag = deflate_option()
+        if flag is None:
+            print("deflate: unmeasured (this wsload has no permessage-deflate option)")
+        else:
+            n = args.deflate_sessions
+            plain = run_once(args, n, 20.0, [], "deflate-baseline")
+            packed = run_once(args, n, 20.0, [flag], "deflate")
+            for side in ("gen", "tgt"):
+                extra = (packed[f"{side}_kb"] - plain[f"{side}_kb"]) / max(1.0, packed["held"])
+                print(f"deflate: {side} +{extra:.2f} KB per session ({n:,} sessions)")
+    print(
+        f"held={int(result['held'])} failures={int(result['failures'])} "
+        f"kb_per_session={kb:.2f} ramp_per_s={result['ramp_per_s']:.0f}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
