@@ -10,12 +10,14 @@ last records.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import sys
 from typing import Any
 
 import gevent
+import psutil
 from locust import events
 from locust.env import Environment
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
@@ -70,7 +72,19 @@ def keeps_serving(environment: Environment) -> bool:
 def _fail_config(error: ConfigError) -> None:
     print(f"wsload: error: {error}", file=sys.stderr, flush=True)
     stop_embedded_target()
+    stop_forked_workers()
     sys.exit(EXIT_CONFIG_ERROR)
+
+
+def stop_forked_workers() -> None:
+    """End the workers ``--processes`` forked from this process: a master that stops
+    before the run would otherwise leave them waiting a minute for its heartbeat."""
+    me = psutil.Process()
+    command = me.cmdline()
+    for child in me.children():
+        with contextlib.suppress(psutil.Error):
+            if child.cmdline() == command:
+                child.terminate()
 
 
 def check_options(environment: Environment, options: RunOptions) -> None:
