@@ -97,9 +97,12 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
     results = Path(tempfile.mkdtemp(prefix="wsload-connections-")) / "run"
     ramp_bound = sessions / max(1.0, args.rate) * 3 + 60
     env = dict(os.environ, JWT_SECRET_KEY=SECRET)
+    per_user = args.sessions_per_user
+    users = math.ceil(sessions / per_user)
     cmd = [
         sys.executable, "-m", "locust", "-f", str(REPO / "locustfiles" / "connections.py"),
-        "--headless", "-u", str(sessions), "-r", str(args.rate),
+        "--headless", "-u", str(users), "-r", f"{args.rate / per_user:g}",
+        "--sessions-per-user", str(per_user),
         "-t", f"{int(ramp_bound + hold + 30)}s", "--processes", str(processes),
         "--host", target.url, "--source-ips", sources, "--results", str(results),
         "--heartbeat-interval", str(args.heartbeat), "--only-summary", "--loglevel", "WARNING",
@@ -185,6 +188,8 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=100000)
     parser.add_argument("--hold", type=float, default=60.0, help="seconds to hold them")
     parser.add_argument("--rate", type=int, default=2500, help="new sessions per second")
+    parser.add_argument("--sessions-per-user", type=int, default=10,
+                        help="sessions each Locust user holds on its one greenlet")  # fmt: skip
     parser.add_argument("--processes", type=int, default=0, help="generator workers (0: auto)")
     parser.add_argument("--target-workers", type=int, default=0, help="target processes")
     parser.add_argument("--source-ips", default="", help="default: enough 127.0.0.x")
