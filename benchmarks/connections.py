@@ -25,6 +25,7 @@ wsload can negotiate it, and prints the extra memory per session on both sides.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -111,8 +112,11 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
     if args.trickle:
         cmd += ["--trickle-interval", str(args.trickle)]
     base_gen = base_tgt = 0.0
-    locust = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              cwd=str(REPO))  # fmt: skip
+    log_path = results.parent / "locust.log"
+    log = log_path.open("wb")
+    # its own session: the master and the workers it forks end together at the end
+    locust = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=str(REPO),
+                              start_new_session=True)  # fmt: skip
     try:
         time.sleep(3.0)
         base_gen, gen_procs = tree_kb(locust.pid)
@@ -146,10 +150,14 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
         if locust.poll() is None:
             locust.send_signal(signal.SIGTERM)
         try:
-            output, _ = locust.communicate(timeout=120)
+            locust.wait(timeout=120)
         except subprocess.TimeoutExpired:
             locust.kill()
-            output, _ = locust.communicate()
+            locust.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(locust.pid, signal.SIGKILL)  # workers a dead master left behind
+        log.close()
+        output = log_path.read_bytes()
         target.stop()
     run = load_run(results)
     cap = connection_capacity(run)
