@@ -30,6 +30,7 @@ import json
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -43,7 +44,7 @@ sys.path.insert(0, str(REPO))
 import psutil  # noqa: E402
 
 from wsload.analysis import load_run  # noqa: E402
-from wsload.analysis.connections import connection_capacity  # noqa: E402
+from wsload.analysis.connections import connection_capacity, memory_timeline  # noqa: E402
 from wsload.config.options import OPTION_SPECS  # noqa: E402
 from wsload.net.budgets import FILES_RESERVE, FILES_SHARE, port_range, raise_file_limit  # noqa: E402
 from wsload.run.memory import memory_kb  # noqa: E402
@@ -51,6 +52,7 @@ from wsload.target import start_target  # noqa: E402
 
 SECRET = "connections-benchmark-secret-0123456789abcdef"
 PER_PROCESS = 15000  # sessions per process (generator worker or target worker)
+STALL_S = 60.0  # a ramp that opened nothing more for this long is over
 
 
 def tree_kb(pid: int) -> tuple[float, int]:
@@ -64,6 +66,27 @@ def tree_kb(pid: int) -> tuple[float, int]:
     for proc in procs:
         total += memory_kb(proc.pid) or 0.0
     return total, len(procs)
+
+
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) ``pid`` and its descendants have used so far."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def target_active(http_url: str) -> int | None:
@@ -109,6 +132,8 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
         "--heartbeat-interval", str(args.heartbeat), "--only-summary", "--loglevel", "WARNING",
         "--stop-timeout", "10", *extra,
     ]  # fmt: skip
+    port = free_port()  # not Locust's 5557, which another run on the machine may hold
+    cmd += ["--master-bind-port", str(port), "--master-port", str(port)]
     if args.trickle:
         cmd += ["--trickle-interval", str(args.trickle)]
     base_gen = base_tgt = 0.0
@@ -122,19 +147,27 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
         base_gen, gen_procs = tree_kb(locust.pid)
         base_tgt, _ = tree_kb(target.pid)
         started = time.monotonic()
+        cpu_gen0, cpu_tgt0 = tree_cpu_s(locust.pid), tree_cpu_s(target.pid)
         best, best_at = 0, started
-        while True:  # the ramp: until all are open, or no progress for 20 s
+        while True:  # the ramp: until all are open, or no progress for STALL_S
             time.sleep(2.0)
-            active = target_active(target.http_url) or 0
-            if active > best:
+            active = target_active(target.http_url)
+            if active is not None and active > best:
                 best, best_at = active, time.monotonic()
-            if active >= sessions or time.monotonic() - best_at > 20 or locust.poll() is not None:
+            stalled = time.monotonic() - best_at > STALL_S
+            if best >= sessions or stalled or locust.poll() is not None:
                 break
             if time.monotonic() - started > ramp_bound:
                 break
-        print(f"[{label}] ramp over after {time.monotonic() - started:.0f} s: {best:,} open",
-              flush=True)  # fmt: skip
+        ramp_wall = time.monotonic() - started
+        cpu_gen = tree_cpu_s(locust.pid) - cpu_gen0
+        cpu_tgt = tree_cpu_s(target.pid) - cpu_tgt0
+        print(f"[{label}] ramp over after {ramp_wall:.0f} s: {best:,} open at the target; CPU "
+              f"used over the ramp: generator {cpu_gen / ramp_wall:.2f} cores, target "
+              f"{cpu_tgt / ramp_wall:.2f} cores; machine load average "
+              f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)  # fmt: skip
         held = best
+        hold_from = time.time()
         gen_kb = tgt_kb = 0.0
         hold_end = time.monotonic() + hold
         while time.monotonic() < hold_end and locust.poll() is None:
@@ -144,8 +177,10 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
                 held = min(held, active)
             gen_kb, gen_procs = tree_kb(locust.pid)
             tgt_kb, _ = tree_kb(target.pid)
-        print(f"[{label}] held {held:,} for {hold:g} s; generator {gen_kb / 1024:,.0f} MB in "
-              f"{gen_procs} processes, target {tgt_kb / 1024:,.0f} MB", flush=True)  # fmt: skip
+        hold_to = time.time()
+        print(f"[{label}] target held at least {held:,} for {hold:g} s; generator "
+              f"{gen_kb / 1024:,.0f} MB in {gen_procs} processes, target "
+              f"{tgt_kb / 1024:,.0f} MB", flush=True)  # fmt: skip
     finally:
         if locust.poll() is None:
             locust.send_signal(signal.SIGTERM)
@@ -162,6 +197,14 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
     run = load_run(results)
     cap = connection_capacity(run)
     samples = run.samples
+    gauges = memory_timeline(run)
+    window = gauges.loc[
+        (gauges["t_s"] >= hold_from - run.started + 2) & (gauges["t_s"] <= hold_to - run.started)
+    ]
+    if len(window) and window["sessions"].notna().any():
+        held = int(window["sessions"].min())  # the generator's own count, every process
+        print(f"[{label}] the generator held at least {held:,} sessions through the hold",
+              flush=True)  # fmt: skip
     failed = samples.loc[samples["failure"].notna() & (samples["failure"] != "")]
     pings = samples.loc[samples["name"] == "ping"]
     tail = output.decode("utf-8", "replace").strip().splitlines()[-12:]
@@ -208,6 +251,8 @@ def main() -> int:
                         help="also measure memory per session with permessage-deflate")  # fmt: skip
     parser.add_argument("--deflate-sessions", type=int, default=10000)
     args = parser.parse_args()
+    # stopped from outside: still stop Locust and the target (the finally blocks run)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     soft, hard = raise_file_limit()
     low, high = port_range()
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB, "

@@ -4,6 +4,7 @@ several source addresses over worker processes, memory and the report's statemen
 from __future__ import annotations
 
 import resource
+import socket
 
 import pytest
 from wsload_runs import locust
@@ -11,6 +12,14 @@ from wsload_runs import locust
 from wsload.analysis import load_run
 from wsload.analysis.connections import connection_capacity, memory_timeline
 from wsload.reports import build_report
+
+
+def processes(count: int) -> list[str]:
+    """``--processes`` on a free master port (Locust's 5557 may be another run's)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    return ["--processes", str(count), "--master-bind-port", port, "--master-port", port]
 
 
 def lowered_file_limit(limit: int):
@@ -24,7 +33,7 @@ def lowered_file_limit(limit: int):
 
 def test_a_ramp_past_the_ports_of_one_source_address_stops_before_load(tmp_path):
     done = locust("connections.py", "-u", "30000", "-r", "1000", "-t", "30s",
-                  "--processes", "2", "--results", str(tmp_path / "run"), timeout=60)  # fmt: skip
+                  *processes(2), "--results", str(tmp_path / "run"), timeout=60)  # fmt: skip
     assert done.returncode == 2, done.stderr[-2000:]
     assert "30,000 connections per source address and destination" in done.stderr
     assert "ip_local_port_range" in done.stderr
@@ -55,7 +64,7 @@ def test_under_a_low_file_limit_the_message_comes_first_and_the_fix_holds(tmp_pa
     assert "RLIMIT_NOFILE soft 600, hard 600" in refused.stderr
     assert "--processes 2" in refused.stderr
     folder = tmp_path / "two"
-    held = locust("connections.py", *args, "--processes", "2", "--target-args",
+    held = locust("connections.py", *args, *processes(2), "--target-args",
                   "--workers 2", "--results", str(folder), preexec_fn=limit)  # fmt: skip
     assert held.returncode == 0, held.stderr[-3000:]
     cap = connection_capacity(load_run(folder))
@@ -67,7 +76,7 @@ def test_under_a_low_file_limit_the_message_comes_first_and_the_fix_holds(tmp_pa
 def test_sessions_are_held_with_heartbeats_from_source_addresses_and_reported(tmp_path):
     folder = tmp_path / "run"
     done = locust("connections.py", "-u", "20", "--sessions-per-user", "5", "-r", "20",
-                  "-t", "7s", "--processes", "2", "--source-ips", "127.0.0.2-127.0.0.3",
+                  "-t", "7s", *processes(2), "--source-ips", "127.0.0.2-127.0.0.3",
                   "--heartbeat-interval", "1", "--trickle-interval", "2",
                   "--results", str(folder))  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
