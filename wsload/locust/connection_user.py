@@ -84,8 +84,10 @@ class ConnectionUser(User):
         for fd in held:
             self.poller.unregister(fd)
         for session in held.values():
-            if session.tracker is not None:
-                self._end_turn(session)
+            if session.tracker is not None:  # cut short by the stop: not a turn's verdict
+                session.tracker = None
+                session.conn.session.end_turn()
+                self.rt.inflight_turns -= 1
             session.conn.close(timeout=CLOSE_TIMEOUT_S)
 
     @task
