@@ -18,8 +18,10 @@ samples. Prints what it found and ends with one line:
 failed sample of the run (connects, auths, pings, disconnects); ``kb_per_session`` the
 generator's memory (all its processes) at the hold divided by the sessions held;
 ``ramp_per_s`` the sessions opened per second from the first connect to the last ack of the
-ramp. ``--deflate`` repeats a smaller hold with permessage-deflate negotiated, when this
-wsload can negotiate it, and prints the extra memory per session on both sides.
+ramp. The main run offers no compression (``--compression off``, the target's
+``--no-compression``) where this wsload can negotiate permessage-deflate; ``--deflate``
+then repeats a smaller hold without and with it (``--compression browser``) and prints the
+extra memory per session on both sides, or says it is unmeasured where it cannot.
 """
 
 from __future__ import annotations
@@ -97,16 +99,24 @@ def target_active(http_url: str) -> int | None:
         return None
 
 
-def deflate_option() -> str | None:
-    """The flag that negotiates permessage-deflate, when this wsload has one."""
-    for spec in OPTION_SPECS:
-        if "deflate" in spec.flag or "compress" in spec.flag:
-            return spec.flag
-    return None
+def compression_modes() -> dict[str, tuple[list[str], list[str]]] | None:
+    """(Locust args, target args) for sessions without and with permessage-deflate, when
+    this wsload negotiates it (``--compression``); None when it cannot."""
+    from wsload.config.target_knobs import TARGET_SPECS
+
+    if "--compression" not in {spec.flag for spec in OPTION_SPECS}:
+        return None
+    target_off = ["--no-compression"] if any(
+        spec.flag == "--no-compression" for spec in TARGET_SPECS
+    ) else []  # fmt: skip
+    return {
+        "plain": (["--compression", "off"], target_off),
+        "deflate": (["--compression", "browser"], []),
+    }
 
 
 def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[str],
-             label: str) -> dict[str, float]:  # fmt: skip
+             label: str, target_extra: list[str] | None = None) -> dict[str, float]:  # fmt: skip
     """One ramp and hold; the figures it measured."""
     processes = args.processes or max(1, math.ceil(sessions / PER_PROCESS))
     workers = args.target_workers or max(1, math.ceil(sessions / PER_PROCESS))
@@ -114,6 +124,7 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
     target_args = ["--workers", str(workers), "--connections-per-user", "0"]
     if args.target_args:
         target_args += args.target_args.split()
+    target_args += target_extra or []
     target = start_target(target_args, secret=SECRET, timeout=60)
     print(f"[{label}] target {target.url}: {workers} processes; generator: {processes} workers "
           f"+ master; --source-ips {sources}; {sessions:,} sessions at {args.rate}/s",
@@ -258,7 +269,9 @@ def main() -> int:
     print(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GB, "
           f"RLIMIT_NOFILE {soft}/{hard} (about {int(hard * FILES_SHARE) - FILES_RESERVE:,} "
           f"sessions per process), ip_local_port_range {low}-{high}", flush=True)  # fmt: skip
-    result = run_once(args, args.sessions, args.hold, [], "plain")
+    modes = compression_modes()
+    plain_args, plain_target = modes["plain"] if modes else ([], [])
+    result = run_once(args, args.sessions, args.hold, plain_args, "plain", plain_target)
     held = max(1.0, result["held"])
     kb = result["gen_kb"] / held
     print(f"generator: {result['gen_kb'] / 1024:,.0f} MB at the hold, "
@@ -269,16 +282,18 @@ def main() -> int:
           f"{result['tgt_base_kb'] / 1024:,.0f} MB before; {result['tgt_kb'] / held:.2f} KB per "
           f"session all in, slope {result['tgt_slope']:.2f} KB", flush=True)  # fmt: skip
     if args.deflate:
-        flag = deflate_option()
-        if flag is None:
-            print("deflate: unmeasured (this wsload has no permessage-deflate option)")
+        if modes is None:
+            print("deflate: unmeasured (this wsload cannot negotiate permessage-deflate)")
         else:
             n = args.deflate_sessions
-            plain = run_once(args, n, 20.0, [], "deflate-baseline")
-            packed = run_once(args, n, 20.0, [flag], "deflate")
+            plain = run_once(args, n, 20.0, plain_args, "deflate-baseline", plain_target)
+            packed = run_once(args, n, 20.0, *modes["deflate"][:1], "deflate",
+                              modes["deflate"][1])  # fmt: skip
             for side in ("gen", "tgt"):
                 extra = (packed[f"{side}_kb"] - plain[f"{side}_kb"]) / max(1.0, packed["held"])
-                print(f"deflate: {side} +{extra:.2f} KB per session ({n:,} sessions)")
+                slope = packed[f"{side}_slope"] - plain[f"{side}_slope"]
+                print(f"deflate: {side} +{extra:.2f} KB per session at the hold, slope "
+                      f"{slope:+.2f} KB ({n:,} sessions)")  # fmt: skip
     print(
         f"held={int(result['held'])} failures={int(result['failures'])} "
         f"kb_per_session={kb:.2f} ramp_per_s={result['ramp_per_s']:.0f}"
