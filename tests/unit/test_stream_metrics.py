@@ -11,14 +11,19 @@ import msgpack
 import pytest
 
 from wsload.config.profile import ProfileError, load_profile
+from wsload.config.profile_warnings import profile_warnings
 from wsload.config.stream import Stream, token_counter
 from wsload.errors import ConfigError
+from wsload.gate import build_config
+from wsload.gate.names import check_gate_names
+from wsload.gate.thresholds import parse_threshold
 from wsload.protocol.tracker import TurnTracker
 from wsload.run.batch import Batch
 from wsload.run.recorder import CsvWriter
 from wsload.run.records import STREAM_NAMES, TurnRecord, Who, shape_samples
 from wsload.run.summary import load_samples
 from wsload.run.wire import Decoder, Encoder
+from wsload.target.agent import TurnKnobs, plan_turn
 
 PROFILE = load_profile()
 USER, THREAD, RUN = "u-1", "t-1", "r-1"
@@ -220,3 +225,73 @@ def test_the_default_profile_names_the_default_protocols_token_events():
     assert PROFILE.stream.events == ("stream_chunk", "partial_result")
     assert PROFILE.stream.text_field == "data.content"
     assert dataclasses.asdict(PROFILE)["stream"]["tokenizer"] == "whitespace"
+
+
+def test_the_reference_target_plans_a_streamed_answer_at_known_offsets():
+    knobs = TurnKnobs(
+        ttfe_s=0.05, gap_s=0.01, thinking_steps=1, tools=0, stream_tokens=4, token_interval_s=0.02
+    )
+    plan = plan_turn(knobs)
+    names = [event["type"] for _, event in plan]
+    assert names == ["agent_started", "agent_thinking", *["stream_chunk"] * 4, "agent_completed"]
+    chunks = [(offset, event) for offset, event in plan if event["type"] == "stream_chunk"]
+    assert [round(offset, 6) for offset, _ in chunks] == [0.07, 0.09, 0.11, 0.13]
+    answer = "".join(event["data"]["content"] for _, event in chunks)
+    assert answer == "token1 token2 token3 token4"
+    assert plan[-1][1]["data"]["events"] == knobs.event_count == 7
+    assert not TurnKnobs(ttfe_s=0, gap_s=0, tool_duration_s=0, token_interval_s=0.01).instant
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "turn:itl p99 < 50ms",
+        "turn:ttft p50 <= 1s",
+        "turn:tokens_per_s p50 >= 20/s",
+        "turn:output_tokens mean >= 7.5",
+        "turn:tokens_per_s min > 5/s abort",
+    ],
+)
+def test_stream_thresholds_parse_with_the_units_of_their_values(text):
+    threshold = parse_threshold(text)
+    assert parse_threshold(str(threshold)) == threshold
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("turn:tokens_per_s p50 > 20ms", "'ms' does not fit"),
+        ("turn:output_tokens p50 > 20s", "is a count: it takes no unit"),
+        ("turn:itl p99 < 50", "needs a unit"),
+    ],
+)
+def test_stream_thresholds_with_the_wrong_unit_are_refused(text, problem):
+    with pytest.raises(ConfigError) as caught:
+        parse_threshold(text)
+    assert problem in str(caught.value)
+
+
+def test_stream_names_are_known_only_to_profiles_that_stream(tmp_path: Path):
+    config = build_config(thresholds=["turn:itl p99 < 50ms", "turn:tokens_per_s p50 > 1/s"])
+    check_gate_names(config, PROFILE)
+    own = tmp_path / "own.toml"
+    own.write_text('[events]\nsequence = "start delta+ done"\nterminal = ["done"]\n')
+    with pytest.raises(ConfigError, match="turn:itl"):
+        check_gate_names(config, load_profile(own))
+    with pytest.raises(ConfigError, match="not a time"):
+        check_gate_names(build_config(goodput_limits=["turn:output_tokens=1s"]), PROFILE)
+    check_gate_names(build_config(goodput_limits=["turn:ttft=1s", "turn:tpot=50ms"]), PROFILE)
+
+
+def test_an_example_turn_without_text_where_the_profile_looks_is_warned_about(tmp_path: Path):
+    frames = [
+        '{"type":"agent_started","user_id":"u","thread_id":"t"}',
+        '{"type":"stream_chunk","user_id":"u","thread_id":"t","data":{"text":"Hi"}}',
+        '{"type":"agent_completed","user_id":"u","thread_id":"t"}',
+    ]
+    path = tmp_path / "p.toml"
+    path.write_text("[examples]\nturn = [" + ", ".join(f"'{f}'" for f in frames) + "]\n")
+    (warning,) = [w for w in profile_warnings(load_profile(path)) if "stream" in w]
+    assert "stream.text_field 'data.content'" in warning and "stream_chunk" in warning
+    path.write_text(path.read_text() + '[stream]\ntext_field = "data.text"\n')
+    assert not [w for w in profile_warnings(load_profile(path)) if "stream" in w]
