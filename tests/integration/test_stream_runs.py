@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from wsload.analysis import load_run
 from wsload.reports import build_report
 from wsload.run.summary import load_samples
 
@@ -101,6 +102,10 @@ def test_the_gate_summary_and_report_read_the_stream_metrics(streamed_run, tmp_p
         timeout=60,
     )
     assert slow.returncode == 1, slow.stdout + slow.stderr
+    turns = load_run(base / "results").turns  # the notebooks' per-turn table
+    assert (turns["output_tokens"] == TOKENS).all()
+    assert abs(turns["ttft_ms"].median() - TTFT_MS) <= 2
+    assert abs(turns["itl_mean_ms"].median() - INTERVAL_MS) <= 2
     files = build_report(base / "results", output=tmp_path / "report")
     page = files.html.read_text()
     assert "Streamed answers" in page and "TPOT, per stream" in page
