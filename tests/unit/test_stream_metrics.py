@@ -10,6 +10,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from wsload.capacity.slo import SLO
 from wsload.config.profile import ProfileError, load_profile
 from wsload.config.profile_warnings import profile_warnings
 from wsload.config.stream import Stream, token_counter
@@ -322,3 +323,13 @@ def test_the_web_ui_headline_shows_ttft_and_itl_once_a_turn_was_streamed(tmp_pat
     assert head["itl"]["p99"] == round(rows[rows.name == "turn:itl"].ms.quantile(0.99), 1)
     html = figures_html(head)
     assert 'data-figure="ttft"' in html and "ms ITL p50/p99" in html
+
+
+def test_capacity_slo_limits_ttft_and_itl_only_when_given():
+    p95 = {"turn:e2e": 100.0, "connect": 5.0, "auth": 5.0, "turn:ttft": 900.0, "turn:itl": 80.0}
+    assert SLO().breaches(p95, 0.0) == []
+    assert "turn:ttft" not in SLO().describe()
+    slo = SLO(ttft_p95_ms=500.0, itl_p95_ms=50.0)
+    assert slo.breaches(p95, 0.0) == ["turn:ttft p95 900 ms > 500 ms", "turn:itl p95 80 ms > 50 ms"]
+    assert slo.breaches({**p95, "turn:ttft": float("nan"), "turn:itl": 20.0}, 0.0) == []
+    assert "p95 turn:ttft ≤ 500 ms" in slo.describe()
