@@ -224,7 +224,7 @@ def test_options_override_the_profiles_endpoint_and_client(profile_file):
 def test_a_bad_oauth2_grant_in_a_profile_names_the_key(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text('[oauth2]\ngrant = "implicit"\n')
-    with pytest.raises(ConfigError, match="key 'oauth2.grant': 'implicit' is not one of"):
+    with pytest.raises(ConfigError, match=r"key 'oauth2\.grant': 'implicit' is not one of"):
         load_profile(path)
 
 
