@@ -60,7 +60,8 @@ RUN_SPECS: tuple[OptionSpec, ...] = (
     _spec(
         "--credentials",
         "WSLOAD_CREDENTIALS",
-        "CSV file with an email,password header: one login per user (token source login)",
+        "CSV file with an email,password header: one login per user (token source login, "
+        "and oauth2 with the password grant)",
         "",
     ),
     _spec(

@@ -1,8 +1,10 @@
-"""A user's credentials over its whole life: minted or logged in, refreshed, ticketed.
+"""A user's credentials over its whole life: minted, logged in, read from a token file or
+granted by an identity provider; refreshed, ticketed.
 
-HTTP goes through Locust's FastHttpSession, so logins, refreshes and ticket requests are
-timed in Locust's stats (``http:login``, ``http:refresh``, ``http:ticket``) and, through
-the glue's request listener, kept as raw rows like every other sample.
+HTTP goes through Locust's FastHttpSession, so logins, grants, refreshes and ticket
+requests are timed in Locust's stats (``http:login``, ``http:token``, ``http:refresh``,
+``http:ticket``) and, through the glue's request listener, kept as raw rows like every
+other sample.
 """
 
 from __future__ import annotations
@@ -123,7 +125,12 @@ class UserCredentials:
             )
             if data is not None and self._take_pair(data):
                 return True
-        return self.acquire()  # no or refused refresh token: log in (or read the file) again
+        if self.file_token is not None:
+            # A pre-issued token cannot be issued again: stop trying (the failure is
+            # recorded) and use the token until the server refuses it.
+            self._refresh_at = None
+            return False
+        return self.acquire()  # no or refused refresh token: log in again
 
     def due_in(self) -> float | None:
         """Seconds until the token should be refreshed (negative: overdue), None if never."""
