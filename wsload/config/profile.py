@@ -11,8 +11,8 @@ every section key it leaves out takes the default profile's value; a key it give
 the default's value whole (a list, or a value table such as ``token.claims``). ``name``,
 ``description`` and ``[examples]`` are the file's own and never inherited; a file with its
 own ``events.sequence`` does not inherit the default's event names either (``terminal``,
-``error``, ``optional``, ``spans`` start empty); the pong's and the rejection's type fields,
-when not given, are the events' type field.
+``error``, ``optional``, ``spans`` and ``stream.events`` start empty); the pong's and the
+rejection's type fields, when not given, are the events' type field.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from wsload.config.stream import Stream, stream_problem
 from wsload.errors import ConfigError
 from wsload.protocol.grammar import Grammar, GrammarError
 
@@ -34,6 +35,9 @@ PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"  # package dat
 CARRIERS = ("subprotocol", "header", "query", "cookie", "ticket")
 TOKEN_ENCODINGS = ("raw", "base64url")
 REFRESH_METHODS = ("reconnect", "in_band", "none")
+OAUTH2_GRANTS = ("password", "client_credentials")
+OAUTH2_BODIES = ("form", "json")
+OAUTH2_CLIENT_AUTH = ("basic", "body", "none")
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384")
 
 
@@ -96,6 +100,9 @@ class Ack:
     timeout_s: float = 10.0
     user_id_field: str = "data.user_id"
     match: tuple[dict[str, Any], ...] = ({"type": "connection_established"},)
+    # The claim of a token wsload did not mint (login, file, oauth2) naming the user the ack
+    # must name; the subject of a minted token is wsload's own.
+    subject_claim: str = "sub"
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,24 @@ class Heartbeat:
     ping: dict[str, Any] = field(default_factory=lambda: {"type": "ping"})
 
 
+@dataclass(frozen=True)
+class OAuth2:
+    """An identity provider's OAuth2 token endpoint (``--token-source oauth2``)."""
+
+    endpoint: str = ""  # absolute URL of the token endpoint
+    grant: str = "password"  # password (per user, --credentials) | client_credentials
+    body: str = "form"  # form (RFC 6749) | json
+    client_id: str = ""
+    client_auth: str = "basic"  # basic (HTTP Basic) | body (client_secret_post) | none
+    scope: str = ""
+    params: dict[str, Any] = field(default_factory=dict)  # extra body fields (audience, ...)
+    username_param: str = "username"
+    password_param: str = "password"
+    access_token_field: str = "access_token"  # dotted paths into the JSON answer
+    refresh_token_field: str = "refresh_token"
+    expires_in_field: str = "expires_in"
+
+
 Frame = dict[str, Any] | str  # an example frame: a table, or the JSON text as sent
 
 
@@ -187,9 +212,11 @@ class Profile:
     rejection: Rejection = field(default_factory=Rejection)
     chat: Chat = field(default_factory=Chat)
     events: Events = field(default_factory=Events)
+    stream: Stream = field(default_factory=Stream)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     limits: Limits = field(default_factory=Limits)
     examples: Examples = field(default_factory=Examples)
+    oauth2: OAuth2 = field(default_factory=OAuth2)
     source: str = "<built-in>"
 
     @cached_property
@@ -270,6 +297,7 @@ def merge_over_default(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     if isinstance(events, dict) and "sequence" in events:
         # The default's event names mean nothing under another grammar.
         base["events"] = {**base["events"], **{k: [] for k in GRAMMAR_NAME_KEYS}}
+        base["stream"] = {**base.get("stream", {}), "events": []}
     merged: dict[str, Any] = {**base, "name": path.stem}
     for key, value in raw.items():
         inherited = merged.get(key)
@@ -299,7 +327,9 @@ def inherited_keys(path: Path | str) -> dict[str, str]:
             key = f"{name}.{sub.name}"
             if key in FILLED_KEYS:
                 out[key] = f"from {FILLED_KEYS[key]}"
-            elif own_grammar and name == "events" and sub.name in GRAMMAR_NAME_KEYS:
+            elif own_grammar and (
+                (name == "events" and sub.name in GRAMMAR_NAME_KEYS) or key == "stream.events"
+            ):
                 out[key] = "not inherited: the file has its own events.sequence"
             else:
                 out[key] = "from default.toml"
@@ -454,6 +484,12 @@ def _check(p: Profile, source: Path) -> None:
             f"{sorted(overlap)[0]!r} is in events.sequence; an event is either part of the "
             "grammar or optional/ignored, not both",
         )
+    if problem := stream_problem(p.stream):
+        raise ProfileError(source, *problem)
+    if ignored := sorted(set(p.stream.events) & set(p.events.ignore)):
+        raise ProfileError(
+            source, "stream.events", f"{ignored[0]!r} is in events.ignore, so never seen in a turn"
+        )
     _positive(source, "heartbeat.interval_s", p.heartbeat.interval_s)
     if not p.heartbeat.pong_type_field:
         raise ProfileError(source, "heartbeat.pong_type_field", "must name a field")
@@ -464,6 +500,11 @@ def _check(p: Profile, source: Path) -> None:
         raise ProfileError(source, "examples.rejection_close_code", f"{code} is not a close code")
     _positive(source, "limits.max_message_bytes", p.limits.max_message_bytes)
     _positive(source, "limits.connections_per_user", p.limits.connections_per_user)
+    _choice(source, "oauth2.grant", p.oauth2.grant, OAUTH2_GRANTS)
+    _choice(source, "oauth2.body", p.oauth2.body, OAUTH2_BODIES)
+    _choice(source, "oauth2.client_auth", p.oauth2.client_auth, OAUTH2_CLIENT_AUTH)
+    if p.oauth2.endpoint and not p.oauth2.endpoint.startswith(("http://", "https://")):
+        raise ProfileError(source, "oauth2.endpoint", "must be an http:// or https:// URL")
 
 
 # warnings at load start --------------------------------------------------------------------

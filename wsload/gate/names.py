@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from wsload.config.profile import Profile
 from wsload.errors import ConfigError
 from wsload.gate.config import GateConfig
-from wsload.gate.thresholds import GOODPUT, GROUPS
+from wsload.gate.thresholds import GOODPUT, GROUPS, VALUE_UNITS
 from wsload.net.probes import AUTH_PROBES, CONFORMANCE_PROBES, stats_name
 from wsload.protocol.tracker import span_name
+from wsload.run.records import STREAM_NAMES
 
 # connections.py's gauges: memory and sessions held, the generator's and the target's
 HOLD_GAUGES = (
@@ -38,7 +39,7 @@ SESSION_NAMES = (
     "session:error",
     "session:duplicate",
 )
-HTTP_NAMES = ("http:login", "http:refresh", "http:ticket")
+HTTP_NAMES = ("http:login", "http:refresh", "http:ticket", "http:token")
 HEALTH_NAMES = ("health:cpu", "health:lag", "health:users", *HOLD_GAUGES)
 NAMESPACES = ("turn:", "session:", "probe:", "conformance:", "health:", "http:")
 
@@ -57,6 +58,7 @@ def stats_names(profile: Profile) -> frozenset[str]:
             *HEALTH_NAMES,
             *(f"turn:{name}" for name in turn_events | spans),
             *(stats_name(p) for p in (*AUTH_PROBES, *CONFORMANCE_PROBES)),
+            *(STREAM_NAMES if profile.stream.events else ()),
         }
     )
 
@@ -76,6 +78,12 @@ def check_gate_names(config: GateConfig, profile: Profile) -> None:
         _check(scope, known, profile, f"threshold '{threshold}' ({threshold.origin})")
     for name in config.goodput_limits_ms:
         _check(name, known, profile, f"goodput limit {name!r}")
+        if name in VALUE_UNITS:
+            raise ConfigError(
+                f"goodput limit {name!r}: {name} is not a time, so it cannot be a turn's limit",
+                fix="limit times (turn:ttft, turn:tpot, turn:itl, turn:e2e); gate "
+                f"{name} with a threshold instead, e.g. '{name} p50 >= ...'",
+            )
 
 
 def _check(name: str, known: Iterable[str], profile: Profile, what: str) -> None:
