@@ -20,6 +20,7 @@ from wsload.capacity.options import CAPACITY_SPECS, ZERO_OK, slo, step_settings
 from wsload.capacity.slo import SLO
 from wsload.capacity.step_plan import StepSettings
 from wsload.config.corpus import Corpus, load_corpus
+from wsload.config.metrics_specs import METRICS_SPECS
 from wsload.config.pacing import Backoff, ThinkTime, parse_think_time
 from wsload.config.profile import Profile, load_profile
 from wsload.config.run_specs import CLIENT_MODES, GATE_SPECS, RUN_SPECS, TOKEN_SOURCES
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 #: every option a locustfile registers on Locust's parser, in ``--help`` order
-OPTION_SPECS: tuple[OptionSpec, ...] = RUN_SPECS + GATE_SPECS + CAPACITY_SPECS
+OPTION_SPECS: tuple[OptionSpec, ...] = RUN_SPECS + GATE_SPECS + CAPACITY_SPECS + METRICS_SPECS
 _DESTS = tuple(spec.dest for spec in OPTION_SPECS)
 _ZERO_OK = {
     "send_interval",

@@ -27,6 +27,7 @@ from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.gate.names import check_gate_names
 from wsload.locust.arguments import add_options
 from wsload.locust.health import sample_health
+from wsload.locust.metrics import start_metrics
 from wsload.locust.process import PROCESS
 from wsload.locust.recording import RECORDS_MESSAGE, WorkerSink, request_is_wsloads
 from wsload.locust.runs import Run
@@ -94,6 +95,10 @@ def _on_init(environment: Environment, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(RECORDS_MESSAGE, _on_records_from_worker)
+    try:
+        start_metrics(environment)  # /metrics and --otel instruments: a busy port fails here
+    except ConfigError as error:
+        _fail_config(error)
     if isinstance(runner, WorkerRunner):
         return  # workers take host and options from the master's spawn messages
     try:
