@@ -11,6 +11,8 @@ given.
 from __future__ import annotations
 
 import logging
+import os
+import sys
 from typing import Any
 
 import gevent
@@ -20,7 +22,7 @@ from locust import events
 from locust.env import Environment
 from locust.runners import MasterRunner, WorkerRunner
 
-from wsload.errors import ConfigError
+from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.locust.chat_connection import LINKS
 from wsload.locust.process import PROCESS
 from wsload.locust.runtime import recording_for
@@ -166,6 +168,23 @@ def start_metrics(environment: Environment) -> None:
         live.export_otel()
     if not worker:
         live.start()
+
+
+@events.init_command_line_parser.add_listener
+def _check_otel_first(**_: Any) -> None:
+    """``--otel`` on the command line or in its environment variable: the ``OTEL_*``
+    settings checked before Locust sets the SDK up from them (which would only warn)."""
+    flag = "--otel" in sys.argv[1:]
+    env = os.environ.get("LOCUST_ENABLE_OPENTELEMETRY", "").strip().lower()
+    if not flag and env not in ("1", "true", "yes", "on"):
+        return
+    from wsload.metrics.otel import check_otel_environment
+
+    try:
+        check_otel_environment()
+    except ConfigError as error:
+        print(f"wsload: error: {error}", file=sys.stderr, flush=True)
+        sys.exit(EXIT_CONFIG_ERROR)
 
 
 @events.test_start.add_listener

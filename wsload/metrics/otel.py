@@ -64,13 +64,12 @@ def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
             )
         name = f"OTEL_EXPORTER_OTLP{signal}_ENDPOINT"
         value = env.get(name, "").strip()
-        if value:
-            parts = urlsplit(value)
-            if parts.scheme not in ("http", "https") or not parts.hostname or _bad_port(parts):
-                raise ConfigError(
-                    f"{name} is not an http(s) URL with a host",
-                    fix=f"set {name} like http://collector:4317 (gRPC) or :4318 (HTTP)",
-                )
+        if value and not _endpoint(value):
+            raise ConfigError(
+                f"{name} is not an endpoint URL",
+                fix=f"set {name} like http://collector:4317 (gRPC) or http://collector:4318 "
+                "(HTTP)",
+            )
     for name in _MILLISECONDS:
         value = env.get(name, "").strip()
         if value and not _positive_number(value):
@@ -99,12 +98,17 @@ def _positive_number(value: str) -> bool:
         return False
 
 
-def _bad_port(parts: Any) -> bool:
+def _endpoint(value: str) -> bool:
+    """An http(s) URL with a host, or the bare ``host:port`` the gRPC exporter also takes."""
+    if "://" not in value:
+        host, _, port = value.rpartition(":")
+        return bool(host) and port.isdigit()
+    parts = urlsplit(value)
     try:
         parts.port  # noqa: B018 - raises on a port that is not a number
     except ValueError:
-        return True
-    return False
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 class OtelInstruments:

@@ -9,6 +9,7 @@ process's own event loop.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -82,8 +83,9 @@ class MetricsServer:
             self.server.init_socket()
         except OSError as exc:
             where = f"{host or '0.0.0.0'}:{port}"
+            why = os.strerror(exc.errno) if exc.errno else str(exc)
             raise ConfigError(
-                f"--metrics-port {port}: cannot listen on {where} ({exc.strerror or exc})",
+                f"--metrics-port {port}: cannot listen on {where} ({why})",
                 fix="pass a free port to --metrics-port (or stop what listens on it)",
             ) from None
         self.port: int = self.server.socket.getsockname()[1]
