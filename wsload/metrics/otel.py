@@ -67,8 +67,7 @@ def check_otel_environment(env: Mapping[str, str] | None = None) -> None:
         if value and not _endpoint(value):
             raise ConfigError(
                 f"{name} is not an endpoint URL",
-                fix=f"set {name} like http://collector:4317 (gRPC) or http://collector:4318 "
-                "(HTTP)",
+                fix=f"set {name} like http://collector:4317 (gRPC) or :4318 (HTTP)",
             )
     for name in _MILLISECONDS:
         value = env.get(name, "").strip()
