@@ -26,7 +26,7 @@ from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.locust.chat_connection import LINKS
 from wsload.locust.process import PROCESS
 from wsload.locust.runtime import recording_for
-from wsload.metrics.series import Observed, Snapshot, Tap, merged
+from wsload.metrics.series import Snapshot, Tap, merged
 
 log = logging.getLogger("wsload")
 
@@ -61,7 +61,8 @@ class LiveMetrics:
         self.published = Snapshot()  # this process's figures as of the last aggregation
         self.workers: dict[str, Snapshot] = {}  # on a master: each worker's latest figures
         self.server: Any = None  # MetricsServer, on a master or standalone process
-        self.otel: Any = None  # OtelInstruments, with --otel
+        self.otel: Any = None  # OtelExport, with --otel
+        self._exporting: gevent.Greenlet | None = None
         self.shipping = isinstance(environment.runner, WorkerRunner)
         self._pool = gevent.get_hub().threadpool
         self._loop: gevent.Greenlet | None = None
@@ -77,12 +78,26 @@ class LiveMetrics:
         log.info("serving live metrics on http://%s:%d/metrics", host or "0.0.0.0", port)
 
     def export_otel(self) -> None:
-        from opentelemetry import metrics
+        from wsload.metrics.otel import OtelExport, export_interval_s
 
-        from wsload.metrics.otel import OtelInstruments
+        self.otel = OtelExport(self.node, lambda: self.published)
+        self._exporting = gevent.spawn(self._export_forever, export_interval_s())
 
-        meter = metrics.get_meter("wsload")
-        self.otel = OtelInstruments(meter, self.node, lambda: self.published)
+    def _export_forever(self, interval_s: float) -> None:
+        while True:
+            gevent.sleep(interval_s)
+            self.otel.export()
+
+    def close(self) -> None:
+        """Last figures out: the final scrape (bounded wait) and the final export."""
+        self.stop()
+        if self.server is not None:
+            self.server.wait_for_scrape()
+            self.server.stop()
+        if self._exporting is not None:
+            self._exporting.kill(block=True)
+            self._exporting = None
+            self.otel.shutdown()
 
     def whole_run(self) -> Snapshot:
         """This process's figures and every worker's, added up."""
@@ -103,15 +118,12 @@ class LiveMetrics:
 
     def aggregate(self) -> None:
         """Take what came in, aggregate it on a native thread (the users keep running), then
-        publish, export and ship the new figures."""
+        publish and (on a worker) ship the new figures."""
         with self._lock:
             records = self.tap.take()
-            observed: Observed | None = [] if self.otel is not None else None
             if records:
-                self._pool.apply(self.tap.aggregate, (records, observed))
+                self._pool.apply(self.tap.aggregate, (records,))
             self.published = self.tap.snapshot()
-            if self.otel is not None and observed:
-                self.otel.record(observed)
             runner = self.environment.runner
             if self.shipping and isinstance(runner, WorkerRunner):
                 runner.send_message(METRICS_MESSAGE, self.published.to_wire())
@@ -212,11 +224,7 @@ def _on_test_stop(environment: Environment, **_: Any) -> None:
 
 @events.quitting.add_listener
 def _on_quitting(environment: Environment, **_: Any) -> None:
-    """Keep ``/metrics`` up until Prometheus has scraped the final figures (bounded)."""
-    live = _now.metrics
-    if live is None:
-        return
-    live.stop()
-    if live.server is not None:
-        live.server.wait_for_scrape()
-        live.server.stop()
+    """Keep ``/metrics`` up until Prometheus has scraped the final figures (bounded), and
+    export the final figures through OpenTelemetry."""
+    if _now.metrics is not None:
+        _now.metrics.close()

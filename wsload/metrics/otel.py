@@ -1,22 +1,25 @@
-"""wsload's instruments on the OpenTelemetry meter Locust's ``--otel`` set up.
+"""wsload's metrics through OpenTelemetry, as Locust's ``--otel`` set-up configures it.
 
-Locust configures the SDK from the standard ``OTEL_*`` variables (exporters, endpoint,
-protocol, interval); wsload adds its own instruments to that meter provider rather than a
-second configuration. Each generator process exports its own figures with a ``node``
-attribute (``w0``, ``w1``..., or ``local`` / ``master``); the collector adds them up.
-Counters and gauges are observed from the process's cumulative snapshot when the reader
-collects; latency histograms are recorded from the values of each second's batch.
+Nothing of its own to configure: ``--otel`` turns it on, and the standard ``OTEL_*``
+variables Locust reads choose the exporters (OTLP over gRPC or HTTP, console), endpoint,
+headers and export interval; the resource (service name, host) is the one Locust's set-up
+made. Each generator process exports its own cumulative figures with a ``node`` attribute
+(``w0``, ``w1``..., ``master`` or ``local``); a collector adds them up.
 """
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Callable, Iterator, Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
 from wsload.errors import ConfigError
-from wsload.metrics.series import LATENCY_BUCKETS_S, METRICS, Key, Observed, Snapshot
+from wsload.metrics.series import LATENCY_BUCKETS_S, METRICS, Snapshot
+
+log = logging.getLogger("wsload")
 
 _EXPORTERS = {
     "OTEL_METRICS_EXPORTER": ("otlp", "console", "none"),
@@ -110,58 +113,137 @@ def _endpoint(value: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
-class OtelInstruments:
-    """wsload's instruments on ``meter``; ``snapshot`` gives the process's latest figures."""
+def metric_exporters(env: Mapping[str, str] | None = None) -> list[Any]:
+    """The metric exporters ``OTEL_METRICS_EXPORTER`` names, as Locust's ``--otel`` picks them
+    (OTLP over gRPC or HTTP by ``OTEL_EXPORTER_OTLP[_METRICS]_PROTOCOL``, or the console);
+    each reads its endpoint, headers and timeouts from the ``OTEL_*`` variables itself."""
+    env = os.environ if env is None else env
+    exporters: list[Any] = []
+    for name in _items(env.get("OTEL_METRICS_EXPORTER", "otlp")):
+        if name == "console":
+            from opentelemetry.sdk.metrics.export import ConsoleMetricExporter
 
-    def __init__(self, meter: Any, node: str, snapshot: Callable[[], Snapshot]) -> None:
+            exporters.append(ConsoleMetricExporter())
+        elif name == "otlp":
+            protocol = env.get(
+                "OTEL_EXPORTER_OTLP_METRICS_PROTOCOL",
+                env.get("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc"),
+            )
+            if protocol.strip().lower() == "grpc":
+                from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
+                    OTLPMetricExporter,
+                )
+            else:
+                from opentelemetry.exporter.otlp.proto.http.metric_exporter import (
+                    OTLPMetricExporter,
+                )
+            exporters.append(OTLPMetricExporter())
+    return exporters
+
+
+def export_interval_s(env: Mapping[str, str] | None = None) -> float:
+    """``OTEL_METRIC_EXPORT_INTERVAL`` (milliseconds, 60000 by default) in seconds."""
+    env = os.environ if env is None else env
+    return float(env.get("OTEL_METRIC_EXPORT_INTERVAL", "") or 60000) / 1000.0
+
+
+def locust_resource() -> Any:
+    """The resource Locust's ``--otel`` set-up describes the process with (service name,
+    version, host), so wsload's figures sit next to Locust's own."""
+    from opentelemetry import metrics
+    from opentelemetry.sdk.resources import Resource
+
+    provider = metrics.get_meter_provider()
+    resource = getattr(getattr(provider, "_sdk_config", None), "resource", None)
+    if isinstance(resource, Resource):
+        return resource
+    return Resource.create({"service.name": os.getenv("OTEL_SERVICE_NAME", "locust")})
+
+
+def metrics_data(snapshot: Snapshot, node: str, resource: Any, start_ns: int, now_ns: int) -> Any:
+    """A process's cumulative series as OpenTelemetry's export data: monotonic sums,
+    gauges and explicit-bucket histograms (in seconds), each point with a ``node``."""
+    from opentelemetry.sdk.metrics.export import (
+        AggregationTemporality,
+        Gauge,
+        Histogram,
+        HistogramDataPoint,
+        Metric,
+        MetricsData,
+        NumberDataPoint,
+        ResourceMetrics,
+        ScopeMetrics,
+        Sum,
+    )
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+
+    cumulative = AggregationTemporality.CUMULATIVE
+    bounds = list(LATENCY_BUCKETS_S)
+    out = []
+    for metric in METRICS:
+        labels = metric.labels
+        if metric.kind == "histogram":
+            points: list[Any] = [
+                HistogramDataPoint(
+                    attributes=_attributes(node, labels, values),
+                    start_time_unix_nano=start_ns,
+                    time_unix_nano=now_ns,
+                    count=sum(counts),
+                    sum=total_ms / 1000.0,
+                    bucket_counts=list(counts),
+                    explicit_bounds=bounds,
+                    min=None,  # type: ignore[arg-type]  # not kept: optional in OTLP
+                    max=None,  # type: ignore[arg-type]
+                )
+                for (name, values), (counts, total_ms) in snapshot.histograms.items()
+                if name == metric.name
+            ]
+            data: Any = Histogram(points, cumulative)
+        else:
+            table = snapshot.counters if metric.kind == "counter" else snapshot.gauges
+            points = [
+                NumberDataPoint(_attributes(node, labels, values), start_ns, now_ns, value)
+                for (name, values), value in table.items()
+                if name == metric.name
+            ]
+            data = Sum(points, cumulative, True) if metric.kind == "counter" else Gauge(points)
+        if points:
+            out.append(Metric(metric.otel, metric.help, metric.unit, data))
+    scope = InstrumentationScope("wsload")
+    return MetricsData([ResourceMetrics(resource, [ScopeMetrics(scope, out, "")], "")])
+
+
+def _attributes(node: str, labels: tuple[str, ...], values: tuple[str, ...]) -> dict[str, str]:
+    return {"node": node, **dict(zip(labels, values, strict=True))}
+
+
+class OtelExport:
+    """Hands the process's cumulative series to the exporters every export interval.
+
+    Not through the meter API: it takes one call per value (5-10 us each in the SDK), which
+    at tens of thousands of samples a second would cost the generator about as much as the
+    load itself; the series are already aggregated, so they go to the exporters as they are.
+    """
+
+    def __init__(self, node: str, snapshot: Callable[[], Snapshot]) -> None:
         self.node = node
         self.snapshot = snapshot
-        self._histograms: dict[str, Any] = {}
-        self._attributes: dict[Key, dict[str, str]] = {}
-        for metric in METRICS:
-            if metric.kind == "histogram":
-                self._histograms[metric.name] = meter.create_histogram(
-                    metric.otel,
-                    unit=metric.unit,
-                    description=metric.help,
-                    explicit_bucket_boundaries_advisory=list(LATENCY_BUCKETS_S),
-                )
-                continue
-            create = (
-                meter.create_observable_counter
-                if metric.kind == "counter"
-                else meter.create_observable_gauge
-            )
-            create(
-                metric.otel,
-                callbacks=[self._observer(metric.name, metric.kind, metric.labels)],
-                unit=metric.unit,
-                description=metric.help,
-            )
+        self.exporters = metric_exporters()
+        self.resource = locust_resource()
+        self.start_ns = time.time_ns()
 
-    def _observer(self, name: str, kind: str, labels: tuple[str, ...]) -> Callable[..., Any]:
-        from opentelemetry.metrics import Observation
+    def export(self) -> None:
+        data = metrics_data(
+            self.snapshot(), self.node, self.resource, self.start_ns, time.time_ns()
+        )
+        for exporter in self.exporters:
+            try:
+                exporter.export(data)
+            except Exception:  # an exporter's failure must not stop the load
+                log.exception("OpenTelemetry export failed")
 
-        def observe(_options: Any) -> Iterator[Any]:
-            snapshot = self.snapshot()
-            table = snapshot.counters if kind == "counter" else snapshot.gauges
-            for (metric, values), value in list(table.items()):
-                if metric == name:
-                    yield Observation(value, self._attrs((metric, values), labels))
-
-        return observe
-
-    def _attrs(self, key: Key, labels: tuple[str, ...]) -> dict[str, str]:
-        attrs = self._attributes.get(key)
-        if attrs is None:
-            attrs = dict(zip(labels, key[1], strict=True))
-            attrs.setdefault("node", self.node)
-            self._attributes[key] = attrs
-        return attrs
-
-    def record(self, observed: Observed) -> None:
-        """One second's latency values into the histograms."""
-        histograms = self._histograms
-        labels = {m.name: m.labels for m in METRICS}
-        for key, ms in observed:
-            histograms[key[0]].record(ms / 1000.0, self._attrs(key, labels[key[0]]))
+    def shutdown(self) -> None:
+        """The last figures, then the exporters closed."""
+        self.export()
+        for exporter in self.exporters:
+            exporter.shutdown()

@@ -98,6 +98,7 @@ METRICS: tuple[Metric, ...] = (
 BY_NAME = {metric.name: metric for metric in METRICS}
 
 Key = tuple[str, tuple[str, ...]]  # (metric name, label values)
+_COMPLETED: Key = (TURNS_COMPLETED.name, ())
 
 
 @dataclass
@@ -169,11 +170,9 @@ class _Histogram:
         self.total = 0.0
 
     def observe(self, ms: float) -> None:
+        """Into the first bucket whose bound it does not exceed (Prometheus's ``le``)."""
         self.counts[bisect_left(_BOUNDS_MS, ms)] += 1
         self.total += ms
-
-
-Observed = list[tuple[Key, float]]  # (histogram key, milliseconds), for OpenTelemetry
 
 
 class Tap:
@@ -200,7 +199,6 @@ class Tap:
         self._histograms: dict[Key, _Histogram] = {}
         self._gauges: dict[Key, float] = {}
         self._stages: dict[TurnShape, list[_Histogram]] = {}
-        self._stage_keys: dict[TurnShape, list[Key]] = {}
         self._turns_ended = 0
 
     def add(self, record: Record) -> None:
@@ -211,15 +209,15 @@ class Tap:
         records, self.pending = self.pending, []
         return records
 
-    def aggregate(self, records: Iterable[Record], observed: Observed | None = None) -> None:
-        """Records into the series; each histogram value also into ``observed`` if given."""
+    def aggregate(self, records: Iterable[Record]) -> None:
+        """Records into the series."""
         count = self._count
         for record in records:
             kind = type(record)
             if kind is TurnRecord:
-                self._turn(record, observed)  # type: ignore[arg-type]
+                self._turn(record)  # type: ignore[arg-type]
             elif kind is ConnectionAttempt:
-                self._attempt(record, observed)  # type: ignore[arg-type]
+                self._attempt(record)  # type: ignore[arg-type]
             elif kind is SessionEvent:
                 count(SESSION_EVENTS.name, record.name, record.failure or OK)  # type: ignore[union-attr]
             elif kind is ProbeRecord:
@@ -254,9 +252,11 @@ class Tap:
             histogram = self._histograms[key] = _Histogram()
         return histogram
 
-    def _turn(self, record: TurnRecord, observed: Observed | None) -> None:
+    def _turn(self, record: TurnRecord) -> None:
+        """The turn's outcome, and each of its samples into its stage's histogram."""
         self._turns_ended += 1
-        self._count(TURNS_COMPLETED.name)
+        counters = self._counters
+        counters[_COMPLETED] = counters.get(_COMPLETED, 0.0) + 1.0
         failure = record.result.failure
         if failure is not None:
             self._count(TURNS_FAILED.name, failure)
@@ -265,25 +265,21 @@ class Tap:
         if histograms is None:
             keys = [(TURN_STAGE.name, (_stage(name),)) for _, name in shape_samples(shape)]
             keys.append((TURN_STAGE.name, ("e2e",)))
-            self._stage_keys[shape] = keys
             histograms = self._stages[shape] = [self._histogram(key) for key in keys]
         values = record.timings()
         values.append(record.e2e_ms)
-        for histogram, ms in zip(histograms, values, strict=True):
-            histogram.observe(ms)
-        if observed is not None:
-            observed.extend(zip(self._stage_keys[shape], values, strict=True))
+        bounds = _BOUNDS_MS
+        for histogram, ms in zip(histograms, values, strict=True):  # observe(), inlined
+            histogram.counts[bisect_left(bounds, ms)] += 1
+            histogram.total += ms
 
-    def _attempt(self, record: ConnectionAttempt, observed: Observed | None) -> None:
+    def _attempt(self, record: ConnectionAttempt) -> None:
         """Connect and (after a 101) auth outcomes; latency of the phases that succeeded."""
         for sample in record.samples():
             phase = sample.kind  # connect | auth
             self._count(CONNECTS.name if phase == "connect" else AUTH.name, sample.failure or OK)
             if sample.failure is None:
-                key = (HANDSHAKE.name, (phase,))
-                self._histogram(key).observe(sample.ms)
-                if observed is not None:
-                    observed.append((key, sample.ms))
+                self._histogram((HANDSHAKE.name, (phase,))).observe(sample.ms)
 
     def _health(self, tick: HealthTick) -> None:
         node = (self.node,)
