@@ -63,7 +63,6 @@ class LiveMetrics:
         self.server: Any = None  # MetricsServer, on a master or standalone process
         self.otel: Any = None  # OtelExport, with --otel
         self._exporting: gevent.Greenlet | None = None
-        self.shipping = isinstance(environment.runner, WorkerRunner)
         self._pool = gevent.get_hub().threadpool
         self._loop: gevent.Greenlet | None = None
         self._stop = gevent.event.Event()
@@ -125,8 +124,8 @@ class LiveMetrics:
                 self._pool.apply(self.tap.aggregate, (records,))
             self.published = self.tap.snapshot()
             runner = self.environment.runner
-            if self.shipping and isinstance(runner, WorkerRunner):
-                runner.send_message(METRICS_MESSAGE, self.published.to_wire())
+            if isinstance(runner, WorkerRunner) and metrics_port(self.environment):
+                runner.send_message(METRICS_MESSAGE, self.published.to_wire())  # master serves
 
     def _aggregate_forever(self) -> None:
         while not self._stop.wait(AGGREGATE_INTERVAL_S):
