@@ -9,7 +9,9 @@
 * ``turns``: the full ChatUser path (``benchmarks/generator.py``'s set-up: target and
   generator pinned to one core each, delays 0), interleaved in the same session: metrics
   off, ``--metrics-port`` scraped every second as Prometheus would, and ``--otel`` exporting
-  every second (console exporter into /dev/null). Medians and per-repeat ratios to off.
+  every second (console exporter into /dev/null). Medians and per-repeat ratios to off,
+  of turns/s and of turns per generator CPU-second (what one core yields: it holds when
+  other work on the machine takes CPU from the generator, which turns/s does not).
 """
 
 from __future__ import annotations
@@ -153,17 +155,25 @@ def phase_turns(args) -> list[str]:
             cpus[variant].append(cpu)
     med = statistics.median
     lines = []
+    # turns per generator CPU-second: what a core yields, robust when other work on the
+    # machine takes the generator's CPU away (turns/s then falls, this does not)
+    per_cpu = {v: [r / c for r, c in zip(rates[v], cpus[v], strict=True)] for v in variants}
     for variant in variants:
         runs = ", ".join(f"{r:,.0f}" for r in rates[variant])
+        cpu_runs = ", ".join(f"{r:,.0f}" for r in per_cpu[variant])
         lines.append(
-            f"turns/s full ChatUser, metrics {variant}: median {med(rates[variant]):,.0f} "
-            f"(runs {runs}; generator CPU {med(cpus[variant]):.0%})"
+            f"metrics {variant}: turns/s median {med(rates[variant]):,.0f} (runs {runs}; "
+            f"generator CPU {med(cpus[variant]):.0%}); turns per CPU-second median "
+            f"{med(per_cpu[variant]):,.0f} (runs {cpu_runs})"
         )
     for variant in variants[1:]:
         ratios = [on / off for on, off in zip(rates[variant], rates["off"], strict=True)]
+        cpu_ratios = [on / off for on, off in zip(per_cpu[variant], per_cpu["off"], strict=True)]
+        each = ", ".join(f"{r:.2f}" for r in ratios)
+        cpu_each = ", ".join(f"{r:.2f}" for r in cpu_ratios)
         lines.append(
-            f"ratio {variant} / off: median {med(ratios):.2f} "
-            f"(per repeat {', '.join(f'{r:.2f}' for r in ratios)})"
+            f"ratio {variant} / off: turns/s median {med(ratios):.2f} (per repeat {each}); "
+            f"turns per CPU-second median {med(cpu_ratios):.2f} (per repeat {cpu_each})"
         )
     return lines
 
