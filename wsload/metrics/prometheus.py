@@ -78,6 +78,7 @@ class MetricsServer:
         self.registry.register(SnapshotCollector(source))
         self._app = make_wsgi_app(self.registry)
         self.scrapes: list[float] = []  # monotonic start times of the last scrapes
+        self.answered = 0.0  # when the last scrape's figures were made
         self.server = WSGIServer((host, port), self._serve, log=None, error_log=None)
         try:
             self.server.init_socket()
@@ -94,8 +95,11 @@ class MetricsServer:
         if environ.get("PATH_INFO") not in ("/metrics", "/"):
             start_response("404 Not Found", [("Content-Type", "text/plain")])
             return [b"wsload serves /metrics\n"]
-        self.scrapes = [*self.scrapes[-9:], time.monotonic()]  # before reading the figures
-        return self._app(environ, start_response)
+        started = time.monotonic()  # before reading the figures
+        self.scrapes = [*self.scrapes[-9:], started]
+        answer = self._app(environ, start_response)
+        self.answered = max(self.answered, started)
+        return answer
 
     def start(self) -> None:
         self.server.start()
@@ -107,7 +111,8 @@ class MetricsServer:
         """After the last figures: until Prometheus scraped once more, so it has them.
 
         Only when something has been scraping, and at most twice the interval it scraped
-        at (bounded by ``cap_s``); True when the scrape came.
+        at (bounded by ``cap_s``); True when a scrape that started after the call has its
+        answer.
         """
         if len(self.scrapes) < 2:
             return False
@@ -115,7 +120,8 @@ class MetricsServer:
         since = time.monotonic()
         deadline = since + min(cap_s, 2.0 * interval + 0.5)
         while time.monotonic() < deadline:
-            if self.scrapes[-1] > since:
+            if self.answered > since:
+                gevent.sleep(0.05)  # the answer on its way out
                 return True
             gevent.sleep(0.05)
         return False
