@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.wsload-installed
 
-.PHONY: demo test install lint format clean browser prometheus notebooks lab
+.PHONY: demo test install lint format clean browser idp prometheus notebooks lab
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,13 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
+# The token-endpoint tests start a real identity provider (npm oidc-provider, pinned in
+# tests/idp/package-lock.json); install it when node is there and it is missing.
+idp:
+	@if command -v npm >/dev/null 2>&1 && [ ! -d tests/idp/node_modules/oidc-provider ]; then \
+	  echo "make: installing the test identity provider (npm ci in tests/idp)"; \
+	  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error >/dev/null; fi
+
 # The live-metrics tests scrape a run with a real Prometheus: Debian's, installed when missing.
 prometheus:
 	@command -v prometheus >/dev/null 2>&1 || { \
@@ -43,7 +50,7 @@ prometheus:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
 
-test: install browser prometheus
+test: install browser idp prometheus
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 3 --durations=15
@@ -57,4 +64,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) results .pytest_cache .ruff_cache
+	rm -rf $(VENV) results .pytest_cache .ruff_cache tests/idp/node_modules
