@@ -96,17 +96,18 @@ def _on_init(environment: Environment, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(RECORDS_MESSAGE, _on_records_from_worker)
-    try:
-        start_metrics(environment)  # /metrics and --otel instruments: a busy port fails here
-    except ConfigError as error:
-        _fail_config(error)
     if isinstance(runner, WorkerRunner):
+        try:
+            start_metrics(environment)  # --otel export; /metrics figures once the master asks
+        except ConfigError as error:
+            _fail_config(error)
         return  # workers take host and options from the master's spawn messages
     try:
         options = from_namespace(environment.parsed_options)
         if not environment.host:
             start_embedded_target(environment, options)
             options = from_namespace(environment.parsed_options)  # now with the secret
+        start_metrics(environment)  # after the target's fork; a busy --metrics-port fails here
         check_options(environment, options)
         preflight(websocket_url(environment.host, options.profile))
         if options.results:
