@@ -34,6 +34,7 @@ PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"  # package dat
 CARRIERS = ("subprotocol", "header", "query", "cookie", "ticket")
 TOKEN_ENCODINGS = ("raw", "base64url")
 REFRESH_METHODS = ("reconnect", "in_band", "none")
+COMPRESSIONS = ("browser", "off")  # permessage-deflate offered as Chromium does, or not
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384")
 
 
@@ -56,6 +57,7 @@ class Endpoint:
     path: str = "/ws"
     origin: str = ""
     user_agent: str = ""
+    compression: str = "browser"
 
 
 @dataclass(frozen=True)
@@ -394,6 +396,7 @@ def _check(p: Profile, source: Path) -> None:
     if not p.endpoint.path.startswith("/"):
         raise ProfileError(source, "endpoint.path", f"must start with '/', got {p.endpoint.path!r}")
     _choice(source, "auth.carrier", p.auth.carrier, CARRIERS)
+    _choice(source, "endpoint.compression", p.endpoint.compression, COMPRESSIONS)
     _choice(
         source,
         "auth.subprotocol_token_encoding",

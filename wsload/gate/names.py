@@ -19,7 +19,7 @@ from wsload.gate.thresholds import GOODPUT, GROUPS
 from wsload.net.probes import AUTH_PROBES, CONFORMANCE_PROBES, stats_name
 from wsload.protocol.tracker import span_name
 
-CONNECTION_NAMES = ("connect", "auth", "ping")
+CONNECTION_NAMES = ("connect", "tls", "auth", "ping")
 TURN_NAMES = ("turn:ttfe", "turn:gap", "turn:e2e", "turn:e2e_intended")
 SESSION_NAMES = (
     "session:refresh",
