@@ -25,8 +25,10 @@ from wsload.config.profile import Profile, load_profile
 from wsload.config.run_specs import CLIENT_MODES, GATE_SPECS, RUN_SPECS, TOKEN_SOURCES
 from wsload.config.spec import OptionSpec
 from wsload.config.tokens import Credential, load_credentials
+from wsload.config.transport_specs import TRANSPORT_SPECS, transport_settings
 from wsload.errors import ConfigError
 from wsload.gate import GateConfig, build_config
+from wsload.net.tls import DEFAULT_TLS, TlsSettings
 
 __all__ = [
     "CLIENT_MODES",
@@ -43,7 +45,7 @@ __all__ = [
 ]
 
 #: every option a locustfile registers on Locust's parser, in ``--help`` order
-OPTION_SPECS: tuple[OptionSpec, ...] = RUN_SPECS + GATE_SPECS + CAPACITY_SPECS
+OPTION_SPECS: tuple[OptionSpec, ...] = RUN_SPECS + TRANSPORT_SPECS + GATE_SPECS + CAPACITY_SPECS
 _DESTS = tuple(spec.dest for spec in OPTION_SPECS)
 _ZERO_OK = {
     "send_interval",
@@ -91,6 +93,8 @@ class RunOptions:
     user_thresholds: bool  # the user gave thresholds: the gate decides the exit code
     steps: StepSettings  # capacity runs: the step plan's settings
     slo: SLO  # capacity runs: the service levels a step must keep
+    compression: str = "browser"  # permessage-deflate offered (browser) or not (off)
+    tls: TlsSettings = DEFAULT_TLS  # wss://: CA, --tls-insecure, client certificate
 
 
 def _check_number(name: str, value: float | None, *, allow_zero: bool) -> None:
@@ -204,6 +208,7 @@ def _build(get: Callable[..., Any]) -> RunOptions:
         raise ConfigError(
             "--reconnect-base is above --reconnect-max", fix="make the base the smaller one"
         )
+    compression, tls = transport_settings(get, profile)
     return RunOptions(
         profile=profile,
         jwt_secret=get("jwt_secret"),
@@ -241,6 +246,8 @@ def _build(get: Callable[..., Any]) -> RunOptions:
         user_thresholds=bool(get("threshold") or get("thresholds")),
         steps=step_settings(get),
         slo=slo(get),
+        compression=compression,
+        tls=tls,
     )
 
 

@@ -53,7 +53,6 @@ from wsload.protocol.upgrade import (
 from wsload.run.records import ConnectionAttempt, Who
 
 _perf = time.perf_counter
-NO_TLS_SETTINGS = tls.TlsSettings()  # the system's CAs, verified, no client certificate
 
 
 @dataclass(slots=True)
@@ -113,7 +112,7 @@ class ClientOptions:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # what a server may make us hold
     kernel_timestamps: bool = True  # receive times from the kernel where it gives them
     compression: str | None = None  # None: the profile's; browser | off (permessage-deflate)
-    tls: tls.TlsSettings = NO_TLS_SETTINGS  # wss://: CA, client certificate, --tls-insecure
+    tls: tls.TlsSettings = tls.DEFAULT_TLS  # wss://: CA, client certificate, --tls-insecure
 
     @property
     def tls_settings(self) -> tls.TlsSettings:
@@ -429,7 +428,7 @@ def exchange_head(
         sock.settimeout(timeout)
         sock.connect(address)
         if endpoint.secure:
-            sock = tls.handshake(sock, endpoint, tls_settings or tls.TlsSettings(), None)
+            sock = tls.handshake(sock, endpoint, tls_settings or tls.DEFAULT_TLS, None)
         sock.sendall(request)
         reader = HeadReader()
         complete = None
@@ -466,7 +465,7 @@ def preflight(url: str, timeout: float = 3.0, tls_settings: tls.TlsSettings | No
             sock.connect(address)
             if endpoint.secure:
                 try:
-                    tls.handshake(sock, endpoint, tls_settings or tls.TlsSettings(), None).close()
+                    tls.handshake(sock, endpoint, tls_settings or tls.DEFAULT_TLS, None).close()
                 except (ssl.SSLError, ssl.CertificateError) as exc:
                     raise tls.preflight_error(exc, url, endpoint) from None
     except socket.gaierror as exc:

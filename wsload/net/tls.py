@@ -34,6 +34,9 @@ class TlsSettings:
     client_key: str | None = None  # its key; None: in the certificate file
 
 
+DEFAULT_TLS = TlsSettings()  # the system's CAs, verified, no client certificate
+
+
 class TlsResume:
     """One user's TLS session, offered again on its next connection to the same host."""
 
@@ -107,6 +110,32 @@ def handshake(
     return client_context(settings).wrap_socket(
         sock, server_hostname=endpoint.host, session=session
     )
+
+
+def server_context(cert: str, key: str | None, client_ca: str | None) -> ssl.SSLContext:
+    """A server's context (the reference target's ``--tls-cert``): ALPN ``http/1.1``,
+    session tickets on (clients may resume), client certificates required when
+    ``client_ca`` is given (mTLS). ``ConfigError`` naming the option when a file is bad."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.set_alpn_protocols(list(ALPN))
+    try:
+        context.load_cert_chain(cert, key)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(
+            f"--tls-cert {cert}: cannot load it with its key ({exc})",
+            fix="give --tls-cert a PEM certificate and --tls-key its PEM key",
+        ) from None
+    if client_ca:
+        try:
+            context.load_verify_locations(cafile=client_ca)
+        except (ssl.SSLError, OSError) as exc:
+            raise ConfigError(
+                f"--tls-client-ca {client_ca}: not a PEM CA bundle ({exc})",
+                fix="give --tls-client-ca the CA that signs client certificates, in PEM",
+            ) from None
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
 
 
 # why a handshake failed --------------------------------------------------------------
