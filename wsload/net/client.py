@@ -356,10 +356,12 @@ def connect(
     upgrade = events[0]
     if type(upgrade) is UpgradeFailed:
         close_quietly(sock)
-        detail = upgrade.detail
-        if upgrade.failure == taxonomy.RESET:
+        failure, detail = upgrade.failure, upgrade.detail
+        if failure == taxonomy.RESET and endpoint.secure:  # what an mTLS refusal looks like
+            failure, detail = taxonomy.TLS, tls.closed_after_handshake(endpoint)
+        elif failure == taxonomy.RESET:
             detail = f"{detail} ({endpoint.host}:{endpoint.port})"
-        raise ConnectError(upgrade.failure, "connect", detail, timings, http_status=upgrade.status)
+        raise ConnectError(failure, "connect", detail, timings, http_status=upgrade.status)
     t_up = upgrade.at
     if endpoint.secure:
         timings.tls_resumed = sock.session_reused

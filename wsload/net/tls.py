@@ -186,6 +186,20 @@ def describe_failure(exc: BaseException, endpoint: Endpoint) -> str:
     return f"{reason}: {said} ({endpoint.host}:{endpoint.port})"
 
 
+def closed_after_handshake(endpoint: Endpoint) -> str:
+    """The detail of a server that closed right after a TLS handshake, without a word.
+
+    A server that requires a client certificate (or refuses the one given) finds out after
+    a TLS 1.3 client's handshake is done; servers on asyncio then close without sending
+    the alert, so this silence is how a missing or refused client certificate shows.
+    """
+    return (
+        f"{taxonomy.TLS_CLIENT_CERT}: the server closed the connection right after the TLS "
+        "handshake without answering the upgrade, as a server that requires a client "
+        f"certificate (or refuses the one given) does ({endpoint.host}:{endpoint.port})"
+    )
+
+
 def preflight_error(exc: BaseException, url: str, endpoint: Endpoint) -> ConfigError:
     """The one message before load for a target whose TLS handshake fails."""
     reason = failure_reason(exc)
