@@ -45,7 +45,9 @@ def run_turn(conn: Connection, profile, content: str = "hello", thread: str = "t
         event_timeout_s=5,
     )
     conn.session.begin_turn(tracker)
-    message = f'{{"type":"user_message","payload":{{"content":"{content}","thread_id":"{thread}"}}}}'
+    message = (
+        f'{{"type":"user_message","payload":{{"content":"{content}","thread_id":"{thread}"}}}}'
+    )
     conn.send_text(message)
     while not tracker.done:
         assert conn.receive(5) is not None, "the turn stalled"
@@ -78,9 +80,7 @@ def test_the_reference_target_agrees_to_the_offer_and_turns_run_compressed(
     plain.close()
 
 
-def test_compression_off_offers_nothing_and_the_target_sends_plain_frames(
-    target, profile, minter
-):
+def test_compression_off_offers_nothing_and_the_target_sends_plain_frames(target, profile, minter):
     conn = open_as(target.url, profile, minter, "no-offer", options=OFF)
     assert conn.session.extensions == ""
     assert run_turn(conn, profile).ok
@@ -170,7 +170,8 @@ def answer_extension(conn: socket.socket, extension: str) -> None:
     key = parse_head(data).header("sec-websocket-key") or ""
     conn.sendall(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        + f"Sec-WebSocket-Accept: {accept_for(key)}\r\nSec-WebSocket-Protocol: jwt-auth\r\n".encode()
+        + f"Sec-WebSocket-Accept: {accept_for(key)}\r\n".encode()
+        + b"Sec-WebSocket-Protocol: jwt-auth\r\n"
         + f"Sec-WebSocket-Extensions: {extension}\r\n\r\n".encode()
     )
     time.sleep(1)

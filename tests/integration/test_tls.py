@@ -75,7 +75,9 @@ def options(**tls) -> ClientOptions:
 
 def open_as(url, profile, minter, opts, resume=None) -> Connection:
     placement = place(profile.auth, url, minter.mint(SUBJECT))
-    return connect(url, profile, placement, expected_subject=SUBJECT, options=opts, tls_resume=resume)
+    return connect(
+        url, profile, placement, expected_subject=SUBJECT, options=opts, tls_resume=resume
+    )
 
 
 def test_a_wss_session_with_a_private_ca_is_verified_timed_and_compressed(
@@ -141,7 +143,8 @@ def serve_tls_then_101(conn: socket.socket, cert: str, hellos: list[dict]) -> No
     ack = json.dumps({"type": "connection_established", "data": {"user_id": SUBJECT}}).encode()
     tls.sendall(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        + f"Sec-WebSocket-Accept: {accept_for(key)}\r\nSec-WebSocket-Protocol: jwt-auth\r\n\r\n".encode()
+        + f"Sec-WebSocket-Accept: {accept_for(key)}\r\n".encode()
+        + b"Sec-WebSocket-Protocol: jwt-auth\r\n\r\n"
         + bytes((0x81, len(ack)))
         + ack
     )
