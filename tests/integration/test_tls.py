@@ -206,7 +206,7 @@ def locust(*args: str, timeout: float = 90) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.slow
-def test_a_locust_run_over_wss_records_the_tls_phase_and_the_extension(
+def test_a_locust_run_over_wss_records_the_tls_phase_the_extension_and_verifies_https(
     target_factory, pki, tmp_path
 ):
     target = target_factory("--tls-cert", pki.server)
@@ -214,6 +214,7 @@ def test_a_locust_run_over_wss_records_the_tls_phase_and_the_extension(
     run = locust(
         *("-u", "3", "-r", "3", "-t", "4s", "--think-time", "0.2", "--probe-users", "0"),
         *("--host", target.url, "--tls-ca", pki.ca_file, "--results", str(folder)),
+        *("--ws-carrier", "ticket"),  # an HTTPS request per session, checked with the same CA
     )
     assert run.returncode == 0, run.stderr[-3000:]
     samples = load_samples(folder)
@@ -222,6 +223,8 @@ def test_a_locust_run_over_wss_records_the_tls_phase_and_the_extension(
     connects = samples.loc[samples["name"] == "connect"]
     assert connects["detail"].str.startswith("permessage-deflate").all()
     assert (samples.loc[samples["name"] == "turn:e2e", "ok"]).all()
+    tickets = samples.loc[samples["name"] == "http:ticket"]
+    assert len(tickets) >= 3 and tickets["ok"].all()
     meta = json.loads((folder / "run.json").read_text())
     assert meta["tls_insecure"] is False and meta["compression"] == "browser"
     assert "NOT verified" not in render(folder)

@@ -18,6 +18,7 @@ from locust.exception import StopUser
 from wsload.config.options import refresh_margin
 from wsload.config.tokens import unverified_subject
 from wsload.locust.runtime import Runtime
+from wsload.net.tls import https_options
 from wsload.protocol.carrier import Placement, place
 
 log = logging.getLogger("wsload")
@@ -47,7 +48,9 @@ class UserCredentials:
         opts = rt.options
         self.http: FastHttpSession | None = None
         if opts.token_source == "login" or opts.carrier == "ticket":
-            self.http = FastHttpSession(rt.http_url, user.environment.events.request, user)
+            self.http = FastHttpSession(
+                rt.http_url, user.environment.events.request, user, **https_options(opts.tls)
+            )
         self.credential = rt.credential_for(index) if opts.token_source == "login" else None
         if opts.token_source == "login" and self.credential is None:
             log.warning(

@@ -75,6 +75,21 @@ def check_settings(settings: TlsSettings) -> None:
 def client_context(settings: TlsSettings) -> ssl.SSLContext:
     """The context of every ``wss://`` connection with these settings (made once: a
     context per connection would cost a CA bundle load each)."""
+    return new_client_context(settings)
+
+
+def https_options(settings: TlsSettings) -> dict[str, Any]:
+    """Keyword arguments of Locust's ``FastHttpSession`` for the run's HTTP requests (login,
+    refresh, ticket) to check the server as the WebSocket sessions do (its own default
+    verifies nothing)."""
+    return {
+        "insecure": settings.insecure,
+        "ssl_context_factory": lambda *_, **__: new_client_context(settings),
+    }
+
+
+def new_client_context(settings: TlsSettings) -> ssl.SSLContext:
+    """A fresh client context for ``settings``: ALPN ``http/1.1``, TLS 1.2 or later."""
     try:
         context = ssl.create_default_context(cafile=settings.ca_file)
     except (ssl.SSLError, OSError) as exc:
