@@ -166,7 +166,10 @@ def test_the_parameters_a_server_imposes_are_honoured(strict_deflate_server, pro
 def answer_extension(conn: socket.socket, extension: str) -> None:
     data = b""
     while b"\r\n\r\n" not in data:
-        data += conn.recv(4096)
+        chunk = conn.recv(4096)
+        if not chunk:
+            return
+        data += chunk
     key = parse_head(data).header("sec-websocket-key") or ""
     conn.sendall(
         b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"

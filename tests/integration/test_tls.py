@@ -8,6 +8,7 @@ message from the preflight before it.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import os
@@ -136,9 +137,17 @@ def serve_tls_then_101(conn: socket.socket, cert: str, hellos: list[dict]) -> No
         return  # the client refused the certificate
     hello["alpn"] = tls.selected_alpn_protocol()
     hellos.append(hello)
+    with contextlib.suppress(OSError):  # the client may drop the connection at any point
+        answer_101(tls)
+
+
+def answer_101(tls: ssl.SSLSocket) -> None:
     data = b""
     while b"\r\n\r\n" not in data:
-        data += tls.recv(4096)
+        chunk = tls.recv(4096)
+        if not chunk:
+            return  # a preflight: it only shook hands
+        data += chunk
     key = parse_head(data).header("sec-websocket-key") or ""
     ack = json.dumps({"type": "connection_established", "data": {"user_id": SUBJECT}}).encode()
     tls.sendall(
