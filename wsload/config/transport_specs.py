@@ -27,8 +27,8 @@ TRANSPORT_SPECS: tuple[OptionSpec, ...] = (
     OptionSpec(
         "--tls-ca",
         "WSLOAD_TLS_CA",
-        "PEM file of the CA(s) that sign the server's certificate (a private CA); default: "
-        "the system's",
+        "PEM file of the CA(s) that sign the server's certificate (a private CA), trusted "
+        "besides the system's",
         section=TLS,
         metavar="FILE",
     ),

@@ -28,7 +28,7 @@ ALPN = ("http/1.1",)  # what Chromium offers on a WebSocket's connection
 class TlsSettings:
     """How the client checks servers and proves itself: one per run, shared by sessions."""
 
-    ca_file: str | None = None  # PEM bundle trusted instead of the system's; None: system
+    ca_file: str | None = None  # PEM bundle trusted besides the system's CAs
     insecure: bool = False  # no certificate or host check at all (marked in run.json)
     client_cert: str | None = None  # PEM certificate (chain) for mTLS
     client_key: str | None = None  # its key; None: in the certificate file
@@ -90,8 +90,10 @@ def https_options(settings: TlsSettings) -> dict[str, Any]:
 
 def new_client_context(settings: TlsSettings) -> ssl.SSLContext:
     """A fresh client context for ``settings``: ALPN ``http/1.1``, TLS 1.2 or later."""
+    context = ssl.create_default_context()  # the system's CAs, as a browser trusts them
     try:
-        context = ssl.create_default_context(cafile=settings.ca_file)
+        if settings.ca_file:  # and a private CA beside them, as one installed in a browser
+            context.load_verify_locations(cafile=settings.ca_file)
     except (ssl.SSLError, OSError) as exc:
         raise ConfigError(
             f"--tls-ca {settings.ca_file}: not a PEM CA bundle ({exc})",
