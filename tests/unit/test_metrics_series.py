@@ -21,6 +21,7 @@ from wsload.metrics.series import (
     merged,
 )
 from wsload.net.probes import ProbeResult
+from wsload.protocol.streaming import StreamMetrics
 from wsload.protocol.tracker import TurnResult
 from wsload.run.records import (
     ConnectionAttempt,
@@ -34,10 +35,9 @@ from wsload.run.records import (
 WHO = Who(3, "user-secret-subject", "w0-3-1")
 
 
-def turn(e2e: float, *, failure: str | None = None, ttft: bool = False) -> TurnRecord:
+def turn(e2e: float, *, failure: str | None = None, streamed: bool = False) -> TurnRecord:
     first = {"agent_started": e2e / 4, "agent_completed": e2e}
-    if ttft:
-        first["ttft"] = e2e / 8  # a streaming profile's own event name
+    stream = StreamMetrics(e2e / 8, [2.0, 3.0, 4.0], e2e / 2, 4, 40, 8, 9) if streamed else None
     result = TurnResult(
         ok=failure is None,
         failures=[(failure, "detail")] if failure else [],
@@ -51,6 +51,7 @@ def turn(e2e: float, *, failure: str | None = None, ttft: bool = False) -> TurnR
         names=[],
         run_id=None,
         terminal="agent_completed",
+        stream=stream,
     )
     return TurnRecord(1.0, WHO, 1, 1, 10, result)
 
@@ -63,18 +64,23 @@ def stage_counts(snapshot: Snapshot) -> dict[str, int]:
     }
 
 
-def test_every_turn_sample_lands_in_the_histogram_of_its_stage():
+def test_every_latency_sample_of_a_turn_lands_in_the_histogram_of_its_stage():
     tap = Tap("w0")
-    records = [turn(100.0), turn(200.0, ttft=True), turn(50.0, failure=taxonomy.EVENT_TIMEOUT)]
+    records = [turn(100.0), turn(200.0, streamed=True), turn(50.0, failure=taxonomy.EVENT_TIMEOUT)]
     tap.aggregate(records)
     want: dict[str, int] = {}
     for record in records:
         for sample in record.samples():
+            if sample.name in ("turn:output_tokens", "turn:tokens_per_s"):
+                continue  # a count and a rate, not milliseconds
             stage = sample.name.removeprefix("turn:")
             want[stage] = want.get(stage, 0) + 1
     snapshot = tap.snapshot()
     assert stage_counts(snapshot) == want
-    assert want["ttft"] == 1 and want["gap"] == 9
+    assert want["ttft"] == 1 and want["itl"] == 3 and want["tpot"] == 1 and want["gap"] == 9
+    counts, total_ms = snapshot.histograms[("wsload_turn_stage_seconds", ("itl",))]
+    assert total_ms == pytest.approx(9.0) and sum(counts) == 3
+    assert snapshot.value("wsload_output_tokens") == 9
     counts, total_ms = snapshot.histograms[("wsload_turn_stage_seconds", ("e2e",))]
     assert total_ms == pytest.approx(350.0)
     bounds_ms = [b * 1000 for b in LATENCY_BUCKETS_S]
@@ -98,7 +104,7 @@ def test_turns_count_by_outcome_and_started_includes_those_in_flight():
 
 def test_connects_auth_probes_sessions_and_health_count_with_bounded_labels():
     tap = Tap("w1")
-    ok = ConnectionAttempt(1.0, WHO, 1, 5.0, 2.0)
+    ok = ConnectionAttempt(1.0, WHO, 1, 5.0, 2.0, tls_ms=3.0)  # over wss://
     refused = ConnectionAttempt(1.0, WHO, 1, 3.0, None, taxonomy.REFUSED, "connect")
     rejected = ConnectionAttempt(1.0, WHO, 1, 4.0, 1.0, taxonomy.AUTH_REJECTED, "auth")
     accepted = ProbeResult("expired", False, "accepted", taxonomy.AUTH_NOT_ENFORCED, 3.0, "")
@@ -125,6 +131,7 @@ def test_connects_auth_probes_sessions_and_health_count_with_bounded_labels():
     assert s.value("wsload_event_loop_lag_seconds", "w1") == pytest.approx(0.012)
     assert s.value("wsload_users") == 7
     assert sum(s.histograms[("wsload_handshake_seconds", ("connect",))][0]) == 2
+    assert sum(s.histograms[("wsload_handshake_seconds", ("tls",))][0]) == 1
     labels = {v for table in (s.counters, s.gauges) for _, values in table for v in values}
     assert not labels & {WHO.subject, WHO.session, str(WHO.user)}
 

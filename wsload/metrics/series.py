@@ -62,7 +62,7 @@ TURN_STAGE = Metric("wsload_turn_stage_seconds", "wsload.turn.stage.duration", "
                     "Turn stage latency (ttfe, each event, gap, spans, e2e, ttft, itl)",
                     ("stage",), "s")  # fmt: skip
 HANDSHAKE = Metric("wsload_handshake_seconds", "wsload.handshake.duration", "histogram",
-                   "Connect (TCP to 101) and auth (101 to ack) latency",
+                   "Connect (TCP to 101), its TLS part and auth (101 to ack) latency",
                    ("phase",), "s")  # fmt: skip
 CONNECTS = Metric("wsload_connects", "wsload.connects", "counter",
                   "Connection attempts by outcome (ok or taxonomy id)", ("outcome",))  # fmt: skip
@@ -88,17 +88,24 @@ CPU = Metric("wsload_generator_cpu_percent", "wsload.generator.cpu", "gauge",
 LAG = Metric("wsload_event_loop_lag_seconds", "wsload.generator.event_loop_lag", "gauge",
              "Event-loop lag of one generator process (worst in the last second)",
              ("node",), "s")  # fmt: skip
+OUTPUT_TOKENS = Metric("wsload_output_tokens", "wsload.output_tokens", "counter",
+                       "Output tokens of streamed answers (the profile's tokenizer)",
+                       unit="{token}")  # fmt: skip
 USERS = Metric("wsload_users", "wsload.users", "gauge", "Running users of the whole run",
                unit="{user}")  # fmt: skip
 
 METRICS: tuple[Metric, ...] = (
-    TURNS_STARTED, TURNS_COMPLETED, TURNS_FAILED, TURN_STAGE, HANDSHAKE, CONNECTS, AUTH,
-    OPEN_SESSIONS, PROBES, AUTH_NOT_ENFORCED, SESSION_EVENTS, HTTP_REQUESTS, CPU, LAG, USERS,
+    TURNS_STARTED, TURNS_COMPLETED, TURNS_FAILED, TURN_STAGE, OUTPUT_TOKENS, HANDSHAKE,
+    CONNECTS, AUTH, OPEN_SESSIONS, PROBES, AUTH_NOT_ENFORCED, SESSION_EVENTS, HTTP_REQUESTS,
+    CPU, LAG, USERS,
 )  # fmt: skip
 BY_NAME = {metric.name: metric for metric in METRICS}
 
 Key = tuple[str, tuple[str, ...]]  # (metric name, label values)
 _COMPLETED: Key = (TURNS_COMPLETED.name, ())
+_TOKENS: Key = (OUTPUT_TOKENS.name, ())
+#: turn samples that are not milliseconds: a streamed answer's token count and token rate
+NOT_LATENCY = frozenset({"turn:output_tokens", "turn:tokens_per_s"})
 
 
 @dataclass
@@ -198,7 +205,7 @@ class Tap:
         self._counters: dict[Key, float] = {}
         self._histograms: dict[Key, _Histogram] = {}
         self._gauges: dict[Key, float] = {}
-        self._stages: dict[TurnShape, list[_Histogram]] = {}
+        self._stages: dict[TurnShape, list[_Histogram | None]] = {}
         self._turns_ended = 0
 
     def add(self, record: Record) -> None:
@@ -263,21 +270,35 @@ class Tap:
         shape = record.shape()
         histograms = self._stages.get(shape)
         if histograms is None:
-            keys = [(TURN_STAGE.name, (_stage(name),)) for _, name in shape_samples(shape)]
-            keys.append((TURN_STAGE.name, ("e2e",)))
-            histograms = self._stages[shape] = [self._histogram(key) for key in keys]
+            histograms = self._stages[shape] = self._stage_histograms(shape)
         values = record.timings()
         values.append(record.e2e_ms)
         bounds = _BOUNDS_MS
         for histogram, ms in zip(histograms, values, strict=True):  # observe(), inlined
-            histogram.counts[bisect_left(bounds, ms)] += 1
-            histogram.total += ms
+            if histogram is not None:
+                histogram.counts[bisect_left(bounds, ms)] += 1
+                histogram.total += ms
+        if record.output_tokens:
+            counters[_TOKENS] = counters.get(_TOKENS, 0.0) + record.output_tokens
+
+    def _stage_histograms(self, shape: TurnShape) -> list[_Histogram | None]:
+        """The histogram of each value ``timings()`` gives for ``shape``, then e2e's; None
+        for a value that is not a latency (a streamed answer's token count and rate)."""
+        out: list[_Histogram | None] = []
+        for _, name in shape_samples(shape):
+            latency = name not in NOT_LATENCY
+            out.append(self._histogram((TURN_STAGE.name, (_stage(name),))) if latency else None)
+        out.append(self._histogram((TURN_STAGE.name, ("e2e",))))
+        return out
 
     def _attempt(self, record: ConnectionAttempt) -> None:
-        """Connect and (after a 101) auth outcomes; latency of the phases that succeeded."""
+        """Connect and (after a 101) auth outcomes; latency of the phases that succeeded
+        (``tls``, a part of connect over ``wss://``, only as latency)."""
         for sample in record.samples():
-            phase = sample.kind  # connect | auth
-            self._count(CONNECTS.name if phase == "connect" else AUTH.name, sample.failure or OK)
+            phase = sample.kind  # connect | tls | auth
+            if phase != "tls":
+                outcome = sample.failure or OK
+                self._count(CONNECTS.name if phase == "connect" else AUTH.name, outcome)
             if sample.failure is None:
                 self._histogram((HANDSHAKE.name, (phase,))).observe(sample.ms)
 
