@@ -1,8 +1,9 @@
 """A real Prometheus (Debian's ``prometheus``, ``make prometheus``) scrapes ``/metrics`` of a
-real distributed run (a master and two workers, the embedded target with faults), and
-its HTTP API agrees with the run folder: turns, failures by taxonomy id, the security
-finding, a stage's p95 within the bucket of the exact p95; every query of the Grafana
-dashboard ``examples/grafana/wsload.json`` parses and returns data from that run."""
+real distributed run (a master and two workers, the embedded target with faults and
+streamed answers), and its HTTP API agrees with the run folder: turns, failures by
+taxonomy id, the security finding, output tokens, a stage's p95 within the bucket of the
+exact p95; every query of the Grafana dashboard ``examples/grafana/wsload.json`` parses
+and returns data from that run."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ from wsload.run.summary import load_samples
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "examples" / "grafana" / "wsload.json"
 LOCUST = [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py"]
-FAULTS = "--skip-events 0.1 --drop-mid-turn 0.03 --auth-mode relaxed"
+FAULTS = "--skip-events 0.1 --drop-mid-turn 0.03 --auth-mode relaxed --stream-tokens 4"
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(
@@ -160,6 +161,9 @@ def test_turns_and_failures_by_taxonomy_id_in_prometheus_equal_the_run_folder(sc
         for row in last(prometheus, "wsload_auth_not_enforced_total")
     }
     assert len(findings) > 0 and scraped == findings.to_dict()
+    tokens = samples.loc[samples["name"] == "turn:output_tokens", "ms"].sum()
+    (streamed,) = last(prometheus, "wsload_output_tokens_total")
+    assert tokens > 0 and float(streamed["value"][1]) == tokens
     connects = samples.loc[samples["kind"] == "connect"]
     (ok,) = last(prometheus, 'wsload_connects_total{outcome="ok"}')
     assert float(ok["value"][1]) == int(connects["ok"].sum())
@@ -168,7 +172,7 @@ def test_turns_and_failures_by_taxonomy_id_in_prometheus_equal_the_run_folder(sc
 def test_a_stage_p95_from_the_histogram_lies_in_the_bucket_of_the_exact_p95(scraped_run):
     prometheus, run, _, _ = scraped_run
     samples = load_samples(run)
-    for stage in ("e2e", "ttfe"):
+    for stage in ("e2e", "ttfe", "ttft", "itl"):
         values = sorted(samples.loc[samples["name"] == f"turn:{stage}", "ms"].astype(float))
         exact_s = values[math.ceil(0.95 * len(values)) - 1] / 1000.0  # nearest rank
         (row,) = prometheus.instant(
