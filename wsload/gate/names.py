@@ -28,7 +28,7 @@ HOLD_GAUGES = (
     "health:target_sessions",
 )
 
-CONNECTION_NAMES = ("connect", "auth", "ping")
+CONNECTION_NAMES = ("connect", "tls", "auth", "ping")
 TURN_NAMES = ("turn:ttfe", "turn:gap", "turn:e2e", "turn:e2e_intended")
 SESSION_NAMES = (
     "session:refresh",

@@ -42,6 +42,8 @@ class Runtime:
             connect_timeout_s=options.connect_timeout_s,
             handshake_timeout_s=options.connect_timeout_s,
             ack_timeout_s=options.ack_timeout_s,
+            compression=options.compression,
+            tls=options.tls,
             source=source_picker(options.source_ips, environment),
         )
         self.recording = recording
