@@ -238,6 +238,27 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
     }
 
 
+def measure_deflate(args: argparse.Namespace, modes: dict | None, plain_args: list[str],
+                    plain_target: list[str]) -> int:  # fmt: skip
+    """Hold ``--deflate-sessions`` without and with permessage-deflate; print the extra
+    memory per session on both sides (or that it cannot be measured here)."""
+    if modes is None:
+        print("deflate: unmeasured (this wsload cannot negotiate permessage-deflate)")
+        return 0
+    n = args.deflate_sessions
+    plain = run_once(args, n, 20.0, plain_args, "deflate-baseline", plain_target)
+    packed = run_once(args, n, 20.0, modes["deflate"][0], "deflate", modes["deflate"][1])
+    for side, name in (("gen", "generator"), ("tgt", "target")):
+        extra = (packed[f"{side}_kb"] - plain[f"{side}_kb"]) / max(1.0, packed["held"])
+        slope = packed[f"{side}_slope"] - plain[f"{side}_slope"]
+        print(f"deflate: {name} {plain[f'{side}_kb'] / max(1.0, plain['held']):.2f} -> "
+              f"{packed[f'{side}_kb'] / max(1.0, packed['held']):.2f} KB per session all in "
+              f"({extra:+.2f}), slope {plain[f'{side}_slope']:.2f} -> "
+              f"{packed[f'{side}_slope']:.2f} KB ({slope:+.2f}); {n:,} sessions",
+              flush=True)  # fmt: skip
+    return 0
+
+
 def _auto_sources(sessions: int) -> str:
     low, high = port_range()
     usable = int((high - low + 1) * 0.9)
@@ -261,6 +282,8 @@ def main() -> int:
     parser.add_argument("--deflate", action="store_true",
                         help="also measure memory per session with permessage-deflate")  # fmt: skip
     parser.add_argument("--deflate-sessions", type=int, default=10000)
+    parser.add_argument("--deflate-only", action="store_true",
+                        help="only the with/without permessage-deflate comparison")  # fmt: skip
     args = parser.parse_args()
     # stopped from outside: still stop Locust and the target (the finally blocks run)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
@@ -271,6 +294,8 @@ def main() -> int:
           f"sessions per process), ip_local_port_range {low}-{high}", flush=True)  # fmt: skip
     modes = compression_modes()
     plain_args, plain_target = modes["plain"] if modes else ([], [])
+    if args.deflate_only:
+        return measure_deflate(args, modes, plain_args, plain_target)
     result = run_once(args, args.sessions, args.hold, plain_args, "plain", plain_target)
     held = max(1.0, result["held"])
     kb = result["gen_kb"] / held
@@ -282,18 +307,7 @@ def main() -> int:
           f"{result['tgt_base_kb'] / 1024:,.0f} MB before; {result['tgt_kb'] / held:.2f} KB per "
           f"session all in, slope {result['tgt_slope']:.2f} KB", flush=True)  # fmt: skip
     if args.deflate:
-        if modes is None:
-            print("deflate: unmeasured (this wsload cannot negotiate permessage-deflate)")
-        else:
-            n = args.deflate_sessions
-            plain = run_once(args, n, 20.0, plain_args, "deflate-baseline", plain_target)
-            packed = run_once(args, n, 20.0, *modes["deflate"][:1], "deflate",
-                              modes["deflate"][1])  # fmt: skip
-            for side in ("gen", "tgt"):
-                extra = (packed[f"{side}_kb"] - plain[f"{side}_kb"]) / max(1.0, packed["held"])
-                slope = packed[f"{side}_slope"] - plain[f"{side}_slope"]
-                print(f"deflate: {side} +{extra:.2f} KB per session at the hold, slope "
-                      f"{slope:+.2f} KB ({n:,} sessions)")  # fmt: skip
+        measure_deflate(args, modes, plain_args, plain_target)
     print(
         f"held={int(result['held'])} failures={int(result['failures'])} "
         f"kb_per_session={kb:.2f} ramp_per_s={result['ramp_per_s']:.0f}"
