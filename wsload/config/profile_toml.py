@@ -64,7 +64,7 @@ def _block(value: Any) -> str:
 
 
 def _key(name: str) -> str:
-    return name if _BARE_KEY.match(name) else _string(name)
+    return name if _BARE_KEY.fullmatch(name) else _string(name)
 
 
 _LITERAL_OK = re.compile(r"^[^'\x00-\x1f\x7f]*$")
@@ -72,7 +72,7 @@ _LITERAL_OK = re.compile(r"^[^'\x00-\x1f\x7f]*$")
 
 def _string(text: str) -> str:
     # JSON text (an example frame, say) reads best as a literal string: no escapes at all.
-    if '"' in text and _LITERAL_OK.match(text):
+    if '"' in text and _LITERAL_OK.fullmatch(text):
         return f"'{text}'"
     # JSON escapes are TOML basic-string escapes; TOML also wants DEL escaped.
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
