@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import tomllib
 import types
 import typing
@@ -31,7 +32,11 @@ from wsload.errors import ConfigError
 from wsload.protocol.grammar import Grammar, GrammarError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"  # package data
-CARRIERS = ("subprotocol", "header", "query", "cookie", "ticket")
+CARRIERS = ("subprotocol", "header", "query", "cookie", "ticket", "connect")
+FRAMINGS = ("json", "socketio")
+SOCKETIO_OPENS = ("websocket", "polling")
+# placeholders of transport.connect_auth: the token, a fresh id per connection, the subject
+CONNECT_PLACEHOLDERS = ("token", "session_id", "sub")
 TOKEN_ENCODINGS = ("raw", "base64url")
 REFRESH_METHODS = ("reconnect", "in_band", "none")
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384")
@@ -88,6 +93,10 @@ class TokenSpec:
     lifetime_s: float = 900.0
     subject_prefix: str = "wsload"
     claims: dict[str, Any] = field(default_factory=dict)
+    # The claim naming the subject ("identifier" for Chainlit), and whether a unique ``jti``
+    # is added: servers that build a user object from every claim refuse unknown ones.
+    subject_claim: str = "sub"
+    jti: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +131,7 @@ class Chat:
             "payload": {"content": "{content}", "thread_id": "{thread_id}"},
         }
     )
+    emit: str = "client_message"  # socketio framing: the event the chat message is emitted as
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,21 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Transport:
+    """How messages ride in WebSocket messages: plain JSON, or Socket.IO (Engine.IO v4)."""
+
+    framing: str = "json"  # json | socketio
+    namespace: str = "/"  # socketio: the namespace CONNECTed to
+    connect_auth: dict[str, Any] = field(default_factory=dict)  # socketio: CONNECT's payload
+    open: str = "websocket"  # socketio: websocket | polling (then upgrade, as browsers do)
+    # socketio: event name -> dotted field of its data whose value refines its type
+    # (``new_message`` with ``type = "tool"`` is the event type ``new_message:tool``)
+    subtype_fields: dict[str, Any] = field(default_factory=dict)
+    # socketio: events emitted (without data) right after the CONNECT ack, as the frontend does
+    connect_emits: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Profile:
     name: str = "unnamed"
     description: str = ""
@@ -189,6 +214,7 @@ class Profile:
     events: Events = field(default_factory=Events)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     limits: Limits = field(default_factory=Limits)
+    transport: Transport = field(default_factory=Transport)
     examples: Examples = field(default_factory=Examples)
     source: str = "<built-in>"
 
@@ -407,7 +433,7 @@ def _check(p: Profile, source: Path) -> None:
         raise ProfileError(source, "auth.header_format", "must contain '{token}'")
     _choice(source, "token.algorithm", p.token.algorithm, ALGORITHMS)
     _positive(source, "token.lifetime_s", p.token.lifetime_s)
-    reserved = {"sub", "iat", "exp", "jti", "iss", "aud", "nbf"}
+    reserved = {"sub", "iat", "exp", "jti", "iss", "aud", "nbf", p.token.subject_claim}
     if clash := reserved & set(p.token.claims):
         raise ProfileError(
             source, f"token.claims.{sorted(clash)[0]}", "is set by wsload itself; remove it"
@@ -418,8 +444,6 @@ def _check(p: Profile, source: Path) -> None:
     for i, match in enumerate(p.ack.match):
         if not match:
             raise ProfileError(source, f"ack.match[{i}]", "is empty; name at least one field")
-    if not p.ack.user_id_field:
-        raise ProfileError(source, "ack.user_id_field", "must name where the ack has the user id")
     for code in (*p.rejection.close_codes, *p.rejection.not_ready_close_codes):
         if not 1000 <= code <= 4999:
             raise ProfileError(source, "rejection.close_codes", f"{code} is not a close code")
@@ -462,8 +486,61 @@ def _check(p: Profile, source: Path) -> None:
     code = p.examples.rejection_close_code
     if code and not 1000 <= code <= 4999:
         raise ProfileError(source, "examples.rejection_close_code", f"{code} is not a close code")
+    _check_transport(p, source)
     _positive(source, "limits.max_message_bytes", p.limits.max_message_bytes)
     _positive(source, "limits.connections_per_user", p.limits.connections_per_user)
+
+
+def _check_transport(p: Profile, source: Path) -> None:
+    """The Socket.IO keys: known values, and a CONNECT template wsload can fill in."""
+    t = p.transport
+    _choice(source, "transport.framing", t.framing, FRAMINGS)
+    _choice(source, "transport.open", t.open, SOCKETIO_OPENS)
+    if not t.namespace.startswith("/") or "," in t.namespace:
+        raise ProfileError(
+            source, "transport.namespace", f"must start with '/' and hold no ',': {t.namespace!r}"
+        )
+    unknown = sorted(set(_placeholders(t.connect_auth)) - set(CONNECT_PLACEHOLDERS))
+    if unknown:
+        known = ", ".join(f"{{{n}}}" for n in CONNECT_PLACEHOLDERS)
+        raise ProfileError(
+            source,
+            "transport.connect_auth",
+            f"unknown placeholder {{{unknown[0]}}}: only {known} are filled in",
+        )
+    for name, dotted in t.subtype_fields.items():
+        if not isinstance(dotted, str) or not dotted:
+            raise ProfileError(
+                source, f"transport.subtype_fields.{name}", "must be a dotted field name"
+            )
+    if p.auth.carrier == "connect":
+        if t.framing != "socketio":
+            raise ProfileError(
+                source,
+                "auth.carrier",
+                "the connect carrier puts the token in the Socket.IO CONNECT packet: "
+                'it needs transport.framing = "socketio"',
+            )
+        if not _contains_text(t.connect_auth, "{token}"):
+            raise ProfileError(
+                source,
+                "transport.connect_auth",
+                'the connect carrier needs "{token}" in it (e.g. { token = "{token}" })',
+            )
+    if t.framing == "socketio" and not p.chat.emit:
+        raise ProfileError(source, "chat.emit", "name the event the chat message is emitted as")
+    if not p.token.subject_claim:
+        raise ProfileError(source, "token.subject_claim", "must name the claim of the subject")
+
+
+def _placeholders(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return re.findall(r"\{(\w+)\}", value)
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _placeholders(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _placeholders(v)]
+    return []
 
 
 # warnings at load start --------------------------------------------------------------------
