@@ -59,7 +59,7 @@ def _token(environ: dict, auth: object) -> str | None:
 async def connect(sid: str, environ: dict, auth: object = None) -> None:
     token = _token(environ, auth)
     if not token:
-        raise ConnectionRefusedError("authentication failed: no token")
+        raise socketio.exceptions.ConnectionRefusedError("authentication failed: no token")
     try:
         claims = jwt.decode(
             token,
@@ -70,7 +70,9 @@ async def connect(sid: str, environ: dict, auth: object = None) -> None:
             options={"require": ["exp", "iat", "sub"]},
         )
     except jwt.PyJWTError as exc:
-        raise ConnectionRefusedError(f"authentication failed: {type(exc).__name__}") from None
+        raise socketio.exceptions.ConnectionRefusedError(
+            f"authentication failed: {type(exc).__name__}"
+        ) from None
     users[sid] = claims["sub"]
     await sio.emit("session", {"user_id": claims["sub"]}, to=sid, namespace=NAMESPACE)
 

@@ -33,6 +33,7 @@ from wsload.locust.runs import Run
 from wsload.locust.runtime import node_of, recording_for
 from wsload.locust.target import start_embedded_target, stop_embedded_target
 from wsload.net.client import preflight
+from wsload.net.transport_check import check_framing
 from wsload.run.recorder import prepare_run_folder
 from wsload.run.records import HttpRequest, Who
 from wsload.run.wire import Decoder, Encoder
@@ -103,6 +104,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
             options = from_namespace(environment.parsed_options)  # now with the secret
         check_options(environment, options)
         preflight(websocket_url(environment.host, options.profile))
+        check_framing(websocket_url(environment.host, options.profile), options.profile)
         if options.results:
             prepare_run_folder(options.results, "check")
         _size_probe_users(environment, options.probe_users)

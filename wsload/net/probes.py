@@ -29,6 +29,7 @@ from wsload import taxonomy
 from wsload.config.profile import Profile
 from wsload.config.tokens import TokenMinter
 from wsload.net.client import ClientOptions, ConnectError, connect, exchange_head
+from wsload.net.engineio import engineio_url
 from wsload.protocol.carrier import Placement, place
 from wsload.protocol.upgrade import build_request, parse_ws_url
 
@@ -257,6 +258,8 @@ def _run_http_probe(
     subject: str,
     options: ClientOptions,
 ) -> ProbeResult:
+    if profile.transport.framing == "socketio":  # the WebSocket endpoint is Engine.IO's
+        url = engineio_url(url, "websocket")
     endpoint = parse_ws_url(url)
     if probe == "plain_http_get":
         request = (

@@ -31,7 +31,10 @@ from wsload.protocol.grammar import Grammar
 
 
 def span_name(start: str, end: str) -> str:
-    """A short name for a span: the common prefix of its events (``tool``), else the start."""
+    """A short name for a span: the common prefix of its events (``tool``), the subtype
+    both share (``new_message:tool`` .. ``update_message:tool``: ``tool``), else the start."""
+    if ":" in start and start.rsplit(":", 1)[1] == end.rsplit(":", 1)[-1]:
+        return start.rsplit(":", 1)[1]
     prefix = ""
     for a, b in zip(start, end, strict=False):
         if a != b:
