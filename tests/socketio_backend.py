@@ -87,24 +87,20 @@ async def client_message(sid: str, data: dict) -> None:
     user = users.get(sid, "")
     thread = str(data.get("thread_id") or "t")
     run = f"run-{uuid.uuid4().hex[:12]}"
-    t0 = asyncio.get_running_loop().time()
 
-    async def emit(name: str, at_ms: float, **extra: object) -> None:
-        delay = t0 + at_ms / 1000.0 - asyncio.get_running_loop().time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+    async def emit(name: str, after_ms: float = 0.0, **extra: object) -> None:
+        if after_ms:
+            await asyncio.sleep(after_ms / 1000.0)
         body = {"user_id": user, "thread_id": thread, "run_id": run, "ts": time.time(), **extra}
         await sio.emit(name, body, to=sid, namespace=NAMESPACE)
 
-    await emit("agent_started", 0)
-    await emit("agent_thinking", 1)
-    await emit("tool_executing", 2)
-    await emit("tool_completed", 2 + TOOL_MS)
-    at = 2 + TOOL_MS
+    await emit("agent_started")
+    await emit("agent_thinking")
+    await emit("tool_executing")
+    await emit("tool_completed", TOOL_MS)
     for i in range(STREAM_CHUNKS):
-        at += CHUNK_MS
-        await emit("stream_chunk", at, data={"content": f"tok{i} "})
-    await emit("agent_completed", at + 1)
+        await emit("stream_chunk", CHUNK_MS, data={"content": f"tok{i} "})
+    await emit("agent_completed")
 
 
 def main() -> None:
