@@ -24,6 +24,7 @@ from wsload.config.pacing import Backoff, ThinkTime, parse_think_time
 from wsload.config.profile import Profile, load_profile
 from wsload.config.run_specs import CLIENT_MODES, GATE_SPECS, RUN_SPECS, TOKEN_SOURCES
 from wsload.config.spec import OptionSpec
+from wsload.config.stream import token_counter
 from wsload.config.tokens import Credential, load_credentials
 from wsload.errors import ConfigError
 from wsload.gate import GateConfig, build_config
@@ -138,7 +139,10 @@ def _or(value: Any, default: Any) -> Any:
 
 @lru_cache(maxsize=8)
 def _profile(name: str) -> Profile:
-    return load_profile(name)
+    profile = load_profile(name)
+    if profile.stream.events:  # a tokenizer that cannot load stops the run before load
+        token_counter(profile.stream.tokenizer)
+    return profile
 
 
 @lru_cache(maxsize=8)

@@ -169,6 +169,21 @@ TARGET_SPECS: tuple[OptionSpec, ...] = (
     ),
     _knob(
         AGENT,
+        "--stream-tokens",
+        "stream_chunk events answering each turn, one word each (%(default)s)",
+        default=0,
+        type=int,
+        metavar="N",
+    ),
+    _knob(
+        AGENT,
+        "--token-interval",
+        "between two stream_chunk events (default: --gap)",
+        type=float,
+        metavar="S",
+    ),
+    _knob(
+        AGENT,
         "--jitter",
         "multiply each delay by uniform(1-F, 1+F) (%(default)s)",
         default=0.0,

@@ -245,6 +245,7 @@ class ChatUser(User):
             thread_id=thread_id,
             timeout_s=rt.options.turn_timeout_s,
             event_timeout_s=rt.options.event_timeout_s,
+            stream=rt.profile.stream,
         )
         try:
             link.run_turn(tracker, payload)

@@ -70,6 +70,8 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         thinking_steps=args.thinking_steps,
         tools=args.tools,
         tool_duration_s=args.tool_duration,
+        stream_tokens=args.stream_tokens,
+        token_interval_s=args.token_interval,
         jitter=args.jitter,
         seed=args.seed,
         max_message_bytes=args.max_message_bytes or profile.limits.max_message_bytes,

@@ -68,6 +68,8 @@ class TargetConfig:
     thinking_steps: int = 2
     tools: int = 1
     tool_duration_s: float | None = None
+    stream_tokens: int = 0
+    token_interval_s: float | None = None
     jitter: float = 0.0
     seed: int | None = None
     # limits and liveness
@@ -146,6 +148,7 @@ class TargetConfig:
             ("--ttfe", self.ttfe_s),
             ("--gap", self.gap_s),
             ("--tool-duration", self.tool_duration_s or 0.0),
+            ("--token-interval", self.token_interval_s or 0.0),
             ("--heartbeat", self.heartbeat_s),
             ("--overload-delay", self.overload_delay_s),
             ("--slow-handshake", self.slow_handshake_s),
@@ -165,6 +168,12 @@ class TargetConfig:
             "use 0..1000",
         )
         _check(0 <= self.tools <= 1000, "--tools", f"got {self.tools}", "use 0..1000")
+        _check(
+            0 <= self.stream_tokens <= 10000,
+            "--stream-tokens",
+            f"got {self.stream_tokens}",
+            "use 0..10000",
+        )
         for option, value in (
             ("--jitter", self.jitter),
             ("--leak-fraction", self.leak_fraction),
