@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -23,7 +26,8 @@ from wsload.protocol.carrier import place
 from wsload.protocol.events import TurnEnded
 from wsload.protocol.tracker import TurnTracker
 
-DATA = Path(__file__).resolve().parents[1] / "data"
+REPO = Path(__file__).resolve().parents[2]
+DATA = REPO / "tests" / "data"
 PROFILE = load_profile(DATA / "socketio_backend.toml")
 FAST = ClientOptions(connect_timeout_s=3.0, handshake_timeout_s=3.0, ack_timeout_s=3.0)
 TOOL_MS = 40.0
@@ -142,3 +146,35 @@ def test_a_plain_json_profile_at_a_socketio_server_fails_before_load(server):
         check_framing(url_of(server), load_profile("default"))
     assert "speaks Socket.IO" in str(info.value) and "socketio" in info.value.fix
     check_framing(url_of(server), PROFILE)  # the right profile passes
+
+
+def locust_start(host: str, profile: str, tmp_path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py", "--headless"]
+        + ["-u", "1", "-r", "1", "-t", "3s", "--host", host, "--ws-profile", profile]
+        + ["--probe-users", "0", "--results", str(tmp_path / "run")],
+        cwd=REPO,
+        env={**os.environ, "JWT_SECRET_KEY": SECRET},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+@pytest.mark.parametrize(
+    ("where", "profile", "said"),
+    [
+        ("target", "chainlit", "does not speak Socket.IO"),
+        ("socketio", "default", "speaks Socket.IO"),
+        ("socketio", str(DATA / "bad_connect_template.toml"), "unknown placeholder {tokn}"),
+    ],
+)
+def test_a_run_with_the_wrong_framing_stops_before_load_with_one_message(
+    target, server, tmp_path, where, profile, said
+):
+    host = target.url if where == "target" else url_of(server)
+    done = locust_start(host, profile, tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("wsload: error:")]
+    assert len(errors) == 1 and said in errors[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr

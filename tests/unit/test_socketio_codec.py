@@ -87,6 +87,8 @@ def test_an_event_is_its_name_with_its_data_and_other_namespaces_are_not_ours():
     assert name == "agent_started"
     assert event == {"run_id": "r1", "type": "x", "event": "agent_started"}
     assert c.decode_text('42["agent_started",{"run_id":"r1"}]') is None  # namespace "/"
+    assert c.decode_text('43/chat,7["ok"]') is None  # an ack of an emit: no event
+    assert c.decode_text("6") is None and c.replies() == []  # a noop
     assert c.decode_text('42/chat,["note","plain text"]')[1] == {
         "data": "plain text",
         "event": "note",
