@@ -23,7 +23,6 @@ from typing import Any
 from wsload import taxonomy
 from wsload.config.profile import Profile
 from wsload.errors import ConfigError
-from wsload.net.engineio import PollingOpenError, socketio_codec
 from wsload.net.sockets import (
     ANCILLARY_SIZE,
     READ_SIZE,
@@ -292,6 +291,8 @@ def connect(
     user_agent = profile.endpoint.user_agent if opts.user_agent is None else opts.user_agent
     codec, cookies = None, placement.cookies
     if profile.transport.framing == "socketio":  # Engine.IO's URL, maybe a polling open first
+        from wsload.net.engineio import PollingOpenError, socketio_codec  # only for Socket.IO
+
         try:
             codec, url, cookies = socketio_codec(
                 profile,

@@ -14,15 +14,15 @@ import http.client
 import ssl
 import time
 from http.cookies import SimpleCookie
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit, urlunsplit
-
-import engineio.packet as eio
-import engineio.payload as eio_payload
 
 from wsload import taxonomy
 from wsload.config.profile import Profile
 from wsload.protocol.carrier import Placement, with_query
-from wsload.protocol.socketio import SocketIOCodec, connect_auth, settings_for
+
+if TYPE_CHECKING:
+    from wsload.protocol.socketio import SocketIOCodec
 
 
 class PollingOpenError(Exception):
@@ -60,6 +60,9 @@ def socketio_codec(
     With ``transport.open = "polling"`` the Engine.IO session is opened over HTTP first
     (``PollingOpenError`` when that fails); cookies it sets go with the upgrade.
     """
+    # the codec loads python-engineio and python-socketio: only a Socket.IO session does
+    from wsload.protocol.socketio import SocketIOCodec, connect_auth, settings_for
+
     codec_auth = connect_auth(profile, placement.token, subject)
     settings = settings_for(profile)
     if profile.transport.open != "polling":
@@ -155,6 +158,11 @@ def polling_open(
 
 def open_packet(body: str) -> dict | None:
     """The open packet (its object) at the start of a polling answer, else None."""
+    if not body.startswith("0{"):
+        return None  # no Engine.IO (a 404 page, say): no need to load the library
+    import engineio.packet as eio
+    import engineio.payload as eio_payload
+
     try:
         packets = eio_payload.Payload(encoded_payload=body).packets
     except (ValueError, IndexError, TypeError):

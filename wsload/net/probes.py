@@ -29,7 +29,6 @@ from wsload import taxonomy
 from wsload.config.profile import Profile
 from wsload.config.tokens import TokenMinter
 from wsload.net.client import ClientOptions, ConnectError, connect, exchange_head
-from wsload.net.engineio import engineio_url
 from wsload.protocol.carrier import Placement, place
 from wsload.protocol.upgrade import build_request, parse_ws_url
 
@@ -259,6 +258,8 @@ def _run_http_probe(
     options: ClientOptions,
 ) -> ProbeResult:
     if profile.transport.framing == "socketio":  # the WebSocket endpoint is Engine.IO's
+        from wsload.net.engineio import engineio_url
+
         url = engineio_url(url, "websocket")
     endpoint = parse_ws_url(url)
     if probe == "plain_http_get":

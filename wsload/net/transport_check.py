@@ -13,7 +13,7 @@ from wsload.errors import ConfigError
 from wsload.net.client import ClientOptions, ConnectError, connect
 from wsload.net.engineio import PollingOpenError, engineio_url, polling_open
 from wsload.protocol.carrier import Placement
-from wsload.protocol.socketio import PLAIN_JSON_HINT
+from wsload.protocol.socketio_names import PLAIN_JSON_HINT
 
 CHECK = ClientOptions(connect_timeout_s=3.0, handshake_timeout_s=3.0, ack_timeout_s=3.0)
 

@@ -55,7 +55,7 @@ from wsload.protocol.frames import (
     client_frame,
     close_payload,
 )
-from wsload.protocol.socketio import CONNECT_ERROR_EVENT, CONNECT_EVENT, connect_refusal
+from wsload.protocol.socketio_names import CONNECT_ERROR_EVENT, CONNECT_EVENT, connect_refusal
 from wsload.protocol.tracker import FinishedTurns, TurnTracker
 from wsload.protocol.upgrade import (
     HandshakeError,

@@ -38,18 +38,17 @@ import engineio.packet as eio
 import orjson
 import socketio.packet as sio
 
-from wsload import taxonomy
 from wsload.config.profile import Profile
 from wsload.config.templates import fill_template, get_field
 from wsload.protocol.codec import CodecError
-
-CONNECT_EVENT = "connect"  # the CONNECT ack, as an event type (what the profile's ack matches)
-CONNECT_ERROR_EVENT = "connect_error"  # a CONNECT refused: a rejection
-PROBE, OPENING, CONNECTING, CONNECTED = "probe", "opening", "connecting", "connected"
-PLAIN_JSON_HINT = (
-    "JSON text where Engine.IO packets were expected: the server does not speak Socket.IO; "
-    'set transport.framing = "json" (or point --host at its Socket.IO endpoint)'
+from wsload.protocol.socketio_names import (  # noqa: F401 - the codec's names, re-exported
+    CONNECT_ERROR_EVENT,
+    CONNECT_EVENT,
+    PLAIN_JSON_HINT,
+    connect_refusal,
 )
+
+PROBE, OPENING, CONNECTING, CONNECTED = "probe", "opening", "connecting", "connected"
 
 
 class _Json:
@@ -110,25 +109,6 @@ def connect_auth(profile: Profile, token: str | None, subject: str = "") -> Any:
         return None
     values = {"token": token or "", "session_id": str(uuid.uuid4()), "sub": subject}
     return fill_template(template, values)
-
-
-# What Socket.IO servers answer a CONNECT to a namespace they do not serve (python-socketio,
-# the JavaScript server): a configuration error, not an authentication answer.
-NAMESPACE_REFUSALS = frozenset({"Unable to connect", "Invalid namespace"})
-
-
-def connect_refusal(profile: Profile, event: dict[str, Any]) -> tuple[str, str, str]:
-    """The failure id, detail and error code of a CONNECT refused with ``event`` (44)."""
-    message = event.get("message")
-    text = str(message)[:200] if message is not None else "no message"
-    namespace = profile.transport.namespace
-    if text in NAMESPACE_REFUSALS:
-        detail = (
-            f"the server does not serve the Socket.IO namespace {namespace!r} ({text}); "
-            "set transport.namespace to one it serves"
-        )
-        return taxonomy.NAMESPACE_REFUSED, detail, text[:60]
-    return taxonomy.AUTH_REJECTED, f"CONNECT to {namespace} refused: {text}", text[:60]
 
 
 class SocketIOCodec:
