@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import re
 import tomllib
 import types
 import typing
@@ -29,15 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from wsload.config.stream import Stream, stream_problem
+from wsload.config.transport import Transport, transport_problem
 from wsload.errors import ConfigError
 from wsload.protocol.grammar import Grammar, GrammarError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"  # package data
 CARRIERS = ("subprotocol", "header", "query", "cookie", "ticket", "connect")
-FRAMINGS = ("json", "socketio")
-SOCKETIO_OPENS = ("websocket", "polling")
-# placeholders of transport.connect_auth: the token, a fresh id per connection, the subject
-CONNECT_PLACEHOLDERS = ("token", "session_id", "sub")
 TOKEN_ENCODINGS = ("raw", "base64url")
 REFRESH_METHODS = ("reconnect", "in_band", "none")
 OAUTH2_GRANTS = ("password", "client_credentials")
@@ -209,21 +205,6 @@ class Limits:
     max_message_bytes: int = 8192
     messages_per_minute: int = 30
     connections_per_user: int = 10
-
-
-@dataclass(frozen=True)
-class Transport:
-    """How messages ride in WebSocket messages: plain JSON, or Socket.IO (Engine.IO v4)."""
-
-    framing: str = "json"  # json | socketio
-    namespace: str = "/"  # socketio: the namespace CONNECTed to
-    connect_auth: dict[str, Any] = field(default_factory=dict)  # socketio: CONNECT's payload
-    open: str = "websocket"  # socketio: websocket | polling (then upgrade, as browsers do)
-    # socketio: event name -> dotted field of its data whose value refines its type
-    # (``new_message`` with ``type = "tool"`` is the event type ``new_message:tool``)
-    subtype_fields: dict[str, Any] = field(default_factory=dict)
-    # socketio: events emitted (without data) right after the CONNECT ack, as the frontend does
-    connect_emits: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -463,6 +444,8 @@ def _check(p: Profile, source: Path) -> None:
         raise ProfileError(source, "auth.header_format", "must contain '{token}'")
     _choice(source, "token.algorithm", p.token.algorithm, ALGORITHMS)
     _positive(source, "token.lifetime_s", p.token.lifetime_s)
+    if not p.token.subject_claim:
+        raise ProfileError(source, "token.subject_claim", "must name the claim of the subject")
     reserved = {"sub", "iat", "exp", "jti", "iss", "aud", "nbf", p.token.subject_claim}
     if clash := reserved & set(p.token.claims):
         raise ProfileError(
@@ -522,7 +505,8 @@ def _check(p: Profile, source: Path) -> None:
     code = p.examples.rejection_close_code
     if code and not 1000 <= code <= 4999:
         raise ProfileError(source, "examples.rejection_close_code", f"{code} is not a close code")
-    _check_transport(p, source)
+    if problem := transport_problem(p.transport, p.auth.carrier, p.chat.emit):
+        raise ProfileError(source, *problem)
     _positive(source, "limits.max_message_bytes", p.limits.max_message_bytes)
     _positive(source, "limits.connections_per_user", p.limits.connections_per_user)
     _choice(source, "oauth2.grant", p.oauth2.grant, OAUTH2_GRANTS)
@@ -530,58 +514,6 @@ def _check(p: Profile, source: Path) -> None:
     _choice(source, "oauth2.client_auth", p.oauth2.client_auth, OAUTH2_CLIENT_AUTH)
     if p.oauth2.endpoint and not p.oauth2.endpoint.startswith(("http://", "https://")):
         raise ProfileError(source, "oauth2.endpoint", "must be an http:// or https:// URL")
-
-
-def _check_transport(p: Profile, source: Path) -> None:
-    """The Socket.IO keys: known values, and a CONNECT template wsload can fill in."""
-    t = p.transport
-    _choice(source, "transport.framing", t.framing, FRAMINGS)
-    _choice(source, "transport.open", t.open, SOCKETIO_OPENS)
-    if not t.namespace.startswith("/") or "," in t.namespace:
-        raise ProfileError(
-            source, "transport.namespace", f"must start with '/' and hold no ',': {t.namespace!r}"
-        )
-    unknown = sorted(set(_placeholders(t.connect_auth)) - set(CONNECT_PLACEHOLDERS))
-    if unknown:
-        known = ", ".join(f"{{{n}}}" for n in CONNECT_PLACEHOLDERS)
-        raise ProfileError(
-            source,
-            "transport.connect_auth",
-            f"unknown placeholder {{{unknown[0]}}}: only {known} are filled in",
-        )
-    for name, dotted in t.subtype_fields.items():
-        if not isinstance(dotted, str) or not dotted:
-            raise ProfileError(
-                source, f"transport.subtype_fields.{name}", "must be a dotted field name"
-            )
-    if p.auth.carrier == "connect":
-        if t.framing != "socketio":
-            raise ProfileError(
-                source,
-                "auth.carrier",
-                "the connect carrier puts the token in the Socket.IO CONNECT packet: "
-                'it needs transport.framing = "socketio"',
-            )
-        if not _contains_text(t.connect_auth, "{token}"):
-            raise ProfileError(
-                source,
-                "transport.connect_auth",
-                'the connect carrier needs "{token}" in it (e.g. { token = "{token}" })',
-            )
-    if t.framing == "socketio" and not p.chat.emit:
-        raise ProfileError(source, "chat.emit", "name the event the chat message is emitted as")
-    if not p.token.subject_claim:
-        raise ProfileError(source, "token.subject_claim", "must name the claim of the subject")
-
-
-def _placeholders(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return re.findall(r"\{(\w+)\}", value)
-    if isinstance(value, dict):
-        return [n for v in value.values() for n in _placeholders(v)]
-    if isinstance(value, list):
-        return [n for v in value for n in _placeholders(v)]
-    return []
 
 
 # warnings at load start --------------------------------------------------------------------
