@@ -107,7 +107,7 @@ async def independent_turns(base: str, token: str, turns: int) -> dict[str, list
     # aiohttp keeps no cookie for an IP address host unless its jar is told to
     http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True))
     client = socketio.AsyncClient(reconnection=False, http_session=http)
-    got: dict[str, list[float]] = {"tool": [], "e2e": [], "ttft": [], "itl": []}
+    got: dict[str, list[float]] = {"tool": [], "e2e": [], "ttft": [], "itl": [], "lag": []}
     state: dict[str, float] = {}
     done = asyncio.Event()
 
@@ -148,6 +148,14 @@ async def independent_turns(base: str, token: str, turns: int) -> dict[str, list
         headers={"Cookie": f"access_token={token}"},
         auth={"clientType": "webapp", "sessionId": str(uuid.uuid4()), "userEnv": "{}"},
     )
+
+    async def watch_lag() -> None:  # how late this client's own loop runs: its error bar
+        while True:
+            start = time.perf_counter()
+            await asyncio.sleep(0.01)
+            got["lag"].append((time.perf_counter() - start - 0.01) * 1000.0)
+
+    watcher = asyncio.get_running_loop().create_task(watch_lag())
     await client.emit("connection_successful")
     await asyncio.wait_for(done.wait(), 10)
     for _ in range(turns):
@@ -159,6 +167,7 @@ async def independent_turns(base: str, token: str, turns: int) -> dict[str, list
         await client.emit("client_message", {"message": step, "fileReferences": []})
         await asyncio.wait_for(done.wait(), 10)
         await asyncio.sleep(0.1)
+    watcher.cancel()
     await client.disconnect()
     await http.close()
     return got
@@ -198,8 +207,12 @@ def test_a_real_chainlit_app_loads_as_a_browser_tab_with_its_known_delays(chainl
         "e2e": per_turn_median(samples, "turn:e2e"),
     }
     theirs = {name: statistics.median(values) for name, values in theirs_raw.items()}
+    # The reference stamps events when its asyncio loop gets to them (wsload: the kernel's
+    # receive time), so on a busy machine its own lag is its error bar: 2 ms plus that.
+    lag = statistics.quantiles(theirs_raw["lag"], n=10)[-1]
+    print(f"wsload {ours}\npython-socketio {theirs}\nits loop lag p90 {lag:.2f} ms")
     for name in ours:
-        assert abs(ours[name] - theirs[name]) <= 2.0, (name, ours, theirs)
+        assert abs(ours[name] - theirs[name]) <= 2.0 + lag, (name, ours, theirs, lag)
     # the known delays: the tool step, then TOKENS tokens TOKEN_MS apart
     assert TOOL_MS <= ours["tool"] <= TOOL_MS + 15, ours
     assert TOKEN_MS - 2 <= ours["itl"] <= TOKEN_MS + 15, ours
