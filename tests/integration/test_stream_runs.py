@@ -5,12 +5,14 @@ and the report over the same run folder."""
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from wsload.analysis import load_run
 from wsload.reports import build_report
 from wsload.run.summary import load_samples
 
@@ -101,6 +103,10 @@ def test_the_gate_summary_and_report_read_the_stream_metrics(streamed_run, tmp_p
         timeout=60,
     )
     assert slow.returncode == 1, slow.stdout + slow.stderr
+    turns = load_run(base / "results").turns  # the notebooks' per-turn table
+    assert (turns["output_tokens"] == TOKENS).all()
+    assert abs(turns["ttft_ms"].median() - TTFT_MS) <= 2
+    assert abs(turns["itl_mean_ms"].median() - INTERVAL_MS) <= 2
     files = build_report(base / "results", output=tmp_path / "report")
     page = files.html.read_text()
     assert "Streamed answers" in page and "TPOT, per stream" in page
@@ -121,3 +127,22 @@ def test_bad_stream_gates_stop_before_any_load(tmp_path, args, message):
     assert message in run.stderr
     assert "Traceback" not in run.stderr + run.stdout
     assert not (tmp_path / "r" / "samples.csv").exists()
+
+
+@pytest.mark.slow
+def test_workers_ship_streamed_turns_to_the_master_with_locusts_exact_counts(tmp_path):
+    run = locust(
+        *("-u", "4", "-r", "4", "-t", "6s", "--think-time", "0.2", "--processes", "2"),
+        *("--target-args", TARGET_ARGS, "--probe-users", "0"),
+        *("--results", str(tmp_path / "run"), "--json-file", str(tmp_path / "stats")),
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    samples = load_samples(tmp_path / "run")
+    rows = samples.loc[samples["kind"] != "health"]
+    final = json.loads((tmp_path / "stats.json").read_text())
+    assert rows.groupby("name").size().to_dict() == {e["name"]: e["num_requests"] for e in final}
+    streamed = rows.loc[rows["kind"] == "stream"]
+    assert set(streamed["node"]) == {"w0", "w1"}
+    assert (rows.loc[rows["name"] == "turn:output_tokens", "ms"] == TOKENS).all()
+    itl = rows.loc[rows["name"] == "turn:itl", "ms"]
+    assert abs(itl.median() - INTERVAL_MS) <= 2, itl.describe()

@@ -10,6 +10,7 @@ from pathlib import Path
 import msgpack
 import pytest
 
+from wsload.capacity.slo import SLO
 from wsload.config.profile import ProfileError, load_profile
 from wsload.config.profile_warnings import profile_warnings
 from wsload.config.stream import Stream, token_counter
@@ -17,6 +18,8 @@ from wsload.errors import ConfigError
 from wsload.gate import build_config
 from wsload.gate.names import check_gate_names
 from wsload.gate.thresholds import parse_threshold
+from wsload.locust.live import LiveStats
+from wsload.locust.panel import figures_html
 from wsload.protocol.tracker import TurnTracker
 from wsload.run.batch import Batch
 from wsload.run.recorder import CsvWriter
@@ -295,3 +298,38 @@ def test_an_example_turn_without_text_where_the_profile_looks_is_warned_about(tm
     assert "stream.text_field 'data.content'" in warning and "stream_chunk" in warning
     path.write_text(path.read_text() + '[stream]\ntext_field = "data.text"\n')
     assert not [w for w in profile_warnings(load_profile(path)) if "stream" in w]
+
+
+def test_the_web_ui_headline_shows_ttft_and_itl_once_a_turn_was_streamed(tmp_path: Path):
+    plain = LiveStats()
+    plain.add_records([record_of(streamed_turn([], 0.05, 0.01))])
+    assert plain.headline()["ttft"] is None and 'data-figure="ttft"' not in figures_html(
+        plain.headline()
+    )
+    live = LiveStats()
+    records = [
+        record_of(streamed_turn([" a", " b", " c"], 0.04 + i / 1000, 0.02)) for i in range(9)
+    ]
+    live.add_records(records)
+    head = live.headline()
+    batch = Batch("n")
+    for record in records:
+        batch.add(record, 1)
+    writer = CsvWriter(tmp_path, "run")
+    writer.write(batch)
+    writer.close()
+    rows = load_samples(tmp_path)
+    assert head["ttft"]["median"] == round(rows[rows.name == "turn:ttft"].ms.median(), 1)
+    assert head["itl"]["p99"] == round(rows[rows.name == "turn:itl"].ms.quantile(0.99), 1)
+    html = figures_html(head)
+    assert 'data-figure="ttft"' in html and "ms ITL p50/p99" in html
+
+
+def test_capacity_slo_limits_ttft_and_itl_only_when_given():
+    p95 = {"turn:e2e": 100.0, "connect": 5.0, "auth": 5.0, "turn:ttft": 900.0, "turn:itl": 80.0}
+    assert SLO().breaches(p95, 0.0) == []
+    assert "turn:ttft" not in SLO().describe()
+    slo = SLO(ttft_p95_ms=500.0, itl_p95_ms=50.0)
+    assert slo.breaches(p95, 0.0) == ["turn:ttft p95 900 ms > 500 ms", "turn:itl p95 80 ms > 50 ms"]
+    assert slo.breaches({**p95, "turn:ttft": float("nan"), "turn:itl": 20.0}, 0.0) == []
+    assert "p95 turn:ttft ≤ 500 ms" in slo.describe()
