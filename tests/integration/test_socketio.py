@@ -90,7 +90,8 @@ def test_every_carrier_authenticates_in_another_namespace_and_turns_are_timed(
         assert conn.session.codec.sid and seen == []
         assert result.names.count("stream_chunk") == 3
         ((name, tool_ms),) = result.spans_ms
-        assert name == "tool" and TOOL_MS <= tool_ms < TOOL_MS + 50  # loaded 2-core machine
+        # the server sleeps TOOL_MS between its two emits; its own send of the first can lag
+        assert name == "tool" and TOOL_MS - 2 <= tool_ms < TOOL_MS + 50
     finally:
         conn.close()
 
@@ -167,6 +168,7 @@ def locust_start(host: str, profile: str, tmp_path: Path) -> subprocess.Complete
         ("target", "chainlit", "does not speak Socket.IO"),
         ("socketio", "default", "speaks Socket.IO"),
         ("socketio", str(DATA / "bad_connect_template.toml"), "unknown placeholder {tokn}"),
+        ("socketio", str(DATA / "unserved_namespace.toml"), "does not serve the Socket.IO"),
     ],
 )
 def test_a_run_with_the_wrong_framing_stops_before_load_with_one_message(

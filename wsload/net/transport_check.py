@@ -3,11 +3,13 @@
 A Socket.IO profile pointed at a plain WebSocket server (or the reverse) would fail every
 session the same way; one connection before load says so once, with the key to change.
 The check carries no token: it only needs the server's first words (an Engine.IO open
-packet, or JSON), which servers send before they judge credentials.
+packet, or JSON), which servers send before they judge credentials, and a Socket.IO server
+refuses a namespace it does not serve before it looks at any token.
 """
 
 from __future__ import annotations
 
+from wsload import taxonomy
 from wsload.config.profile import Profile
 from wsload.errors import ConfigError
 from wsload.net.client import ClientOptions, ConnectError, connect
@@ -41,6 +43,11 @@ def _check_socketio(url: str, profile: Profile) -> None:
                 fix='for a plain JSON WebSocket server set transport.framing = "json"; for a '
                 "Socket.IO server set endpoint.path to its Engine.IO path (Chainlit: "
                 "/ws/socket.io)",
+            ) from None
+        if err.failure == taxonomy.NAMESPACE_REFUSED:  # refused before any token is judged
+            raise ConfigError(
+                f"the server at {url} refuses the profile's Socket.IO namespace: {err.detail}",
+                fix="set transport.namespace to a namespace the server serves",
             ) from None
         return  # refused without a token, or a failure the run will classify: it speaks
     conn.abort()
