@@ -213,9 +213,10 @@ def test_a_real_chainlit_app_loads_as_a_browser_tab_with_its_known_delays(chainl
     print(f"wsload {ours}\npython-socketio {theirs}\nits loop lag p90 {lag:.2f} ms")
     for name in ours:
         assert abs(ours[name] - theirs[name]) <= 2.0 + lag, (name, ours, theirs, lag)
-    # the known delays: the tool step, then TOKENS tokens TOKEN_MS apart
-    assert TOOL_MS - 2 <= ours["tool"] <= TOOL_MS + 15, ours
-    assert TOKEN_MS - 2 <= ours["itl"] <= TOKEN_MS + 15, ours
+    # the known delays, which no measurement can beat: the tool step, then TOKENS tokens
+    # TOKEN_MS apart (how much later the app runs is its machine's business: a busy machine's
+    # asyncio sleeps overshoot, and the independent client above sees the same)
+    assert ours["tool"] >= TOOL_MS - 2 and ours["itl"] >= TOKEN_MS - 2, ours
     assert ours["ttft"] >= TOOL_MS + TOKEN_MS and ours["e2e"] >= TOOL_MS + TOKENS * TOKEN_MS
 
 
