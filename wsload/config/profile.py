@@ -39,6 +39,7 @@ REFRESH_METHODS = ("reconnect", "in_band", "none")
 OAUTH2_GRANTS = ("password", "client_credentials")
 OAUTH2_BODIES = ("form", "json")
 OAUTH2_CLIENT_AUTH = ("basic", "body", "none")
+COMPRESSIONS = ("browser", "off")  # permessage-deflate offered as Chromium does, or not
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384")
 
 
@@ -61,6 +62,7 @@ class Endpoint:
     path: str = "/ws"
     origin: str = ""
     user_agent: str = ""
+    compression: str = "browser"
 
 
 @dataclass(frozen=True)
@@ -431,6 +433,7 @@ def _check(p: Profile, source: Path) -> None:
     if not p.endpoint.path.startswith("/"):
         raise ProfileError(source, "endpoint.path", f"must start with '/', got {p.endpoint.path!r}")
     _choice(source, "auth.carrier", p.auth.carrier, CARRIERS)
+    _choice(source, "endpoint.compression", p.endpoint.compression, COMPRESSIONS)
     _choice(
         source,
         "auth.subprotocol_token_encoding",

@@ -20,7 +20,7 @@ from wsload.net.probes import AUTH_PROBES, CONFORMANCE_PROBES, stats_name
 from wsload.protocol.tracker import span_name
 from wsload.run.records import STREAM_NAMES
 
-CONNECTION_NAMES = ("connect", "auth", "ping")
+CONNECTION_NAMES = ("connect", "tls", "auth", "ping")
 TURN_NAMES = ("turn:ttfe", "turn:gap", "turn:e2e", "turn:e2e_intended")
 SESSION_NAMES = (
     "session:refresh",

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class Sample(NamedTuple):
     """One stats entry's measurement: what Locust counts, and one row of the long view."""
 
-    kind: str  # connect | auth | event | gap | span | intended | turn | session | probe ...
+    kind: str  # connect | tls | auth | event | gap | span | intended | turn | session | probe ...
     name: str  # the stats name
     ms: float
     failure: str | None = None  # taxonomy id; None is a success
@@ -45,8 +45,9 @@ class Who:
 
 @dataclass(slots=True)
 class ConnectionAttempt:
-    """One connection attempt: TCP connect to a valid 101 (``connect``), 101 to the ack
-    (``auth``). ``failure`` with ``phase`` says where it stopped."""
+    """One connection attempt: TCP connect to a valid 101 (``connect``; over ``wss://`` its
+    TLS handshake is also ``tls``), 101 to the ack (``auth``). ``failure`` with ``phase``
+    says where it stopped."""
 
     started_at: float  # epoch seconds
     who: Who
@@ -61,6 +62,8 @@ class ConnectionAttempt:
     tcp_ms: float | None = None
     tls_ms: float | None = None
     upgrade_ms: float | None = None
+    tls_resumed: bool | None = None  # wss://: the TLS session of an earlier one was resumed
+    extensions: str = ""  # what the 101 agreed to, e.g. "permessage-deflate; ..."
 
     kind = "connection"
 
@@ -68,7 +71,10 @@ class ConnectionAttempt:
         if self.phase == "connect":
             yield Sample("connect", "connect", self.connect_ms or 0.0, self.failure, self.detail)
             return
-        yield Sample("connect", "connect", self.connect_ms or 0.0)
+        # a session's row says what the 101 agreed to (the raw results keep it per session)
+        yield Sample("connect", "connect", self.connect_ms or 0.0, None, self.extensions)
+        if self.tls_ms is not None:  # wss://: the TLS handshake, a part of connect
+            yield Sample("tls", "tls", self.tls_ms, None, "resumed" if self.tls_resumed else "")
         yield Sample("auth", "auth", self.auth_ms or 0.0, self.failure, self.detail)
 
 

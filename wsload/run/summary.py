@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from wsload.run.meta import crash_notice, read_run_meta
+from wsload.run.meta import TLS_INSECURE_NOTICE, crash_notice, read_run_meta
 from wsload.run.recorder import SAMPLES_FILE
 from wsload.run.stream_summary import NOT_MS, stream_lines
 
@@ -291,9 +291,12 @@ def render(folder: str | Path) -> str:
     """The summary as text for a terminal."""
     samples = load_samples(folder, SUMMARY_COLUMNS)
     lines = [f"wsload summary of {folder} ({len(samples)} samples, times in ms, exact)"]
-    notice = crash_notice(read_run_meta(folder), last_sample_end(samples))
+    meta = read_run_meta(folder)
+    notice = crash_notice(meta, last_sample_end(samples))
     if notice:
         lines.append(f"WARNING: {notice}")
+    if meta.get("tls_insecure") is True:
+        lines.append(f"WARNING: {TLS_INSECURE_NOTICE}")
     lines += headline_lines(samples)
     lines += stream_lines(samples)
     lines += session_lines(samples)

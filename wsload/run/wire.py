@@ -143,7 +143,7 @@ def _decode_turn(item: list[Any], shape: TurnShape) -> TurnRecord:
 def _connection(r: ConnectionAttempt) -> list[Any]:
     return [_CONNECTION, r.started_at, *_who(r.who), r.inflight, r.connect_ms, r.auth_ms,
             r.failure, r.phase, r.detail, r.http_status, r.close_code, r.tcp_ms, r.tls_ms,
-            r.upgrade_ms]  # fmt: skip
+            r.upgrade_ms, r.tls_resumed, r.extensions]  # fmt: skip
 
 
 def _decode_connection(item: list[Any]) -> ConnectionAttempt:
