@@ -208,9 +208,10 @@ def test_a_real_chainlit_app_loads_as_a_browser_tab_with_its_known_delays(chainl
     }
     theirs = {name: statistics.median(values) for name, values in theirs_raw.items()}
     # The reference stamps events when its asyncio loop gets to them (wsload: the kernel's
-    # receive time), so on a busy machine its own lag is its error bar: 2 ms plus that.
-    lag = statistics.quantiles(theirs_raw["lag"], n=10)[-1]
-    print(f"wsload {ours}\npython-socketio {theirs}\nits loop lag p90 {lag:.2f} ms")
+    # receive time): on a busy machine the reference's own worst loop lag is its error bar,
+    # so the medians agree within 2 ms plus that (2 ms on a quiet machine).
+    lag = max(theirs_raw["lag"])
+    print(f"wsload {ours}\npython-socketio {theirs}\nits worst loop lag {lag:.2f} ms")
     for name in ours:
         assert abs(ours[name] - theirs[name]) <= 2.0 + lag, (name, ours, theirs, lag)
     # the known delays, which no measurement can beat: the tool step, then TOKENS tokens
