@@ -37,7 +37,9 @@ REAL_RUNS = {
 }
 
 
-def locust(locustfile: str, *args: str, timeout: float = 90) -> subprocess.CompletedProcess:
+def locust(
+    locustfile: str, *args: str, timeout: float = 90, preexec_fn=None
+) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET_KEY"}
     return subprocess.run(
         [sys.executable, "-m", "locust", "-f", str(REPO / "locustfiles" / locustfile)]
@@ -47,6 +49,7 @@ def locust(locustfile: str, *args: str, timeout: float = 90) -> subprocess.Compl
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=preexec_fn,
     )
 
 

@@ -16,6 +16,9 @@ TLS = "tls"
 HANDSHAKE_TIMEOUT = "handshake_timeout"
 INVALID_HTTP = "invalid_http"
 RESET = "reset"
+# the generator itself ran out of local ports (per source address and destination) or of
+# open files: a limit of the machine that loads, not a finding about the server
+LOCAL_EXHAUSTED = "local_exhausted"
 
 # why a ``tls`` failure happened: the first words of its detail ("unknown CA: ...")
 TLS_UNKNOWN_CA = "unknown CA"  # the certificate's issuer is not trusted (--tls-ca)
@@ -62,7 +65,17 @@ AUTH_NOT_ENFORCED = "auth_not_enforced"
 HANDSHAKE_NOT_CONFORMANT = "handshake_not_conformant"
 
 CONNECT_FAILURES = frozenset(
-    {REFUSED, DNS, UNREACHABLE, TCP_TIMEOUT, TLS, HANDSHAKE_TIMEOUT, INVALID_HTTP, RESET}
+    {
+        REFUSED,
+        DNS,
+        UNREACHABLE,
+        TCP_TIMEOUT,
+        TLS,
+        HANDSHAKE_TIMEOUT,
+        INVALID_HTTP,
+        RESET,
+        LOCAL_EXHAUSTED,
+    }
 )
 
 

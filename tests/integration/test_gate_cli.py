@@ -73,7 +73,7 @@ def test_a_passing_gate_exits_0_and_writes_its_outputs_into_the_run_folder(tmp_p
     )
     out = capsys.readouterr().out
     assert code == 0, out
-    assert "gate: PASSED (9 thresholds, 1 not measured)" in out  # no probes in this run
+    assert "gate: PASSED (11 thresholds, 1 not measured)" in out  # no probes in this run
     assert json.loads((run / "gate.json").read_text())["passed"] is True
     assert ET.parse(run / "gate-junit.xml").getroot().get("failures") == "0"
     assert (run / "gate.md").read_text().startswith("### wsload gate: ✅ passed")
@@ -209,7 +209,7 @@ def test_a_slow_first_event_fails_the_ttfe_threshold_and_only_it(real_runs):
     failing = [line for line in done.stdout.splitlines() if " FAIL " in f"{line} "]
     assert len(failing) == 1
     assert failing[0].startswith("turn:ttfe p95 < 200ms")
-    assert "gate: FAILED (1 of 7 thresholds)" in done.stdout
+    assert "gate: FAILED (1 of 9 thresholds)" in done.stdout
 
 
 @pytest.mark.slow

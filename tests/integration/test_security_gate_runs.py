@@ -117,7 +117,7 @@ def test_without_probes_the_auth_check_is_not_measured_rather_than_passed(tmp_pa
     assert done.returncode == 0, done.stdout[-2000:]
     line = next(x for x in done.stdout.splitlines() if "probe.auth_not_enforced" in x)
     assert "not measured" in line and "no auth probe ran" in line
-    assert "gate: PASSED (5 thresholds, 1 not measured)" in done.stdout
+    assert "gate: PASSED (7 thresholds, 1 not measured)" in done.stdout
 
 
 def test_a_killed_run_is_flagged_by_the_summary_and_the_gate(tmp_path):

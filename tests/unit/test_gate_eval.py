@@ -317,6 +317,8 @@ def test_restating_a_run_check_replaces_it():
     assert [str(r.threshold) for r in result.rows] == [
         "auth_rejected.failure_rate <= 100%",
         "connect.failure_rate < 100%",
+        "connect.failure_rate < 1%",
+        "local_exhausted.count == 0",
     ]
     assert result.passed
 
@@ -326,3 +328,17 @@ def test_an_observation_is_shown_with_enough_figures_to_read_like_its_verdict():
     assert only(gate(frame, "turn:e2e max <= 5s")).observed_text == "5.0004 s"
     assert only(gate(frame, "turn:e2e max < 5s")).observed_text == "5 s"
     assert only(gate(frame, "turn:e2e max < 6s")).observed_text == "5 s"
+
+
+def test_a_run_with_many_failed_connects_or_a_spent_generator_does_not_pass():
+    """Thousands of connects failing part way up a ramp is no pass, whatever their id."""
+    ok = [{"name": "connect"}, {"name": "auth"}] * 90
+    refused = [{"name": "connect", "ok": False, "failure": "refused"}] * 10
+    result = gate(samples(ok + refused), run_checks=True)
+    assert [r.threshold.label for r in result.failed_rows] == ["run: connects"]
+    assert not result.passed
+    spent = [{"name": "connect", "ok": False, "failure": "local_exhausted"}]
+    result = gate(samples(ok * 2 + spent), run_checks=True)  # 0.6%: under 1%, still a fail
+    assert [r.threshold.label for r in result.failed_rows] == ["run: generator"]
+    assert "--source-ips" in result.failed_rows[0].threshold.description
+    assert gate(samples(ok), run_checks=True).passed

@@ -325,6 +325,8 @@ def test_security_defaults_are_on_abort_and_can_be_restated_or_switched_off():
     assert [t.label for t in GateConfig(security=False).effective()] == [
         "run: connections",
         "run: sessions",
+        "run: connects",
+        "run: generator",
     ]
 
 

@@ -51,7 +51,7 @@ def test_the_console_table_names_each_threshold_its_value_and_verdict(result):
     assert "not measured (optional)" in table
     assert "security: auth enforced: probe.auth_not_enforced == 0 abort" in table
     # 3 given + 3 security defaults + 2 run checks; the probes and auth never ran here
-    assert lines[-1] == "gate: FAILED (1 of 8 thresholds, 4 not measured)"
+    assert lines[-1] == "gate: FAILED (1 of 10 thresholds, 4 not measured)"
 
 
 def test_gate_json_holds_every_row_with_its_observation(result):
@@ -76,7 +76,7 @@ def test_junit_has_one_testcase_per_threshold_and_failures_carry_the_observed_va
     root = ET.fromstring(junit_xml(result))
     assert root.tag == "testsuites"
     (suite,) = root.findall("testsuite")
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("8", "1", "4")
+    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("10", "1", "4")
     cases = {case.get("name"): case for case in suite.findall("testcase")}
     assert list(cases) == [row.title for row in result.rows]
     assert "security: isolation: foreign_event.count == 0 abort" in cases
@@ -101,7 +101,7 @@ def test_markdown_is_a_table_with_a_verdict_per_threshold(result):
         "| security: auth enforced: `probe.auth_not_enforced == 0 abort` | - | ⚪ not measured |"
         in text
     )
-    assert text.count("\n| ") == 1 + 8  # the header and a row per check
+    assert text.count("\n| ") == 1 + 10  # the header and a row per check
 
 
 def test_the_step_summary_is_appended_only_when_github_sets_it(tmp_path, result):

@@ -192,3 +192,17 @@ def test_loading_some_columns_reads_just_those_with_the_same_values(tmp_path):
     some = load_samples(tmp_path, ("name", "ok", "ms", "detail"))
     assert list(some.columns) == ["name", "ms", "ok", "detail"]  # file order
     pd.testing.assert_frame_equal(some, whole[list(some.columns)])
+
+
+def test_a_tick_of_a_run_that_holds_sessions_carries_memory_and_sessions(tmp_path):
+    tick = HealthTick(TS, 10.0, 2.0, None, memory_kb=81234.0, sessions=5000,
+                      target_memory_kb=120000.0, target_sessions=4990)  # fmt: skip
+    rows = write(tmp_path, tick, users=5).to_dict("records")
+    assert [(r["name"], r["ms"]) for r in rows] == [
+        ("health:cpu", 10.0),
+        ("health:lag", 2.0),
+        ("health:memory_kb", 81234.0),
+        ("health:sessions", 5000.0),
+        ("health:target_memory_kb", 120000.0),
+        ("health:target_sessions", 4990.0),
+    ]

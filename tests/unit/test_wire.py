@@ -52,10 +52,11 @@ def records():
         SessionEvent(3.5, WHO, "session:duplicate", 0.0, "sequence_duplicate", "again", None),
         HttpRequest(4.5, WHO, "http:login", 12.0, None, "", 200, 321),
         HealthTick(5.5, 40.0, 2.0, None),
+        HealthTick(6.5, 30.0, 1.0, 7, 51200.0, 700, 90000.5, 690),
     ]
 
 
-def batch_of(items, users=(3, 3, 4, 4, 4, 5, 5, 5)) -> Batch:
+def batch_of(items, users=(3, 3, 4, 4, 4, 5, 5, 5, 6)) -> Batch:
     batch = Batch("w1")
     for record, count in zip(items, users, strict=True):
         batch.add(record, count)

@@ -28,7 +28,15 @@ TURN_KEY = ["node", "session", "turn"]
 SESSION_KEY = ["node", "session"]
 # columns a turn takes from its e2e row: who, when, under which load
 _TURN_CONTEXT = ["user", "subject", "ts", "t_s", "time", "users", "step", "step_users", "in_hold"]
-HEALTH_UNITS = {"cpu": "percent", "lag": "ms", "users": "users"}
+HEALTH_UNITS = {
+    "cpu": "percent",
+    "lag": "ms",
+    "users": "users",
+    "memory_kb": "KiB",
+    "sessions": "sessions",
+    "target_memory_kb": "KiB",
+    "target_sessions": "sessions",
+}
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import textwrap
 from wsload.config.spec import GROUPS, OptionSpec
 
 GROUP_TITLES = {
-    "run": "run: every locustfile (ws_auth.py, handshakes.py, capacity.py)",
+    "run": "run: every locustfile (ws_auth.py, handshakes.py, capacity.py, connections.py)",
     "gate": "gate: the CI gate of every locustfile (`wsload gate` takes the same thresholds)",
     "capacity": "capacity: the load steps of capacity.py",
     "slo": "slo: the service levels a step of capacity.py must keep (`wsload report` too)",

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 from wsload.capacity.options import CAPACITY_SPECS, ZERO_OK, slo, step_settings
 from wsload.capacity.slo import SLO
 from wsload.capacity.step_plan import StepSettings
+from wsload.config.connection_specs import CONNECTION_SPECS
 from wsload.config.corpus import Corpus, load_corpus
 from wsload.config.idp_specs import IDP_SPECS
 from wsload.config.idp_tokens import build_oauth2_client, load_file_tokens
@@ -34,6 +35,7 @@ from wsload.config.transport_specs import TRANSPORT_SPECS, transport_settings
 from wsload.errors import ConfigError
 from wsload.gate import GateConfig, build_config
 from wsload.net.oauth2 import OAuth2Client
+from wsload.net.source_ips import parse_source_ips
 from wsload.net.tls import DEFAULT_TLS, TlsSettings
 
 __all__ = [
@@ -52,7 +54,13 @@ __all__ = [
 
 #: every option a locustfile registers on Locust's parser, in ``--help`` order
 OPTION_SPECS: tuple[OptionSpec, ...] = (
-    RUN_SPECS + IDP_SPECS + TRANSPORT_SPECS + GATE_SPECS + CAPACITY_SPECS + METRICS_SPECS
+    RUN_SPECS
+    + IDP_SPECS
+    + TRANSPORT_SPECS
+    + GATE_SPECS
+    + CAPACITY_SPECS
+    + METRICS_SPECS
+    + CONNECTION_SPECS
 )
 _DESTS = tuple(spec.dest for spec in OPTION_SPECS)
 _ZERO_OK = {
@@ -62,6 +70,7 @@ _ZERO_OK = {
     "refresh_margin",
     "heartbeat_interval",
     "storm",
+    "trickle_interval",
     *ZERO_OK,
 }
 _CACHED_CONFIGS = 16  # option sets kept (the web UI may go back and forth)
@@ -105,6 +114,10 @@ class RunOptions:
     oauth2: OAuth2Client | None = None  # the token endpoint (oauth2; file tokens' refresh)
     compression: str = "browser"  # permessage-deflate offered (browser) or not (off)
     tls: TlsSettings = DEFAULT_TLS  # wss://: CA, --tls-insecure, client certificate
+    source_ips: tuple[str, ...] = ()  # local addresses to connect from (all processes')
+    budget_check: bool = True  # local ports and open files checked before the ramp
+    trickle_interval_s: float = 0.0  # connections.py: a chat message per session every S s
+    sessions_per_user: int = 1  # connections.py: sessions one user holds
 
 
 def _check_number(name: str, value: float | None, *, allow_zero: bool) -> None:
@@ -274,6 +287,10 @@ def _build(get: Callable[..., Any]) -> RunOptions:
         oauth2=oauth2,
         compression=compression,
         tls=tls,
+        source_ips=parse_source_ips(get("source_ips")),
+        budget_check=not get("no_budget_check", False),
+        trickle_interval_s=get("trickle_interval", 0.0),
+        sessions_per_user=get("sessions_per_user", 1),
     )
 
 

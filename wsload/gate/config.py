@@ -67,6 +67,18 @@ RUN_CHECKS = (
         "auth_rejected.failure_rate < 100%",
         "every session was rejected at auth: is the secret, issuer or audience right?",
     ),
+    (
+        "run: connects",
+        "connect.failure_rate < 1%",
+        "more than 1% of connection attempts failed before the upgrade (failures by "
+        "taxonomy id say why)",
+    ),
+    (
+        "run: generator",
+        "local_exhausted.count == 0",
+        "the generator ran out of local ports or open files: those connects measure the "
+        "load generator, not the server (spread over --source-ips, run more --processes)",
+    ),
 )
 RUN_CHECK_ORIGIN = "run check"
 

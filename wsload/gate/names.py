@@ -20,6 +20,14 @@ from wsload.net.probes import AUTH_PROBES, CONFORMANCE_PROBES, stats_name
 from wsload.protocol.tracker import span_name
 from wsload.run.records import STREAM_NAMES
 
+# connections.py's gauges: memory and sessions held, the generator's and the target's
+HOLD_GAUGES = (
+    "health:memory_kb",
+    "health:sessions",
+    "health:target_memory_kb",
+    "health:target_sessions",
+)
+
 CONNECTION_NAMES = ("connect", "tls", "auth", "ping")
 TURN_NAMES = ("turn:ttfe", "turn:gap", "turn:e2e", "turn:e2e_intended")
 SESSION_NAMES = (
@@ -32,7 +40,7 @@ SESSION_NAMES = (
     "session:duplicate",
 )
 HTTP_NAMES = ("http:login", "http:refresh", "http:ticket", "http:token")
-HEALTH_NAMES = ("health:cpu", "health:lag", "health:users")
+HEALTH_NAMES = ("health:cpu", "health:lag", "health:users", *HOLD_GAUGES)
 NAMESPACES = ("turn:", "session:", "probe:", "conformance:", "health:", "http:")
 
 

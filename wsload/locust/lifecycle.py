@@ -10,12 +10,14 @@ last records.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import sys
 from typing import Any
 
 import gevent
+import psutil
 from locust import events
 from locust.env import Environment
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
@@ -26,12 +28,14 @@ from wsload.config.profile_warnings import profile_warnings
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.gate.names import check_gate_names
 from wsload.locust.arguments import add_options
+from wsload.locust.budget_check import check_local_budgets, raise_limits
 from wsload.locust.health import sample_health
 from wsload.locust.metrics import start_metrics
 from wsload.locust.process import PROCESS
 from wsload.locust.recording import RECORDS_MESSAGE, WorkerSink, request_is_wsloads
 from wsload.locust.runs import Run
 from wsload.locust.runtime import node_of, recording_for
+from wsload.locust.spawn_messages import cache_default_args
 from wsload.locust.target import start_embedded_target, stop_embedded_target
 from wsload.net.client import preflight
 from wsload.net.transport_check import check_framing
@@ -41,6 +45,7 @@ from wsload.run.records import HttpRequest, Who
 from wsload.run.wire import Decoder, Encoder
 
 log = logging.getLogger("wsload")
+cache_default_args()  # a worker parses each spawn message in microseconds, not seconds
 
 
 class _Lifecycle:
@@ -71,7 +76,19 @@ def keeps_serving(environment: Environment) -> bool:
 def _fail_config(error: ConfigError) -> None:
     print(f"wsload: error: {error}", file=sys.stderr, flush=True)
     stop_embedded_target()
+    stop_forked_workers()
     sys.exit(EXIT_CONFIG_ERROR)
+
+
+def stop_forked_workers() -> None:
+    """End the workers ``--processes`` forked from this process: a master that stops
+    before the run would otherwise leave them waiting a minute for its heartbeat."""
+    me = psutil.Process()
+    command = me.cmdline()
+    for child in me.children():
+        with contextlib.suppress(psutil.Error):
+            if child.cmdline() == command:
+                child.terminate()
 
 
 def check_options(environment: Environment, options: RunOptions) -> None:
@@ -98,6 +115,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(RECORDS_MESSAGE, _on_records_from_worker)
+    raise_limits()  # every generator process: soft open-file limit up to the hard one
     if isinstance(runner, WorkerRunner):
         try:
             start_metrics(environment)  # --otel export; /metrics figures once the master asks
@@ -113,6 +131,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         check_options(environment, options)
         preflight(websocket_url(environment.host, options.profile), tls_settings=options.tls)
         check_framing(websocket_url(environment.host, options.profile), options.profile)
+        check_local_budgets(environment, options)
         if options.results:
             prepare_run_folder(options.results, "check")
         _size_probe_users(environment, options.probe_users)

@@ -21,6 +21,7 @@ from wsload.locust.process import PROCESS
 from wsload.locust.recording import Recording
 from wsload.net.client import ClientOptions
 from wsload.net.probes import ProbeTokens
+from wsload.net.source_ips import SourcePicker, worker_share
 from wsload.run.records import Record
 
 
@@ -45,6 +46,7 @@ class Runtime:
             ack_timeout_s=options.ack_timeout_s,
             compression=options.compression,
             tls=options.tls,
+            source=source_picker(options.source_ips, environment),
         )
         self.recording = recording
         # The one seam every measurement leaves through: a typed record
@@ -60,6 +62,7 @@ class Runtime:
         self._chat_template = JsonTemplate(message, names or ("content", "thread_id"))
         self.inflight_handshakes = 0  # in this process, for the inflight column
         self.inflight_turns = 0
+        self.open_sessions = 0  # held by connections.py's users, for memory per session
 
     def chat_payload(self, content: str, thread_id: str) -> str:
         """The chat message as sent, from the profile's template."""
@@ -113,6 +116,16 @@ class Runtime:
     def user_count(self) -> int:
         runner = self.environment.runner
         return runner.user_count if runner is not None else 0
+
+
+def source_picker(ips: tuple[str, ...], environment: Environment) -> SourcePicker | None:
+    """This process's share of ``--source-ips`` (None: the kernel picks the address)."""
+    if not ips:
+        return None
+    workers = max(1, int(getattr(environment.parsed_options, "wsload_workers", 1) or 1))
+    runner = environment.runner
+    worker = runner.worker_index if isinstance(runner, WorkerRunner) else 0
+    return SourcePicker(worker_share(ips, worker, workers))
 
 
 def node_of(environment: Environment) -> str:

@@ -35,6 +35,7 @@ from wsload.net.sockets import (
     read_stamped,
     resolve,
 )
+from wsload.net.source_ips import SourcePicker
 from wsload.protocol.carrier import Placement, missing_from
 from wsload.protocol.deflate import offer
 from wsload.protocol.events import Acked, Closed, Event, Rejected, UpgradeFailed
@@ -111,6 +112,7 @@ class ClientOptions:
     tls_verify: bool = True
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # what a server may make us hold
     kernel_timestamps: bool = True  # receive times from the kernel where it gives them
+    source: SourcePicker | None = None  # local addresses to connect from (--source-ips)
     compression: str | None = None  # None: the profile's; browser | off (permessage-deflate)
     tls: tls.TlsSettings = tls.DEFAULT_TLS  # wss://: CA, client certificate, --tls-insecure
 
@@ -330,6 +332,8 @@ def connect(
         timings.dns_ms = _elapsed_ms(t0, t_dns)
         sock = socket.socket(family, socket.SOCK_STREAM)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if opts.source is not None:
+            opts.source.bind(sock)
         sock.settimeout(opts.connect_timeout_s)
         sock.connect(address)
         t_ready = t_tcp = _perf()

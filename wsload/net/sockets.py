@@ -7,6 +7,7 @@ request, the preflight); the WebSocket logic is elsewhere (``wsload.protocol.ses
 from __future__ import annotations
 
 import contextlib
+import errno
 import ipaddress
 import socket
 import ssl
@@ -54,6 +55,14 @@ def arrival(ancillary: list[tuple[int, int, bytes]], now: float) -> float:
     return now
 
 
+# errors of the generator's own machine: no free local port for this source address and
+# destination (EADDRNOTAVAIL at connect), no file descriptor left in the process or the
+# system, no socket buffer or kernel memory
+LOCAL_PORTS = frozenset({errno.EADDRNOTAVAIL})
+LOCAL_FILES = frozenset({errno.EMFILE, errno.ENFILE})
+LOCAL_EXHAUSTION = LOCAL_PORTS | LOCAL_FILES | {errno.ENOBUFS, errno.ENOMEM}
+
+
 def classify_socket_error(exc: BaseException, timeout_id: str) -> str:
     """The taxonomy id of a socket error; ``timeout_id`` for a timeout in this phase."""
     if isinstance(exc, socket.gaierror):
@@ -66,7 +75,9 @@ def classify_socket_error(exc: BaseException, timeout_id: str) -> str:
         return taxonomy.REFUSED
     if isinstance(exc, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
         return taxonomy.RESET
-    if isinstance(exc, OSError) and exc.errno in (101, 113, 99):  # unreachable, no route
+    if isinstance(exc, OSError) and exc.errno in LOCAL_EXHAUSTION:
+        return taxonomy.LOCAL_EXHAUSTED
+    if isinstance(exc, OSError) and exc.errno in (101, 113):  # unreachable, no route
         return taxonomy.UNREACHABLE
     return taxonomy.RESET
 
@@ -94,6 +105,16 @@ def read_stamped(sock: Any, kernel: bool) -> tuple[bytes, float]:
 def describe(exc: OSError, endpoint: Endpoint) -> str:
     """A socket error in words, with where it happened."""
     where = f"{endpoint.host}:{endpoint.port}"
+    if exc.errno in LOCAL_PORTS:
+        return (
+            f"no free local port to reach {where} (every ephemeral port of this source "
+            "address is taken for that destination): spread over --source-ips"
+        )
+    if exc.errno in LOCAL_FILES:
+        return (
+            f"out of open files connecting to {where} (the process's RLIMIT_NOFILE): "
+            "use more --processes"
+        )
     if isinstance(exc, ConnectionRefusedError):
         return f"nothing listens at {where} (connection refused)"
     if isinstance(exc, TimeoutError | socket.timeout):

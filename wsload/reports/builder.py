@@ -33,6 +33,8 @@ from wsload.errors import ConfigError
 from wsload.run.stream_summary import NOT_MS
 
 from . import figures
+from .connections import FIGURE as CONNECTIONS_FIGURE
+from .connections import connections_section
 from .document import Document, Table
 from .stream_section import stream_section
 
@@ -45,6 +47,7 @@ FIGURES = (
     "turn_waterfall.png",
     "comparison.png",
     "generator_health.png",
+    CONNECTIONS_FIGURE,
 )
 
 REPORTS_DIR = Path("reports")  # where reports go unless --output says otherwise
@@ -106,6 +109,7 @@ def build_report(
         doc.img(name, alt)
 
     _overview(doc, run, cap)
+    connections_section(doc, run, figure)  # a run that held sessions: what it held
     _health(doc, run, window_s, figure)
     doc.h2("Latency over time")
     doc.p(

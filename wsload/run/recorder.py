@@ -306,6 +306,8 @@ class CsvWriter:
         )
         if tick.users is not None:
             lines += f"{head}health,health:users,{tick.users}{end}"
+        for name, value in tick.extra():
+            lines += f"{head}health,{name},{value:.1f}{end}"
         return lines
 
     def flush(self) -> None:

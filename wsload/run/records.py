@@ -270,6 +270,10 @@ class HealthTick:
     cpu_percent: float
     lag_ms: float
     users: int | None = None  # the master's (or a standalone process's) running users
+    memory_kb: float | None = None  # this process's memory (PSS, else RSS), KiB
+    sessions: int | None = None  # sessions this process holds open (connections.py)
+    target_memory_kb: float | None = None  # the reference target's, all its processes
+    target_sessions: int | None = None  # sessions the target holds open
 
     kind = "health"
     failure = None  # a tick never fails
@@ -279,6 +283,18 @@ class HealthTick:
         yield Sample("health", "health:lag", self.lag_ms)
         if self.users is not None:
             yield Sample("health", "health:users", float(self.users))
+        for name, value in self.extra():
+            yield Sample("health", name, value)
+
+    def extra(self) -> list[tuple[str, float]]:
+        """The optional gauges this tick carries: memory and open sessions."""
+        values = (
+            ("health:memory_kb", self.memory_kb),
+            ("health:sessions", self.sessions),
+            ("health:target_memory_kb", self.target_memory_kb),
+            ("health:target_sessions", self.target_sessions),
+        )
+        return [(name, float(v)) for name, v in values if v is not None]
 
 
 # A streamed turn's samples: (ITL count, tpot present, tokens/s present); None: not streamed.

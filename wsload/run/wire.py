@@ -183,7 +183,8 @@ def _decode_http(item: list[Any]) -> HttpRequest:
 
 
 def _health(r: HealthTick) -> list[Any]:
-    return [_HEALTH, r.at, r.cpu_percent, r.lag_ms, r.users]
+    return [_HEALTH, r.at, r.cpu_percent, r.lag_ms, r.users, r.memory_kb, r.sessions,
+            r.target_memory_kb, r.target_sessions]  # fmt: skip
 
 
 def _decode_health(item: list[Any]) -> HealthTick:

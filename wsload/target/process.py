@@ -35,6 +35,7 @@ from typing import IO, Any
 
 from wsload.config.tokens import SECRET_ENV
 from wsload.errors import ConfigError
+from wsload.net.budgets import raise_file_limit
 from wsload.target.config import Material, TargetConfig
 
 log = logging.getLogger("wsload.target")
@@ -69,6 +70,7 @@ def serve(config: TargetConfig, material: Material, *, exit_with_parent: bool = 
     from wsload.target.server import quiet_token_logs
 
     quiet_token_logs()
+    raise_file_limit()  # every session is an open file: as many as the hard limit allows
     parent = os.getppid() if exit_with_parent else None
     log.info(
         "target pid %d: auth_mode=%s algorithm=%s workers=%d turn=%s",

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from wsload.config.profile import TokenSpec
 from wsload.config.tokens import TokenMinter
+from wsload.run.memory import memory_kb
 from wsload.target.agent import (
     HOSTILE_KINDS,
 )
@@ -194,5 +195,6 @@ def stats_snapshot(state: TargetState) -> dict[str, Any]:
         "worker": state.worker_index,
         "workers": state.config.workers,
         "uptime_s": round(time.time() - state.started, 3),
+        "memory_kb": memory_kb(),  # PSS: summed over workers, shared pages count once
         "counters": asdict(state.counters),
     }

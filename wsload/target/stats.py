@@ -118,5 +118,6 @@ def aggregate(own: dict[str, Any], others: list[tuple[dict[str, Any], bool]]) ->
             {"pid": s.get("pid"), "worker": s.get("worker"), "fresh": fresh}
             for s, fresh in snapshots
         ],
+        "memory_kb": sum(s.get("memory_kb") or 0.0 for s, _ in snapshots),
         "counters": merge([s.get("counters", {}) for s, _ in snapshots]),
     }

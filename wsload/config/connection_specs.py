@@ -1,0 +1,43 @@
+"""The options of many concurrent sessions: where they connect from, the limits checked
+before the ramp, and the connection-capacity run (``locustfiles/connections.py``).
+
+Declarations only (``OptionSpec`` rows, group ``run``); ``wsload.config.options`` turns
+their values into ``RunOptions`` fields.
+"""
+
+from __future__ import annotations
+
+from wsload.config.spec import OptionSpec
+
+CONNECTION_SPECS: tuple[OptionSpec, ...] = (
+    OptionSpec(
+        "--source-ips",
+        "WSLOAD_SOURCE_IPS",
+        "local addresses to connect from, round robin: a list (127.0.0.2,127.0.0.3), a range "
+        "(127.0.0.2-127.0.0.40) or a CIDR (127.0.0.0/28); each address and destination has "
+        "its own ephemeral ports; with several processes each takes its share",
+    ),
+    OptionSpec(
+        "--no-budget-check",
+        "WSLOAD_NO_BUDGET_CHECK",
+        "start even when the users exceed the local ports per source address and "
+        "destination or a process's open-file limit (e.g. workers on other machines)",
+        action="store_true",
+    ),
+    OptionSpec(
+        "--sessions-per-user",
+        "WSLOAD_SESSIONS_PER_USER",
+        "connections.py: sessions each user holds, each with its own subject and token, "
+        "served by one greenlet (sessions held = users x this)",
+        1,
+        int,
+    ),
+    OptionSpec(
+        "--trickle-interval",
+        "WSLOAD_TRICKLE_INTERVAL",
+        "connections.py: each held session sends one chat message every this many seconds "
+        "(0: none, heartbeats only)",
+        0.0,
+        float,
+    ),
+)

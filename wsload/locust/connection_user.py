@@ -1,0 +1,265 @@
+"""``ConnectionUser``: open authenticated sessions and hold them, with heartbeats.
+
+The connection-capacity run (``locustfiles/connections.py``) ramps these to N sessions and
+holds them. Each user holds ``--sessions-per-user`` sessions (each with its own subject and
+token, as separate browser tabs would) on its one greenlet, which waits on all of their
+sockets at once, pings each on time and runs an optional trickle of chat turns. A parked
+greenlet costs about as much memory as a session itself, so sharing one between several
+sessions is what keeps a held session near the cost of its socket and session state.
+A session that drops is recorded (``session:disconnect``) and opened again with backoff.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any
+
+import gevent
+from gevent import select as gselect
+from locust import User, task
+
+from wsload import taxonomy
+from wsload.locust.chat_connection import _FAILURES, PONG_TIMEOUT
+from wsload.locust.runtime import Runtime, runtime_for
+from wsload.net.client import ConnectError, Connection, attempt_record, connect
+from wsload.protocol.carrier import place
+from wsload.protocol.events import Closed, Event, Pong, TurnEnded
+from wsload.protocol.tracker import TurnTracker
+from wsload.run.records import SessionEvent, TurnRecord, Who
+
+_perf = time.perf_counter
+_FAR = float("inf")
+MIN_WAIT_S = 0.001  # a socket timeout of 0 would make a read non-blocking
+CLOSE_TIMEOUT_S = 0.5
+
+
+class Held:
+    """One held session: its connection, who it is, and when it next has something to do."""
+
+    __slots__ = ("conn", "next_ping", "next_turn", "pong_due", "tracker", "turn", "who")
+
+    def __init__(self, conn: Connection, who: Who, now: float, interval: float, trickle: float):
+        self.conn = conn
+        self.who = who
+        # spread the first ping and turn over a period, so sessions opened together do not
+        # ping together for the whole hold
+        self.next_ping = now + interval * random.random() if interval > 0 else _FAR
+        self.next_turn = now + trickle * random.random() if trickle > 0 else _FAR
+        self.pong_due = _FAR
+        self.tracker: TurnTracker | None = None
+        self.turn = (0.0, 0, 0, 0)  # wall clock, turn number, inflight, bytes
+
+    def wake(self) -> float:
+        """When this session next needs its user."""
+        ping = self.next_ping if self.pong_due == _FAR else self.pong_due
+        turn = self.tracker.deadline() if self.tracker is not None else self.next_turn
+        return ping if ping < turn else turn
+
+
+class ConnectionUser(User):
+    """Holds ``--sessions-per-user`` sessions: connect, ack, heartbeats (and a trickle of
+    turns) until the run stops; a dropped session is opened again."""
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.rt: Runtime | None = None
+        self.held: dict[int, Held] = {}  # by file descriptor
+        self.poller = gselect.poll()  # waits on every held socket at once
+        self.wanted = 1
+        self.failed_attempts = 0
+        self.reopen_at = 0.0
+        self.last_who: Who | None = None
+
+    def wait_time(self) -> float:
+        return 0.0
+
+    def on_start(self) -> None:
+        self.rt = runtime_for(self.environment)
+        self.wanted = self.rt.options.sessions_per_user
+
+    def on_stop(self) -> None:
+        held, self.held = self.held, {}
+        self.rt.open_sessions -= len(held)
+        for fd in held:
+            self.poller.unregister(fd)
+        for session in held.values():
+            if session.tracker is not None:  # cut short by the stop: not a turn's verdict
+                session.tracker = None
+                session.conn.session.end_turn()
+                self.rt.inflight_turns -= 1
+            session.conn.close(timeout=CLOSE_TIMEOUT_S)
+
+    @task
+    def hold(self) -> None:
+        """Keep the sessions open and serve them until the run stops."""
+        while True:
+            now = _perf()
+            if len(self.held) < self.wanted and now >= self.reopen_at:
+                self._open()
+                continue
+            wake = self.reopen_at if len(self.held) < self.wanted else _FAR
+            for session in self.held.values():
+                due = session.wake()
+                if due < wake:
+                    wake = due
+            wait = None if wake == _FAR else max(MIN_WAIT_S, wake - _perf())
+            if not self.held:
+                gevent.sleep(wait or 1.0)
+                continue
+            for fd, _ in self.poller.poll(None if wait is None else wait * 1000.0):
+                session = self.held.get(fd)
+                if session is not None:
+                    self._read(session)
+            self._due(_perf())
+
+    # sessions --------------------------------------------------------------------------
+    def _open(self) -> None:
+        """Open one session (its own subject and token); on failure, back off."""
+        rt = self.rt
+        index, subject = rt.new_user()
+        who = Who(index, subject, f"{rt.node}-{index}-1")
+        placement = place(rt.profile.auth, rt.url, rt.minter.mint(subject),
+                          carrier=rt.options.carrier)  # fmt: skip
+        rt.inflight_handshakes += 1
+        inflight = rt.inflight_handshakes
+        try:
+            outcome: Connection | ConnectError = connect(
+                rt.url, rt.profile, placement, expected_subject=subject, options=rt.client_options
+            )
+        except ConnectError as err:
+            outcome = err
+        finally:
+            rt.inflight_handshakes -= 1
+        record, conn = attempt_record(outcome, who, inflight)
+        rt.record(record)
+        if conn is None:
+            self.failed_attempts += 1
+            delay = rt.options.backoff.delay(self.failed_attempts - 1, random)
+            self.reopen_at = _perf() + delay
+            return
+        self.failed_attempts = 0
+        conn.session.thread_id = f"{rt.node}-{index}"
+        options = rt.options
+        held = Held(conn, who, _perf(), options.heartbeat_interval_s, options.trickle_interval_s)
+        fd = conn.sock.fileno()
+        self.held[fd] = held
+        self.poller.register(fd, gselect.POLLIN)
+        rt.open_sessions += 1
+        if conn.pending:
+            self._handle(held, conn.receive(MIN_WAIT_S) or [])
+
+    def _read(self, session: Held) -> None:
+        events = session.conn.receive(MIN_WAIT_S)
+        if events:
+            self._handle(session, events)
+
+    def _handle(self, session: Held, events: list[Event]) -> None:
+        for event in events:
+            kind = type(event)
+            if kind is Pong:
+                self._record(session.who, "ping", event.ms)  # type: ignore[union-attr]
+                session.pong_due = _FAR
+            elif kind is TurnEnded:
+                self._end_turn(session)
+            elif kind is Closed:
+                self._closed(session, event)  # type: ignore[arg-type]
+                return
+            elif kind in _FAILURES:
+                name, failure, size = _FAILURES[kind]
+                self._record(session.who, name, 0.0, failure, event.detail[:size])  # type: ignore[union-attr]
+
+    def _due(self, now: float) -> None:
+        """Pings, pong timeouts, turn deadlines and trickled turns that are due."""
+        options = self.rt.options
+        for session in list(self.held.values()):
+            conn = session.conn
+            if now >= session.pong_due:
+                timeout = options.pong_timeout_s
+                self._record(session.who, "ping", timeout * 1000.0, PONG_TIMEOUT,
+                             f"no pong in {timeout:g} s: connection half-open")  # fmt: skip
+                conn.session.cancel_ping()
+                conn.abort("no pong")
+                self._handle(session, conn.receive(MIN_WAIT_S) or [])  # its Closed
+                continue
+            tracker = session.tracker
+            if tracker is not None and now >= tracker.deadline():
+                tracker.expire(now)
+                self._end_turn(session)
+            if session.pong_due == _FAR and now >= session.next_ping:
+                session.next_ping = now + options.heartbeat_interval_s
+                try:
+                    conn.ping()
+                except OSError:
+                    continue  # the next read reports the drop
+                session.pong_due = now + options.pong_timeout_s
+            if session.tracker is None and now >= session.next_turn:
+                session.next_turn = now + options.trickle_interval_s
+                self._begin_turn(session)
+
+    def _closed(self, session: Held, event: Closed) -> None:
+        if session.tracker is not None:
+            if not session.tracker.done:
+                session.tracker.disconnected(event.code, event.at)
+            self._end_turn(session)
+        fd = next((fd for fd, held in self.held.items() if held is session), None)
+        if fd is None:
+            return  # closed by on_stop: no disconnect
+        del self.held[fd]
+        self.poller.unregister(fd)
+        self.rt.open_sessions -= 1
+        self._record(session.who, "session:disconnect", 0.0, taxonomy.disconnected(event.code),
+                     event.reason[:120], close_code=event.code)  # fmt: skip
+
+    def _record(self, who: Who, name: str, ms: float, failure: str | None = None,
+                detail: str = "", close_code: int | None = None) -> None:  # fmt: skip
+        self.rt.record(SessionEvent(time.time(), who, name, ms, failure, detail, close_code))
+
+    # turns -----------------------------------------------------------------------------
+    def _begin_turn(self, held: Held) -> None:
+        rt = self.rt
+        session = held.conn.session
+        payload = rt.chat_payload(random.choice(rt.options.corpus.messages), session.thread_id)
+        rt.inflight_turns += 1
+        tracker = TurnTracker(
+            rt.profile.events,
+            rt.grammar,
+            sent_at=_perf(),
+            user_id=session.user_id,
+            thread_id=session.thread_id,
+            timeout_s=rt.options.turn_timeout_s,
+            event_timeout_s=rt.options.event_timeout_s,
+        )
+        held.tracker = tracker
+        held.turn = (time.time(), rt.new_turn(), rt.inflight_turns, len(payload))
+        session.begin_turn(tracker)
+        try:
+            held.conn.send_text(payload)
+        except OSError:
+            tracker.disconnected(session.close_code or 1006, _perf())
+            self._end_turn(held)
+
+    def _end_turn(self, held: Held) -> None:
+        tracker, held.tracker = held.tracker, None
+        if tracker is None:
+            return
+        held.conn.session.end_turn()
+        self.rt.inflight_turns -= 1
+        started, number, inflight, size = held.turn
+        self.rt.record(TurnRecord(started, held.who, number, inflight, size, tracker.result()))
+
+
+# A worker opening thousands of sessions a second on a busy machine can miss Locust's
+# worker heartbeat for more than its default 3 s; the master then drops the worker and
+# stops the whole run. A connection-capacity run waits longer before it calls a worker gone.
+WORKER_HEARTBEAT_LIVENESS = 30
+
+
+def tolerate_busy_workers() -> None:
+    """Give workers ``WORKER_HEARTBEAT_LIVENESS`` missed heartbeats (Locust reads the
+    module constant each time a worker reports or connects)."""
+    import locust.runners
+
+    locust.runners.HEARTBEAT_LIVENESS = max(
+        locust.runners.HEARTBEAT_LIVENESS, WORKER_HEARTBEAT_LIVENESS
+    )
