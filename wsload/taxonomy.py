@@ -43,6 +43,8 @@ AUTH_REJECTED = "auth_rejected"
 AUTH_TIMEOUT = "auth_timeout"
 IDENTITY_MISMATCH = "identity_mismatch"
 AUTH_MATERIAL_MISSING = "auth_material_missing"
+# Socket.IO: the server does not serve the namespace CONNECTed to (not an auth answer)
+NAMESPACE_REFUSED = "namespace_refused"
 
 # turn
 EVENT_TIMEOUT = "event_timeout"

@@ -219,6 +219,12 @@ def _build(get: Callable[..., Any]) -> RunOptions:
             fix="pass --client-mode native to load as a non-browser client, or choose another "
             "--ws-carrier (subprotocol, query, cookie, ticket)",
         )
+    if carrier == "connect" and profile.transport.framing != "socketio":
+        raise ConfigError(
+            f"--ws-carrier connect puts the token in a Socket.IO CONNECT packet, but the "
+            f"profile {profile.name!r} speaks plain JSON frames",
+            fix='use a Socket.IO profile (transport.framing = "socketio") or another carrier',
+        )
     token_source = get("token_source", "mint")
     credentials: tuple[Credential, ...] = ()
     oauth2 = build_oauth2_client(profile, token_source, get)

@@ -28,11 +28,12 @@ from pathlib import Path
 from typing import Any
 
 from wsload.config.stream import Stream, stream_problem
+from wsload.config.transport import Transport, transport_problem
 from wsload.errors import ConfigError
 from wsload.protocol.grammar import Grammar, GrammarError
 
 PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"  # package data
-CARRIERS = ("subprotocol", "header", "query", "cookie", "ticket")
+CARRIERS = ("subprotocol", "header", "query", "cookie", "ticket", "connect")
 TOKEN_ENCODINGS = ("raw", "base64url")
 REFRESH_METHODS = ("reconnect", "in_band", "none")
 OAUTH2_GRANTS = ("password", "client_credentials")
@@ -94,6 +95,10 @@ class TokenSpec:
     lifetime_s: float = 900.0
     subject_prefix: str = "wsload"
     claims: dict[str, Any] = field(default_factory=dict)
+    # The claim naming the subject ("identifier" for Chainlit), and whether a unique ``jti``
+    # is added: servers that build a user object from every claim refuse unknown ones.
+    subject_claim: str = "sub"
+    jti: bool = True
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,7 @@ class Chat:
             "payload": {"content": "{content}", "thread_id": "{thread_id}"},
         }
     )
+    emit: str = "client_message"  # socketio framing: the event the chat message is emitted as
 
 
 @dataclass(frozen=True)
@@ -217,6 +223,7 @@ class Profile:
     stream: Stream = field(default_factory=Stream)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     limits: Limits = field(default_factory=Limits)
+    transport: Transport = field(default_factory=Transport)
     examples: Examples = field(default_factory=Examples)
     oauth2: OAuth2 = field(default_factory=OAuth2)
     source: str = "<built-in>"
@@ -440,7 +447,9 @@ def _check(p: Profile, source: Path) -> None:
         raise ProfileError(source, "auth.header_format", "must contain '{token}'")
     _choice(source, "token.algorithm", p.token.algorithm, ALGORITHMS)
     _positive(source, "token.lifetime_s", p.token.lifetime_s)
-    reserved = {"sub", "iat", "exp", "jti", "iss", "aud", "nbf"}
+    if not p.token.subject_claim:
+        raise ProfileError(source, "token.subject_claim", "must name the claim of the subject")
+    reserved = {"sub", "iat", "exp", "jti", "iss", "aud", "nbf", p.token.subject_claim}
     if clash := reserved & set(p.token.claims):
         raise ProfileError(
             source, f"token.claims.{sorted(clash)[0]}", "is set by wsload itself; remove it"
@@ -451,8 +460,6 @@ def _check(p: Profile, source: Path) -> None:
     for i, match in enumerate(p.ack.match):
         if not match:
             raise ProfileError(source, f"ack.match[{i}]", "is empty; name at least one field")
-    if not p.ack.user_id_field:
-        raise ProfileError(source, "ack.user_id_field", "must name where the ack has the user id")
     for code in (*p.rejection.close_codes, *p.rejection.not_ready_close_codes):
         if not 1000 <= code <= 4999:
             raise ProfileError(source, "rejection.close_codes", f"{code} is not a close code")
@@ -501,6 +508,8 @@ def _check(p: Profile, source: Path) -> None:
     code = p.examples.rejection_close_code
     if code and not 1000 <= code <= 4999:
         raise ProfileError(source, "examples.rejection_close_code", f"{code} is not a close code")
+    if problem := transport_problem(p.transport, p.auth.carrier, p.chat.emit):
+        raise ProfileError(source, *problem)
     _positive(source, "limits.max_message_bytes", p.limits.max_message_bytes)
     _positive(source, "limits.connections_per_user", p.limits.connections_per_user)
     _choice(source, "oauth2.grant", p.oauth2.grant, OAUTH2_GRANTS)

@@ -61,6 +61,11 @@ def profile_warnings(profile: Profile) -> list[str]:
                 "event (nested fields are not followed): if the events carry it nested, "
                 f"isolation by {kind} is off"
             )
+    if not profile.ack.user_id_field:
+        out.append(
+            "ack.user_id_field is empty: the ack names no user, so whose session the server "
+            "opened (identity_mismatch) is not checked"
+        )
     return out
 
 

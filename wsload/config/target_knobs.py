@@ -387,4 +387,20 @@ TARGET_SPECS: tuple[OptionSpec, ...] = (
         type=float,
         metavar="F",
     ),
+    _knob(
+        SERVING,
+        "--socketio",
+        "speak Socket.IO (Engine.IO v4) at /ws/socket.io/ and /ws/: the same chat, faults "
+        "and limits, framed as Socket.IO packets",
+        default=False,
+        action="store_true",
+    ),
+    _knob(
+        SERVING,
+        "--socketio-ping",
+        "with --socketio: Engine.IO ping interval and timeout, seconds (%(default)s)",
+        default=25.0,
+        type=float,
+        metavar="S",
+    ),
 )

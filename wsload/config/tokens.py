@@ -146,12 +146,10 @@ class TokenMinter:
         issued = int(now if now is not None else time.time())
         life = lifetime_s if lifetime_s is not None else self.lifetime_s
         claims: dict[str, Any] = fill_template(self.spec.claims, {"sub": subject})
-        claims.update(
-            sub=subject,
-            iat=issued,
-            exp=issued + max(1, round(life)),
-            jti=uuid.uuid4().hex,
-        )
+        claims[self.spec.subject_claim] = subject  # "sub" unless the profile names another
+        claims.update(iat=issued, exp=issued + max(1, round(life)))
+        if self.spec.jti:
+            claims["jti"] = uuid.uuid4().hex
         if self.spec.issuer:
             claims["iss"] = self.spec.issuer
         if self.spec.audience:

@@ -82,7 +82,11 @@ class ChatConnection:
         self._pong = Event()
         self._reader = gevent.spawn(self._read)
         interval = rt.options.heartbeat_interval_s
-        self._heartbeat = gevent.spawn(self._beat, interval) if interval > 0 else None
+        if rt.profile.transport.framing == "socketio":  # the server pings: watch its pings
+            silence = getattr(self.session.codec, "ping_deadline_s", None)
+            self._heartbeat = gevent.spawn(self._watch_pings, silence) if silence else None
+        else:
+            self._heartbeat = gevent.spawn(self._beat, interval) if interval > 0 else None
         LINKS.add(self)
 
     @property
@@ -186,4 +190,25 @@ class ChatConnection:
                 )
                 self.session.cancel_ping()
                 conn.abort("no pong")  # the reader reports the drop
+                return
+
+    def _watch_pings(self, silence: float) -> None:
+        """Socket.IO: the server pings every pingInterval; none for pingInterval +
+        pingTimeout means a half-open connection (what a browser's client concludes)."""
+        codec = self.session.codec
+        conn = self.conn
+        seen, since = codec.pings, _perf()  # type: ignore[attr-defined]
+        while conn.open:
+            gevent.sleep(min(1.0, silence / 4))
+            if codec.pings != seen:  # type: ignore[attr-defined]
+                seen, since = codec.pings, _perf()  # type: ignore[attr-defined]
+                continue
+            if conn.open and _perf() - since > silence:
+                self._record(
+                    "ping",
+                    silence * 1000.0,
+                    PONG_TIMEOUT,
+                    f"no Engine.IO ping in {silence:g} s: connection half-open",
+                )
+                conn.abort("no ping")  # the reader reports the drop
                 return

@@ -38,6 +38,7 @@ from wsload.locust.runtime import node_of, recording_for
 from wsload.locust.spawn_messages import cache_default_args
 from wsload.locust.target import start_embedded_target, stop_embedded_target
 from wsload.net.client import preflight
+from wsload.net.transport_check import check_framing
 from wsload.run.meta import TLS_INSECURE_NOTICE
 from wsload.run.recorder import prepare_run_folder
 from wsload.run.records import HttpRequest, Who
@@ -129,6 +130,7 @@ def _on_init(environment: Environment, **_: Any) -> None:
         start_metrics(environment)  # after the target's fork; a busy --metrics-port fails here
         check_options(environment, options)
         preflight(websocket_url(environment.host, options.profile), tls_settings=options.tls)
+        check_framing(websocket_url(environment.host, options.profile), options.profile)
         check_local_budgets(environment, options)
         if options.results:
             prepare_run_folder(options.results, "check")

@@ -4,6 +4,8 @@ minter, and ``record``, the seam every measurement leaves through."""
 from __future__ import annotations
 
 import itertools
+import json
+import uuid
 from collections.abc import Callable
 
 from locust.env import Environment
@@ -53,13 +55,21 @@ class Runtime:
         self._user_index = itertools.count(1)
         self._turn_index = itertools.count(1)
         self._probe_tokens: ProbeTokens | None = None
-        self._chat_template = JsonTemplate(options.profile.chat.message, ("content", "thread_id"))
+        message = options.profile.chat.message
+        # "{message_id}": a fresh UUID per message (Chainlit's steps need one), only if used
+        self._message_ids = "{message_id}" in json.dumps(message)
+        names = ("content", "thread_id", "message_id") if self._message_ids else None
+        self._chat_template = JsonTemplate(message, names or ("content", "thread_id"))
         self.inflight_handshakes = 0  # in this process, for the inflight column
         self.inflight_turns = 0
         self.open_sessions = 0  # held by connections.py's users, for memory per session
 
     def chat_payload(self, content: str, thread_id: str) -> str:
         """The chat message as sent, from the profile's template."""
+        if self._message_ids:
+            return self._chat_template.render(
+                content=content, thread_id=thread_id, message_id=str(uuid.uuid4())
+            )
         return self._chat_template.render(content=content, thread_id=thread_id)
 
     def probe_tokens(self, sample: str | None = None) -> ProbeTokens:

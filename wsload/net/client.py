@@ -303,6 +303,27 @@ def connect(
     except ValueError as exc:
         raise ConfigError(str(exc), fix="give a URL such as ws://127.0.0.1:8765/ws") from None
     t0 = _perf()
+    origin = profile.endpoint.origin if opts.origin is None else opts.origin
+    user_agent = profile.endpoint.user_agent if opts.user_agent is None else opts.user_agent
+    codec, cookies = None, placement.cookies
+    if profile.transport.framing == "socketio":  # Engine.IO's URL, maybe a polling open first
+        from wsload.net.engineio import PollingOpenError, socketio_codec  # only for Socket.IO
+
+        try:
+            codec, url, cookies = socketio_codec(
+                profile,
+                placement,
+                subject=expected_subject or "",
+                timeout_s=opts.handshake_timeout_s,
+                origin=origin,
+                user_agent=user_agent,
+                tls_verify=opts.tls_verify,
+            )
+        except PollingOpenError as err:
+            raise ConnectError(
+                err.failure, "connect", err.detail, timings, http_status=err.status
+            ) from None
+        endpoint = parse_ws_url(url)
     sock: Any = None
     phase_timeout = taxonomy.TCP_TIMEOUT
     try:
@@ -329,9 +350,9 @@ def connect(
         request = build_request(
             endpoint,
             subprotocols=placement.subprotocols,
-            origin=profile.endpoint.origin if opts.origin is None else opts.origin,
-            user_agent=profile.endpoint.user_agent if opts.user_agent is None else opts.user_agent,
-            cookies=placement.cookies,
+            origin=origin,
+            user_agent=user_agent,
+            cookies=cookies,
             extra_headers=placement.headers,
             extensions=offer(opts.compression or profile.endpoint.compression),
         )
@@ -343,6 +364,7 @@ def connect(
             ack_timeout_s=opts.ack_timeout_s,
             finished=finished,
             max_message_bytes=opts.max_message_bytes,
+            codec=codec,
         )
         sent = session.request_bytes()
         sock.settimeout(opts.handshake_timeout_s)
@@ -380,6 +402,13 @@ def connect(
         raise ConnectError(taxonomy.AUTH_MATERIAL_MISSING, "connect", problem, timings)
     if on_connected is not None:
         on_connected(timings)
+    due = session.data_to_send()  # what the codec says first (a Socket.IO CONNECT, a probe)
+    if due:
+        try:
+            conn._send(due)
+        except OSError as exc:
+            conn.abort()
+            raise ConnectError(taxonomy.RESET, "auth", describe(exc, endpoint), timings) from None
     _await_ack(conn, events[1:])
     return conn
 

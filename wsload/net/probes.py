@@ -175,7 +175,7 @@ class ProbeTokens:
         if probe == "wrong_audience":
             return m.mint(subject, overrides={"aud": "wsload-other-audience"})
         if probe == "missing_sub":
-            return m.mint(subject, overrides={"sub": None})
+            return m.mint(subject, overrides={m.spec.subject_claim: None})
         if probe == "missing_exp":
             return m.mint(subject, overrides={"exp": None})
         if probe == "refresh_as_access":
@@ -225,7 +225,13 @@ def placement_for(
     token = tokens.token(probe, subject)
     carrier = "subprotocol" if profile.auth.carrier == "ticket" else profile.auth.carrier
     placement = place(profile.auth, url, token, carrier=carrier)
-    return Placement(placement.url, placement.subprotocols, placement.headers, placement.cookies)
+    return Placement(
+        placement.url,
+        placement.subprotocols,
+        placement.headers,
+        placement.cookies,
+        token=placement.token,
+    )
 
 
 def run_probe(
@@ -311,6 +317,10 @@ def _run_http_probe(
     subject: str,
     options: ClientOptions,
 ) -> ProbeResult:
+    if profile.transport.framing == "socketio":  # the WebSocket endpoint is Engine.IO's
+        from wsload.net.engineio import engineio_url
+
+        url = engineio_url(url, "websocket")
     endpoint = parse_ws_url(url)
     if probe == "plain_http_get":
         request = (

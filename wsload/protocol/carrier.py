@@ -26,6 +26,7 @@ class Placement:
     cookies: tuple[tuple[str, str], ...] = ()
     carrier: str = "none"
     material: str = ""  # the exact text that must appear in the request
+    token: str | None = None  # the token itself: a Socket.IO CONNECT payload's "{token}"
 
 
 def with_query(url: str, name: str, value: str) -> str:
@@ -62,25 +63,33 @@ def place(
         )
     if token is None:
         return Placement(url)
+    if carrier == "connect":  # in the Socket.IO CONNECT packet (transport.connect_auth)
+        return Placement(url, carrier=carrier, material=token, token=token)
     if carrier == "subprotocol":
         entry = auth.subprotocol_token_prefix + encode_subprotocol_token(
             token, auth.subprotocol_token_encoding
         )
         offered = (auth.subprotocol, entry) if auth.subprotocol else (entry,)
-        return Placement(url, subprotocols=offered, carrier=carrier, material=entry)
+        return Placement(url, subprotocols=offered, carrier=carrier, material=entry, token=token)
     if carrier == "header":
         value = auth.header_format.format(token=token)
-        return Placement(url, headers=((auth.header_name, value),), carrier=carrier, material=value)
+        return Placement(
+            url, headers=((auth.header_name, value),), carrier=carrier, material=value, token=token
+        )
     if carrier == "query":
-        return Placement(with_query(url, auth.query_param, token), carrier=carrier, material=token)
+        return Placement(
+            with_query(url, auth.query_param, token), carrier=carrier, material=token, token=token
+        )
     if carrier == "cookie":
-        return Placement(url, cookies=((auth.cookie_name, token),), carrier=carrier, material=token)
+        return Placement(
+            url, cookies=((auth.cookie_name, token),), carrier=carrier, material=token, token=token
+        )
     raise ValueError(f"unknown token carrier {carrier!r}")
 
 
 def missing_from(placement: Placement, auth: Auth, sent: bytes) -> str | None:
     """Why the sent request head lacks the credential, or None when it carries it."""
-    if placement.carrier == "none":
+    if placement.carrier in ("none", "connect"):  # connect: in the CONNECT packet, not here
         return None
     head = parse_head(sent)
     target = head.start[1]

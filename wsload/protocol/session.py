@@ -57,6 +57,7 @@ from wsload.protocol.frames import (
     client_frame,
     close_payload,
 )
+from wsload.protocol.socketio_names import CONNECT_ERROR_EVENT, CONNECT_EVENT, connect_refusal
 from wsload.protocol.tracker import FinishedTurns, TurnTracker
 from wsload.protocol.upgrade import (
     HandshakeError,
@@ -80,7 +81,8 @@ class _Rules:
 
     __slots__ = (
         "ack_matchers", "ack_required", "ack_timeout_s", "auth_error_codes", "codec",
-        "error_code_field", "grammar", "heartbeats", "known", "own_fields", "ping", "pong_field",
+        "connect_error", "error_code_field", "grammar", "heartbeats", "known", "own_fields",
+        "ping", "pong_field",
         "pong_name", "pong_type", "rejection_closes", "rejection_field", "server_error_names",
         "server_errors", "stray_fields", "type_field", "user_id_field",
     )  # fmt: skip
@@ -118,6 +120,12 @@ class _Rules:
         self.ack_matchers = profile.ack.match
         self.ack_timeout_s = profile.ack.timeout_s
         self.user_id_field = profile.ack.user_id_field
+        # Socket.IO: a CONNECT refused (44) is a rejection at once; no close frame follows
+        socketio = profile.transport.framing == "socketio"
+        self.connect_error = CONNECT_ERROR_EVENT if socketio else _NEVER
+        if socketio:  # a CONNECT ack after the profile's ack (servers emit before it): nothing
+            self.known |= {CONNECT_EVENT}
+            self.heartbeats |= {CONNECT_EVENT}
         self.stray_fields = (events.user_id_field, events.thread_id_field)
 
 
@@ -357,6 +365,9 @@ class ClientSession:
         else:
             self.state = OPEN
             self.auth_ms = 0.0
+        if self._replies is not None and (replies := self._replies()):
+            # the codec speaks first (a Socket.IO probe after a polling open)
+            self._outgoing.extend(client_frame(r.encode("utf-8")) for r in replies)
         if rest:  # frames that came in the 101's read arrived when it did
             self.bytes_received += len(rest)
             self._frames(rest, at, out)
@@ -446,13 +457,19 @@ class ClientSession:
             self.state = OPEN
             self.auth_ms = auth_ms = (at - self.upgraded_at) * 1000.0  # type: ignore[operator]
             self.ack = message
-            user_id = get_field(message, rules.user_id_field)
+            user_id = get_field(message, rules.user_id_field) if rules.user_id_field else None
             self.user_id = None if user_id is None else str(user_id)
             mismatch = None
             expected = self.expected_subject
-            if expected is not None and self.user_id != expected:
+            if expected is not None and rules.user_id_field and self.user_id != expected:
                 mismatch = f"acked as user {self.user_id!r}, token subject is {expected!r}"
             out.append(Acked(at, auth_ms, self.user_id, message, mismatch))
+            return
+        if name == rules.connect_error:
+            self.state = CLOSED
+            self.close_code = 1006
+            failure, detail, self._error_code = connect_refusal(self.profile, message)
+            out.append(self._rejection(at, failure, detail, None))
             return
         if rules.rejection_field is not None:
             name = message.get(rules.rejection_field)

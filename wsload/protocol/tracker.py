@@ -33,7 +33,10 @@ from wsload.protocol.streaming import StreamMetrics, measure
 
 
 def span_name(start: str, end: str) -> str:
-    """A short name for a span: the common prefix of its events (``tool``), else the start."""
+    """A short name for a span: the common prefix of its events (``tool``), the subtype
+    both share (``new_message:tool`` .. ``update_message:tool``: ``tool``), else the start."""
+    if ":" in start and start.rsplit(":", 1)[1] == end.rsplit(":", 1)[-1]:
+        return start.rsplit(":", 1)[1]
     prefix = ""
     for a, b in zip(start, end, strict=False):
         if a != b:
@@ -80,8 +83,12 @@ class _Rules:
         self.stream = stream
         # token-bearing events, the path of their text (None: not read), how to count it
         self.stream_events = frozenset(stream.events) if stream is not None else frozenset()
+        # "a|b": the text is at a, else at b (Chainlit: a stream's first token is the
+        # stream_start's "output", the others each stream_token's "token")
         self.text_path = (
-            tuple(stream.text_field.split(".")) if stream and stream.text_field else None
+            tuple(tuple(p.split(".")) for p in stream.text_field.split("|"))
+            if stream and stream.text_field
+            else None
         )
         self.count_tokens = token_counter(stream.tokenizer) if self.stream_events else len
         self.terminal = frozenset(events.terminal)
@@ -291,14 +298,18 @@ class TurnTracker:
     def _token_event(self, event: dict[str, Any], at: float) -> None:
         """A token-bearing event counts when its text is a non-empty string (an empty one
         opens or keeps a stream alive); with no text field, every one counts."""
-        path = self._rules.text_path
-        if path is not None:
-            text: Any = event
-            for part in path:
-                if not isinstance(text, dict):
-                    return
-                text = text.get(part)
-            if not isinstance(text, str) or not text:
+        paths = self._rules.text_path
+        if paths is not None:
+            for path in paths:
+                text: Any = event
+                for part in path:
+                    if not isinstance(text, dict):
+                        text = None
+                        break
+                    text = text.get(part)
+                if isinstance(text, str) and text:
+                    break
+            else:
                 return
             self._token_texts.append(text)
         if self._token_at is None:

@@ -104,6 +104,8 @@ def config_from_args(args: argparse.Namespace) -> TargetConfig:
         slow_handshake_fraction=args.slow_handshake_fraction,
         half_open_after_s=args.half_open_after,
         half_open_fraction=args.half_open_fraction,
+        socketio=args.socketio,
+        socketio_ping_s=args.socketio_ping,
     )
 
 

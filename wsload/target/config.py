@@ -103,6 +103,9 @@ class TargetConfig:
     slow_handshake_fraction: float = 1.0
     half_open_after_s: float = 0.0
     half_open_fraction: float = 1.0
+    # Socket.IO (Engine.IO v4) framing of the same chat, and its ping interval and timeout
+    socketio: bool = False
+    socketio_ping_s: float = 25.0
     # where the workers of one target share their counters (set by the parent, not an option)
     stats_dir: str | None = None
 
@@ -161,6 +164,7 @@ class TargetConfig:
             ("--overload-delay", self.overload_delay_s),
             ("--slow-handshake", self.slow_handshake_s),
             ("--half-open-after", self.half_open_after_s),
+            ("--socketio-ping", self.socketio_ping_s),
         ):
             _check(value >= 0, option, f"must not be negative, got {value}", "give seconds >= 0")
         for option, value in (

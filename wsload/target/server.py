@@ -47,6 +47,7 @@ from wsload.target.policy import (
     ConnectionPlan,
 )
 from wsload.target.sending import error_frame, json_frame, send_plain, send_turn, start_heartbeat
+from wsload.target.socketio import SocketIOWebSocket, polling_open
 from wsload.target.state import STATE, Conn, Counters, TargetState
 
 CHAT_TYPES = frozenset({"user_message", "chat_message", "message", "start_agent"})
@@ -59,6 +60,8 @@ CLOSE_TRY_AGAIN = 1013
 EXPIRED_REASON = b"Token expired"
 TRY_AGAIN_REASON = b"Try again later"
 LINGER_POLL_S = 0.25
+SOCKETIO_PATH = "/ws/socket.io"
+CARRIER_CONNECT = "connect"  # a token in the Socket.IO CONNECT packet's auth payload
 
 
 def build_app(
@@ -69,6 +72,9 @@ def build_app(
     app[STATE] = TargetState(config, material, worker_index=worker_index)
     for path in WS_PATHS:
         app.router.add_get(path, websocket_handler)
+    if config.socketio:  # Engine.IO's paths end with "/"
+        for path in (*WS_PATHS, SOCKETIO_PATH):
+            app.router.add_get(path + "/", engineio_handler)
     app.router.add_get("/health", health_handler)
     app.router.add_get("/stats", stats_handler)
     app.router.add_post("/auth/login", login_handler)
@@ -135,6 +141,16 @@ async def websocket_handler(request: web.Request) -> web.StreamResponse:
         state.admitted -= 1
 
 
+async def engineio_handler(request: web.Request) -> web.StreamResponse:
+    """``--socketio``: a WebSocket (straight, or upgrading a polling open), or a polling open."""
+    if request.headers.get("Upgrade", "").lower() == "websocket":
+        return await websocket_handler(request)
+    if request.query.get("transport") == "polling" and "sid" not in request.query:
+        config = request.app[STATE].config
+        return await polling_open(request, config.socketio_ping_s, config.max_message_bytes)
+    return web.Response(status=400, text="Bad Request")
+
+
 async def _accept_and_close(request: web.Request, counters: Counters) -> web.StreamResponse:
     """Over --max-connections with --limit-close: accept, then close 1013 at once."""
     counters.rejected_max_connections += 1
@@ -182,6 +198,8 @@ async def _upgrade(request: web.Request, state: TargetState) -> web.StreamRespon
     counters.active += 1
     state.sockets.add(ws)
     try:
+        if state.config.socketio and request.path.endswith("/"):
+            ws, creds = await _socketio_open(ws, request, state.config, creds)
         await _session(ws, transport, state, plan, nego, creds, outcome)
     except ConnectionError:
         pass  # the client went away; nothing to report
@@ -189,6 +207,23 @@ async def _upgrade(request: web.Request, state: TargetState) -> web.StreamRespon
         counters.active -= 1
         state.sockets.discard(ws)
     return ws
+
+
+async def _socketio_open(
+    ws: web.WebSocketResponse, request: web.Request, config: Any, creds: Credentials
+) -> tuple[Any, Credentials]:
+    """The Engine.IO open and the CONNECT; a token in its auth payload is the credential."""
+    framed = SocketIOWebSocket(
+        ws, ping_s=config.socketio_ping_s, max_payload=config.max_message_bytes
+    )
+    try:
+        auth = await framed.open(request.query.get("sid"))
+    except TimeoutError:
+        raise ConnectionError("no CONNECT") from None
+    token = auth.get("token") if auth else None
+    if isinstance(token, str) and token:
+        creds = Credentials(CARRIER_CONNECT, token)
+    return framed, creds
 
 
 async def _session(
@@ -286,6 +321,8 @@ def _go_half_open(conn: Conn, counters: Counters) -> None:
     conn.half_open_timer = None
     if not conn.ws.closed:
         conn.half_open = True
+        if isinstance(conn.ws, SocketIOWebSocket):
+            conn.ws.half_open = True  # its Engine.IO pings stop too
         counters.half_open += 1
 
 
