@@ -1,0 +1,462 @@
+"""A protocol profile inferred from one recorded chat session, with how sure each part is.
+
+The recorded session (the WebSocket on which the page sent the most chat messages) is read
+as: upgrade (carrier, subprotocols, origin), the first server message before any chat
+message (the ack), client pings and the server's answers (heartbeat), chat messages, and
+the server messages between one chat message and the next (one turn each). The turns give
+the event vocabulary, the terminal event, the grammar, spans and streamed events; the
+other sessions give what a rejection looked like.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsload.errors import ConfigError
+from wsload.har import auth_infer, socketio
+from wsload.har.fields import (
+    RUN_NAMES,
+    THREAD_NAMES,
+    USER_NAMES,
+    get_path,
+    leaves,
+    path_named,
+    path_of,
+    set_path,
+    text_path,
+)
+from wsload.har.grammar_infer import infer_sequence
+from wsload.har.messages import Message, json_messages, socketio_messages
+from wsload.har.reader import Recording, WebSocketSession
+from wsload.har.spans import infer_spans, streamed_events
+
+PING_NAMES = ("ping", "heartbeat", "keepalive", "keep_alive")
+
+
+@dataclass
+class Inference:
+    """The profile's tables (only what was inferred), examples, corpus, notes and to-dos."""
+
+    profile: dict[str, Any] = field(default_factory=dict)
+    examples: dict[str, Any] = field(default_factory=dict)
+    corpus: list[str] = field(default_factory=list)
+    notes: list[tuple[str, str]] = field(default_factory=list)  # (confidence, what)
+    todo: list[str] = field(default_factory=list)
+    secrets: set[str] = field(default_factory=set)
+    framing: str = "json"
+
+    def section(self, name: str) -> dict[str, Any]:
+        return self.profile.setdefault(name, {})
+
+    def note(self, confidence: str, text: str) -> None:
+        self.notes.append((confidence, text))
+
+
+@dataclass
+class _Turn:
+    chat: Message
+    events: list[Message]
+    complete: bool
+
+
+def infer(recording: Recording) -> Inference:
+    """Everything the recording tells about the backend's protocol."""
+    out = Inference(secrets=auth_infer.collect_secrets(recording))
+    main = _main_session(recording)
+    is_sio = socketio.is_socketio(main)
+    out.framing = "socketio" if is_sio else "json"
+    path = main.path.rstrip("/") if is_sio else main.path
+    endpoint = out.section("endpoint")
+    endpoint["path"] = path or "/"
+    endpoint["origin"] = _header(main, "Origin") or ""
+    if agent := _header(main, "User-Agent"):
+        endpoint["user_agent"] = agent
+    out.note("sure", f"endpoint: {main.url.split('?')[0]} (path {endpoint['path']})")
+    auth = auth_infer.infer_carrier(main, recording)
+    packets = socketio.session_packets(main, recording.http) if is_sio else []
+    if is_sio:
+        messages = socketio_messages(packets)
+        server_field = client_field = "type"
+        _socketio_transport(out, main, recording, packets, auth)
+    else:
+        messages, server_field, client_field = json_messages(main.frames)
+    out.section("auth").update(auth.auth or {})
+    if auth.token:
+        out.section("token").update(auth.token)
+    for note in auth.notes:
+        out.note("sure", note)
+    out.todo.extend(auth.todo)
+    if not auth.auth and not auth.connect_auth:
+        out.note(
+            "guess",
+            "token: not found in the upgrade (no JWT in a subprotocol, query, "
+            "cookie or header, no ticket): the carrier is left at the default",
+        )
+        out.todo.append("say where the token travels: [auth] carrier (see docs/profiles.md)")
+    if login := auth_infer.login_request(recording, auth.token_value):
+        out.section("auth")["login_path"] = login[1]
+        out.note(
+            "sure",
+            f"login: {login[0]} {login[1]} answered with the token "
+            "(credentials not copied: give runs --credentials)",
+        )
+    if not is_sio:
+        out.section("events")["type_field"] = server_field
+    _infer_session(out, messages, server_field, client_field, auth, is_sio)
+    _infer_rejection(out, recording, main, server_field, is_sio)
+    return out
+
+
+def _header(session: WebSocketSession, name: str) -> str | None:
+    return next((v for n, v in session.request_headers if n.lower() == name.lower()), None)
+
+
+def _main_session(recording: Recording) -> WebSocketSession:
+    def chat_count(session: WebSocketSession) -> tuple[int, int]:
+        return (session.status == 101 or bool(session.frames), sum(f.sent for f in session.frames))
+
+    best = max(recording.sessions, key=chat_count)
+    if not any(f.sent for f in best.frames):
+        raise ConfigError(
+            f"{recording.source}: no WebSocket of the recording sent a message: no chat turn "
+            "to learn the events from",
+            fix="record a session in which you send at least one chat message (two or three "
+            "make the grammar surer), then export the HAR with content",
+        )
+    return best
+
+
+def _socketio_transport(out, main, recording, packets, auth) -> None:
+    connect = next((p for p in packets if p.kind == "connect" and p.sent), None)
+    opened_by_polling = socketio.handshake_exchange(main, recording.http) is not None
+    transport = out.section("transport")
+    transport["framing"] = "socketio"
+    transport["namespace"] = connect.namespace if connect else "/"
+    template: dict[str, Any] = {}
+    if connect is not None and isinstance(connect.data, dict):
+        template = copy.deepcopy(connect.data)
+        for path, value in list(leaves(template)):
+            if isinstance(value, str) and auth_infer.JWT.fullmatch(value):
+                set_path(template, path, "{token}")
+                auth.auth = {"carrier": "connect"}
+                auth.notes.insert(0, f"token: in the Socket.IO CONNECT auth payload at '{path}'")
+                auth.token_value = value
+                found = auth_infer._with_token(auth_infer.AuthFindings(), value)
+                auth.token, auth.subject = found.token, found.subject
+                auth.notes.extend(found.notes[1:] if len(found.notes) > 1 else found.notes)
+                auth.todo.extend(found.todo)
+            elif isinstance(value, str) and value in out.secrets:
+                set_path(template, path, "{token}")
+    auth.connect_auth = template
+    transport["connect_auth"] = template
+    transport["open"] = "polling" if opened_by_polling else "websocket"
+    where = (
+        "over HTTP long-polling, then upgraded"
+        if connect and connect.polling
+        else "on the WebSocket"
+    )
+    out.note(
+        "sure",
+        f"Socket.IO (Engine.IO {main.query.get('EIO', '?')}): namespace "
+        f"{transport['namespace']!r}, CONNECT sent {where}; opened with {transport['open']}",
+    )
+
+
+def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> None:
+    pings = [m for m in messages if m.sent and (m.name or "").lower() in PING_NAMES]
+    chats = [m for m in messages if m.sent and m not in pings]
+    received = [m for m in messages if not m.sent]
+    pongs = _pongs(messages, pings)
+    first_chat = chats[0].time if chats else float("inf")
+    before = [m for m in received if m.time <= first_chat and m not in pongs]
+    ack = before[0] if before else None
+    ack_user = _infer_ack(out, ack, auth, server_field, is_sio)
+    _infer_heartbeat(out, pings, pongs)
+    turns = _split_turns(messages, chats, pongs)
+    outside = [m for m in before[1:]]
+    terminal = _terminal(turns)
+    for turn in turns:
+        names = [m.name for m in turn.events]
+        turn.complete = terminal in names
+        if turn.complete:
+            cut = names.index(terminal) + 1
+            outside.extend(turn.events[cut:])
+            turn.events = turn.events[:cut]
+    complete = [t for t in turns if t.complete]
+    if not complete:
+        raise ConfigError(
+            f"no recorded chat message was answered with a finished turn ({len(turns)} sent)",
+            fix="record again and wait for each answer to finish before exporting",
+        )
+    inside = {m.name for t in complete for m in t.events}
+    ignore = sorted({m.name for m in outside if m.name and m.name not in inside})
+    errors = sorted(n for n in inside | set(ignore) if n and ("error" in n or "fail" in n))
+    events = out.section("events")
+    sequences = [[m.name or "?" for m in t.events if m.name not in errors] for t in complete]
+    events["sequence"] = infer_sequence([s for s in sequences if s])
+    events["terminal"] = [terminal]
+    events["error"] = errors
+    events["optional"] = []
+    pong_names = {m.name for m in pongs if m.name}
+    events["ignore"] = sorted({*ignore, *pong_names} - set(errors))
+    spans = infer_spans(sequences)
+    events["spans"] = [list(s) for s in spans]
+    _infer_ids(out, complete, ack_user, server_field)
+    events["frames_are_unique"] = _frames_unique(complete)
+    _infer_chat(out, complete, client_field, is_sio)
+    _infer_stream(out, complete)
+    confidence = "sure" if len(complete) >= 3 else "likely" if len(complete) == 2 else "guess"
+    out.note(
+        confidence,
+        f"turns: {len(complete)} finished of {len(turns)} recorded; grammar "
+        f"{events['sequence']!r}, terminal {terminal!r}"
+        + (f", spans {', '.join('/'.join(s) for s in spans)}" if spans else ", no spans")
+        + (f", ignored {', '.join(events['ignore'])}" if events["ignore"] else ""),
+    )
+    if len(complete) < 3:
+        out.todo.append(
+            f"only {len(complete)} finished turn(s) recorded: which events repeat or are "
+            "optional is a guess; record three or more turns, or check events.sequence"
+        )
+    out.examples["turn"] = [m.raw for m in complete[0].events]
+    if len(complete) > 1:
+        out.examples["next_turn"] = [m.raw for m in complete[1].events]
+    if ack is not None and out.profile.get("ack", {}).get("required", True):
+        out.examples["ack"] = ack.raw
+    if pongs:
+        out.examples["pong"] = pongs[0].raw
+
+
+def _pongs(messages: list[Message], pings: list[Message]) -> list[Message]:
+    out = []
+    for ping in pings:
+        after = [m for m in messages if not m.sent and m.time >= ping.time]
+        answer = next((m for m in after if "pong" in (m.raw or "").lower()), None)
+        if answer is not None:
+            out.append(answer)
+    return out
+
+
+def _split_turns(messages, chats, pongs) -> list[_Turn]:
+    turns = []
+    for i, chat in enumerate(chats):
+        end = chats[i + 1].time if i + 1 < len(chats) else float("inf")
+        start_index = messages.index(chat)
+        events = []
+        for m in messages[start_index + 1 :]:
+            if m.sent and m in chats:
+                break
+            if not m.sent and m not in pongs and m.name and m.time <= end:
+                events.append(m)
+        turns.append(_Turn(chat, events, False))
+    return turns
+
+
+def _terminal(turns: list[_Turn]) -> str:
+    lasts = Counter(t.events[-1].name for t in turns if t.events and t.events[-1].name)
+    if not lasts:
+        raise ConfigError(
+            "no chat message of the recording got an answer on the WebSocket",
+            fix="record again and wait for the answers before exporting the HAR",
+        )
+    return lasts.most_common(1)[0][0]
+
+
+def _infer_ack(out, ack: Message | None, auth, server_field, is_sio) -> Any:
+    section = out.section("ack")
+    if ack is None or not ack.name:
+        section["required"] = False
+        out.note(
+            "likely",
+            "ack: none (the server sent nothing before the first chat "
+            "message): the session is ready when it opens",
+        )
+        return None
+    section["required"] = True
+    section["match"] = [{server_field: ack.name}]
+    user = None
+    path = path_of(ack.body, auth.subject) if auth.subject else None
+    if path:
+        user = auth.subject
+        out.note("sure", f"ack: {ack.name!r}, the user id (the token's subject) at {path!r}")
+    else:
+        path = path_named(ack.body, USER_NAMES)
+        if path:
+            user = get_path(ack.body, path)
+            out.note("guess", f"ack: {ack.name!r}, the user id probably at {path!r}")
+        else:
+            out.note("guess", f"ack: {ack.name!r}; it names no user")
+            out.todo.append("ack.user_id_field: the ack names no user the recording shows")
+    section["user_id_field"] = path or "user_id"
+    return user
+
+
+def _infer_heartbeat(out, pings: list[Message], pongs: list[Message]) -> None:
+    if not pings or not pongs:
+        out.note(
+            "guess",
+            "heartbeat: no client ping answered in the recording; the default "
+            "ping {type = 'ping'} is kept",
+        )
+        out.todo.append("heartbeat: no ping/pong recorded: check [heartbeat] ping and pong_type")
+        return
+    section = out.section("heartbeat")
+    section["ping"] = copy.deepcopy(pings[0].body)
+    pong = pongs[0]
+    field_name = next(
+        (k for k, v in pong.body.items() if isinstance(v, str) and "pong" in v.lower()), None
+    )
+    if field_name:
+        section["pong_type_field"] = field_name
+        section["pong_type"] = pong.body[field_name]
+    if len(pings) > 1:
+        gaps = [b.time - a.time for a, b in zip(pings, pings[1:], strict=False)]
+        section["interval_s"] = round(max(1.0, statistics.median(gaps)), 1)
+    out.note("sure", f"heartbeat: ping {pings[0].raw} answered by {pong.raw}")
+
+
+def _infer_ids(out, turns: list[_Turn], ack_user: Any, server_field: str) -> None:
+    events = out.section("events")
+    bodies = [m.body for t in turns for m in t.events]
+    user_field = path_of(bodies[0], ack_user, top_level=True) if ack_user is not None else None
+    thread_field = None
+    for turn in turns:
+        for path, value in leaves(turn.chat.body):
+            if isinstance(value, str) and value and "{" not in value:
+                found = path_of(turn.events[0].body, value, top_level=True)
+                if (
+                    found
+                    and found != user_field
+                    and path_named({path.rsplit(".", 1)[-1]: 1}, THREAD_NAMES)
+                ):
+                    thread_field = found
+        if thread_field:
+            break
+    run_field = None
+    taken = {user_field, thread_field, server_field}
+    candidates = [k for k in turns[0].events[0].body if k not in taken]
+    for key in candidates:
+        per_turn = [{str(m.body.get(key)) for m in t.events} for t in turns]
+        if all(len(values) == 1 and "None" not in values for values in per_turn):
+            firsts = [next(iter(v)) for v in per_turn]
+            if len(turns) > 1 and len(set(firsts)) == len(firsts):
+                run_field = key
+                break
+            if len(turns) == 1 and path_named({key: 1}, RUN_NAMES):
+                run_field = key
+                break
+    events["user_id_field"] = user_field or ""
+    events["thread_id_field"] = thread_field or ""
+    events["run_id_field"] = run_field or ""
+    named = ", ".join(
+        f"{k} {v!r}"
+        for k, v in (("user", user_field), ("thread", thread_field), ("run", run_field))
+        if v
+    )
+    out.note("likely" if named else "guess", f"ids in events: {named or 'none found'}")
+
+
+def _frames_unique(turns: list[_Turn]) -> bool:
+    for turn in turns:
+        raws = [m.raw for m in turn.events]
+        if len(set(raws)) < len(raws):
+            return False
+        keys = set.intersection(*(set(m.body) for m in turn.events)) if turn.events else set()
+        varying = [
+            k for k in keys if len({repr(m.body[k]) for m in turn.events}) == len(turn.events)
+        ]
+        if len(turn.events) > 1 and not varying:
+            return False
+    return True
+
+
+def _infer_chat(out, turns: list[_Turn], client_field: str, is_sio: bool) -> None:
+    bodies = [t.chat.body for t in turns]
+    thread_values = {}
+    thread_field = out.profile["events"].get("thread_id_field")
+    thread_path = None
+    if thread_field:
+        value = turns[0].events[0].body.get(thread_field)
+        thread_path = path_of(bodies[0], value) if value is not None else None
+    if thread_path is None:
+        thread_path = path_named(bodies[0], THREAD_NAMES)
+    exclude = {thread_path} if thread_path else set()
+    content_path = text_path(bodies, exclude | {client_field})
+    if content_path is None:
+        raise ConfigError(
+            "the recorded chat messages hold no text field: cannot tell where the user's "
+            "message goes",
+            fix="record a session in which you type chat messages into the product",
+        )
+    template = copy.deepcopy(bodies[0])
+    set_path(template, content_path, "{content}")
+    if thread_path:
+        thread_values = {get_path(b, thread_path) for b in bodies}
+        set_path(template, thread_path, "{thread_id}")
+    section = out.section("chat")
+    section["message"] = template
+    if is_sio:
+        section["emit"] = turns[0].chat.name
+    out.corpus = [str(get_path(b, content_path)) for b in bodies]
+    out.note(
+        "sure" if len(bodies) > 1 else "likely",
+        f"chat message: text at {content_path!r}"
+        + (
+            f", thread id at {thread_path!r} ({len(thread_values)} thread(s))"
+            if thread_path
+            else ", no thread id"
+        )
+        + (f", emitted as {turns[0].chat.name!r}" if is_sio else ""),
+    )
+
+
+def _infer_stream(out, turns: list[_Turn]) -> None:
+    found = streamed_events([[(m.name or "", m.body) for m in t.events] for t in turns])
+    if not found:
+        return
+    names, text_field = found
+    out.profile["stream"] = {"events": names, "text_field": text_field}
+    out.note("likely", f"streamed tokens: {', '.join(names)} carry text at {text_field!r}")
+
+
+def _infer_rejection(out, recording, main, server_field, is_sio) -> None:
+    statuses = sorted({s.status for s in recording.sessions if 400 <= s.status < 600})
+    section = out.section("rejection")
+    if statuses:
+        section["http_statuses"] = sorted({*statuses, 401, 403})
+    ack_names = {m.get(server_field) for m in out.profile.get("ack", {}).get("match", [])}
+    for session in recording.sessions:
+        if session is main or not session.frames or is_sio:
+            continue
+        messages, _, _ = json_messages(session.frames)
+        received = [m for m in messages if not m.sent]
+        sent = [m for m in messages if m.sent]
+        if not received or sent or received[0].body.get(server_field) in ack_names:
+            continue
+        frame = received[0]
+        name = frame.body.get(server_field)
+        if not isinstance(name, str):
+            continue
+        section["error_types"] = [name]
+        code_field = path_named(
+            frame.body, ("error_code", "code", "reason", "error", "status"), top_level=True
+        )
+        if code_field and code_field != server_field:
+            section["error_code_field"] = code_field
+            section["auth_error_codes"] = [str(frame.body[code_field])]
+        else:
+            section["auth_error_codes"] = []
+        out.examples["rejection"] = frame.raw
+        out.note(
+            "sure",
+            f"rejection: a refused session got {frame.raw} before it closed "
+            "(the HAR does not record close codes: rejection.close_codes kept)",
+        )
+        return
+    if not statuses:
+        out.note("guess", "rejection: none recorded; the default rejection keys are kept")
+        out.todo.append("rejection: no refused session recorded: check [rejection]")

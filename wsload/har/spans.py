@@ -1,0 +1,94 @@
+"""Spans and streamed-token events recognised in recorded turns.
+
+A span is a pair of events inside the turn (neither the turn's first nor its last) that
+always come as start then end, as often as each other, and whose names say so
+(``tool_executing``/``tool_completed``, ``step.start``/``step.end``). A streamed event
+repeats within a turn, is named for it (token, chunk, delta, stream, partial) and carries a
+text field whose value changes frame to frame.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from wsload.har.fields import get_path, leaves
+
+STARTS = ("start", "started", "starting", "begin", "executing", "running", "call", "open", "opened")
+ENDS = (
+    "end",
+    "ended",
+    "completed",
+    "complete",
+    "finished",
+    "finish",
+    "done",
+    "result",
+    "close",
+    "closed",
+)
+# Names of token-bearing events: a repeated event with changing text but another name
+# (agent_thinking's steps) is progress, not a token stream.
+STREAM_WORDS = re.compile(r"token|chunk|delta|stream|partial", re.IGNORECASE)
+_SPLIT = re.compile(r"[_.:\-]")
+
+
+def _stem(name: str, words: tuple[str, ...]) -> str | None:
+    parts = _SPLIT.split(name)
+    if len(parts) > 1 and parts[-1].lower() in words:
+        return name[: len(name) - len(parts[-1])]
+    return None
+
+
+def infer_spans(turns: list[list[str]]) -> list[tuple[str, str]]:
+    """[start, end] pairs found in every turn that has either, in order and equal count."""
+    names = {n for turn in turns for n in turn}
+    edges = {n for turn in turns if turn for n in (turn[0], turn[-1])}
+    spans = []
+    for start in sorted(names - edges):
+        stem = _stem(start, STARTS)
+        if stem is None:
+            continue
+        for end in sorted(names - edges - {start}):
+            if _stem(end, ENDS) != stem:
+                continue
+            if all(_paired(turn, start, end) for turn in turns):
+                spans.append((start, end))
+    return spans
+
+
+def _paired(turn: list[str], start: str, end: str) -> bool:
+    depth = 0
+    for name in turn:
+        if name == start:
+            if depth:
+                return False
+            depth = 1
+        elif name == end:
+            if not depth:
+                return False
+            depth = 0
+    return depth == 0
+
+
+def streamed_events(turns: list[list[tuple[str, dict[str, Any]]]]) -> tuple[list[str], str] | None:
+    """The events that stream text, and the dotted path of the text, if any."""
+    names: list[str] = []
+    text_field = None
+    candidates = sorted({name for turn in turns for name, _ in turn})
+    for name in candidates:
+        bodies = [body for turn in turns for n, body in turn if n == name]
+        repeats = any(sum(n == name for n, _ in turn) > 1 for turn in turns)
+        if not repeats or not STREAM_WORDS.search(name):
+            continue
+        for path, _ in leaves(bodies[0]):
+            values = [get_path(b, path) for b in bodies]
+            if not all(isinstance(v, str) for v in values) or len(set(values)) < 2:
+                continue
+            if any(re.fullmatch(r"[0-9a-f\-]{16,}|\d+(\.\d+)?", v) for v in values):
+                continue  # ids and timestamps change too; text does not look like them
+            if text_field in (None, path):
+                text_field = path
+                names.append(name)
+                break
+    return (names, text_field) if names and text_field else None

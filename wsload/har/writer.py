@@ -1,0 +1,96 @@
+"""The inferred profile written as TOML, the corpus of recorded messages, and the report.
+
+Every text written passes through ``redact``: any secret the recording held (tokens,
+cookies, passwords, tickets) is replaced before it reaches a file or the terminal.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from wsload.config.profile_toml import _block, _key, _value
+from wsload.har.infer import Inference
+
+SECTIONS = (
+    "endpoint",
+    "transport",
+    "auth",
+    "token",
+    "ack",
+    "rejection",
+    "chat",
+    "events",
+    "stream",
+    "heartbeat",
+)
+REDACTED = "<redacted>"
+
+
+def redact(text: str, secrets: set[str]) -> str:
+    """``text`` with every secret replaced, the longest first (a cookie holding a token)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
+
+def profile_toml(inference: Inference, *, name: str, source: str, known_sections: set[str]) -> str:
+    """The profile file: what was inferred, keys this wsload does not know left as comments."""
+    lines = [
+        f"# Protocol profile inferred by `wsload har` from {Path(source).name}.",
+        "# Keys not written here take the default profile's values (wsload profile show FILE).",
+        f"name = {_value(name)}",
+        f"description = {_value(f'inferred from the recording {Path(source).name}')}",
+    ]
+    for section in SECTIONS:
+        table = inference.profile.get(section)
+        if not table:
+            continue
+        prefix = "" if section in known_sections else "# "
+        lines.append("")
+        if prefix:
+            lines.append(f"# [{section}] needs a wsload that knows these keys; uncomment then")
+        lines.append(f"{prefix}[{section}]")
+        for key, value in table.items():
+            if key == "match" and section == "ack":
+                continue
+            lines.append(f"{prefix}{_key(key)} = {_block(value)}")
+        for match in table.get("match", []) if section == "ack" else ():
+            lines.append(f"{prefix}[[ack.match]]")
+            lines.extend(f"{prefix}{_key(k)} = {_value(v)}" for k, v in match.items())
+    if inference.examples:
+        lines.append("")
+        lines.append("# Frames as recorded, for `wsload profile check`.")
+        lines.append("[examples]")
+        for key, value in inference.examples.items():
+            lines.append(f"{_key(key)} = {_block(_frames(value))}")
+    return redact("\n".join(lines) + "\n", inference.secrets)
+
+
+def _frames(value: Any) -> Any:
+    """Example frames as TOML can hold them: text, or a JSON value re-encoded."""
+    if isinstance(value, list):
+        return [_frames(v) for v in value]
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def corpus_text(inference: Inference) -> str:
+    """One recorded message a line; JSON lines when a message spans lines."""
+    if any("\n" in m for m in inference.corpus):
+        lines = [json.dumps({"content": m}, ensure_ascii=False) for m in inference.corpus]
+    else:
+        lines = list(inference.corpus)
+    return redact("\n".join(lines) + "\n", inference.secrets)
+
+
+def report_text(inference: Inference, *, outputs: list[str], check: list[str]) -> str:
+    """What was inferred and how sure, what to fill in, and the profile check's verdict."""
+    lines = ["wsload har: " + ", ".join(outputs)]
+    lines.append(f"inferred ({inference.framing} framing):")
+    lines.extend(f"  [{confidence}] {what}" for confidence, what in inference.notes)
+    if inference.todo:
+        lines.append("still to fill in or check:")
+        lines.extend(f"  - {item}" for item in dict.fromkeys(inference.todo))
+    lines.extend(check)
+    return redact("\n".join(lines) + "\n", inference.secrets)
