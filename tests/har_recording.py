@@ -121,7 +121,7 @@ def page_server(files: dict[str, tuple[str, bytes]]) -> Iterator[str]:
     server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Pages, files))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"http://localhost:{server.server_address[1]}"
+        yield f"http://127.0.0.1:{server.server_address[1]}"
     finally:
         server.shutdown()
         server.server_close()
@@ -134,10 +134,12 @@ class HarBuilder:
         self.http: dict[str, dict[str, Any]] = {}
         self.sockets: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
+        self.extra: dict[str, dict[str, str]] = {}
 
     def attach(self, cdp: Any) -> None:
         for name in (
             "requestWillBeSent",
+            "requestWillBeSentExtraInfo",
             "responseReceived",
             "loadingFinished",
             "webSocketCreated",
@@ -155,13 +157,16 @@ class HarBuilder:
                 return
             self.order.append(rid) if rid not in self.http else None
             self.http[rid] = {"request": params["request"], "wallTime": params["wallTime"]}
+        elif name == "requestWillBeSentExtraInfo":
+            # The headers as sent on the wire (cookies included), as DevTools merges them.
+            self.extra[rid] = params.get("headers", {})
         elif name == "responseReceived" and rid in self.http:
             self.http[rid]["response"] = params["response"]
         elif name == "loadingFinished" and rid in self.http:
             self.http[rid]["finished"] = True
         elif name == "webSocketCreated":
             self.order.append(rid)
-            self.sockets[rid] = {"url": params["url"], "frames": []}
+            self.sockets[rid] = {"id": rid, "url": params["url"], "frames": []}
         elif name == "webSocketWillSendHandshakeRequest" and rid in self.sockets:
             self.sockets[rid].update(wallTime=params["wallTime"], request=params["request"])
             self.sockets[rid]["timestamp"] = params["timestamp"]
@@ -205,7 +210,7 @@ class HarBuilder:
             if rid in self.sockets:
                 entries.append(self._socket_entry(self.sockets[rid]))
             elif "response" in self.http.get(rid, {}):
-                entries.append(self._http_entry(self.http[rid]))
+                entries.append(self._http_entry(rid, self.http[rid]))
         return {
             "log": {
                 "version": "1.2",
@@ -226,13 +231,15 @@ class HarBuilder:
     def _started(wall_time: float) -> str:
         return datetime.fromtimestamp(wall_time, UTC).isoformat().replace("+00:00", "Z")
 
-    def _http_entry(self, entry: dict[str, Any]) -> dict[str, Any]:
+    def _http_entry(self, rid: str, entry: dict[str, Any]) -> dict[str, Any]:
         request, response = entry["request"], entry["response"]
         har_request: dict[str, Any] = {
             "method": request["method"],
             "url": request["url"],
             "httpVersion": "HTTP/1.1",
-            "headers": self._headers({**request["headers"], **response.get("requestHeaders", {})}),
+            "headers": self._headers(
+                {**request["headers"], **response.get("requestHeaders", {}), **self.extra.get(rid, {})}
+            ),
             "queryString": [],
             "cookies": [],
             "headersSize": -1,
@@ -270,7 +277,12 @@ class HarBuilder:
     def _socket_entry(self, socket: dict[str, Any]) -> dict[str, Any]:
         response = socket.get("response", {})
         # The headers actually sent (cookies included) come with the response, as in DevTools.
-        sent = response.get("requestHeaders") or socket.get("request", {}).get("headers", {})
+        # Headers the page added (setExtraHTTPHeaders) are only in the handshake request.
+        sent = {
+            **socket.get("request", {}).get("headers", {}),
+            **response.get("requestHeaders", {}),
+            **self.extra.get(socket["id"], {}),
+        }
         return {
             "_resourceType": "websocket",
             "startedDateTime": self._started(socket.get("wallTime", 0.0)),
@@ -315,7 +327,7 @@ def record(
     builder = HarBuilder()
     with page_server(pages) as origin, chromium(destination.parent / "chromium-profile") as context:
         if cookies:
-            context.add_cookies([{**c, "url": origin} for c in cookies])
+            context.add_cookies([{"url": origin, **c} for c in cookies])
         page = context.new_page()
         cdp = context.new_cdp_session(page)
         builder.attach(cdp)

@@ -1,7 +1,8 @@
 """A small WebSocket backend unlike the reference target (see data/other_backend.toml).
 
 Run as ``python tests/other_backend.py``: prints ``PORT`` once listening, serves until
-killed. Built on the third-party ``websockets`` library so it shares no code with wsload.
+killed. Built on the third-party ``websockets`` library so it shares no code with wsload. The token
+travels in ``Authorization: Token <jwt>``, or from a browser page in the ``access_token`` query parameter.
 """
 
 import asyncio
@@ -9,6 +10,7 @@ import json
 import os
 import sys
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from websockets.asyncio.server import serve
@@ -17,13 +19,15 @@ SECRET = os.environ["OTHER_SECRET"]
 
 
 async def handler(ws):
-    if ws.request.path != "/chat/socket":
+    if urlsplit(ws.request.path).path != "/chat/socket":
         await ws.close(4004, "not found")
         return
-    auth = ws.request.headers.get("Authorization", "")
+    auth = ws.request.headers.get("Authorization", "").removeprefix("Token ")
+    if not auth:  # a browser page cannot set headers: its URL carries the token
+        auth = parse_qs(urlsplit(ws.request.path).query).get("access_token", [""])[0]
     try:
         claims = jwt.decode(
-            auth.removeprefix("Token "),
+            auth,
             SECRET,
             algorithms=["HS256"],
             audience="other-api",

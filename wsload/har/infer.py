@@ -187,6 +187,10 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
             outside.extend(turn.events[cut:])
             turn.events = turn.events[:cut]
     complete = [t for t in turns if t.complete]
+    for turn in complete:  # a keep-alive sent while the turn ran is no part of it
+        stray = [m for m in turn.events if _stray(m, turn, complete)]
+        outside.extend(stray)
+        turn.events = [m for m in turn.events if m not in stray]
     if not complete:
         raise ConfigError(
             f"no recorded chat message was answered with a finished turn ({len(turns)} sent)",
@@ -229,6 +233,20 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
         out.examples["ack"] = ack.raw
     if pongs:
         out.examples["pong"] = pongs[0].raw
+
+
+def _stray(message: Message, turn: _Turn, turns: list[_Turn]) -> bool:
+    """An event of only some turns that shares none of the ids the turn's others carry."""
+    if all(any(m.name == message.name for m in t.events) for t in turns):
+        return False
+    others = [m for m in turn.events if m.name != message.name]
+    shared = [set(_scalars(m.body)) for m in others]
+    common = set.intersection(*shared) if shared else set()
+    return bool(common) and not (common & set(_scalars(message.body)))
+
+
+def _scalars(body: dict[str, Any]) -> list[tuple[str, Any]]:
+    return [(k, v) for k, v in leaves(body) if isinstance(v, str | int | float)]
 
 
 def _pongs(messages: list[Message], pings: list[Message]) -> list[Message]:
@@ -322,12 +340,17 @@ def _infer_heartbeat(out, pings: list[Message], pongs: list[Message]) -> None:
 def _infer_ids(out, turns: list[_Turn], ack_user: Any, server_field: str) -> None:
     events = out.section("events")
     bodies = [m.body for t in turns for m in t.events]
-    user_field = path_of(bodies[0], ack_user, top_level=True) if ack_user is not None else None
+    user_field = None
+    for body in bodies if ack_user is not None else ():
+        user_field = user_field or path_of(body, ack_user, top_level=True)
     thread_field = None
     for turn in turns:
         for path, value in leaves(turn.chat.body):
             if isinstance(value, str) and value and "{" not in value:
-                found = path_of(turn.events[0].body, value, top_level=True)
+                found = next(
+                    (f for m in turn.events if (f := path_of(m.body, value, top_level=True))),
+                    None,
+                )
                 if (
                     found
                     and found != user_field
@@ -338,7 +361,7 @@ def _infer_ids(out, turns: list[_Turn], ack_user: Any, server_field: str) -> Non
             break
     run_field = None
     taken = {user_field, thread_field, server_field}
-    candidates = [k for k in turns[0].events[0].body if k not in taken]
+    candidates = [k for k in turns[0].events[-1].body if k not in taken]
     for key in candidates:
         per_turn = [{str(m.body.get(key)) for m in t.events} for t in turns]
         if all(len(values) == 1 and "None" not in values for values in per_turn):
