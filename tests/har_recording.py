@@ -1,4 +1,4 @@
-"""Browser recordings for the ``wsload har`` tests: real headless Chromium, HAR as DevTools writes it.
+"""Browser recordings for ``wsload har`` tests: real headless Chromium, HARs as DevTools writes.
 
 A page served from a loopback HTTP server runs a scripted chat against a real backend
 while the Chrome DevTools protocol reports its network events. The HAR is built from
@@ -39,7 +39,8 @@ async function session(s) {
   ws.onclose = () => { closed = true; wake(); };
   let at = 0;
   const until = (test) => new Promise((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('timeout in ' + JSON.stringify(s.steps))), 10000);
+    const timer = setTimeout(
+      () => reject(new Error('timeout in ' + JSON.stringify(s.steps))), 10000);
     const check = () => {
       while (at < seen.length) { if (test(seen[at++])) { clearTimeout(timer); resolve(); return; } }
       if (test(null)) { clearTimeout(timer); resolve(); return; }
@@ -47,7 +48,9 @@ async function session(s) {
     };
     check();
   });
-  await new Promise((resolve) => { ws.onopen = resolve; ws.onerror = resolve; setTimeout(resolve, 3000); });
+  await new Promise((resolve) => {
+    ws.onopen = resolve; ws.onerror = resolve; setTimeout(resolve, 3000);
+  });
   for (const step of s.steps) {
     if (step.send) ws.send(JSON.stringify(step.send));
     if (step.wait) await until((m) => m !== null && get(m, step.wait[0]) === step.wait[1]);
@@ -63,7 +66,8 @@ async function session(s) {
 })();
 </script>"""
 
-SOCKETIO_PAGE = """<!doctype html><title>chat</title><script src="/socket.io.min.js"></script><script>
+SOCKETIO_PAGE = """<!doctype html><title>chat</title>
+<script src="/socket.io.min.js"></script><script>
 const script = %s;
 (async () => {
   try {
@@ -99,7 +103,7 @@ class _Pages(BaseHTTPRequestHandler):
         self.files = files
         super().__init__(*args)
 
-    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+    def do_GET(self) -> None:
         found = self.files.get(self.path.split("?")[0])
         if found is None:
             self.send_error(404)
@@ -238,7 +242,11 @@ class HarBuilder:
             "url": request["url"],
             "httpVersion": "HTTP/1.1",
             "headers": self._headers(
-                {**request["headers"], **response.get("requestHeaders", {}), **self.extra.get(rid, {})}
+                {
+                    **request["headers"],
+                    **response.get("requestHeaders", {}),
+                    **self.extra.get(rid, {}),
+                }
             ),
             "queryString": [],
             "cookies": [],

@@ -1,8 +1,9 @@
 """A small WebSocket backend unlike the reference target (see data/other_backend.toml).
 
 Run as ``python tests/other_backend.py``: prints ``PORT`` once listening, serves until
-killed. Built on the third-party ``websockets`` library so it shares no code with wsload. The token
-travels in ``Authorization: Token <jwt>``, or from a browser page in the ``access_token`` query parameter.
+killed. Built on the third-party ``websockets`` library so it shares no code with wsload.
+The token travels in ``Authorization: Token <jwt>``, or from a browser page in the
+``access_token`` query parameter.
 """
 
 import asyncio

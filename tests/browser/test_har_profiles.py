@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
-import re
 import time
 import tomllib
 from pathlib import Path
@@ -268,7 +268,11 @@ def test_a_recording_that_cannot_give_a_profile_says_why_in_one_message(
     har = target_recording[0]
     broken = tmp_path / f"{damage}.har"
     if damage == "no-websocket":
-        _rewrite(har, broken, lambda e: e.__setitem__(slice(None), [x for x in e if "_webSocketMessages" not in x]))
+        _rewrite(
+            har,
+            broken,
+            lambda e: e.__setitem__(slice(None), [x for x in e if "_webSocketMessages" not in x]),
+        )
     elif damage == "without-content":
         _rewrite(har, broken, lambda e: [x.pop("_webSocketMessages", None) for x in e])
     else:

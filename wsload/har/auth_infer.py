@@ -83,9 +83,10 @@ def collect_secrets(recording: Recording) -> set[str]:
         scan_pairs(list(session.query.items()))
         for name, value in session.request_headers:
             scan_text(value)
-            if name.lower() in ("authorization", "cookie") or SECRET_NAMES.search(name):
-                if name.lower() not in ("sec-websocket-key", "sec-websocket-extensions"):
-                    found.add(value)
+            lowered = name.lower()
+            named = lowered in ("authorization", "cookie") or SECRET_NAMES.search(name)
+            if named and lowered not in ("sec-websocket-key", "sec-websocket-extensions"):
+                found.add(value)
         found.update(v for v in cookies_of(session.request_headers).values() if len(v) >= 4)
         for frame in session.frames:
             scan_text(frame.data)

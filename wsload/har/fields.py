@@ -36,9 +36,9 @@ def path_named(value: Any, names: tuple[str, ...], *, top_level: bool = False) -
         if top_level and "." in path:
             continue
         last = path.rsplit(".", 1)[-1].lower()
-        if isinstance(item, str | int) and not isinstance(item, bool):
-            if any(n == last or last.startswith(n) or last.endswith(n) for n in names):
-                return path
+        scalar = isinstance(item, str | int) and not isinstance(item, bool)
+        if scalar and any(n == last or last.startswith(n) or last.endswith(n) for n in names):
+            return path
     return None
 
 

@@ -11,6 +11,7 @@ other sessions give what a rejection looked like.
 from __future__ import annotations
 
 import copy
+import itertools
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -332,7 +333,7 @@ def _infer_heartbeat(out, pings: list[Message], pongs: list[Message]) -> None:
         section["pong_type_field"] = field_name
         section["pong_type"] = pong.body[field_name]
     if len(pings) > 1:
-        gaps = [b.time - a.time for a, b in zip(pings, pings[1:], strict=False)]
+        gaps = [b.time - a.time for a, b in itertools.pairwise(pings)]
         section["interval_s"] = round(max(1.0, statistics.median(gaps)), 1)
     out.note("sure", f"heartbeat: ping {pings[0].raw} answered by {pong.raw}")
 

@@ -133,8 +133,9 @@ def read_har(path: str | Path) -> Recording:
         )
     if not any(s.frames for s in sessions):
         raise ConfigError(
-            f"{path}: its {len(sessions)} WebSocket entr{'y has' if len(sessions) == 1 else 'ies have'}"
-            " no messages: the HAR was exported without content (or the messages were "
+            f"{path}: its {len(sessions)} WebSocket "
+            f"entr{'y has' if len(sessions) == 1 else 'ies have'} no messages: the HAR was "
+            "exported without content (or the messages were "
             "cleared), so the frames the profile is made from are missing",
             fix="export with 'Save all as HAR with content' (not 'Save all as HAR (sanitized)' "
             "or 'without content'), after sending at least one chat message",

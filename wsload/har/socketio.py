@@ -130,9 +130,9 @@ def handshake_exchange(
     if not sid:
         return None
     for exchange in http:
-        if exchange.path == session.path and "sid" not in exchange.query:
-            if f'"sid":"{sid}"' in exchange.response_body.replace(" ", ""):
-                return exchange
+        opening = exchange.path == session.path and "sid" not in exchange.query
+        if opening and f'"sid":"{sid}"' in exchange.response_body.replace(" ", ""):
+            return exchange
     return None
 
 

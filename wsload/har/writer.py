@@ -50,7 +50,9 @@ def profile_toml(inference: Inference, *, name: str, source: str, known_sections
         prefix = "" if section in known_sections else "# "
         lines.append("")
         if prefix:
-            lines.append(f"# (this wsload does not know the {section} keys: uncomment them in one that does)")
+            lines.append(
+                f"# (this wsload does not know the {section} keys: uncomment them in one that does)"
+            )
         lines.append(f"{prefix}[{section}]")
         for key, value in table.items():
             if key == "match" and section == "ack":
