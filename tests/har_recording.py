@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import threading
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -28,12 +30,20 @@ SOCKETIO_CLIENT = Path(__file__).resolve().parent / "socketio_client"
 
 # A scripted chat: sessions one after another, each a list of steps.
 # {"send": obj} sends JSON; {"wait": [dotted field, value]} waits for a server message
-# with that value; {"closed": true} waits for the server to close.
+# with that value; {"closed": true} waits for the server to close. A session with
+# "ticket": {"path", "token"} first POSTs the token to the page server's path (proxied to
+# the backend) and connects with ?ticket= from the answer.
 JSON_PAGE = """<!doctype html><title>chat</title><script>
 const script = %s;
 function get(obj, path) { return path.split('.').reduce((o, k) => o == null ? o : o[k], obj); }
 async function session(s) {
-  const ws = new WebSocket(s.url, s.protocols || []);
+  let url = s.url;
+  if (s.ticket) {  // trade the token for a one-time ticket first, as a frontend does
+    const answer = await fetch(s.ticket.path, {method: 'POST',
+      headers: {'Authorization': 'Bearer ' + s.ticket.token}});
+    url += '?ticket=' + encodeURIComponent((await answer.json()).ticket);
+  }
+  const ws = new WebSocket(url, s.protocols || []);
   const seen = []; let closed = false; let wake = () => {};
   ws.onmessage = (e) => { seen.push(JSON.parse(e.data)); wake(); };
   ws.onclose = () => { closed = true; wake(); };
@@ -99,9 +109,25 @@ const script = %s;
 
 
 class _Pages(BaseHTTPRequestHandler):
-    def __init__(self, files: dict[str, tuple[str, bytes]], *args: Any) -> None:
+    def __init__(self, files: dict[str, tuple[str, bytes]], proxy: str, *args: Any) -> None:
         self.files = files
+        self.proxy = proxy
         super().__init__(*args)
+
+    def do_POST(self) -> None:  # a frontend's reverse proxy to the backend's HTTP API
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        headers = {"Authorization": self.headers.get("Authorization", "")}
+        request = urllib.request.Request(self.proxy + self.path, body, headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as answer:
+                status, data = answer.status, answer.read()
+        except urllib.error.HTTPError as error:
+            status, data = error.code, error.read()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
     def do_GET(self) -> None:
         found = self.files.get(self.path.split("?")[0])
@@ -120,9 +146,10 @@ class _Pages(BaseHTTPRequestHandler):
 
 
 @contextmanager
-def page_server(files: dict[str, tuple[str, bytes]]) -> Iterator[str]:
-    """A loopback HTTP server of ``files`` (path -> content type, body); yields its origin."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Pages, files))
+def page_server(files: dict[str, tuple[str, bytes]], proxy: str = "") -> Iterator[str]:
+    """A loopback HTTP server of ``files`` (path -> content type, body) that passes POSTs on
+    to ``proxy``; yields its origin."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), partial(_Pages, files, proxy))
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -329,11 +356,15 @@ def record(
     files: dict[str, tuple[str, bytes]] | None = None,
     extra_headers: dict[str, str] | None = None,
     cookies: list[dict[str, Any]] | None = None,
+    proxy: str = "",
 ) -> Path:
     """Serve ``html`` at /, let headless Chromium run it to ``window.done``, save the HAR."""
     pages = {"/": ("text/html", html.encode()), **(files or {})}
     builder = HarBuilder()
-    with page_server(pages) as origin, chromium(destination.parent / "chromium-profile") as context:
+    with (
+        page_server(pages, proxy) as origin,
+        chromium(destination.parent / "chromium-profile") as context,
+    ):
         if cookies:
             context.add_cookies([{"url": origin, **c} for c in cookies])
         page = context.new_page()

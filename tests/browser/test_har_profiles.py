@@ -101,6 +101,38 @@ def target_recording(tmp_path_factory, target_factory):
     return har, token, target
 
 
+def test_a_ticket_fetched_before_the_websocket_becomes_the_ticket_carrier(target_factory, tmp_path):
+    target = target_factory()
+    token = TokenMinter(load_profile().token, secret=SECRET).mint("wsload-browser-2")
+    steps: list[dict] = [{"wait": ["type", "connection_established"]}]
+    for text in MESSAGES[:2]:
+        message = {"type": "user_message", "payload": {"content": text, "thread_id": "t-8"}}
+        steps += [{"send": message}, {"wait": ["type", "agent_completed"]}]
+    ticket = {"path": "/api/websocket/ticket", "token": token}
+    script = [{"ticket": ticket, "steps": steps}]
+    har = record(json_chat(target.url, script), tmp_path / "ticket.har", proxy=target.http_url)
+    made = wsload_har(har, tmp_path / "ticket.toml")
+    assert made.returncode == 0 and "profile check: ok" in made.stdout, made.stdout + made.stderr
+    auth = load_profile(tmp_path / "ticket.toml").auth
+    assert (auth.carrier, auth.ticket_path, auth.ticket_param, auth.ticket_field) == (
+        "ticket",
+        "/api/websocket/ticket",
+        "ticket",
+        "ticket",
+    )
+    ticket_value = json.loads(
+        next(
+            e["response"]["content"]["text"]
+            for e in json.loads(har.read_text())["log"]["entries"]
+            if e["request"]["url"].endswith("/ticket")
+        )
+    )["ticket"]
+    for text in [made.stdout, *(p.read_text() for p in tmp_path.glob("ticket*.t*"))]:
+        assert token not in text and ticket_value not in text
+    generated = locust_names(target.url, tmp_path / "ticket.toml", SECRET, tmp_path / "gen")
+    assert {"http:ticket", "turn:tool", "turn:e2e"} <= generated
+
+
 @pytest.fixture(scope="module")
 def other_backend(tmp_path_factory):
     process, port = _server("other_backend.py", {"OTHER_SECRET": OTHER_SECRET})
@@ -141,7 +173,10 @@ def test_a_recording_of_the_reference_target_loads_it_like_the_default_profile(
     assert profile.ack.user_id_field == "data.user_id"
     assert profile.events.spans == (("tool_executing", "tool_completed"),)
     assert (tmp_path / "target-corpus.txt").read_text().splitlines() == MESSAGES
-    generated = locust_names(target.url, tmp_path / "target.toml", SECRET, tmp_path / "gen")
+    corpus = ("--corpus", str(tmp_path / "target-corpus.txt"))  # the recorded messages
+    generated = locust_names(
+        target.url, tmp_path / "target.toml", SECRET, tmp_path / "gen", *corpus
+    )
     default = REPO / "wsload" / "profiles" / "default.toml"
     written = locust_names(target.url, default, SECRET, tmp_path / "hand")
     assert protocol_names(generated) == protocol_names(written)
