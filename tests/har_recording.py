@@ -31,16 +31,23 @@ SOCKETIO_CLIENT = Path(__file__).resolve().parent / "socketio_client"
 # A scripted chat: sessions one after another, each a list of steps.
 # {"send": obj} sends JSON; {"wait": [dotted field, value]} waits for a server message
 # with that value; {"closed": true} waits for the server to close. A session with
-# "ticket": {"path", "token"} first POSTs the token to the page server's path (proxied to
-# the backend) and connects with ?ticket= from the answer.
+# "login": {"path", "body"} first POSTs the body as JSON and takes the answer's
+# access_token; "ticket": {"path"} then POSTs that token to the path and connects with
+# ?ticket= from the answer (the page server passes POSTs on to the backend).
 JSON_PAGE = """<!doctype html><title>chat</title><script>
 const script = %s;
 function get(obj, path) { return path.split('.').reduce((o, k) => o == null ? o : o[k], obj); }
 async function session(s) {
   let url = s.url;
-  if (s.ticket) {  // trade the token for a one-time ticket first, as a frontend does
+  let token = s.token;
+  if (s.login) {  // log in first, as a frontend does
+    const answer = await fetch(s.login.path, {method: 'POST',
+      headers: {'Content-Type': 'application/json'}, body: JSON.stringify(s.login.body)});
+    token = (await answer.json()).access_token;
+  }
+  if (s.ticket) {  // trade the token for a one-time ticket
     const answer = await fetch(s.ticket.path, {method: 'POST',
-      headers: {'Authorization': 'Bearer ' + s.ticket.token}});
+      headers: {'Authorization': 'Bearer ' + token}});
     url += '?ticket=' + encodeURIComponent((await answer.json()).ticket);
   }
   const ws = new WebSocket(url, s.protocols || []);

@@ -101,34 +101,38 @@ def target_recording(tmp_path_factory, target_factory):
     return har, token, target
 
 
-def test_a_ticket_fetched_before_the_websocket_becomes_the_ticket_carrier(target_factory, tmp_path):
+def test_a_login_and_ticket_before_the_websocket_give_the_ticket_carrier_not_the_password(
+    target_factory, tmp_path
+):
     target = target_factory()
-    token = TokenMinter(load_profile().token, secret=SECRET).mint("wsload-browser-2")
+    password = "wsload-demo"  # the reference target's login password
     steps: list[dict] = [{"wait": ["type", "connection_established"]}]
     for text in MESSAGES[:2]:
         message = {"type": "user_message", "payload": {"content": text, "thread_id": "t-8"}}
         steps += [{"send": message}, {"wait": ["type", "agent_completed"]}]
-    ticket = {"path": "/api/websocket/ticket", "token": token}
-    script = [{"ticket": ticket, "steps": steps}]
+    login = {"path": "/auth/login", "body": {"email": "ana@example.test", "password": password}}
+    script = [{"login": login, "ticket": {"path": "/api/websocket/ticket"}, "steps": steps}]
     har = record(json_chat(target.url, script), tmp_path / "ticket.har", proxy=target.http_url)
     made = wsload_har(har, tmp_path / "ticket.toml")
     assert made.returncode == 0 and "profile check: ok" in made.stdout, made.stdout + made.stderr
-    auth = load_profile(tmp_path / "ticket.toml").auth
+    profile = load_profile(tmp_path / "ticket.toml")
+    auth = profile.auth
     assert (auth.carrier, auth.ticket_path, auth.ticket_param, auth.ticket_field) == (
         "ticket",
         "/api/websocket/ticket",
         "ticket",
         "ticket",
     )
-    ticket_value = json.loads(
-        next(
-            e["response"]["content"]["text"]
-            for e in json.loads(har.read_text())["log"]["entries"]
-            if e["request"]["url"].endswith("/ticket")
-        )
-    )["ticket"]
+    assert auth.login_path == "/auth/login" and profile.token.claims["email"] == "{sub}"
+    answers = {
+        e["request"]["url"].rsplit("/", 1)[1]: json.loads(e["response"]["content"]["text"])
+        for e in json.loads(har.read_text())["log"]["entries"]
+        if e["request"]["method"] == "POST"
+    }
+    secrets = [answers["ticket"]["ticket"], password]
+    secrets += [answers["login"]["access_token"], answers["login"]["refresh_token"]]
     for text in [made.stdout, *(p.read_text() for p in tmp_path.glob("ticket*.t*"))]:
-        assert token not in text and ticket_value not in text
+        assert not [s for s in secrets if s in text]
     generated = locust_names(target.url, tmp_path / "ticket.toml", SECRET, tmp_path / "gen")
     assert {"http:ticket", "turn:tool", "turn:e2e"} <= generated
 
