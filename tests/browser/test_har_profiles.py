@@ -211,7 +211,7 @@ def test_a_recording_of_another_backend_loads_it_like_its_hand_written_profile(
 def socketio_recording(tmp_path_factory):
     if not (SOCKETIO_CLIENT / "node_modules" / "socket.io-client").is_dir():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SOCKETIO_CLIENT, check=True)
-    process, port = _server("socketio_backend.py", {"SOCKETIO_SECRET": SOCKETIO_SECRET})
+    process, port = _server("har_socketio_backend.py", {"SOCKETIO_SECRET": SOCKETIO_SECRET})
     now = int(time.time())
     claims = {"sub": "chat-user-1", "aud": "chat-app", "iat": now, "exp": now + 600}
     token = jwt.encode({**claims, "role": "member"}, SOCKETIO_SECRET, algorithm="HS256")
@@ -263,6 +263,13 @@ def test_a_socketio_recording_whose_connect_went_over_polling_gives_the_socketio
     events = profile["events"]
     assert events["sequence"] == "task_start stream_start stream_token+ new_message task_end"
     assert (events["thread_id_field"], events["run_id_field"]) == ("threadId", "runId")
+    assert (events["user_id_field"], events["type_field"]) == ("userId", "event")
+    assert profile["rejection"] == {
+        "error_types": ["connect_error"],
+        "error_code_field": "message",
+        "auth_error_codes": [],
+    }
+    assert profile["ack"] == {"required": False}  # nothing arrives before the first answer
     assert profile["token"]["audience"] == "chat-app" and profile["token"]["claims"] == {
         "role": "member"
     }

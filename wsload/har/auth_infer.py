@@ -158,19 +158,19 @@ def infer_carrier(session: WebSocketSession, recording: Recording) -> AuthFindin
                 f"token: in the offered subprotocols as '{prefix}<token>' ({encoding}), "
                 f"next to '{bare}' (the one the server chose back: {chosen or 'none'})"
             )
-            return _with_token(out, token)
+            return with_token(out, token)
     for name, value in session.query.items():
         token = _token_in(value)
         if token:
             out.auth = {"carrier": "query", "query_param": name, "subprotocol": ""}
             out.notes.append(f"token: in the query parameter '{name}'")
-            return _with_token(out, token)
+            return with_token(out, token)
     for name, value in cookies_of(session.request_headers).items():
         token = _token_in(value)
         if token:
             out.auth = {"carrier": "cookie", "cookie_name": name, "subprotocol": ""}
             out.notes.append(f"token: in the cookie '{name}'")
-            return _with_token(out, token)
+            return with_token(out, token)
     for name, value in session.request_headers:
         token = _token_in(value)
         if token and name.lower() != "cookie":
@@ -184,7 +184,7 @@ def infer_carrier(session: WebSocketSession, recording: Recording) -> AuthFindin
                 f"token: in the header '{name}' as '{value.replace(token, '{token}')}' "
                 "(browsers cannot set headers on a WebSocket: runs need --client-mode native)"
             )
-            return _with_token(out, token)
+            return with_token(out, token)
     ticket = _ticket(session, recording)
     if ticket is not None:
         exchange, param, field_name, token = ticket
@@ -199,7 +199,7 @@ def infer_carrier(session: WebSocketSession, recording: Recording) -> AuthFindin
             f"token: traded for a one-time ticket (POST {exchange.path}, answer field "
             f"'{field_name}'), the ticket in the query parameter '{param}'"
         )
-        return _with_token(out, token) if token else out
+        return with_token(out, token) if token else out
     return out
 
 
@@ -238,7 +238,7 @@ def _ticket(
     return None
 
 
-def _with_token(out: AuthFindings, token: str) -> AuthFindings:
+def with_token(out: AuthFindings, token: str) -> AuthFindings:
     out.token_value = token
     decoded = decode_jwt(token)
     if decoded is None:

@@ -8,7 +8,6 @@ written, so the report can point at the keys to change.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
 
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
@@ -28,10 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wsload.config.profile import Profile
     from wsload.har.infer import infer
     from wsload.har.reader import read_har
-    from wsload.har.writer import corpus_text, profile_toml, report_text
+    from wsload.har.writer import corpus_text, known_keys, profile_toml, report_text
 
     recording = read_har(args.recording)
     inference = infer(recording)
@@ -44,14 +42,17 @@ def run(args: argparse.Namespace) -> int:
             f"{existing[0]} exists; wsload har does not overwrite it",
             fix="give another --output, or --force to overwrite",
         )
-    known = {f.name for f in dataclasses.fields(Profile)}
+    known = known_keys()
     output.parent.mkdir(parents=True, exist_ok=True)
     name = args.name or output.stem
-    output.write_text(
-        profile_toml(inference, name=name, source=recording.source, known_sections=known)
-    )
+    output.write_text(profile_toml(inference, name=name, source=recording.source, known=known))
     corpus.write_text(corpus_text(inference))
-    missing = sorted(s for s in inference.profile if s not in known)
+    missing = sorted(
+        f"{section}.{key}"
+        for section, table in inference.profile.items()
+        for key in table
+        if key not in known.get(section, ())
+    )
     verdict, failed = _check(output, missing)
     outputs = [f"profile {output}", f"corpus {corpus} ({len(inference.corpus)} messages)"]
     text = report_text(inference, outputs=[*outputs, f"report {report}"], check=verdict)
@@ -67,8 +68,8 @@ def _check(path: Path, missing: list[str]) -> tuple[list[str], bool]:
 
     if missing:
         return [
-            f"profile check: not run: this wsload does not know the [{'], ['.join(missing)}] "
-            "keys the recording needs (they are written as comments in the profile)"
+            f"profile check: not run: this wsload does not know the keys {', '.join(missing)} "
+            "the recording needs (they are written as comments in the profile)"
         ], False
     try:
         profile = load_profile(path)

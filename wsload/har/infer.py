@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wsload.errors import ConfigError
-from wsload.har import auth_infer, socketio
+from wsload.har import auth_infer, socketio, socketio_infer
 from wsload.har.fields import (
     RUN_NAMES,
     THREAD_NAMES,
@@ -78,11 +78,11 @@ def infer(recording: Recording) -> Inference:
         endpoint["user_agent"] = agent
     out.note("sure", f"endpoint: {main.url.split('?')[0]} (path {endpoint['path']})")
     auth = auth_infer.infer_carrier(main, recording)
-    packets = socketio.session_packets(main, recording.http) if is_sio else []
     if is_sio:
+        packets = socketio.session_packets(main, recording.http)
         messages = socketio_messages(packets)
-        server_field = client_field = "type"
-        _socketio_transport(out, main, recording, packets, auth)
+        server_field = client_field = socketio_infer.name_key(messages)
+        socketio_infer.transport(out, main, recording, packets, auth)
     else:
         messages, server_field, client_field = json_messages(main.frames)
     out.section("auth").update(auth.auth or {})
@@ -105,10 +105,12 @@ def infer(recording: Recording) -> Inference:
             f"login: {login[0]} {login[1]} answered with the token "
             "(credentials not copied: give runs --credentials)",
         )
-    if not is_sio:
-        out.section("events")["type_field"] = server_field
+    out.section("events")["type_field"] = server_field
     _infer_session(out, messages, server_field, client_field, auth, is_sio)
-    _infer_rejection(out, recording, main, server_field, is_sio)
+    if is_sio:
+        socketio_infer.rejection(out, recording, main)
+    else:
+        _infer_rejection(out, recording, main, server_field)
     return out
 
 
@@ -131,51 +133,25 @@ def _main_session(recording: Recording) -> WebSocketSession:
     return best
 
 
-def _socketio_transport(out, main, recording, packets, auth) -> None:
-    connect = next((p for p in packets if p.kind == "connect" and p.sent), None)
-    opened_by_polling = socketio.handshake_exchange(main, recording.http) is not None
-    transport = out.section("transport")
-    transport["framing"] = "socketio"
-    transport["namespace"] = connect.namespace if connect else "/"
-    template: dict[str, Any] = {}
-    if connect is not None and isinstance(connect.data, dict):
-        template = copy.deepcopy(connect.data)
-        for path, value in list(leaves(template)):
-            if isinstance(value, str) and auth_infer.JWT.fullmatch(value):
-                set_path(template, path, "{token}")
-                auth.auth = {"carrier": "connect"}
-                auth.notes.insert(0, f"token: in the Socket.IO CONNECT auth payload at '{path}'")
-                auth.token_value = value
-                found = auth_infer._with_token(auth_infer.AuthFindings(), value)
-                auth.token, auth.subject = found.token, found.subject
-                auth.notes.extend(found.notes[1:] if len(found.notes) > 1 else found.notes)
-                auth.todo.extend(found.todo)
-            elif isinstance(value, str) and value in out.secrets:
-                set_path(template, path, "{token}")
-    auth.connect_auth = template
-    transport["connect_auth"] = template
-    transport["open"] = "polling" if opened_by_polling else "websocket"
-    where = (
-        "over HTTP long-polling, then upgraded"
-        if connect and connect.polling
-        else "on the WebSocket"
-    )
-    out.note(
-        "sure",
-        f"Socket.IO (Engine.IO {main.query.get('EIO', '?')}): namespace "
-        f"{transport['namespace']!r}, CONNECT sent {where}; opened with {transport['open']}",
-    )
-
-
 def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> None:
     pings = [m for m in messages if m.sent and (m.name or "").lower() in PING_NAMES]
-    chats = [m for m in messages if m.sent and m not in pings]
+    # The chat message is what the page sent most; anything else it sent before the
+    # first one (a subscription, Chainlit's connection_successful) is part of opening.
+    names = Counter(m.name for m in messages if m.sent and m not in pings)
+    chat_name = names.most_common(1)[0][0] if names else None
+    chats = [m for m in messages if m.sent and m not in pings and m.name == chat_name]
+    first = chats[0].time if chats else float("inf")
+    opening = [m for m in messages if m.sent and m.time <= first and m not in [*pings, *chats]]
+    if opening:
+        socketio_infer.opening_messages(out, opening, is_sio)
     received = [m for m in messages if not m.sent]
     pongs = _pongs(messages, pings)
     first_chat = chats[0].time if chats else float("inf")
     before = [m for m in received if m.time <= first_chat and m not in pongs]
     ack = before[0] if before else None
     ack_user = _infer_ack(out, ack, auth, server_field, is_sio)
+    if ack_user is None:  # no ack names the user: the token's subject may be in the events
+        ack_user = auth.subject
     _infer_heartbeat(out, pings, pongs)
     turns = _split_turns(messages, chats, pongs)
     outside = [m for m in before[1:]]
@@ -447,14 +423,14 @@ def _infer_stream(out, turns: list[_Turn]) -> None:
     out.note("likely", f"streamed tokens: {', '.join(names)} carry text at {text_field!r}")
 
 
-def _infer_rejection(out, recording, main, server_field, is_sio) -> None:
+def _infer_rejection(out, recording, main, server_field) -> None:
     statuses = sorted({s.status for s in recording.sessions if 400 <= s.status < 600})
     section = out.section("rejection")
     if statuses:
         section["http_statuses"] = sorted({*statuses, 401, 403})
     ack_names = {m.get(server_field) for m in out.profile.get("ack", {}).get("match", [])}
     for session in recording.sessions:
-        if session is main or not session.frames or is_sio:
+        if session is main or not session.frames:
             continue
         messages, _, _ = json_messages(session.frames)
         received = [m for m in messages if not m.sent]

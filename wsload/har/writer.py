@@ -6,7 +6,9 @@ cookies, passwords, tickets) is replaced before it reaches a file or the termina
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +37,21 @@ def redact(text: str, secrets: set[str]) -> str:
     return text
 
 
-def profile_toml(inference: Inference, *, name: str, source: str, known_sections: set[str]) -> str:
+def known_keys() -> dict[str, set[str]]:
+    """The sections and keys this wsload's profiles have."""
+    from wsload.config.profile import Profile
+
+    hints = typing.get_type_hints(Profile)
+    return {
+        name: {f.name for f in dataclasses.fields(hint)}
+        for name, hint in hints.items()
+        if dataclasses.is_dataclass(hint)
+    }
+
+
+def profile_toml(
+    inference: Inference, *, name: str, source: str, known: dict[str, set[str]]
+) -> str:
     """The profile file: what was inferred, keys this wsload does not know left as comments."""
     lines = [
         f"# Protocol profile inferred by `wsload har` from {Path(source).name}.",
@@ -47,17 +63,17 @@ def profile_toml(inference: Inference, *, name: str, source: str, known_sections
         table = inference.profile.get(section)
         if not table:
             continue
-        prefix = "" if section in known_sections else "# "
+        keys = known.get(section, set())
+        prefix = "" if keys else "# "
         lines.append("")
         if prefix:
-            lines.append(
-                f"# (this wsload does not know the {section} keys: uncomment them in one that does)"
-            )
+            lines.append(f"# (this wsload has no [{section}] keys: uncomment them in one that has)")
         lines.append(f"{prefix}[{section}]")
         for key, value in table.items():
             if key == "match" and section == "ack":
                 continue
-            lines.append(f"{prefix}{_key(key)} = {_block(value)}")
+            own = "" if key in keys else "# "
+            lines.append(f"{own}{_key(key)} = {_block(value)}")
         for match in table.get("match", []) if section == "ack" else ():
             lines.append(f"{prefix}[[ack.match]]")
             lines.extend(f"{prefix}{_key(k)} = {_value(v)}" for k, v in match.items())

@@ -6,7 +6,7 @@ Engine.IO path ``/ws/socket.io``; the JWT travels in the CONNECT packet's auth p
 ``stream_start``, ``stream_token`` per word, ``new_message`` and ``task_end``. A bad token
 refuses the CONNECT (a CONNECT_ERROR packet).
 
-Run as ``python tests/socketio_backend.py``: prints ``PORT`` once listening, serves until
+Run as ``python tests/har_socketio_backend.py``: prints ``PORT`` once listening, serves until
 killed. Built on python-socketio so it shares no code with wsload.
 """
 
