@@ -33,6 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-0123456789-abcdefghijklmnop"  # the reference target's (conftest)
 OTHER_SECRET = "other-backend-secret-0123456789abcdef"
 SOCKETIO_SECRET = "socketio-secret-0123456789abcdefghij"
+HAS_SOCKETIO = "transport" in Profile.__dataclass_fields__  # the Socket.IO transport
 MESSAGES = ["Summarise my open tickets.", "Which service failed most?", "Draft a short reply."]
 
 
@@ -208,10 +209,18 @@ def test_a_recording_of_another_backend_loads_it_like_its_hand_written_profile(
 
 
 @pytest.fixture(scope="module")
-def socketio_recording(tmp_path_factory):
+def socketio_backend():
+    process, port = _server("har_socketio_backend.py", {"SOCKETIO_SECRET": SOCKETIO_SECRET})
+    yield port
+    process.kill()
+    process.wait()
+
+
+@pytest.fixture(scope="module")
+def socketio_recording(tmp_path_factory, socketio_backend):
     if not (SOCKETIO_CLIENT / "node_modules" / "socket.io-client").is_dir():
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SOCKETIO_CLIENT, check=True)
-    process, port = _server("har_socketio_backend.py", {"SOCKETIO_SECRET": SOCKETIO_SECRET})
+    port = socketio_backend
     now = int(time.time())
     claims = {"sub": "chat-user-1", "aud": "chat-app", "iat": now, "exp": now + 600}
     token = jwt.encode({**claims, "role": "member"}, SOCKETIO_SECRET, algorithm="HS256")
@@ -224,11 +233,7 @@ def socketio_recording(tmp_path_factory):
         | {"messages": [], "refused": True},
     ]
     html, files = socketio_chat(script)
-    try:
-        har = record(html, tmp_path_factory.mktemp("har-socketio") / "socketio.har", files=files)
-    finally:
-        process.kill()
-        process.wait()
+    har = record(html, tmp_path_factory.mktemp("har-socketio") / "socketio.har", files=files)
     return har, token
 
 
@@ -254,7 +259,7 @@ def test_a_socketio_recording_whose_connect_went_over_polling_gives_the_socketio
         "open": "polling",
     }
     assert profile["endpoint"]["path"] == "/ws/socket.io"
-    assert profile["auth"] == {"carrier": "connect"}
+    assert profile["auth"] == {"carrier": "connect", "subprotocol": ""}
     assert profile["chat"] == {
         "message": {"content": "{content}", "thread_id": "{thread_id}"},
         "emit": "client_message",
@@ -269,11 +274,16 @@ def test_a_socketio_recording_whose_connect_went_over_polling_gives_the_socketio
         "error_code_field": "message",
         "auth_error_codes": [],
     }
-    assert profile["ack"] == {"required": False}  # nothing arrives before the first answer
+    # nothing arrives before the first answer: the ack is Socket.IO's own CONNECT ack
+    assert profile["ack"] == {
+        "required": True,
+        "user_id_field": "",
+        "match": [{"event": "connect"}],
+    }
     assert profile["token"]["audience"] == "chat-app" and profile["token"]["claims"] == {
         "role": "member"
     }
-    if "transport" in {f.name for f in Profile.__dataclass_fields__.values()}:
+    if HAS_SOCKETIO:
         assert made.returncode == 0 and "profile check: ok" in made.stdout, made.stdout
     else:  # this wsload has no Socket.IO transport yet: the report says the check is not run
         assert made.returncode == 0 and "profile check: not run" in made.stdout
@@ -329,3 +339,19 @@ def test_a_recording_that_cannot_give_a_profile_says_why_in_one_message(
     assert message in made.stderr and "fix:" in made.stderr
     assert made.stderr.count("wsload: error:") == 1 and "Traceback" not in made.stderr
     assert not (tmp_path / "out.toml").exists()
+
+
+@pytest.mark.skipif(not HAS_SOCKETIO, reason="this wsload has no Socket.IO transport")
+def test_a_socketio_recording_loads_the_server_like_its_hand_written_profile(
+    socketio_recording, socketio_backend, tmp_path
+):
+    har, _token = socketio_recording
+    made = wsload_har(har, tmp_path / "chat.toml")
+    assert made.returncode == 0 and "profile check: ok" in made.stdout, made.stdout
+    host = f"http://127.0.0.1:{socketio_backend}"
+    corpus = ("--corpus", str(tmp_path / "chat-corpus.txt"))
+    generated = locust_names(host, tmp_path / "chat.toml", SOCKETIO_SECRET, tmp_path / "g", *corpus)
+    hand = REPO / "tests" / "data" / "har_socketio_backend.toml"
+    written = locust_names(host, hand, SOCKETIO_SECRET, tmp_path / "hand")
+    assert protocol_names(generated) == protocol_names(written)
+    assert {"turn:stream_token", "turn:task_end", "turn:e2e"} <= generated

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import json
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -203,13 +204,19 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
             f"only {len(complete)} finished turn(s) recorded: which events repeat or are "
             "optional is a guess; record three or more turns, or check events.sequence"
         )
-    out.examples["turn"] = [m.raw for m in complete[0].events]
+    shown = _example if is_sio else (lambda m, _field: m.raw)
+    out.examples["turn"] = [shown(m, server_field) for m in complete[0].events]
     if len(complete) > 1:
-        out.examples["next_turn"] = [m.raw for m in complete[1].events]
-    if ack is not None and out.profile.get("ack", {}).get("required", True):
-        out.examples["ack"] = ack.raw
+        out.examples["next_turn"] = [shown(m, server_field) for m in complete[1].events]
+    if ack is not None and out.profile.get("ack", {}).get("required", True) and ack.name:
+        out.examples["ack"] = shown(ack, server_field)
     if pongs:
         out.examples["pong"] = pongs[0].raw
+
+
+def _example(message: Message, name_key: str) -> str:
+    """A Socket.IO event as the profile check reads one: its data, the name under a key."""
+    return json.dumps({**message.body, name_key: message.name}, separators=(",", ":"))
 
 
 def _stray(message: Message, turn: _Turn, turns: list[_Turn]) -> bool:
@@ -263,6 +270,15 @@ def _terminal(turns: list[_Turn]) -> str:
 
 def _infer_ack(out, ack: Message | None, auth, server_field, is_sio) -> Any:
     section = out.section("ack")
+    if is_sio and (ack is None or not ack.name):
+        # Socket.IO's own CONNECT ack (40{sid}) is the event `connect`: it names no user.
+        section.update(required=True, match=[{server_field: "connect"}], user_id_field="")
+        out.note(
+            "likely",
+            "ack: the Socket.IO CONNECT ack (no event came before the first "
+            "answer); it names no user, so the user is not checked",
+        )
+        return None
     if ack is None or not ack.name:
         section["required"] = False
         out.note(

@@ -10,6 +10,7 @@ the events' data never uses.
 from __future__ import annotations
 
 import copy
+import json
 from typing import Any
 
 from wsload.har import auth_infer, socketio
@@ -43,7 +44,7 @@ def transport(out, main: WebSocketSession, recording: Recording, packets, auth) 
             if auth_infer.JWT.fullmatch(value):
                 set_path(template, path, "{token}")
                 found = auth_infer.with_token(auth_infer.AuthFindings(), value)
-                auth.auth = {"carrier": "connect"}
+                auth.auth = {"carrier": "connect", "subprotocol": ""}
                 auth.token_value, auth.token, auth.subject = value, found.token, found.subject
                 auth.notes = [f"token: in the Socket.IO CONNECT auth payload at '{path}'"]
                 auth.notes += found.notes
@@ -111,5 +112,8 @@ def rejection(out, recording: Recording, main: WebSocketSession) -> None:
     data = refused.data if isinstance(refused.data, dict) else {}
     section["error_code_field"] = "message" if "message" in data else next(iter(data), "message")
     section["auth_error_codes"] = []
-    out.examples["rejection"] = refused.raw
+    # as the profile check reads it: the packet's data, named connect_error
+    name_key = out.profile.get("events", {}).get("type_field", "event")
+    example = {**data, name_key: "connect_error"}
+    out.examples["rejection"] = json.dumps(example, separators=(",", ":"))
     out.note("sure", f"rejection: a refused CONNECT was answered {refused.raw}")
