@@ -173,11 +173,13 @@ class HarBuilder:
         self.sockets: dict[str, dict[str, Any]] = {}
         self.order: list[str] = []
         self.extra: dict[str, dict[str, str]] = {}
+        self.extra_response: dict[str, dict[str, str]] = {}
 
     def attach(self, cdp: Any) -> None:
         for name in (
             "requestWillBeSent",
             "requestWillBeSentExtraInfo",
+            "responseReceivedExtraInfo",
             "responseReceived",
             "loadingFinished",
             "webSocketCreated",
@@ -198,6 +200,8 @@ class HarBuilder:
         elif name == "requestWillBeSentExtraInfo":
             # The headers as sent on the wire (cookies included), as DevTools merges them.
             self.extra[rid] = params.get("headers", {})
+        elif name == "responseReceivedExtraInfo":
+            self.extra_response[rid] = params.get("headers", {})  # Set-Cookie included
         elif name == "responseReceived" and rid in self.http:
             self.http[rid]["response"] = params["response"]
         elif name == "loadingFinished" and rid in self.http:
@@ -305,7 +309,9 @@ class HarBuilder:
                 "status": response["status"],
                 "statusText": response.get("statusText", ""),
                 "httpVersion": "HTTP/1.1",
-                "headers": self._headers(response["headers"]),
+                "headers": self._headers(
+                    {**response["headers"], **self.extra_response.get(rid, {})}
+                ),
                 "cookies": [],
                 "content": content,
                 "redirectURL": "",

@@ -3,7 +3,7 @@
 Run as ``python tests/other_backend.py``: prints ``PORT`` once listening, serves until
 killed. Built on the third-party ``websockets`` library so it shares no code with wsload.
 The token travels in ``Authorization: Token <jwt>``, or from a browser page in the
-``access_token`` query parameter.
+``access_token`` query parameter or the ``other_session`` cookie.
 """
 
 import asyncio
@@ -11,6 +11,7 @@ import json
 import os
 import sys
 import uuid
+from http.cookies import SimpleCookie
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -24,8 +25,11 @@ async def handler(ws):
         await ws.close(4004, "not found")
         return
     auth = ws.request.headers.get("Authorization", "").removeprefix("Token ")
-    if not auth:  # a browser page cannot set headers: its URL carries the token
+    if not auth:  # a browser page cannot set headers: its URL or a cookie has the token
         auth = parse_qs(urlsplit(ws.request.path).query).get("access_token", [""])[0]
+    if not auth:
+        cookies = SimpleCookie(ws.request.headers.get("Cookie", ""))
+        auth = cookies["other_session"].value if "other_session" in cookies else ""
     try:
         claims = jwt.decode(
             auth,

@@ -146,17 +146,34 @@ def other_backend(tmp_path_factory):
     process.wait()
 
 
-@pytest.fixture(scope="module")
-def other_recording(tmp_path_factory, other_backend):
+@pytest.fixture(scope="module", params=["query", "cookie"])
+def other_recording(request, tmp_path_factory, other_backend):
+    """The page's token in the WebSocket URL, or in a cookie the browser holds for the host."""
     profile = load_profile(REPO / "tests" / "data" / "other_backend.toml")
     token = TokenMinter(profile.token, secret=OTHER_SECRET).mint("tester-0001")
-    url = f"ws://127.0.0.1:{other_backend}/chat/socket?access_token={token}"
+    url = f"ws://127.0.0.1:{other_backend}/chat/socket"
+    cookies = None
+    if request.param == "query":
+        url += f"?access_token={token}"
+    else:
+        cookies = [{"name": "other_session", "value": token}]
     steps: list[dict] = [{"wait": ["event", "session.ready"]}]
     for text in MESSAGES:
         message = {"action": "ask", "text": text, "conversation": "conv-7"}
         steps += [{"send": message}, {"wait": ["event", "run.end"]}]
-    folder = tmp_path_factory.mktemp("har-other")
-    return record(json_chat(url, [{"steps": steps}]), folder / "other.har"), token
+    folder = tmp_path_factory.mktemp(f"har-other-{request.param}")
+    har = record(json_chat(url, [{"steps": steps}]), folder / "other.har", cookies=cookies)
+    return har, token
+
+
+@pytest.fixture(scope="module")
+def other_written_names(tmp_path_factory, other_backend) -> set[str]:
+    """The stats names of a run with the other backend's hand-written profile."""
+    hand = REPO / "tests" / "data" / "other_backend.toml"
+    native = ("--client-mode", "native")  # its header carrier is not one a browser can use
+    host = f"ws://127.0.0.1:{other_backend}"
+    results = tmp_path_factory.mktemp("other-hand") / "run"
+    return locust_names(host, hand, OTHER_SECRET, results, *native)
 
 
 def test_a_recording_of_the_reference_target_loads_it_like_the_default_profile(
@@ -189,22 +206,22 @@ def test_a_recording_of_the_reference_target_loads_it_like_the_default_profile(
 
 
 def test_a_recording_of_another_backend_loads_it_like_its_hand_written_profile(
-    other_recording, other_backend, tmp_path
+    other_recording, other_backend, other_written_names, tmp_path
 ):
     har, _token = other_recording
     made = wsload_har(har, tmp_path / "other.toml")
     assert made.returncode == 0, made.stderr
     assert "profile check: ok" in made.stdout
     profile = load_profile(tmp_path / "other.toml")
-    assert (profile.auth.carrier, profile.auth.query_param) == ("query", "access_token")
+    assert (profile.auth.carrier, profile.auth.query_param, profile.auth.cookie_name) in (
+        ("query", "access_token", "access_token"),  # the cookie name is the default's
+        ("cookie", "token", "other_session"),  # the query parameter is the default's
+    )
     assert profile.events.sequence == "run.start run.step+ run.output run.end"
     assert profile.events.ignore == ("keepalive",) and not profile.events.frames_are_unique
     host = f"ws://127.0.0.1:{other_backend}"
     generated = locust_names(host, tmp_path / "other.toml", OTHER_SECRET, tmp_path / "gen")
-    hand = REPO / "tests" / "data" / "other_backend.toml"
-    native = ("--client-mode", "native")  # its header carrier is not one a browser can use
-    written = locust_names(host, hand, OTHER_SECRET, tmp_path / "hand", *native)
-    assert protocol_names(generated) == protocol_names(written)
+    assert protocol_names(generated) == protocol_names(other_written_names)
     assert {"turn:run.step", "turn:run.output", "turn:e2e"} <= generated
 
 

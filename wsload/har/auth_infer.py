@@ -15,7 +15,7 @@ import re
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlsplit
 
 from wsload.har.reader import HttpExchange, Recording, WebSocketSession, header
 
@@ -200,7 +200,35 @@ def infer_carrier(session: WebSocketSession, recording: Recording) -> AuthFindin
             f"'{field_name}'), the ticket in the query parameter '{param}'"
         )
         return with_token(out, token) if token else out
+    cookie = _host_cookie(session, recording)
+    if cookie is not None:
+        name, token = cookie
+        out.auth = {"carrier": "cookie", "cookie_name": name, "subprotocol": ""}
+        out.notes.append(
+            f"token: in the cookie '{name}' the browser holds for this host (set or sent on "
+            "its HTTP requests; the HAR shows no cookies of the WebSocket itself)"
+        )
+        return with_token(out, token)
     return out
+
+
+def _host_cookie(session: WebSocketSession, recording: Recording) -> tuple[str, str] | None:
+    """A JWT cookie of the WebSocket's host: sent on its HTTP requests, or set by them."""
+    host = urlsplit(session.url).hostname
+    for exchange in recording.http:
+        if urlsplit(exchange.url).hostname != host:
+            continue
+        for name, value in cookies_of(exchange.request_headers).items():
+            if token := _token_in(value):
+                return name, token
+        for name, value in exchange.response_headers:
+            if name.lower() != "set-cookie":
+                continue
+            for line in value.split("\n"):
+                cookie_name, _, rest = line.partition("=")
+                if token := _token_in(rest.split(";")[0]):
+                    return cookie_name.strip(), token
+    return None
 
 
 def _token_in(value: str) -> str | None:
