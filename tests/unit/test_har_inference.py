@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from wsload.har.fields import text_path
 from wsload.har.grammar_infer import accepts, infer_sequence
+from wsload.har.messages import choose_client_field, choose_type_field
 from wsload.har.socketio import parse_packet
 from wsload.har.spans import infer_spans, streamed_events
 
@@ -71,3 +73,38 @@ def test_streamed_events_are_repeated_named_events_with_changing_text():
 def test_socketio_packets_are_read_with_namespace_ack_id_and_payload(text, kind, namespace, data):
     packet = parse_packet(text, sent=True, time=0.0, polling=False)
     assert (packet.kind, packet.namespace, packet.data) == (kind, namespace, data)
+
+
+@pytest.mark.parametrize(
+    ("frames", "field"),
+    [
+        ([{"jsonrpc": "2.0", "method": "delta"}, {"jsonrpc": "2.0", "method": "done"}], "method"),
+        ([{"type": "a", "user_id": "u-1"}, {"type": "b", "user_id": "u-1"}], "type"),
+        (
+            [
+                {"event": "start", "id": "9f1c2a3b4c5d6e7f8a9b"},
+                {"event": "end", "id": "0a1b2c3d4e5f60718293"},
+            ],
+            "event",
+        ),
+    ],
+)
+def test_the_type_field_names_kinds_of_messages_not_constants_or_ids(frames, field):
+    assert choose_type_field(frames) == field
+
+
+def test_the_chat_text_is_the_longest_changing_string_but_never_an_id():
+    bodies = [
+        {"id": "3f2a9c1e-0b7d-4e55-9a41-2c6f0e8b7d11", "text": "hi", "thread": "t-1"},
+        {"id": "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "text": "and you?", "thread": "t-1"},
+    ]
+    assert text_path(bodies, {"thread"}) == "text"
+
+
+def test_the_pages_messages_are_named_by_their_constant_kind_not_by_their_text():
+    sent = [
+        {"action": "ask", "text": "hi", "conversation": "c-1"},
+        {"action": "ask", "text": "why?", "conversation": "c-1"},
+        {"action": "ask", "text": "ok", "conversation": "c-1"},
+    ]
+    assert choose_client_field(sent) == "action"

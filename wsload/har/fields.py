@@ -8,6 +8,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from wsload.har.messages import ID_LIKE
+
 THREAD_NAMES = ("thread", "conversation", "chat_id", "session_id", "room")
 RUN_NAMES = ("run", "turn", "request_id", "message_id", "task_id", "response_id")
 USER_NAMES = ("user_id", "uid", "user", "userid", "subject", "sub", "identifier")
@@ -69,6 +71,8 @@ def text_path(bodies: list[dict[str, Any]], exclude: set[str]) -> str | None:
         values = [get_path(b, path) for b in bodies]
         if not all(isinstance(v, str) for v in values):
             continue
+        if all(ID_LIKE.fullmatch(v) for v in values):
+            continue  # a message id or a timestamp changes too, but is no text
         varies = len(set(values)) > 1 or len(values) == 1
         scored.append((varies, sum(len(v) for v in values) / len(values), path))
     if not scored:

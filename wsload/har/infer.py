@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+import re
 import statistics
 from collections import Counter
 from dataclasses import dataclass, field
@@ -36,6 +37,7 @@ from wsload.har.messages import Message, json_messages, socketio_messages
 from wsload.har.reader import Recording, WebSocketSession
 from wsload.har.spans import infer_spans, streamed_events
 
+GRAMMAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
 PING_NAMES = ("ping", "heartbeat", "keepalive", "keep_alive")
 
 
@@ -135,10 +137,10 @@ def _main_session(recording: Recording) -> WebSocketSession:
 
 
 def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> None:
-    pings = [m for m in messages if m.sent and (m.name or "").lower() in PING_NAMES]
+    pings = [m for m in messages if m.sent and _is_ping(m)]
     # The chat message is what the page sent most; anything else it sent before the
     # first one (a subscription, Chainlit's connection_successful) is part of opening.
-    names = Counter(m.name for m in messages if m.sent and m not in pings)
+    names = Counter(m.name for m in messages if m.sent and m not in pings and m.name)
     chat_name = names.most_common(1)[0][0] if names else None
     chats = [m for m in messages if m.sent and m not in pings and m.name == chat_name]
     first = chats[0].time if chats else float("inf")
@@ -179,10 +181,13 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
     errors = sorted(n for n in inside | set(ignore) if n and ("error" in n or "fail" in n))
     events = out.section("events")
     sequences = [[m.name or "?" for m in t.events if m.name not in errors] for t in complete]
+    # A name the grammar cannot hold (a space, a leading digit) is allowed anywhere instead.
+    odd = sorted({n for s in sequences for n in s if not GRAMMAR_NAME.fullmatch(n)})
+    sequences = [[n for n in s if n not in odd] for s in sequences]
     events["sequence"] = infer_sequence([s for s in sequences if s])
     events["terminal"] = [terminal]
     events["error"] = errors
-    events["optional"] = []
+    events["optional"] = odd
     pong_names = {m.name for m in pongs if m.name}
     events["ignore"] = sorted({*ignore, *pong_names} - set(errors))
     spans = infer_spans(sequences)
@@ -212,6 +217,11 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
         out.examples["ack"] = shown(ack, server_field)
     if pongs:
         out.examples["pong"] = pongs[0].raw
+
+
+def _is_ping(message: Message) -> bool:
+    name = (message.name or message.raw.strip()).lower()
+    return name in PING_NAMES
 
 
 def _example(message: Message, name_key: str) -> str:
