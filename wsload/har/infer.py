@@ -143,14 +143,13 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
     names = Counter(m.name for m in messages if m.sent and m not in pings and m.name)
     chat_name = names.most_common(1)[0][0] if names else None
     chats = [m for m in messages if m.sent and m not in pings and m.name == chat_name]
-    first = chats[0].time if chats else float("inf")
-    opening = [m for m in messages if m.sent and m.time <= first and m not in [*pings, *chats]]
+    # Recorded order, not timestamps (a HAR may hold none, or equal ones).
+    first = messages.index(chats[0]) if chats else len(messages)
+    opening = [m for m in messages[:first] if m.sent and m not in pings]
     if opening:
         socketio_infer.opening_messages(out, opening, is_sio)
-    received = [m for m in messages if not m.sent]
     pongs = _pongs(messages, pings)
-    first_chat = chats[0].time if chats else float("inf")
-    before = [m for m in received if m.time <= first_chat and m not in pongs]
+    before = [m for m in messages[:first] if not m.sent and m not in pongs]
     ack = before[0] if before else None
     ack_user = _infer_ack(out, ack, auth, server_field, is_sio)
     if ack_user is None:  # no ack names the user: the token's subject may be in the events
@@ -246,7 +245,7 @@ def _scalars(body: dict[str, Any]) -> list[tuple[str, Any]]:
 def _pongs(messages: list[Message], pings: list[Message]) -> list[Message]:
     out = []
     for ping in pings:
-        after = [m for m in messages if not m.sent and m.time >= ping.time]
+        after = [m for m in messages[messages.index(ping) :] if not m.sent]
         answer = next((m for m in after if "pong" in (m.raw or "").lower()), None)
         if answer is not None:
             out.append(answer)
@@ -255,14 +254,13 @@ def _pongs(messages: list[Message], pings: list[Message]) -> list[Message]:
 
 def _split_turns(messages, chats, pongs) -> list[_Turn]:
     turns = []
-    for i, chat in enumerate(chats):
-        end = chats[i + 1].time if i + 1 < len(chats) else float("inf")
+    for chat in chats:
         start_index = messages.index(chat)
         events = []
         for m in messages[start_index + 1 :]:
             if m.sent and m in chats:
                 break
-            if not m.sent and m not in pongs and m.name and m.time <= end:
+            if not m.sent and m not in pongs and m.name:
                 events.append(m)
         turns.append(_Turn(chat, events, False))
     return turns

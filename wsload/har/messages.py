@@ -19,7 +19,7 @@ ID_LIKE = re.compile(r"[0-9a-fA-F-]{16,}|\d+([.:]\d+)*|\d{4}-\d\d-\d\dT[\d:.]+Z?
 TYPE_FIELDS = ("type", "event", "action", "kind", "op", "msg_type", "message_type", "t")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # two frames with the same bytes are two messages
 class Message:
     sent: bool
     time: float
