@@ -372,3 +372,19 @@ def test_a_socketio_recording_loads_the_server_like_its_hand_written_profile(
     written = locust_names(host, hand, SOCKETIO_SECRET, tmp_path / "hand")
     assert protocol_names(generated) == protocol_names(written)
     assert {"turn:stream_token", "turn:task_end", "turn:e2e"} <= generated
+
+
+def test_frames_without_times_give_the_same_profile(target_recording, tmp_path):
+    har = target_recording[0]
+    timeless = _rewrite(
+        har,
+        tmp_path / "timeless.har",
+        lambda entries: [m.pop("time") for e in entries for m in e.get("_webSocketMessages", [])],
+    )
+    assert wsload_har(har, tmp_path / "a" / "p.toml").returncode == 0
+    assert wsload_har(timeless, tmp_path / "b" / "p.toml").returncode == 0
+    made = [
+        (tmp_path / d / "p.toml").read_text().replace(n, "")
+        for d, n in (("a", har.name), ("b", timeless.name))
+    ]
+    assert made[0] == made[1]
