@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from wsload.har.chat_infer import _per_message_ids
 from wsload.har.fields import text_path
 from wsload.har.grammar_infer import accepts, infer_sequence
 from wsload.har.messages import choose_client_field, choose_type_field
@@ -108,3 +109,11 @@ def test_the_pages_messages_are_named_by_their_constant_kind_not_by_their_text()
         {"action": "ask", "text": "ok", "conversation": "c-1"},
     ]
     assert choose_client_field(sent) == "action"
+
+
+def test_an_id_that_changes_with_every_chat_message_becomes_a_fresh_message_id():
+    bodies = [
+        {"id": "3f2a9c1e-0b7d-4e55-9a41-2c6f0e8b7d11", "at": "2026-01-01T10:00:00Z", "t": "a"},
+        {"id": "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "at": "2026-01-01T10:00:09Z", "t": "b"},
+    ]
+    assert _per_message_ids(bodies, {"t"}) == ["id"]  # a timestamp changes too: kept as is

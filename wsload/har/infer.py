@@ -21,6 +21,7 @@ from typing import Any
 
 from wsload.errors import ConfigError
 from wsload.har import auth_infer, socketio, socketio_infer
+from wsload.har.chat_infer import infer_chat
 from wsload.har.fields import (
     RUN_NAMES,
     THREAD_NAMES,
@@ -29,8 +30,6 @@ from wsload.har.fields import (
     leaves,
     path_named,
     path_of,
-    set_path,
-    text_path,
 )
 from wsload.har.grammar_infer import infer_sequence
 from wsload.har.messages import Message, json_messages, socketio_messages
@@ -193,7 +192,7 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
     events["spans"] = [list(s) for s in spans]
     _infer_ids(out, complete, ack_user, server_field)
     events["frames_are_unique"] = _frames_unique(complete)
-    _infer_chat(out, complete, client_field, is_sio)
+    infer_chat(out, complete, client_field, is_sio)
     _infer_stream(out, complete)
     confidence = "sure" if len(complete) >= 3 else "likely" if len(complete) == 2 else "guess"
     out.note(
@@ -396,46 +395,6 @@ def _frames_unique(turns: list[_Turn]) -> bool:
         if len(turn.events) > 1 and not varying:
             return False
     return True
-
-
-def _infer_chat(out, turns: list[_Turn], client_field: str, is_sio: bool) -> None:
-    bodies = [t.chat.body for t in turns]
-    thread_values = {}
-    thread_field = out.profile["events"].get("thread_id_field")
-    thread_path = None
-    if thread_field:
-        value = turns[0].events[0].body.get(thread_field)
-        thread_path = path_of(bodies[0], value) if value is not None else None
-    if thread_path is None:
-        thread_path = path_named(bodies[0], THREAD_NAMES)
-    exclude = {thread_path} if thread_path else set()
-    content_path = text_path(bodies, exclude | {client_field})
-    if content_path is None:
-        raise ConfigError(
-            "the recorded chat messages hold no text field: cannot tell where the user's "
-            "message goes",
-            fix="record a session in which you type chat messages into the product",
-        )
-    template = copy.deepcopy(bodies[0])
-    set_path(template, content_path, "{content}")
-    if thread_path:
-        thread_values = {get_path(b, thread_path) for b in bodies}
-        set_path(template, thread_path, "{thread_id}")
-    section = out.section("chat")
-    section["message"] = template
-    if is_sio:
-        section["emit"] = turns[0].chat.name
-    out.corpus = [str(get_path(b, content_path)) for b in bodies]
-    out.note(
-        "sure" if len(bodies) > 1 else "likely",
-        f"chat message: text at {content_path!r}"
-        + (
-            f", thread id at {thread_path!r} ({len(thread_values)} thread(s))"
-            if thread_path
-            else ", no thread id"
-        )
-        + (f", emitted as {turns[0].chat.name!r}" if is_sio else ""),
-    )
 
 
 def _infer_stream(out, turns: list[_Turn]) -> None:

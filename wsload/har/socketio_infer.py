@@ -74,6 +74,14 @@ def transport(out, main: WebSocketSession, recording: Recording, packets, auth) 
 
 def opening_messages(out, opening: list[Message], is_sio: bool) -> None:
     """What the page sent after connecting and before its first chat message."""
+    for message in opening:
+        if auth_infer.JWT.search(message.raw):
+            out.note("sure", f"token: sent in the message {message.name!r} after connecting")
+            out.todo.append(
+                f"the token travels in the page's first message ({message.name!r}), not in "
+                "the upgrade: wsload has no carrier for that; a backend that also takes it in "
+                "a subprotocol, query, cookie or header can be loaded with that carrier"
+            )
     names = list(dict.fromkeys(m.name for m in opening if m.name))
     if is_sio and names:
         out.section("transport")["connect_emits"] = names
