@@ -138,7 +138,25 @@ def _subprotocols(session: WebSocketSession) -> list[str]:
 
 
 def infer_carrier(session: WebSocketSession, recording: Recording) -> AuthFindings:
-    """The ``[auth]`` carrier keys and the token, from the session's upgrade request."""
+    """The ``[auth]`` carrier keys and the token, from the session's upgrade request; the
+    subprotocols the page offered besides the token."""
+    out = _carrier(session, recording)
+    carrier = out.auth.get("carrier")
+    plain = [p for p in _subprotocols(session) if not _token_in(p)]
+    chosen = header(session.response_headers, "Sec-WebSocket-Protocol")
+    if plain and carrier == "ticket":
+        out.auth["subprotocol"] = chosen or plain[0]
+    elif plain and carrier in ("query", "cookie", "header"):
+        out.notes.append(f"subprotocols offered: {', '.join(plain)} (chosen: {chosen or 'none'})")
+        out.todo.append(
+            f"the page offered the subprotocol(s) {', '.join(plain)}; wsload offers one only "
+            "with the subprotocol and ticket carriers: check the server accepts an upgrade "
+            "without it"
+        )
+    return out
+
+
+def _carrier(session: WebSocketSession, recording: Recording) -> AuthFindings:
     out = AuthFindings()
     offered = _subprotocols(session)
     chosen = header(session.response_headers, "Sec-WebSocket-Protocol")
