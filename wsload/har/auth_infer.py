@@ -24,6 +24,12 @@ SECRET_NAMES = re.compile(
     r"token|ticket|secret|password|passwd|pwd|auth|session|key|cookie|credential|sid",
     re.IGNORECASE,
 )
+# A password may be short and hold spaces; another secret (a token, ticket, session id) is
+# one opaque word of some length; anything else under such a name (a label, a translated
+# sentence, "open") is no secret, and replacing it everywhere would mangle the outputs.
+PASSWORD_NAMES = re.compile(r"password|passwd|pwd|secret|credential", re.IGNORECASE)
+MULTIPART_FIELD = re.compile(r'name="([^"]+)"\r\n\r\n(.*?)\r\n--', re.DOTALL)
+SUBJECT_CLAIMS = ("identifier", "user_id", "uid", "username", "preferred_username", "email")
 RESERVED_CLAIMS = ("sub", "iat", "exp", "jti", "iss", "aud", "nbf")
 
 
@@ -73,7 +79,7 @@ def collect_secrets(recording: Recording) -> set[str]:
     def scan_pairs(pairs: list[tuple[str, str]] | dict[str, Any]) -> None:
         items = pairs.items() if isinstance(pairs, dict) else pairs
         for name, value in items:
-            if isinstance(value, str) and len(value) >= 4 and SECRET_NAMES.search(str(name)):
+            if isinstance(value, str) and _secret_value(str(name), value):
                 found.add(value)
             elif isinstance(value, dict):
                 scan_pairs(value)
@@ -108,12 +114,19 @@ def collect_secrets(recording: Recording) -> set[str]:
             _scan_json(text, scan_pairs)
             if "=" in text and "{" not in text:
                 scan_pairs(parse_qsl(text))
+            scan_pairs(MULTIPART_FIELD.findall(text))  # a login form sent as FormData
     for session in recording.sessions:
         for entry in _subprotocols(session):
             for secret in list(found):
                 if secret in entry:
                     found.add(entry)
     return {s for s in found if len(s) >= 4}
+
+
+def _secret_value(name: str, value: str) -> bool:
+    if PASSWORD_NAMES.search(name):
+        return 4 <= len(value) <= 128 and value.count(" ") < 3
+    return bool(SECRET_NAMES.search(name)) and len(value) >= 8 and not re.search(r"\s", value)
 
 
 def _scan_json(text: str, scan_pairs) -> None:
@@ -300,6 +313,12 @@ def with_token(out: AuthFindings, token: str) -> AuthFindings:
         return out
     head, claims = decoded
     subject = claims.get("sub")
+    subject_claim = None
+    if subject is None:  # the user named by another claim (Chainlit: identifier)
+        subject_claim = next(
+            (n for n in SUBJECT_CLAIMS if isinstance(claims.get(n), str) and claims[n]), None
+        )
+        subject = claims.get(subject_claim) if subject_claim else None
     out.subject = str(subject) if subject is not None else None
     token: dict[str, Any] = {"algorithm": str(head.get("alg", "HS256"))}
     token["issuer"] = str(claims.get("iss", ""))
@@ -308,7 +327,11 @@ def with_token(out: AuthFindings, token: str) -> AuthFindings:
     if isinstance(claims.get("exp"), int | float) and isinstance(claims.get("iat"), int | float):
         token["lifetime_s"] = max(1, int(claims["exp"] - claims["iat"]))
     if out.subject:
-        token["subject_prefix"] = re.sub(r"[-_.:]?\d+$", "", out.subject) or "wsload"
+        user = re.sub(r"[^A-Za-z0-9_-]", "-", out.subject.split("@")[0])
+        token["subject_prefix"] = re.sub(r"[-_.:]?\d+$", "", user) or "wsload"
+    if subject_claim:
+        token["subject_claim"] = subject_claim
+        out.notes.append(f"the token names its user in the claim '{subject_claim}' (no 'sub')")
     extra = {}
     for name, value in claims.items():
         if name in RESERVED_CLAIMS:
@@ -335,6 +358,8 @@ def login_request(recording: Recording, token: str | None) -> tuple[str, str] | 
     if not token:
         return None
     for exchange in recording.http:
-        if token in exchange.response_body and exchange.method == "POST":
+        cookies = " ".join(v for n, v in exchange.response_headers if n.lower() == "set-cookie")
+        answered = token in exchange.response_body or token in cookies
+        if answered and exchange.method == "POST":
             return exchange.method, exchange.path
     return None

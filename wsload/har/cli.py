@@ -32,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from wsload.har.writer import corpus_text, known_keys, profile_toml, report_text
 
     recording = read_har(args.recording)
-    inference = infer(recording)
+    known = known_keys()
+    inference = infer(recording, known)
     output = Path(args.output or Path(args.recording).with_suffix(".toml").name)
     corpus = output.with_name(output.stem + "-corpus.txt")
     report = output.with_name(output.stem + "-report.txt")
@@ -42,7 +43,6 @@ def run(args: argparse.Namespace) -> int:
             f"{existing[0]} exists; wsload har does not overwrite it",
             fix="give another --output, or --force to overwrite",
         )
-    known = known_keys()
     output.parent.mkdir(parents=True, exist_ok=True)
     name = args.name or output.stem
     output.write_text(profile_toml(inference, name=name, source=recording.source, known=known))

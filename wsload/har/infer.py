@@ -66,8 +66,9 @@ class _Turn:
     complete: bool
 
 
-def infer(recording: Recording) -> Inference:
-    """Everything the recording tells about the backend's protocol."""
+def infer(recording: Recording, known: dict[str, set[str]] | None = None) -> Inference:
+    """Everything the recording tells about the backend's protocol; ``known``: the profile
+    keys this wsload has (keys it lacks are not inferred where they would change others)."""
     out = Inference(secrets=auth_infer.collect_secrets(recording))
     main = _main_session(recording)
     is_sio = socketio.is_socketio(main)
@@ -85,6 +86,12 @@ def infer(recording: Recording) -> Inference:
         messages = socketio_messages(packets)
         server_field = client_field = socketio_infer.name_key(messages)
         socketio_infer.transport(out, main, recording, packets, auth)
+        refining = "subtype_fields" in (known or {}).get("transport", ())
+        if refining and (fields := socketio_infer.subtypes(messages)):
+            messages = socketio_infer.refined(messages, fields)
+            out.section("transport")["subtype_fields"] = fields
+            kinds = ", ".join(f"{n} by {f}" for n, f in fields.items())
+            out.note("likely", f"events told apart by a field of their data: {kinds}")
     else:
         messages, server_field, client_field = json_messages(main.frames)
     out.section("auth").update(auth.auth or {})
@@ -153,7 +160,10 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
     ack_user = _infer_ack(out, ack, auth, server_field, is_sio)
     if ack_user is None:  # no ack names the user: the token's subject may be in the events
         ack_user = auth.subject
-    _infer_heartbeat(out, pings, pongs)
+    if is_sio:
+        out.note("sure", "heartbeat: Engine.IO's own pings, answered by the transport")
+    else:
+        _infer_heartbeat(out, pings, pongs)
     turns = _split_turns(messages, chats, pongs)
     outside = [m for m in before[1:]]
     terminal = _terminal(turns)
@@ -173,6 +183,15 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
         raise ConfigError(
             f"no recorded chat message was answered with a finished turn ({len(turns)} sent)",
             fix="record again and wait for each answer to finish before exporting",
+        )
+    once = _first_turn_only(complete)
+    if once:
+        outside.extend(m for m in complete[0].events if m.name in once)
+        complete[0].events = [m for m in complete[0].events if m.name not in once]
+        out.note(
+            "likely",
+            f"{', '.join(sorted(once))}: only in the first turn, taken as "
+            "once per conversation and ignored",
         )
     inside = {m.name for t in complete for m in t.events}
     ignore = sorted({m.name for m in outside if m.name and m.name not in inside})
@@ -211,7 +230,8 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
     out.examples["turn"] = [shown(m, server_field) for m in complete[0].events]
     if len(complete) > 1:
         out.examples["next_turn"] = [shown(m, server_field) for m in complete[1].events]
-    if ack is not None and out.profile.get("ack", {}).get("required", True) and ack.name:
+    acked = out.profile.get("ack", {})
+    if ack is not None and ack.name and acked.get("required", True) and acked.get("user_id_field"):
         out.examples["ack"] = shown(ack, server_field)
     if pongs:
         out.examples["pong"] = pongs[0].raw
@@ -225,6 +245,25 @@ def _is_ping(message: Message) -> bool:
 def _example(message: Message, name_key: str) -> str:
     """A Socket.IO event as the profile check reads one: its data, the name under a key."""
     return json.dumps({**message.body, name_key: message.name}, separators=(",", ":"))
+
+
+def _first_turn_only(turns: list[_Turn]) -> set[str]:
+    """Events only the first of several turns had, once, outside any span (a thread being
+    created, a title given): once per conversation, not part of every answer."""
+    if len(turns) < 2:
+        return set()
+    later = {m.name for t in turns[1:] for m in t.events}
+    names = [m.name for m in turns[0].events]
+    spans = {n for pair in infer_spans([[n or "" for n in names]]) for n in pair}
+    return {
+        n
+        for n in names[1:-1]
+        if n
+        and n not in later
+        and names.count(n) == 1
+        and n not in spans
+        and not ("error" in n or "fail" in n)
+    }
 
 
 def _stray(message: Message, turn: _Turn, turns: list[_Turn]) -> bool:
@@ -309,7 +348,7 @@ def _infer_ack(out, ack: Message | None, auth, server_field, is_sio) -> Any:
         else:
             out.note("guess", f"ack: {ack.name!r}; it names no user")
             out.todo.append("ack.user_id_field: the ack names no user the recording shows")
-    section["user_id_field"] = path or "user_id"
+    section["user_id_field"] = path or ""  # no user named: not compared
     return user
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from wsload.har import auth_infer, socketio
 from wsload.har.fields import leaves, set_path
-from wsload.har.messages import Message
+from wsload.har.messages import ID_LIKE, Message
 from wsload.har.reader import Recording, WebSocketSession
 
 NAME_KEYS = ("event", "event_name", "wsload_event")
@@ -125,3 +125,33 @@ def rejection(out, recording: Recording, main: WebSocketSession) -> None:
     example = {**data, name_key: "connect_error"}
     out.examples["rejection"] = json.dumps(example, separators=(",", ":"))
     out.note("sure", f"rejection: a refused CONNECT was answered {refused.raw}")
+
+
+SUBTYPE_FIELDS = ("type", "kind", "role", "name")
+
+
+def subtypes(messages: list[Message]) -> dict[str, str]:
+    """Events the server sends in several kinds under one name (Chainlit's ``new_message``
+    for the run, a tool and the answer), and the data field telling the kinds apart."""
+    out: dict[str, str] = {}
+    names = {m.name for m in messages if not m.sent and m.name}
+    for name in sorted(names):
+        bodies = [m.body for m in messages if not m.sent and m.name == name]
+        for field in SUBTYPE_FIELDS:
+            values = [b.get(field) for b in bodies]
+            kinds = {v for v in values if isinstance(v, str) and not ID_LIKE.fullmatch(v)}
+            if len(kinds) > 1 and all(isinstance(v, str) for v in values):
+                out[name] = field
+                break
+    return out
+
+
+def refined(messages: list[Message], fields: dict[str, str]) -> list[Message]:
+    """The messages with those events named ``name:kind``."""
+    out = []
+    for m in messages:
+        field = fields.get(m.name or "") if not m.sent else None
+        if field and isinstance(m.body.get(field), str):
+            m = Message(m.sent, m.time, f"{m.name}:{m.body[field]}", m.body, m.raw)
+        out.append(m)
+    return out

@@ -15,6 +15,7 @@ from typing import Any
 from wsload.har.fields import get_path, leaves
 
 STARTS = ("start", "started", "starting", "begin", "executing", "running", "call", "open", "opened")
+STARTS += ("new", "create", "created")
 ENDS = (
     "end",
     "ended",
@@ -26,6 +27,8 @@ ENDS = (
     "result",
     "close",
     "closed",
+    "update",
+    "updated",
 )
 # Names of token-bearing events: a repeated event with changing text but another name
 # (agent_thinking's steps) is progress, not a token stream.
@@ -33,28 +36,36 @@ STREAM_WORDS = re.compile(r"token|chunk|delta|stream|partial", re.IGNORECASE)
 _SPLIT = re.compile(r"[_.:\-]")
 
 
-def _stem(name: str, words: tuple[str, ...]) -> str | None:
-    parts = _SPLIT.split(name)
-    if len(parts) > 1 and parts[-1].lower() in words:
-        return name[: len(name) - len(parts[-1])]
-    return None
+def _named_pair(start: str, end: str) -> bool:
+    """Names alike but for one word, a start word in one and an end word in the other
+    (``tool_executing``/``tool_completed``, ``new_message:tool``/``update_message:tool``)."""
+    a, b = _SPLIT.split(start), _SPLIT.split(end)
+    if len(a) != len(b) or len(a) < 2:
+        return False
+    differ = [(x.lower(), y.lower()) for x, y in zip(a, b, strict=True) if x != y]
+    return len(differ) == 1 and differ[0][0] in STARTS and differ[0][1] in ENDS
 
 
 def infer_spans(turns: list[list[str]]) -> list[tuple[str, str]]:
-    """[start, end] pairs found in every turn that has either, in order and equal count."""
+    """[start, end] pairs found in every turn that has either, in order and equal count;
+    of nested ones the innermost (the outer one is most of the turn)."""
     names = {n for turn in turns for n in turn}
     edges = {n for turn in turns if turn for n in (turn[0], turn[-1])}
     spans = []
     for start in sorted(names - edges):
-        stem = _stem(start, STARTS)
-        if stem is None:
-            continue
         for end in sorted(names - edges - {start}):
-            if _stem(end, ENDS) != stem:
-                continue
-            if all(_paired(turn, start, end) for turn in turns):
+            if _named_pair(start, end) and all(_paired(turn, start, end) for turn in turns):
                 spans.append((start, end))
-    return spans
+    return [s for s in spans if not any(_encloses(s, t, turns) for t in spans if t != s)]
+
+
+def _encloses(outer: tuple[str, str], inner: tuple[str, str], turns: list[list[str]]) -> bool:
+    for turn in turns:
+        if all(n in turn for n in (*outer, *inner)):
+            return turn.index(outer[0]) < turn.index(inner[0]) and turn.index(inner[1]) < (
+                len(turn) - 1 - turn[::-1].index(outer[1])
+            )
+    return False
 
 
 def _paired(turn: list[str], start: str, end: str) -> bool:

@@ -63,6 +63,12 @@ def profile_toml(
         table = inference.profile.get(section)
         if not table:
             continue
+        if section == "token" and "subject_claim" in known.get("token", ()):
+            # wsload puts the subject in that claim itself: not among the extra claims
+            claims = {
+                k: v for k, v in table.get("claims", {}).items() if k != table.get("subject_claim")
+            }
+            table = {**table, "claims": claims}
         keys = known.get(section, set())
         prefix = "" if keys else "# "
         lines.append("")
@@ -73,10 +79,10 @@ def profile_toml(
             if key == "match" and section == "ack":
                 continue
             own = "" if key in keys else "# "
-            lines.append(f"{own}{_key(key)} = {_block(value)}")
+            lines.append(f"{own}{_key(key)} = {_block(_tomlable(value))}")
         for match in table.get("match", []) if section == "ack" else ():
             lines.append(f"{prefix}[[ack.match]]")
-            lines.extend(f"{prefix}{_key(k)} = {_value(v)}" for k, v in match.items())
+            lines.extend(f"{prefix}{_key(k)} = {_value(_tomlable(v))}" for k, v in match.items())
     if inference.examples:
         lines.append("")
         lines.append("# Frames as recorded, for `wsload profile check`.")
@@ -84,6 +90,15 @@ def profile_toml(
         for key, value in inference.examples.items():
             lines.append(f"{_key(key)} = {_block(_frames(value))}")
     return redact("\n".join(lines) + "\n", inference.secrets)
+
+
+def _tomlable(value: Any) -> Any:
+    """A JSON value as TOML can hold it: TOML has no null, so null fields are left out."""
+    if isinstance(value, dict):
+        return {k: _tomlable(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list | tuple):
+        return [_tomlable(v) for v in value if v is not None]
+    return value
 
 
 def _frames(value: Any) -> Any:
