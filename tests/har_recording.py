@@ -16,7 +16,7 @@ import json
 import threading
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import partial
@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from browser_support import chromium
+from playwright.sync_api import Page
 
 SOCKETIO_CLIENT = Path(__file__).resolve().parent / "socketio_client"
 
@@ -367,30 +368,40 @@ def record(
     destination: Path,
     *,
     files: dict[str, tuple[str, bytes]] | None = None,
-    extra_headers: dict[str, str] | None = None,
     cookies: list[dict[str, Any]] | None = None,
     proxy: str = "",
 ) -> Path:
     """Serve ``html`` at /, let headless Chromium run it to ``window.done``, save the HAR."""
     pages = {"/": ("text/html", html.encode()), **(files or {})}
+
+    def run_script(page: Page) -> None:
+        page.wait_for_function("window.done !== undefined", timeout=30_000)
+        outcome = page.evaluate("window.done")
+        assert outcome == "ok", outcome
+
+    with page_server(pages, proxy) as origin:
+        return record_app(origin + "/", destination, run_script, cookies=cookies)
+
+
+def record_app(
+    url: str,
+    destination: Path,
+    act: Callable[[Page], None],
+    *,
+    cookies: list[dict[str, Any]] | None = None,
+) -> Path:
+    """Open ``url`` in headless Chromium, let ``act`` use the app, save the HAR."""
     builder = HarBuilder()
-    with (
-        page_server(pages, proxy) as origin,
-        chromium(destination.parent / "chromium-profile") as context,
-    ):
+    with chromium(destination.parent / "chromium-profile") as context:
         if cookies:
-            context.add_cookies([{"url": origin, **c} for c in cookies])
+            context.add_cookies([{"url": url, **c} for c in cookies])
         page = context.new_page()
         cdp = context.new_cdp_session(page)
         builder.attach(cdp)
         cdp.send("Network.enable")
-        if extra_headers:
-            cdp.send("Network.setExtraHTTPHeaders", {"headers": extra_headers})
-        page.goto(origin + "/")
-        page.wait_for_function("window.done !== undefined", timeout=30_000)
-        outcome = page.evaluate("window.done")
+        page.goto(url)
+        act(page)
         builder.fetch_bodies(cdp)
-    assert outcome == "ok", outcome
     destination.write_text(json.dumps(builder.har(), indent=2))
     return destination
 

@@ -13,16 +13,18 @@ from __future__ import annotations
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
 import tomllib
+import urllib.request
 from pathlib import Path
 
 import jwt
 import pytest
 from browser_support import requires_chromium
-from har_recording import SOCKETIO_CLIENT, json_chat, record, socketio_chat
+from har_recording import SOCKETIO_CLIENT, json_chat, record, record_app, socketio_chat
 
 from wsload.config.profile import Profile, load_profile
 from wsload.config.tokens import TokenMinter
@@ -33,6 +35,7 @@ REPO = Path(__file__).resolve().parents[2]
 SECRET = "test-secret-0123456789-abcdefghijklmnop"  # the reference target's (conftest)
 OTHER_SECRET = "other-backend-secret-0123456789abcdef"
 SOCKETIO_SECRET = "socketio-secret-0123456789abcdefghij"
+CHAINLIT_SECRET = "chainlit-secret-0123456789abcdefghijklmnop"
 HAS_SOCKETIO = "transport" in Profile.__dataclass_fields__  # the Socket.IO transport
 MESSAGES = ["Summarise my open tickets.", "Which service failed most?", "Draft a short reply."]
 
@@ -388,3 +391,76 @@ def test_frames_without_times_give_the_same_profile(target_recording, tmp_path):
         for d, n in (("a", har.name), ("b", timeless.name))
     ]
     assert made[0] == made[1]
+
+
+CHAINLIT_APP = REPO / "tests" / "chainlit_app" / "app.py"
+STREAM_NAMES = {"turn:ttft", "turn:itl", "turn:tpot", "turn:output_tokens", "turn:tokens_per_s"}
+
+
+@pytest.fixture(scope="module")
+def chainlit_app(tmp_path_factory):
+    """The Chainlit app of tests/chainlit_app run by ``chainlit run`` on a loopback port."""
+    pytest.importorskip("chainlit")
+    if not CHAINLIT_APP.is_file() or not HAS_SOCKETIO:
+        pytest.skip("needs tests/chainlit_app and the Socket.IO transport")
+    folder = tmp_path_factory.mktemp("chainlit")
+    (folder / "app.py").write_text(CHAINLIT_APP.read_text())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "CHAINLIT_AUTH_SECRET": CHAINLIT_SECRET, "APP_PASSWORD": "pw-0123456"}
+    command = [sys.executable, "-m", "chainlit", "run", "app.py", "--headless"]
+    process = subprocess.Popen(
+        [*command, "--host", "127.0.0.1", "--port", str(port)],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        _wait_http(f"http://127.0.0.1:{port}/", process)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _wait_http(url: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError:
+            time.sleep(0.3)
+    raise RuntimeError(f"{url} did not answer (exit {process.poll()})")
+
+
+def test_a_recording_of_a_real_chainlit_app_loads_it_like_the_chainlit_profile(
+    chainlit_app, tmp_path
+):
+    def use_the_app(page) -> None:  # as a person would: log in, then chat in the UI
+        page.fill("#email", "ana@example.test")
+        page.fill("#password", "pw-0123456")
+        page.click("button[type=submit]")
+        page.wait_for_selector("#chat-input")
+        for done, text in enumerate(MESSAGES, start=1):
+            page.fill("#chat-input", text)
+            page.click("#chat-submit")
+            page.wait_for_function(
+                f"document.body.innerText.split('tok4').length > {done}", timeout=20_000
+            )
+
+    har = record_app(f"http://127.0.0.1:{chainlit_app}/", tmp_path / "chainlit.har", use_the_app)
+    made = wsload_har(har, tmp_path / "chainlit.toml")
+    assert made.returncode == 0 and "profile check: ok" in made.stdout, made.stdout
+    assert "pw-0123456" not in made.stdout + (tmp_path / "chainlit.toml").read_text()
+    profile = load_profile(tmp_path / "chainlit.toml")
+    assert (profile.auth.carrier, profile.auth.cookie_name) == ("cookie", "access_token")
+    host = f"http://127.0.0.1:{chainlit_app}"
+    generated = locust_names(host, tmp_path / "chainlit.toml", CHAINLIT_SECRET, tmp_path / "g")
+    written = locust_names(
+        host, REPO / "wsload" / "profiles" / "chainlit.toml", CHAINLIT_SECRET, tmp_path / "h"
+    )
+    # the same names, and the streamed-token measures the recording showed on top
+    assert protocol_names(generated) == protocol_names(written) | STREAM_NAMES
