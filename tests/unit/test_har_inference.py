@@ -117,3 +117,9 @@ def test_an_id_that_changes_with_every_chat_message_becomes_a_fresh_message_id()
         {"id": "8c1d2e3f-4a5b-4c6d-8e7f-9a0b1c2d3e4f", "at": "2026-01-01T10:00:09Z", "t": "b"},
     ]
     assert _per_message_ids(bodies, {"t"}) == ["id"]  # a timestamp changes too: kept as is
+
+
+def test_of_nested_spans_the_innermost_is_timed():
+    turn = ["task_start", "new_message:run", "new_message:tool", "update_message:tool"]
+    turn += ["new_message:answer", "update_message:run", "task_end"]
+    assert infer_spans([turn]) == [("new_message:tool", "update_message:tool")]
