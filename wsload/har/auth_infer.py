@@ -363,3 +363,14 @@ def login_request(recording: Recording, token: str | None) -> tuple[str, str] | 
         if answered and exchange.method == "POST":
             return exchange.method, exchange.path
     return None
+
+
+def refresh_request(recording: Recording) -> str | None:
+    """The path of a POST that sent a token and got a new one (a refresh), if recorded."""
+    for exchange in recording.http:
+        sent = JWT.findall(exchange.request_body)
+        got = JWT.findall(exchange.response_body)
+        renewed = sent and got and set(got) - set(sent)
+        if exchange.method == "POST" and renewed and "refresh" in exchange.path.lower():
+            return exchange.path
+    return None

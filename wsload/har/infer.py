@@ -107,6 +107,9 @@ def infer(recording: Recording, known: dict[str, set[str]] | None = None) -> Inf
             "cookie or header, no ticket): the carrier is left at the default",
         )
         out.todo.append("say where the token travels: [auth] carrier (see docs/profiles.md)")
+    if refresh := auth_infer.refresh_request(recording):
+        out.section("auth")["refresh_path"] = refresh
+        out.note("sure", f"token refresh: POST {refresh} traded a token for a new one")
     if login := auth_infer.login_request(recording, auth.token_value):
         out.section("auth")["login_path"] = login[1]
         out.note(

@@ -9,6 +9,7 @@ message saying what is wrong and how to export it again.
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,8 +204,6 @@ def _exchange(entry: dict[str, Any]) -> HttpExchange:
     content = response.get("content") or {}
     body = str(content.get("text", "") or "")
     if content.get("encoding") == "base64":
-        import base64
-
         try:
             body = base64.b64decode(body).decode("utf-8", "replace")
         except ValueError:
