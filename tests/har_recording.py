@@ -33,8 +33,9 @@ SOCKETIO_CLIENT = Path(__file__).resolve().parent / "socketio_client"
 # {"send": obj} sends JSON; {"wait": [dotted field, value]} waits for a server message
 # with that value; {"closed": true} waits for the server to close. A session with
 # "login": {"path", "body"} first POSTs the body as JSON and takes the answer's
-# access_token; "ticket": {"path"} then POSTs that token to the path and connects with
-# ?ticket= from the answer (the page server passes POSTs on to the backend).
+# access_token ("refresh": {"path"} then renews it); "ticket": {"path"} then POSTs that
+# token to the path and connects with ?ticket= from the answer (the page server passes
+# POSTs on to the backend).
 JSON_PAGE = """<!doctype html><title>chat</title><script>
 const script = %s;
 function get(obj, path) { return path.split('.').reduce((o, k) => o == null ? o : o[k], obj); }
@@ -44,7 +45,14 @@ async function session(s) {
   if (s.login) {  // log in first, as a frontend does
     const answer = await fetch(s.login.path, {method: 'POST',
       headers: {'Content-Type': 'application/json'}, body: JSON.stringify(s.login.body)});
-    token = (await answer.json()).access_token;
+    const pair = await answer.json();
+    token = pair.access_token;
+    if (s.refresh) {  // and trade the refresh token for a new access token
+      const renewed = await fetch(s.refresh.path, {method: 'POST',
+        headers: {'Content-Type': 'application/json'},
+        body: JSON.stringify({refresh_token: pair.refresh_token})});
+      token = (await renewed.json()).access_token;
+    }
   }
   if (s.ticket) {  // trade the token for a one-time ticket
     const answer = await fetch(s.ticket.path, {method: 'POST',

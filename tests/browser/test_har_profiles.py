@@ -115,7 +115,8 @@ def test_a_login_and_ticket_before_the_websocket_give_the_ticket_carrier_not_the
         message = {"type": "user_message", "payload": {"content": text, "thread_id": "t-8"}}
         steps += [{"send": message}, {"wait": ["type", "agent_completed"]}]
     login = {"path": "/auth/login", "body": {"email": "ana@example.test", "password": password}}
-    script = [{"login": login, "ticket": {"path": "/api/websocket/ticket"}, "steps": steps}]
+    ticket, refresh = {"path": "/api/websocket/ticket"}, {"path": "/auth/refresh"}
+    script = [{"login": login, "refresh": refresh, "ticket": ticket, "steps": steps}]
     har = record(json_chat(target.url, script), tmp_path / "ticket.har", proxy=target.http_url)
     made = wsload_har(har, tmp_path / "ticket.toml")
     assert made.returncode == 0 and "profile check: ok" in made.stdout, made.stdout + made.stderr
@@ -128,6 +129,7 @@ def test_a_login_and_ticket_before_the_websocket_give_the_ticket_carrier_not_the
         "ticket",
     )
     assert auth.login_path == "/auth/login" and profile.token.claims["email"] == "{sub}"
+    assert auth.refresh_path == "/auth/refresh"
     answers = {
         e["request"]["url"].rsplit("/", 1)[1]: json.loads(e["response"]["content"]["text"])
         for e in json.loads(har.read_text())["log"]["entries"]
@@ -135,6 +137,7 @@ def test_a_login_and_ticket_before_the_websocket_give_the_ticket_carrier_not_the
     }
     secrets = [answers["ticket"]["ticket"], password]
     secrets += [answers["login"]["access_token"], answers["login"]["refresh_token"]]
+    secrets += [answers["refresh"]["access_token"]]
     for text in [made.stdout, *(p.read_text() for p in tmp_path.glob("ticket*.t*"))]:
         assert not [s for s in secrets if s in text]
     generated = locust_names(target.url, tmp_path / "ticket.toml", SECRET, tmp_path / "gen")

@@ -354,13 +354,17 @@ def with_token(out: AuthFindings, token: str) -> AuthFindings:
 
 
 def login_request(recording: Recording, token: str | None) -> tuple[str, str] | None:
-    """The (method, path) of the HTTP request whose answer held the token, if recorded."""
+    """The (method, path) of the log-in, if recorded: the POST that sent no token and was
+    answered with one (in its body or a cookie)."""
     if not token:
         return None
     for exchange in recording.http:
         cookies = " ".join(v for n, v in exchange.response_headers if n.lower() == "set-cookie")
-        answered = token in exchange.response_body or token in cookies
-        if answered and exchange.method == "POST":
+        answered = JWT.search(exchange.response_body) or JWT.search(cookies)
+        sent = JWT.search(exchange.request_body) or JWT.search(
+            header(exchange.request_headers, "Authorization") or ""
+        )
+        if answered and not sent and exchange.method == "POST":
             return exchange.method, exchange.path
     return None
 
