@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -242,6 +243,8 @@ def socketio_backend():
 @pytest.fixture(scope="module")
 def socketio_recording(tmp_path_factory, socketio_backend):
     if not (SOCKETIO_CLIENT / "node_modules" / "socket.io-client").is_dir():
+        if shutil.which("npm") is None:
+            pytest.skip("npm is missing: the Socket.IO JS client comes from npm ci")
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=SOCKETIO_CLIENT, check=True)
     port = socketio_backend
     now = int(time.time())
