@@ -18,6 +18,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 from wsload.errors import ConfigError
 from wsload.har import auth_infer, socketio, socketio_infer
@@ -94,6 +95,8 @@ def infer(recording: Recording, known: dict[str, set[str]] | None = None) -> Inf
             out.note("likely", f"events told apart by a field of their data: {kinds}")
     else:
         messages, server_field, client_field = json_messages(main.frames)
+    if not is_sio:
+        _keep_query(out, main, auth.auth or {})
     out.section("auth").update(auth.auth or {})
     if auth.token:
         out.section("token").update(auth.token)
@@ -124,6 +127,20 @@ def infer(recording: Recording, known: dict[str, set[str]] | None = None) -> Inf
     else:
         _infer_rejection(out, recording, main, server_field)
     return out
+
+
+def _keep_query(out: Inference, main: WebSocketSession, auth: dict[str, Any]) -> None:
+    """Query parameters of the upgrade that are neither the token nor a secret (an API
+    version, say) stay in ``endpoint.path``; wsload adds its token parameter after them."""
+    carrier = auth.get("carrier")
+    own = {auth.get("query_param") if carrier == "query" else None}
+    own.add(auth.get("ticket_param") if carrier == "ticket" else None)
+    kept = {
+        k: v for k, v in main.query.items() if k not in own and v not in out.secrets and len(k) < 64
+    }
+    if kept:
+        out.profile["endpoint"]["path"] += "?" + urlencode(kept)
+        out.note("likely", f"endpoint: the query parameters {', '.join(kept)} are kept in the path")
 
 
 def _header(session: WebSocketSession, name: str) -> str | None:
