@@ -27,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from wsload.cli import LOCUSTFILE
     from wsload.har.infer import infer
     from wsload.har.reader import read_har
     from wsload.har.writer import corpus_text, known_keys, profile_toml, report_text
@@ -55,7 +56,13 @@ def run(args: argparse.Namespace) -> int:
     )
     verdict, failed = _check(output, missing)
     outputs = [f"profile {output}", f"corpus {corpus} ({len(inference.corpus)} messages)"]
-    text = report_text(inference, outputs=[*outputs, f"report {report}"], check=verdict)
+    command = (
+        f"run: locust -f {LOCUSTFILE} --host {inference.host} --ws-profile {output} "
+        f"--corpus {corpus}"
+    )
+    if inference.profile.get("auth", {}).get("carrier") == "header":
+        command += " --client-mode native"  # a browser cannot set that header
+    text = report_text(inference, outputs=[*outputs, f"report {report}"], check=[*verdict, command])
     report.write_text(text)
     print(text, end="")
     return EXIT_CONFIG_ERROR if failed else 0

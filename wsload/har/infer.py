@@ -18,7 +18,7 @@ import statistics
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from wsload.errors import ConfigError
 from wsload.har import auth_infer, socketio, socketio_infer
@@ -52,6 +52,7 @@ class Inference:
     todo: list[str] = field(default_factory=list)
     secrets: set[str] = field(default_factory=set)
     framing: str = "json"
+    host: str = ""  # the recorded server, as --host takes it
 
     def section(self, name: str) -> dict[str, Any]:
         return self.profile.setdefault(name, {})
@@ -80,7 +81,8 @@ def infer(recording: Recording, known: dict[str, set[str]] | None = None) -> Inf
     endpoint["origin"] = _header(main, "Origin") or ""
     if agent := _header(main, "User-Agent"):
         endpoint["user_agent"] = agent
-    out.note("sure", f"endpoint: {main.url.split('?')[0]} (path {endpoint['path']})")
+    out.host = urlunsplit(urlsplit(main.url)[:2] + ("", "", ""))
+    out.note("sure", f"endpoint: {out.host} path {endpoint['path']}")
     auth = auth_infer.infer_carrier(main, recording)
     if is_sio:
         packets = socketio.session_packets(main, recording.http)
@@ -140,7 +142,7 @@ def _keep_query(out: Inference, main: WebSocketSession, auth: dict[str, Any]) ->
     }
     if kept:
         out.profile["endpoint"]["path"] += "?" + urlencode(kept)
-        out.note("likely", f"endpoint: the query parameters {', '.join(kept)} are kept in the path")
+        out.note("likely", f"endpoint: its query parameters {', '.join(kept)} kept in the path")
 
 
 def _header(session: WebSocketSession, name: str) -> str | None:
