@@ -111,7 +111,10 @@ def infer(recording: Recording, known: dict[str, set[str]] | None = None) -> Inf
             "token: not found in the upgrade (no JWT in a subprotocol, query, "
             "cookie or header, no ticket): the carrier is left at the default",
         )
-        out.todo.append("say where the token travels: [auth] carrier (see docs/profiles.md)")
+        out.todo.append(
+            "say where the token travels: [auth] carrier (see docs/profiles.md); a HAR saved "
+            "'sanitized' has no cookies or authorization headers: save it 'with content'"
+        )
     if refresh := auth_infer.refresh_request(recording):
         out.section("auth")["refresh_path"] = refresh
         out.note("sure", f"token refresh: POST {refresh} traded a token for a new one")
