@@ -36,6 +36,15 @@ from wsload.har.grammar_infer import infer_sequence
 from wsload.har.messages import Message, json_messages, socketio_messages
 from wsload.har.reader import Recording, WebSocketSession
 from wsload.har.spans import infer_spans, streamed_events
+from wsload.har.turns import (
+    Turn,
+    answers_to,
+    first_turn_only,
+    frames_unique,
+    is_stray,
+    split_turns,
+    terminal_event,
+)
 
 GRAMMAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:\-]*")
 PING_NAMES = ("ping", "heartbeat", "keepalive", "keep_alive")
@@ -59,13 +68,6 @@ class Inference:
 
     def note(self, confidence: str, text: str) -> None:
         self.notes.append((confidence, text))
-
-
-@dataclass
-class _Turn:
-    chat: Message
-    events: list[Message]
-    complete: bool
 
 
 def infer(recording: Recording, known: dict[str, set[str]] | None = None) -> Inference:
@@ -179,7 +181,7 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
     opening = [m for m in messages[:first] if m.sent and m not in pings]
     if opening:
         socketio_infer.opening_messages(out, opening, is_sio)
-    pongs = _pongs(messages, pings)
+    pongs = answers_to(messages, pings)
     before = [m for m in messages[:first] if not m.sent and m not in pongs]
     ack = before[0] if before else None
     ack_user = _infer_ack(out, ack, auth, server_field, is_sio)
@@ -189,9 +191,9 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
         out.note("sure", "heartbeat: Engine.IO's own pings, answered by the transport")
     else:
         _infer_heartbeat(out, pings, pongs)
-    turns = _split_turns(messages, chats, pongs)
+    turns = split_turns(messages, chats, pongs)
     outside = [m for m in before[1:]]
-    terminal = _terminal(turns)
+    terminal = terminal_event(turns)
     for turn in turns:
         names = [m.name for m in turn.events]
         turn.complete = terminal in names
@@ -201,7 +203,7 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
             turn.events = turn.events[:cut]
     complete = [t for t in turns if t.complete]
     for turn in complete:  # a keep-alive sent while the turn ran is no part of it
-        stray = [m for m in turn.events if _stray(m, turn, complete)]
+        stray = [m for m in turn.events if is_stray(m, turn, complete)]
         outside.extend(stray)
         turn.events = [m for m in turn.events if m not in stray]
     if not complete:
@@ -209,7 +211,7 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
             f"no recorded chat message was answered with a finished turn ({len(turns)} sent)",
             fix="record again and wait for each answer to finish before exporting",
         )
-    once = _first_turn_only(complete)
+    once = first_turn_only(complete)
     if once:
         outside.extend(m for m in complete[0].events if m.name in once)
         complete[0].events = [m for m in complete[0].events if m.name not in once]
@@ -235,7 +237,7 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
     spans = infer_spans(sequences)
     events["spans"] = [list(s) for s in spans]
     _infer_ids(out, complete, ack_user, server_field)
-    events["frames_are_unique"] = _frames_unique(complete)
+    events["frames_are_unique"] = frames_unique(complete)
     infer_chat(out, complete, client_field, is_sio)
     _infer_stream(out, complete)
     confidence = "sure" if len(complete) >= 3 else "likely" if len(complete) == 2 else "guess"
@@ -270,73 +272,6 @@ def _is_ping(message: Message) -> bool:
 def _example(message: Message, name_key: str) -> str:
     """A Socket.IO event as the profile check reads one: its data, the name under a key."""
     return json.dumps({**message.body, name_key: message.name}, separators=(",", ":"))
-
-
-def _first_turn_only(turns: list[_Turn]) -> set[str]:
-    """Events only the first of several turns had, once, outside any span (a thread being
-    created, a title given): once per conversation, not part of every answer."""
-    if len(turns) < 2:
-        return set()
-    later = {m.name for t in turns[1:] for m in t.events}
-    names = [m.name for m in turns[0].events]
-    spans = {n for pair in infer_spans([[n or "" for n in names]]) for n in pair}
-    return {
-        n
-        for n in names[1:-1]
-        if n
-        and n not in later
-        and names.count(n) == 1
-        and n not in spans
-        and not ("error" in n or "fail" in n)
-    }
-
-
-def _stray(message: Message, turn: _Turn, turns: list[_Turn]) -> bool:
-    """An event of only some turns that shares none of the ids the turn's others carry."""
-    if all(any(m.name == message.name for m in t.events) for t in turns):
-        return False
-    others = [m for m in turn.events if m.name != message.name]
-    shared = [set(_scalars(m.body)) for m in others]
-    common = set.intersection(*shared) if shared else set()
-    return bool(common) and not (common & set(_scalars(message.body)))
-
-
-def _scalars(body: dict[str, Any]) -> list[tuple[str, Any]]:
-    return [(k, v) for k, v in leaves(body) if isinstance(v, str | int | float)]
-
-
-def _pongs(messages: list[Message], pings: list[Message]) -> list[Message]:
-    out = []
-    for ping in pings:
-        after = [m for m in messages[messages.index(ping) :] if not m.sent]
-        answer = next((m for m in after if "pong" in (m.raw or "").lower()), None)
-        if answer is not None:
-            out.append(answer)
-    return out
-
-
-def _split_turns(messages, chats, pongs) -> list[_Turn]:
-    turns = []
-    for chat in chats:
-        start_index = messages.index(chat)
-        events = []
-        for m in messages[start_index + 1 :]:
-            if m.sent and m in chats:
-                break
-            if not m.sent and m not in pongs and m.name:
-                events.append(m)
-        turns.append(_Turn(chat, events, False))
-    return turns
-
-
-def _terminal(turns: list[_Turn]) -> str:
-    lasts = Counter(t.events[-1].name for t in turns if t.events and t.events[-1].name)
-    if not lasts:
-        raise ConfigError(
-            "no chat message of the recording got an answer on the WebSocket",
-            fix="record again and wait for the answers before exporting the HAR",
-        )
-    return lasts.most_common(1)[0][0]
 
 
 def _infer_ack(out, ack: Message | None, auth, server_field, is_sio) -> Any:
@@ -401,7 +336,7 @@ def _infer_heartbeat(out, pings: list[Message], pongs: list[Message]) -> None:
     out.note("sure", f"heartbeat: ping {pings[0].raw} answered by {pong.raw}")
 
 
-def _infer_ids(out, turns: list[_Turn], ack_user: Any, server_field: str) -> None:
+def _infer_ids(out, turns: list[Turn], ack_user: Any, server_field: str) -> None:
     events = out.section("events")
     bodies = [m.body for t in turns for m in t.events]
     user_field = None
@@ -447,21 +382,7 @@ def _infer_ids(out, turns: list[_Turn], ack_user: Any, server_field: str) -> Non
     out.note("likely" if named else "guess", f"ids in events: {named or 'none found'}")
 
 
-def _frames_unique(turns: list[_Turn]) -> bool:
-    for turn in turns:
-        raws = [m.raw for m in turn.events]
-        if len(set(raws)) < len(raws):
-            return False
-        keys = set.intersection(*(set(m.body) for m in turn.events)) if turn.events else set()
-        varying = [
-            k for k in keys if len({repr(m.body[k]) for m in turn.events}) == len(turn.events)
-        ]
-        if len(turn.events) > 1 and not varying:
-            return False
-    return True
-
-
-def _infer_stream(out, turns: list[_Turn]) -> None:
+def _infer_stream(out, turns: list[Turn]) -> None:
     found = streamed_events([[(m.name or "", m.body) for m in t.events] for t in turns])
     if not found:
         return
