@@ -46,7 +46,7 @@ COLUMNS = (
     "subject",
     "session",
     "turn",
-    "kind",  # connect | auth | event | gap | span | turn | session | probe | http | health
+    "kind",  # connect | tls | auth | event | gap | span | turn | session | probe | http | health
     "name",  # the Locust stats name (health rows: health:cpu, health:lag, health:users)
     "ms",  # latency in ms (health rows: CPU percent, loop lag ms, user count)
     "ok",

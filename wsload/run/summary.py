@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from wsload.run.meta import crash_notice, read_run_meta
+from wsload.run.meta import TLS_INSECURE_NOTICE, crash_notice, read_run_meta
 from wsload.run.recorder import SAMPLES_FILE
+from wsload.run.stream_summary import NOT_MS, stream_lines
 
 _ORDER = ("connect", "auth", "turn:ttfe")
 
@@ -276,6 +277,11 @@ def _missing(value: object) -> bool:
     return value is None or bool(pd.isna(value)) or str(value) == ""
 
 
+def _label(name: str) -> str:
+    """A stats name, with its unit when its values are not milliseconds."""
+    return f"{name} [{NOT_MS[name]}]" if name in NOT_MS else name
+
+
 def _top(failures: pd.Series) -> str:
     counts = failures.value_counts().head(3)
     return ", ".join(f"{name} x{n}" for name, n in counts.items())
@@ -285,17 +291,21 @@ def render(folder: str | Path) -> str:
     """The summary as text for a terminal."""
     samples = load_samples(folder, SUMMARY_COLUMNS)
     lines = [f"wsload summary of {folder} ({len(samples)} samples, times in ms, exact)"]
-    notice = crash_notice(read_run_meta(folder), last_sample_end(samples))
+    meta = read_run_meta(folder)
+    notice = crash_notice(meta, last_sample_end(samples))
     if notice:
         lines.append(f"WARNING: {notice}")
+    if meta.get("tls_insecure") is True:
+        lines.append(f"WARNING: {TLS_INSECURE_NOTICE}")
     lines += headline_lines(samples)
+    lines += stream_lines(samples)
     lines += session_lines(samples)
     table = percentile_table(samples)
     header = f"{'name':<28}{'count':>8}{'fail':>7}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}"
     lines += [header, "-" * len(header)]
     for row in table.itertuples(index=False):
         lines.append(
-            f"{row.name:<28}{row.count:>8}{row.failures:>7}"
+            f"{_label(row.name):<28}{row.count:>8}{row.failures:>7}"
             + "".join(
                 f"{v:>10.1f}" if v == v else f"{'-':>10}"
                 for v in (row.p50, row.p95, row.p99, row.max)

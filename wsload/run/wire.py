@@ -51,7 +51,8 @@ class Encoder:
                 if number is None:
                     number = shapes[shape] = len(shapes)
                     announced.append([number, [shape[0], list(shape[1]), shape[2]]])
-                    announced[-1][1] += [list(shape[3]), shape[4]]
+                    stream = shape[5]
+                    announced[-1][1] += [list(shape[3]), shape[4], stream and list(stream)]
                 append(_turn(item, number))  # type: ignore[arg-type]
             else:
                 append(_ENCODERS[kind](item))  # type: ignore[index]
@@ -66,8 +67,10 @@ class Decoder:
 
     def decode(self, sender: str, message: dict[str, Any]) -> Batch:
         shapes = self._shapes
-        for number, (ttfe, firsts, gaps, spans, intended) in message["shapes"]:
-            shapes[(sender, number)] = (ttfe, tuple(firsts), gaps, tuple(spans), intended)
+        for number, (ttfe, firsts, gaps, spans, intended, stream) in message["shapes"]:
+            shapes[(sender, number)] = (
+                ttfe, tuple(firsts), gaps, tuple(spans), intended, stream and tuple(stream),
+            )  # fmt: skip
         batch = Batch(message["node"])
         out = batch.items
         for item in message["items"]:
@@ -89,19 +92,21 @@ def _turn(record: TurnRecord, shape: int) -> list[Any]:
     who = record.who
     return [_TURN, record.started_at, who.user, who.subject, who.session, record.turn,
             record.inflight, record.sent_bytes, record.intended_ms, shape, record.timings(),
-            result.ok, result.failure, record.detail, record.e2e_ms, result.events]  # fmt: skip
+            result.ok, result.failure, record.detail, record.e2e_ms, result.events,
+            record.output_chars, record.output_words, record.token_events]  # fmt: skip
 
 
 def _decode_turn(item: list[Any], shape: TurnShape) -> TurnRecord:
     (_, started, user, subject, session, turn, inflight, sent, intended, _, values, ok,
-     failure, detail, e2e, events) = item  # fmt: skip
-    has_ttfe, firsts, gaps, spans, _ = shape
+     failure, detail, e2e, events, chars, words, token_events) = item  # fmt: skip
+    has_ttfe, firsts, gaps, spans, _, stream = shape
     at = 1 if has_ttfe else 0
     first_ms = dict(zip(firsts, values[at : at + len(firsts)], strict=True))
     at += len(firsts)
     gaps_ms = values[at : at + gaps]
     at += gaps
     spans_ms = list(zip(spans, values[at : at + len(spans)], strict=True))
+    at += len(spans)
     result = TurnResult(
         ok=ok,
         failures=[(failure, detail)] if failure or detail else [],
@@ -116,13 +121,29 @@ def _decode_turn(item: list[Any], shape: TurnShape) -> TurnRecord:
         run_id=None,
         terminal=None,
     )
-    return TurnRecord(started, Who(user, subject, session), turn, inflight, sent, result, intended)
+    record = TurnRecord(
+        started, Who(user, subject, session), turn, inflight, sent, result, intended
+    )
+    if stream is not None:
+        itls, has_tpot, has_rate = stream
+        record.ttft_ms = values[at]
+        record.itl_ms = values[at + 1 : at + 1 + itls]
+        at += 1 + itls
+        if has_tpot:
+            record.tpot_ms = values[at]
+            at += 1
+        record.output_tokens = int(values[at])
+        if has_rate:
+            record.tokens_per_s = values[at + 1]
+        record.output_chars, record.output_words = chars, words
+        record.token_events = token_events
+    return record
 
 
 def _connection(r: ConnectionAttempt) -> list[Any]:
     return [_CONNECTION, r.started_at, *_who(r.who), r.inflight, r.connect_ms, r.auth_ms,
             r.failure, r.phase, r.detail, r.http_status, r.close_code, r.tcp_ms, r.tls_ms,
-            r.upgrade_ms]  # fmt: skip
+            r.upgrade_ms, r.tls_resumed, r.extensions]  # fmt: skip
 
 
 def _decode_connection(item: list[Any]) -> ConnectionAttempt:
