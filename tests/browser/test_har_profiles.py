@@ -146,6 +146,27 @@ def test_a_login_and_ticket_before_the_websocket_give_the_ticket_carrier_not_the
     assert {"http:ticket", "turn:tool", "turn:e2e"} <= generated
 
 
+def test_a_streamed_answer_gives_the_stream_keys_and_its_token_measures(target_factory, tmp_path):
+    target = target_factory("--stream-tokens", "6")
+    token = TokenMinter(load_profile().token, secret=SECRET).mint("wsload-browser-3")
+    steps: list[dict] = [{"wait": ["type", "connection_established"]}]
+    for text in MESSAGES:
+        message = {"type": "user_message", "payload": {"content": text, "thread_id": "t-9"}}
+        steps += [{"send": message}, {"wait": ["type", "agent_completed"]}]
+    script = [{"protocols": ["jwt-auth", f"jwt-auth.{token}"], "steps": steps}]
+    har = record(json_chat(target.url, script), tmp_path / "stream.har")
+    made = wsload_har(har, tmp_path / "stream.toml")
+    assert made.returncode == 0 and "profile check: ok" in made.stdout, made.stdout
+    profile = load_profile(tmp_path / "stream.toml")
+    assert (profile.stream.events, profile.stream.text_field) == (("stream_chunk",), "data.content")
+    assert "stream_chunk+" in profile.events.sequence
+    generated = locust_names(target.url, tmp_path / "stream.toml", SECRET, tmp_path / "gen")
+    default = REPO / "wsload" / "profiles" / "default.toml"
+    written = locust_names(target.url, default, SECRET, tmp_path / "hand")
+    assert protocol_names(generated) == protocol_names(written)
+    assert {"turn:ttft", "turn:itl", "turn:tpot", "turn:output_tokens"} <= generated
+
+
 @pytest.fixture(scope="module")
 def other_backend(tmp_path_factory):
     process, port = _server("other_backend.py", {"OTHER_SECRET": OTHER_SECRET})

@@ -384,7 +384,8 @@ def _infer_ids(out, turns: list[Turn], ack_user: Any, server_field: str) -> None
 
 def _infer_stream(out, turns: list[Turn]) -> None:
     found = streamed_events([[(m.name or "", m.body) for m in t.events] for t in turns])
-    if not found:
+    if not found:  # no event of the recording streams: none is taken for a token
+        out.profile["stream"] = {"events": []}
         return
     names, text_field = found
     out.profile["stream"] = {"events": names, "text_field": text_field}

@@ -33,6 +33,7 @@ ENDS = (
 # Names of token-bearing events: a repeated event with changing text but another name
 # (agent_thinking's steps) is progress, not a token stream.
 STREAM_WORDS = re.compile(r"token|chunk|delta|stream|partial", re.IGNORECASE)
+ID_TEXT = re.compile(r"[0-9a-fA-F\-]{16,}|\d+(\.\d+)?")
 _SPLIT = re.compile(r"[_.:\-]")
 
 
@@ -83,23 +84,26 @@ def _paired(turn: list[str], start: str, end: str) -> bool:
 
 
 def streamed_events(turns: list[list[tuple[str, dict[str, Any]]]]) -> tuple[list[str], str] | None:
-    """The events that stream text, and the dotted path of the text, if any."""
+    """The events that stream text, and the dotted path of the text, if any: the string
+    field that changes from frame to frame within one answer (an id of the answer does not)."""
     names: list[str] = []
     text_field = None
     candidates = sorted({name for turn in turns for name, _ in turn})
     for name in candidates:
-        bodies = [body for turn in turns for n, body in turn if n == name]
-        repeats = any(sum(n == name for n, _ in turn) > 1 for turn in turns)
-        if not repeats or not STREAM_WORDS.search(name):
+        per_turn = [[body for n, body in turn if n == name] for turn in turns]
+        if not any(len(bodies) > 1 for bodies in per_turn) or not STREAM_WORDS.search(name):
             continue
-        for path, _ in leaves(bodies[0]):
-            values = [get_path(b, path) for b in bodies]
-            if not all(isinstance(v, str) for v in values) or len(set(values)) < 2:
-                continue
-            if any(re.fullmatch(r"[0-9a-f\-]{16,}|\d+(\.\d+)?", v) for v in values):
+        first = next(bodies for bodies in per_turn if bodies)
+        scored = []
+        for path, _ in leaves(first[0]):
+            values = [[get_path(b, path) for b in bodies] for bodies in per_turn if bodies]
+            flat = [v for turn_values in values for v in turn_values]
+            if not all(isinstance(v, str) for v in flat) or any(ID_TEXT.fullmatch(v) for v in flat):
                 continue  # ids and timestamps change too; text does not look like them
-            if text_field in (None, path):
-                text_field = path
-                names.append(name)
-                break
+            changing = sum(len(set(v)) for v in values) / sum(len(v) for v in values)
+            if any(len(set(v)) > 1 for v in values):
+                scored.append((changing, path))
+        if scored and text_field in (None, max(scored)[1]):
+            text_field = max(scored)[1]
+            names.append(name)
     return (names, text_field) if names and text_field else None
