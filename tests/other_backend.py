@@ -2,6 +2,8 @@
 
 Run as ``python tests/other_backend.py``: prints ``PORT`` once listening, serves until
 killed. Built on the third-party ``websockets`` library so it shares no code with wsload.
+The token travels in ``Authorization: Token <jwt>``, or from a browser page in the
+``access_token`` query parameter or the ``other_session`` cookie.
 """
 
 import asyncio
@@ -9,6 +11,8 @@ import json
 import os
 import sys
 import uuid
+from http.cookies import SimpleCookie
+from urllib.parse import parse_qs, urlsplit
 
 import jwt
 from websockets.asyncio.server import serve
@@ -17,13 +21,18 @@ SECRET = os.environ["OTHER_SECRET"]
 
 
 async def handler(ws):
-    if ws.request.path != "/chat/socket":
+    if urlsplit(ws.request.path).path != "/chat/socket":
         await ws.close(4004, "not found")
         return
-    auth = ws.request.headers.get("Authorization", "")
+    auth = ws.request.headers.get("Authorization", "").removeprefix("Token ")
+    if not auth:  # a browser page cannot set headers: its URL or a cookie has the token
+        auth = parse_qs(urlsplit(ws.request.path).query).get("access_token", [""])[0]
+    if not auth:
+        cookies = SimpleCookie(ws.request.headers.get("Cookie", ""))
+        auth = cookies["other_session"].value if "other_session" in cookies else ""
     try:
         claims = jwt.decode(
-            auth.removeprefix("Token "),
+            auth,
             SECRET,
             algorithms=["HS256"],
             audience="other-api",

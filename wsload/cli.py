@@ -242,6 +242,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.set_defaults(func=_cmd_profile)
 
+    from wsload.har import cli as har_cli
+
+    har = sub.add_parser(
+        "har",
+        help="a protocol profile, a corpus and a report from a browser recording (DevTools HAR)",
+        description="Read a HAR exported from the browser's developer tools ('Save all as HAR "
+        "with content') after using the product once, and write a protocol profile inferred "
+        "from its WebSocket (endpoint, token carrier, ack, chat message, event grammar, "
+        "heartbeat, rejection), a corpus of the recorded messages and a report of what was "
+        "inferred and how sure. Secrets in the recording are never written.",
+    )
+    har_cli.add_arguments(har)
+    har.set_defaults(func=har_cli.run)
+
     from wsload.config.spec import GROUPS
 
     options = sub.add_parser(
