@@ -1,4 +1,5 @@
-"""Records written by the CSV writer read back as their samples, whatever text they carry."""
+"""Records written to the results tables read back, in the long view, as their samples,
+whatever text they carry."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from wsload.net.probes import ProbeResult
 from wsload.protocol.tracker import TurnResult
 from wsload.run.batch import Batch
-from wsload.run.recorder import COLUMNS, CsvWriter
+from wsload.run.recorder import COLUMNS, write_run_json
 from wsload.run.records import (
     ConnectionAttempt,
     HealthTick,
@@ -21,6 +22,7 @@ from wsload.run.records import (
     Who,
 )
 from wsload.run.summary import load_samples
+from wsload.run.writer import ArrowWriter
 
 free_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 TS = 1795459291.123456
@@ -57,7 +59,8 @@ def write(folder, *records, users: int = 20):
     batch = Batch("w0")
     for record in records:
         batch.add(record, users)
-    writer = CsvWriter(folder, "run-1")
+    write_run_json(folder, {"run_id": "run-1"})
+    writer = ArrowWriter(folder, "run-1")
     writer.write(batch)
     writer.close()
     return load_samples(folder)
@@ -74,7 +77,7 @@ def read_rows(frame):
     ]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(free_text, free_text), min_size=1, max_size=8))
 def test_subjects_and_details_with_commas_quotes_and_newlines_read_back(tmp_path_factory, texts):
     folder = tmp_path_factory.mktemp("run")
@@ -92,7 +95,7 @@ def test_subjects_and_details_with_commas_quotes_and_newlines_read_back(tmp_path
         got = failed.iloc[i]
         assert got["subject"] == f"s{i}{subject}"
         assert (got["detail"] if isinstance(got["detail"], str) else "") == detail[:300]
-        assert got["run_id"] == "run-1" and got["v"] == 1 and got["users"] == 20
+        assert got["run_id"] == "run-1" and got["v"] == 2 and got["users"] == 20
 
 
 def load_samples_of(folder, records):
@@ -112,7 +115,7 @@ def test_numbers_keep_their_value(tmp_path):
 event_names = st.sampled_from(["agent_started", "tool", "odd,name", '"q"', "100%", "run.end"])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     free_text,
     free_text,
@@ -128,9 +131,9 @@ def test_a_turn_is_written_as_its_samples(
 ):
     folder = tmp_path_factory.mktemp("run")
     record = turn(f"s{subject}", detail, first, gaps, spans, ok, intended, ttfe)
-    before = SessionEvent(TS, Who(1, "before", "x"), "ping", 1.0)
-    after = SessionEvent(TS, Who(1, "after", "x"), "ping", 2.0)
-    got = write(folder, before, record, record, after)  # the second from the cached template
+    before = SessionEvent(TS - 1, Who(1, "before", "x"), "ping", 1.0)
+    after = SessionEvent(TS + 1, Who(1, "after", "x"), "ping", 2.0)
+    got = write(folder, before, record, record, after)  # the long view is in time order
     want = [*expected_rows(before), *expected_rows(record) * 2, *expected_rows(after)]
     rows = read_rows(got)
     assert len(rows) == len(want)
@@ -175,9 +178,9 @@ def test_each_record_kind_has_todays_columns(tmp_path):
 
 def test_the_user_count_changes_where_the_batch_says(tmp_path):
     batch = Batch("n0")
-    for users in (1, 1, 2, 3, 3):
-        batch.add(SessionEvent(TS, Who(1, "s", "x"), "ping", 1.0), users)
-    writer = CsvWriter(tmp_path, "r")
+    for i, users in enumerate((1, 1, 2, 3, 3)):
+        batch.add(SessionEvent(TS + i, Who(1, "s", "x"), "ping", 1.0), users)
+    writer = ArrowWriter(tmp_path, "r")
     writer.write(batch)
     writer.close()
     assert list(load_samples(tmp_path)["users"]) == [1, 1, 2, 3, 3]
@@ -187,7 +190,7 @@ def test_loading_some_columns_reads_just_those_with_the_same_values(tmp_path):
     whole = write(
         tmp_path,
         SessionEvent(TS, Who(1, "a,b", "x"), "session:error", 1.0, "server_error", 'say "x"'),
-        SessionEvent(TS, Who(1, "c", "x"), "ping", 3.25),
+        SessionEvent(TS + 1, Who(1, "c", "x"), "ping", 3.25),
     )
     some = load_samples(tmp_path, ("name", "ok", "ms", "detail"))
     assert list(some.columns) == ["name", "ms", "ok", "detail"]  # file order

@@ -1,6 +1,6 @@
 """Exact gate evaluation over the raw samples of a run.
 
-Every statistic is computed from the rows of ``samples.csv`` (never from Locust's rounded
+Every statistic is computed from the run's measurements (the long view, never from Locust's rounded
 histogram), so the live gate at the end of a run and ``wsload gate`` on the same folder give
 the same verdicts. Times are over the successful samples of a name (a refused connect has
 no meaningful latency); failures are what the counts and failure rates are for.
@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 
 from wsload import taxonomy
-from wsload.errors import ConfigError
 from wsload.gate.config import GateConfig
 from wsload.gate.thresholds import (
     CONFORMANCE,
@@ -39,8 +38,8 @@ from wsload.gate.thresholds import (
     scope_rule,
 )
 from wsload.run.meta import crash_notice, read_run_meta
-from wsload.run.recorder import SAMPLES_FILE
 from wsload.run.summary import last_sample_end, load_samples
+from wsload.run.tables import require_run_folder
 
 PASS = "pass"
 FAIL = "fail"
@@ -360,12 +359,7 @@ def evaluate(
 
 def evaluate_run(folder: str | Path, config: GateConfig) -> GateResult:
     """The gate over a run folder; the same call serves the live and the offline gate."""
-    folder = Path(folder)
-    if not (folder / SAMPLES_FILE).is_file():
-        raise ConfigError(
-            f"{folder} is not a wsload run folder (no {SAMPLES_FILE})",
-            fix="give the folder a run wrote, e.g. results/<run-id>",
-        )
+    folder = require_run_folder(Path(folder))
     meta = read_run_meta(folder)
     stopped = meta.get("stopped")
     samples = load_samples(folder, _NEEDED)

@@ -35,7 +35,7 @@ from wsload.locust.target import start_embedded_target, stop_embedded_target
 from wsload.net.client import preflight
 from wsload.run.recorder import prepare_run_folder
 from wsload.run.records import HttpRequest, Who
-from wsload.run.wire import Decoder, Encoder
+from wsload.run.wire import decode
 
 log = logging.getLogger("wsload")
 
@@ -45,8 +45,6 @@ class _Lifecycle:
 
     health: gevent.Greenlet | None = None
     worker_sink: WorkerSink | None = None
-    encoder: Encoder | None = None
-    decoder = Decoder()
 
 
 _now = _Lifecycle()
@@ -142,9 +140,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     if isinstance(runner, MasterRunner) and environment.parsed_options is not None:
         environment.parsed_options.wsload_workers = runner.worker_count  # for login slots
     if isinstance(runner, WorkerRunner):
-        if _now.encoder is None:
-            _now.encoder = Encoder()  # shapes announced once per worker process
-        _now.worker_sink = WorkerSink(node, environment, _now.encoder)
+        _now.worker_sink = WorkerSink(node, environment, PROCESS.listeners)
         recording.sink = _now.worker_sink
     else:
         if not _begin_run(environment, node):
@@ -218,11 +214,11 @@ def _on_records_from_worker(msg: Any, **_: Any) -> None:
     run = PROCESS.run
     if run is None or run.finished:
         return  # a late message of a run already ended
-    batch = _now.decoder.decode(msg.node_id, msg.data)
+    batches = decode(msg.data)
     run.senders.add(msg.node_id)
     if msg.data.get("final"):
         run.finals.add(msg.node_id)
-    run.sink.add_batch(batch)
+    run.sink.add_shipped(batches)
 
 
 def _tune_gc() -> None:

@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from wsload.run.long_view import load_long
 from wsload.run.meta import crash_notice, read_run_meta
 from wsload.run.recorder import SAMPLES_FILE
+from wsload.run.tables import has_tables
 
 _ORDER = ("connect", "auth", "turn:ttfe")
 
@@ -31,27 +33,52 @@ SUMMARY_COLUMNS = (
     "detail",
 )
 EXAMPLES_PER_ID = 3
+_EPOCH_FLOOR = 946684800.0  # 2000-01-01: a ts before it was cut short
+_EPOCH_CEILING = 4102444800.0  # 2100-01-01
 
 
 def load_samples(folder: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The samples of a run folder; a torn last line (crash) is skipped.
+    """The long view of a run folder (one row per measurement), in memory.
 
-    ``columns`` reads only those (in file order): a saturated generator writes tens of
-    thousands of rows a second, and the end-of-run summary and gate need a few columns of
-    them, not every string of every row in memory.
+    From the results tables when the folder has them (``wsload.run.long_view``), else from
+    a classic ``samples.csv`` (``read_samples_csv``). ``columns`` reads only those.
     """
-    path = Path(folder) / SAMPLES_FILE
+    folder = Path(folder)
+    if has_tables(folder):
+        return load_long(folder, columns, run_id=str(read_run_meta(folder).get("run_id") or ""))
+    return read_samples_csv(folder / SAMPLES_FILE, columns)
+
+
+def read_samples_csv(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A classic long CSV (an exported run, or one written before the tables).
+
+    Only whole rows count: a last line without its newline (a write cut short) is dropped,
+    and so is a row whose ``ts`` is not an epoch time of this century (a field cut short
+    reads as a small number) or whose fields do not parse.
+    """
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(size - 1, 0))
+        torn = size > 0 and handle.read(1) != b"\n"
+    text_columns = {c: "string" for c in _TEXT_COLUMNS if columns is None or c in columns}
     frame = pd.read_csv(
         path,
         usecols=list(columns) if columns is not None else None,
         on_bad_lines="skip",
         keep_default_na=False,  # only an empty field is missing: a detail may say "null"
         na_values=[""],
-        dtype={c: "string" for c in _TEXT_COLUMNS if columns is None or c in columns},
+        dtype=text_columns,
     )
+    if torn and len(frame):
+        frame = frame.iloc[:-1]
+    if "ts" in frame.columns:
+        ts = pd.to_numeric(frame["ts"], errors="coerce")
+        frame = frame.loc[(ts >= _EPOCH_FLOOR) & (ts < _EPOCH_CEILING)].copy()
+        frame["ts"] = ts.loc[frame.index]
     if "ok" in frame.columns:
-        frame["ok"] = frame["ok"].astype(bool)
-    return frame
+        frame["ok"] = pd.to_numeric(frame["ok"], errors="coerce").fillna(0).astype(bool)
+    return frame.reset_index(drop=True)
 
 
 def last_sample_end(samples: pd.DataFrame) -> float | None:
