@@ -35,7 +35,6 @@ from wsload.locust.target import start_embedded_target, stop_embedded_target
 from wsload.net.client import preflight
 from wsload.run.recorder import prepare_run_folder
 from wsload.run.records import HttpRequest, Who
-from wsload.run.wire import decode
 
 log = logging.getLogger("wsload")
 
@@ -214,6 +213,8 @@ def _on_records_from_worker(msg: Any, **_: Any) -> None:
     run = PROCESS.run
     if run is None or run.finished:
         return  # a late message of a run already ended
+    from wsload.run.wire import decode  # pyarrow, imported by the first run's writer
+
     batches = decode(msg.data)
     run.senders.add(msg.node_id)
     if msg.data.get("final"):

@@ -31,7 +31,6 @@ from wsload.locust.stats import REQUEST_TYPE, Failure, StatsBatch
 from wsload.run.batch import Batch
 from wsload.run.recorder import ResultsWriter
 from wsload.run.records import Record, TurnRecord
-from wsload.run.wire import encode, records_of
 
 RECORDS_MESSAGE = "wsload_records"
 SHIP_INTERVAL_S = 1.0
@@ -95,6 +94,8 @@ class LocalSink(Sink):
 
     def _write(self) -> None:
         arrived, self._arrived = self._arrived, []
+        if arrived:
+            from wsload.run.wire import records_of  # pyarrow, once records flow
         for shipped in arrived:
             self._pool.apply(self.writer.write_batches, (shipped,))
             if self.listeners:
@@ -140,6 +141,8 @@ class WorkerSink(Sink):
     def _ship(self, final: bool = False) -> None:
         batch = self.batch
         self.batch = Batch(self.node)
+        from wsload.run.wire import encode  # pyarrow, once records flow
+
         message = self._pool.apply(encode, (batch,))
         for listener in self.listeners if batch else ():
             listener(list(batch.records()))

@@ -31,7 +31,6 @@ from wsload.run.recorder import (
     write_run_json,
 )
 from wsload.run.records import HealthTick, Record
-from wsload.run.writer import ArrowWriter
 
 FINAL_WAIT_S = 5.0  # how long a master waits for its workers' last records
 
@@ -48,6 +47,8 @@ class Run:
         self.environment = environment
         self.options = options
         self.run_id = run_id
+        from wsload.run.writer import ArrowWriter  # pyarrow: only a process that records
+
         self.writer: ResultsWriter = ArrowWriter(folder, run_id)
         self.started = time.time()
         self.stopped: float | None = None

@@ -150,7 +150,7 @@ def load_long(
     ordered by time as the CSV writer wrote them."""
     from wsload.run.tables import connect
 
-    wanted = list(columns) if columns is not None else list(COLUMNS)
+    wanted = [c for c in COLUMNS if columns is None or c in columns]  # in file order
     picked = []
     for column in wanted:
         if column == "v":

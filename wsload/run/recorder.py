@@ -20,7 +20,6 @@ from typing import Any, Protocol
 from wsload.errors import ConfigError
 from wsload.run.batch import Batch
 from wsload.run.long_view import COLUMNS, SCHEMA_VERSION
-from wsload.run.tables import is_run_folder
 
 SAMPLES_FILE = "samples.csv"  # the classic long CSV: ``wsload export --csv``, old runs
 RUN_FILE = "run.json"
@@ -82,6 +81,8 @@ def prepare_run_folder(
             f"--results {folder} is a file, not a folder",
             fix="give --results a folder path (it is created when missing)",
         )
+    from wsload.run.tables import is_run_folder  # pyarrow: not for the option checks
+
     if is_run_folder(folder):
         raise ConfigError(
             f"--results {folder} already holds a run (its results tables)",

@@ -23,12 +23,13 @@ LEGACY_SAMPLES = "samples.csv"
 _PART = re.compile(r"^(?P<table>[a-z_]+)\.(?P<part>\d+)(?P<suffix>\.arrows|\.parquet)$")
 
 
-def read_stream(path: Path) -> pa.Table:
-    """The complete record batches of an Arrow stream file, however it ends."""
+def read_stream(path: Path, data: pa.Buffer | None = None) -> pa.Table:
+    """The complete record batches of an Arrow stream file (or of ``data``, its bytes),
+    however it ends."""
     spec = TABLES.get(path.name.split(".", 1)[0])
     empty = spec.schema.empty_table() if spec is not None else pa.table({})
     try:
-        source = pa.memory_map(str(path))
+        source = pa.memory_map(str(path)) if data is None else pa.BufferReader(data)
     except (OSError, pa.ArrowException):
         return empty
     try:
