@@ -82,12 +82,49 @@ class TableSpec:
             pa.array([u for u, _ in rows], pa.int32()),
         ]
         for column in self.columns:
-            get = column.get
-            values = [get(r) for r in records]
-            if column.type == pa.string() and values and not isinstance(values[0], str | None):
-                values = [None if v is None else str(v) for v in values]
-            arrays.append(pa.array(values, column.type))
+            arrays.append(_array(column, records))
         return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+def _array(column: Column, records: list[Any]) -> pa.Array:
+    """One column of ``records``. Nested values are flattened by hand into offsets and
+    values (pyarrow's conversion of Python dicts and tuples costs several times more)."""
+    get, kind = column.get, column.type
+    values = [get(r) for r in records]
+    if pa.types.is_map(kind) or pa.types.is_list(kind):
+        offsets = [0]
+        flat: list[Any] = []
+        items: list[Any] = []  # a map's values (``flat`` holds its keys)
+        nulls = set()
+        is_map = pa.types.is_map(kind)
+        for i, value in enumerate(values):
+            if value is None:
+                nulls.add(i)
+            else:
+                flat.extend(value)
+                if is_map:
+                    items.extend(value.values())
+            offsets.append(len(flat))
+        mask = pa.array([i in nulls for i in range(len(values))]) if nulls else None
+        offset_array = pa.array(offsets, pa.int32())
+        if is_map:
+            keys = pa.array(flat, kind.key_type)
+            return pa.MapArray.from_arrays(
+                offset_array, keys, pa.array(items, kind.item_type), mask=mask
+            )
+        inner = kind.value_type
+        if pa.types.is_struct(inner):
+            parts = [
+                pa.array([pair[i] for pair in flat], inner.field(i).type)
+                for i in range(inner.num_fields)
+            ]
+            flat_array = pa.StructArray.from_arrays(parts, fields=list(inner))
+        else:
+            flat_array = pa.array(flat, inner)
+        return pa.ListArray.from_arrays(offset_array, flat_array, mask=mask)
+    if kind == pa.string() and values and not isinstance(values[0], str | None):
+        values = [None if v is None else str(v) for v in values]
+    return pa.array(values, kind)
 
 
 def _strip_optional(hint: Any) -> Any:
@@ -140,21 +177,8 @@ def _walk(cls: type, path: str, skip: frozenset[str], seen: set[str]) -> list[Co
             continue
         name = f.name if f.name not in seen else dotted.replace(".", "_")
         seen.add(name)
-        get: Callable[[Any], Any] = attrgetter(dotted)
-        if pa.types.is_map(kind):
-            get = _map_getter(dotted)
-        out.append(Column(name, kind, get, dotted))
+        out.append(Column(name, kind, attrgetter(dotted), dotted))
     return out
-
-
-def _map_getter(dotted: str) -> Callable[[Any], Any]:
-    read = attrgetter(dotted)
-
-    def get(record: Any) -> Any:
-        value = read(record)
-        return None if value is None else list(value.items())
-
-    return get
 
 
 def derive(
@@ -173,7 +197,12 @@ def derive(
 
 
 def _turn_failure(record: TurnRecord) -> str | None:
-    return record.result.failure
+    result = record.result
+    return result.failure if result.failures else None
+
+
+def _turn_detail(record: TurnRecord) -> str:
+    return record.detail if record.result.failures else ""
 
 
 TURNS = derive(
@@ -190,7 +219,7 @@ TURNS = derive(
     computed=(
         ("e2e_ms", pa.float32(), attrgetter("e2e_ms")),
         ("failure", pa.string(), _turn_failure),
-        ("detail", pa.string(), attrgetter("detail")),
+        ("detail", pa.string(), _turn_detail),
     ),
 )
 CONNECTIONS = derive("connections", ConnectionAttempt)
