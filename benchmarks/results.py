@@ -284,10 +284,17 @@ def phase_big(args) -> None:
     wsload = str(Path(sys.executable).with_name("wsload"))
     gate = [wsload, "gate", str(folder), "--threshold", "turn:e2e p99 < 1s", "--threshold",
             "turn:gap p99 < 100ms", "--goodput-limit", "turn:ttfe=60ms"]  # fmt: skip
+    if args.skip_tools:
+        return
     print(f"big: wsload summary  {timed([wsload, 'summary', str(folder)])}")
     print(f"big: wsload gate     {timed(gate)}")
     report = [wsload, "report", str(folder), "--output", str(folder / "report")]
-    print(f"big: wsload report   {timed(report)}")
+    if total <= args.report_max_turns:  # the report still loads the run into pandas
+        print(f"big: wsload report   {timed(report)}")
+    else:
+        print(
+            f"big: wsload report   skipped (loads the run in memory: > {args.report_max_turns:,})"
+        )
     if not args.keep:
         shutil.rmtree(folder)
 
@@ -301,6 +308,8 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=100_000_000)
     parser.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "wsload-big"))
     parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--report-max-turns", type=int, default=1_000_000)
+    parser.add_argument("--skip-tools", action="store_true", help="only write the big run")
     parser.add_argument("--baseline-repo", default="/work/main")
     args = parser.parse_args()
     phases = set(args.only.split(","))

@@ -21,12 +21,16 @@ import pandas as pd
 KEYS = ["kind", "name", "ok", "failure", "ms"]
 
 
-def digest_sql(where: str = "") -> str:
-    """The digest of the long view ``samples`` (rows matching ``where``)."""
+def digest_sql(where: str = "", *, also: tuple[str, ...] = ()) -> str:
+    """The digest of the long view (rows matching ``where``; ``also``: more long-view
+    columns the condition reads), over only the columns it needs."""
+    from wsload.run.long_view import long_view_sql
+
     condition = f"WHERE {where}" if where else ""
+    source = long_view_sql(("kind", "name", "ok", "failure", "ms", *also))
     return (
         "SELECT kind, name, ok, failure, CASE WHEN ok THEN ms END AS ms, count(*) AS n "
-        f"FROM samples {condition} GROUP BY ALL"
+        f"FROM ({source}) {condition} GROUP BY ALL"
     )
 
 

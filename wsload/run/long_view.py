@@ -69,42 +69,60 @@ def _arm(
     where: str = "",
     order: int,
     sub: str = "0",
+    keep: Sequence[str] | None = None,
 ) -> str:
     failed = f"({failure}) IS NOT NULL AND ({failure}) <> ''"
-    return (
-        f'SELECT node, CAST({ts} AS DOUBLE) AS ts, CAST({user} AS BIGINT) AS "user", '
-        f"CAST({subject} AS VARCHAR) AS subject, CAST({session} AS VARCHAR) AS session, "
-        f"CAST({turn} AS BIGINT) AS turn, CAST({kind} AS VARCHAR) AS kind, "
-        f"CAST({name} AS VARCHAR) AS name, {ms} AS ms, NOT ({failed}) AS ok, "
-        f"CAST(NULLIF({failure}, '') AS VARCHAR) AS failure, "
-        f"CAST({http_status} AS BIGINT) AS http_status, "
-        f"CAST({close_code} AS BIGINT) AS close_code, CAST(node_users AS BIGINT) AS users, "
-        f"CAST({nbytes} AS BIGINT) AS bytes, CAST({events} AS BIGINT) AS events, "
-        f"CAST(NULLIF({detail}, '') AS VARCHAR) AS detail, "
-        f"CAST({inflight} AS BIGINT) AS inflight, {order} AS arm, {sub} AS sub "
-        f"FROM {source}" + (f" WHERE {where}" if where else "")
+    expressions = {
+        "node": "node",
+        "ts": f"CAST({ts} AS DOUBLE)",
+        "user": f"CAST({user} AS BIGINT)",
+        "subject": f"CAST({subject} AS VARCHAR)",
+        "session": f"CAST({session} AS VARCHAR)",
+        "turn": f"CAST({turn} AS BIGINT)",
+        "kind": f"CAST({kind} AS VARCHAR)",
+        "name": f"CAST({name} AS VARCHAR)",
+        "ms": ms,
+        "ok": f"NOT ({failed})",
+        "failure": f"CAST(NULLIF({failure}, '') AS VARCHAR)",
+        "http_status": f"CAST({http_status} AS BIGINT)",
+        "close_code": f"CAST({close_code} AS BIGINT)",
+        "users": "CAST(node_users AS BIGINT)",
+        "bytes": f"CAST({nbytes} AS BIGINT)",
+        "events": f"CAST({events} AS BIGINT)",
+        "detail": f"CAST(NULLIF({detail}, '') AS VARCHAR)",
+        "inflight": f"CAST({inflight} AS BIGINT)",
+        "arm": str(order),
+        "sub": sub,
+    }
+    picked = ", ".join(
+        f'{expression} AS "{column}"'
+        for column, expression in expressions.items()
+        if keep is None or column in keep
     )
+    return f"SELECT {picked} FROM {source}" + (f" WHERE {where}" if where else "")
 
 
-def _arms() -> list[str]:
-    turn_part = {"turn": "turn", "order": 0}
+def _arms(keep: Sequence[str] | None = None) -> list[str]:
+    """The rules, each a SELECT of the ``keep`` columns (all when None)."""
+    turn_part = {"turn": "turn", "order": 0, "keep": keep}
     arms = [
         _arm("turns", kind="'event'", name="'turn:ttfe'", ms=_ms("ttfe_ms"),
              where="ttfe_ms IS NOT NULL", **turn_part),
         _arm("(SELECT *, unnest(map_entries(first_ms)) AS _e, "
              "generate_subscripts(map_entries(first_ms), 1) AS _i FROM turns)", kind="'event'",
-             name="'turn:' || _e.key", ms=_ms("_e.value"), turn="turn", order=1, sub="_i"),
+             name="'turn:' || _e.key", ms=_ms("_e.value"), turn="turn", order=1, sub="_i",
+             keep=keep),
         _arm("(SELECT *, unnest(gaps_ms) AS _g, generate_subscripts(gaps_ms, 1) AS _i "
              "FROM turns)", kind="'gap'", name="'turn:gap'", ms=_ms("_g"), turn="turn",
-             order=2, sub="_i"),
+             order=2, sub="_i", keep=keep),
         _arm("(SELECT *, unnest(spans_ms) AS _s, generate_subscripts(spans_ms, 1) AS _i "
              "FROM turns)", kind="'span'", name="'turn:' || _s.name", ms=_ms("_s.ms"),
-             turn="turn", order=3, sub="_i"),
+             turn="turn", order=3, sub="_i", keep=keep),
         _arm("turns", kind="'intended'", name="'turn:e2e_intended'", ms=_ms("intended_ms"),
-             where="intended_ms IS NOT NULL", turn="turn", order=4),
+             where="intended_ms IS NOT NULL", turn="turn", order=4, keep=keep),
         _arm("turns", kind="'turn'", name="'turn:e2e'", ms=_ms("e2e_ms"), failure="failure",
              nbytes="sent_bytes", events="events", detail="detail", inflight="inflight",
-             turn="turn", order=5),
+             turn="turn", order=5, keep=keep),
     ]  # fmt: skip
     failed = "(failure IS NOT NULL AND failure <> '')"
     arms += [
@@ -113,20 +131,21 @@ def _arms() -> list[str]:
              http_status=f"CASE WHEN phase = 'connect' AND {failed} THEN http_status END",
              close_code=f"CASE WHEN phase = 'connect' AND {failed} THEN close_code END",
              detail="CASE WHEN phase = 'connect' THEN detail END", inflight="inflight",
-             order=6),
+             order=6, keep=keep),
         _arm("connections", kind="'auth'", name="'auth'", ms=_ms("coalesce(auth_ms, 0)"),
              failure="failure", http_status=f"CASE WHEN {failed} THEN http_status END",
              close_code=f"CASE WHEN {failed} THEN close_code END", detail="detail",
-             inflight="inflight", where="phase IS DISTINCT FROM 'connect'", order=7),
+             inflight="inflight", where="phase IS DISTINCT FROM 'connect'", order=7, keep=keep),
         _arm("probes", kind="kind", name="name", ms=_ms("elapsed_ms"), failure="failure",
              http_status="http_status", close_code="close_code",
-             detail="substr(outcome || ': ' || coalesce(detail, ''), 1, 300)", order=8),
+             detail="substr(outcome || ': ' || coalesce(detail, ''), 1, 300)", order=8, keep=keep),
         _arm("sessions", kind="'session'", name="name", ms=_ms("ms"), failure="failure",
-             close_code=f"CASE WHEN {failed} THEN close_code END", detail="detail", order=9),
+             close_code=f"CASE WHEN {failed} THEN close_code END", detail="detail", order=9,
+             keep=keep),
         _arm("http", kind="'http'", name="name", ms=_ms("ms"), failure="failure",
-             http_status="http_status", nbytes="length", detail="detail", order=10),
+             http_status="http_status", nbytes="length", detail="detail", order=10, keep=keep),
     ]  # fmt: skip
-    health = {"ts": '"at"', "user": "0", "subject": "NULL", "session": "NULL"}
+    health = {"ts": '"at"', "user": "0", "subject": "NULL", "session": "NULL", "keep": keep}
     arms += [
         _arm("health", kind="'health'", name="'health:cpu'", ms=_ms("cpu_percent", 1),
              order=11, **health),
@@ -138,9 +157,11 @@ def _arms() -> list[str]:
     return arms
 
 
-def long_view_sql() -> str:
-    """The long view over the table views (an ``arm`` column says which rule made a row)."""
-    return "\nUNION ALL\n".join(_arms())
+def long_view_sql(keep: Sequence[str] | None = None) -> str:
+    """The long view over the table views (``arm`` says which rule made a row, ``sub`` which
+    element of a turn's list); ``keep``: just those columns, which spares DuckDB making the
+    others for every measurement."""
+    return "\nUNION ALL\n".join(_arms(keep))
 
 
 def load_long(
