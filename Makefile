@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.wsload-installed
 
-.PHONY: demo test install lint format clean browser notebooks lab
+.PHONY: demo test install lint format clean browser idp notebooks lab
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,7 +35,14 @@ browser:
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
 
-test: install browser
+# The token-endpoint tests start a real identity provider (npm oidc-provider, pinned in
+# tests/idp/package-lock.json); install it when node is there and it is missing.
+idp:
+	@if command -v npm >/dev/null 2>&1 && [ ! -d tests/idp/node_modules/oidc-provider ]; then \
+	  echo "make: installing the test identity provider (npm ci in tests/idp)"; \
+	  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error >/dev/null; fi
+
+test: install browser idp
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 3 --durations=15
@@ -49,4 +56,4 @@ format: install
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) results .pytest_cache .ruff_cache
+	rm -rf $(VENV) results .pytest_cache .ruff_cache tests/idp/node_modules

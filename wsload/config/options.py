@@ -20,13 +20,17 @@ from wsload.capacity.options import CAPACITY_SPECS, ZERO_OK, slo, step_settings
 from wsload.capacity.slo import SLO
 from wsload.capacity.step_plan import StepSettings
 from wsload.config.corpus import Corpus, load_corpus
+from wsload.config.idp_specs import IDP_SPECS
+from wsload.config.idp_tokens import build_oauth2_client, load_file_tokens
 from wsload.config.pacing import Backoff, ThinkTime, parse_think_time
 from wsload.config.profile import Profile, load_profile
 from wsload.config.run_specs import CLIENT_MODES, GATE_SPECS, RUN_SPECS, TOKEN_SOURCES
 from wsload.config.spec import OptionSpec
+from wsload.config.token_file import FileToken
 from wsload.config.tokens import Credential, load_credentials
 from wsload.errors import ConfigError
 from wsload.gate import GateConfig, build_config
+from wsload.net.oauth2 import OAuth2Client
 
 __all__ = [
     "CLIENT_MODES",
@@ -43,7 +47,7 @@ __all__ = [
 ]
 
 #: every option a locustfile registers on Locust's parser, in ``--help`` order
-OPTION_SPECS: tuple[OptionSpec, ...] = RUN_SPECS + GATE_SPECS + CAPACITY_SPECS
+OPTION_SPECS: tuple[OptionSpec, ...] = RUN_SPECS + IDP_SPECS + GATE_SPECS + CAPACITY_SPECS
 _DESTS = tuple(spec.dest for spec in OPTION_SPECS)
 _ZERO_OK = {
     "send_interval",
@@ -91,6 +95,8 @@ class RunOptions:
     user_thresholds: bool  # the user gave thresholds: the gate decides the exit code
     steps: StepSettings  # capacity runs: the step plan's settings
     slo: SLO  # capacity runs: the service levels a step must keep
+    token_file: tuple[FileToken, ...] = ()  # --token-source file: one user per line
+    oauth2: OAuth2Client | None = None  # the token endpoint (oauth2; file tokens' refresh)
 
 
 def _check_number(name: str, value: float | None, *, allow_zero: bool) -> None:
@@ -191,10 +197,15 @@ def _build(get: Callable[..., Any]) -> RunOptions:
         )
     token_source = get("token_source", "mint")
     credentials: tuple[Credential, ...] = ()
-    if token_source == "login":
+    oauth2 = build_oauth2_client(profile, token_source, get)
+    needs_logins = token_source == "login" or (
+        token_source == "oauth2" and profile.oauth2.grant == "password"
+    )
+    if needs_logins:
         if not get("credentials"):
             raise ConfigError(
-                "--token-source login needs --credentials",
+                f"--token-source {token_source} needs --credentials"
+                + (" (the oauth2 password grant logs every user in)" if oauth2 else ""),
                 fix="pass --credentials users.csv (header line email,password; one user per line)",
             )
         credentials = _credentials(get("credentials"))
@@ -241,6 +252,8 @@ def _build(get: Callable[..., Any]) -> RunOptions:
         user_thresholds=bool(get("threshold") or get("thresholds")),
         steps=step_settings(get),
         slo=slo(get),
+        token_file=load_file_tokens(profile, token_source, get),
+        oauth2=oauth2,
     )
 
 

@@ -34,6 +34,9 @@ PROFILE_DIR = Path(__file__).resolve().parent.parent / "profiles"  # package dat
 CARRIERS = ("subprotocol", "header", "query", "cookie", "ticket")
 TOKEN_ENCODINGS = ("raw", "base64url")
 REFRESH_METHODS = ("reconnect", "in_band", "none")
+OAUTH2_GRANTS = ("password", "client_credentials")
+OAUTH2_BODIES = ("form", "json")
+OAUTH2_CLIENT_AUTH = ("basic", "body", "none")
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384")
 
 
@@ -96,6 +99,9 @@ class Ack:
     timeout_s: float = 10.0
     user_id_field: str = "data.user_id"
     match: tuple[dict[str, Any], ...] = ({"type": "connection_established"},)
+    # The claim of a token wsload did not mint (login, file, oauth2) naming the user the ack
+    # must name; the subject of a minted token is wsload's own.
+    subject_claim: str = "sub"
 
 
 @dataclass(frozen=True)
@@ -150,6 +156,24 @@ class Heartbeat:
     ping: dict[str, Any] = field(default_factory=lambda: {"type": "ping"})
 
 
+@dataclass(frozen=True)
+class OAuth2:
+    """An identity provider's OAuth2 token endpoint (``--token-source oauth2``)."""
+
+    endpoint: str = ""  # absolute URL of the token endpoint
+    grant: str = "password"  # password (per user, --credentials) | client_credentials
+    body: str = "form"  # form (RFC 6749) | json
+    client_id: str = ""
+    client_auth: str = "basic"  # basic (HTTP Basic) | body (client_secret_post) | none
+    scope: str = ""
+    params: dict[str, Any] = field(default_factory=dict)  # extra body fields (audience, ...)
+    username_param: str = "username"
+    password_param: str = "password"
+    access_token_field: str = "access_token"  # dotted paths into the JSON answer
+    refresh_token_field: str = "refresh_token"
+    expires_in_field: str = "expires_in"
+
+
 Frame = dict[str, Any] | str  # an example frame: a table, or the JSON text as sent
 
 
@@ -190,6 +214,7 @@ class Profile:
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     limits: Limits = field(default_factory=Limits)
     examples: Examples = field(default_factory=Examples)
+    oauth2: OAuth2 = field(default_factory=OAuth2)
     source: str = "<built-in>"
 
     @cached_property
@@ -464,6 +489,11 @@ def _check(p: Profile, source: Path) -> None:
         raise ProfileError(source, "examples.rejection_close_code", f"{code} is not a close code")
     _positive(source, "limits.max_message_bytes", p.limits.max_message_bytes)
     _positive(source, "limits.connections_per_user", p.limits.connections_per_user)
+    _choice(source, "oauth2.grant", p.oauth2.grant, OAUTH2_GRANTS)
+    _choice(source, "oauth2.body", p.oauth2.body, OAUTH2_BODIES)
+    _choice(source, "oauth2.client_auth", p.oauth2.client_auth, OAUTH2_CLIENT_AUTH)
+    if p.oauth2.endpoint and not p.oauth2.endpoint.startswith(("http://", "https://")):
+        raise ProfileError(source, "oauth2.endpoint", "must be an http:// or https:// URL")
 
 
 # warnings at load start --------------------------------------------------------------------

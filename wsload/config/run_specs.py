@@ -11,7 +11,7 @@ from typing import Any
 from wsload.config.profile import CARRIERS
 from wsload.config.spec import OptionSpec
 
-TOKEN_SOURCES = ("mint", "login")
+TOKEN_SOURCES = ("mint", "login", "file", "oauth2")
 CLIENT_MODES = ("browser", "native")
 
 
@@ -52,14 +52,16 @@ RUN_SPECS: tuple[OptionSpec, ...] = (
     _spec(
         "--token-source",
         "WSLOAD_TOKEN_SOURCE",
-        "mint tokens locally, or log in over HTTP with --credentials",
+        "mint tokens locally, log in over HTTP with --credentials, read pre-issued ones "
+        "from --token-file, or get them from the profile's OAuth2 token endpoint",
         "mint",
         choices=TOKEN_SOURCES,
     ),
     _spec(
         "--credentials",
         "WSLOAD_CREDENTIALS",
-        "CSV file with an email,password header: one login per user (token source login)",
+        "CSV file with an email,password header: one login per user (token source login, "
+        "and oauth2 with the password grant)",
         "",
     ),
     _spec(

@@ -30,7 +30,7 @@ SESSION_NAMES = (
     "session:error",
     "session:duplicate",
 )
-HTTP_NAMES = ("http:login", "http:refresh", "http:ticket")
+HTTP_NAMES = ("http:login", "http:refresh", "http:ticket", "http:token")
 HEALTH_NAMES = ("health:cpu", "health:lag", "health:users")
 NAMESPACES = ("turn:", "session:", "probe:", "conformance:", "health:", "http:")
 

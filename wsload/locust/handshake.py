@@ -14,6 +14,7 @@ from typing import Any
 import gevent
 from locust import User, task
 
+from wsload.locust.credentials import UserCredentials
 from wsload.locust.runtime import Runtime, runtime_for
 from wsload.net.client import ConnectError, Connection, attempt_record, connect
 from wsload.protocol.carrier import place
@@ -29,6 +30,7 @@ class HandshakeUser(User):
         self.index = 0
         self.subject = ""
         self.attempts = 0
+        self.creds: UserCredentials | None = None
 
     def wait_time(self) -> float:
         return 0.0
@@ -36,6 +38,9 @@ class HandshakeUser(User):
     def on_start(self) -> None:
         self.rt = runtime_for(self.environment)
         self.index, self.subject = self.rt.new_user()
+        if self.rt.options.token_source != "mint":  # tokens wsload cannot mint: fetch them
+            self.creds = UserCredentials(self, self.rt, self.index, self.subject)
+            self.creds.acquire()
 
     @task
     def handshake(self) -> None:
@@ -46,8 +51,19 @@ class HandshakeUser(User):
             gevent.sleep(storm - (now % storm))  # the next wave, the same instant everywhere
         self.attempts += 1
         session_id = f"{rt.node}-{self.index}-{self.attempts}"
-        token = rt.minter.mint(self.subject)
-        placement = place(rt.profile.auth, rt.url, token, carrier=rt.options.carrier)
+        creds = self.creds
+        if creds is None:
+            token = rt.minter.mint(self.subject)
+            placement = place(rt.profile.auth, rt.url, token, carrier=rt.options.carrier)
+            expected = self.subject
+        else:
+            due = creds.due_in()
+            if creds.token is None or (due is not None and due <= 0):
+                creds.refresh() if creds.token else creds.acquire()
+            placement = creds.placement()
+            expected = creds.expected_subject
+            if placement is None:
+                return
         rt.inflight_handshakes += 1
         inflight = rt.inflight_handshakes
         try:
@@ -55,7 +71,7 @@ class HandshakeUser(User):
                 rt.url,
                 rt.profile,
                 placement,
-                expected_subject=self.subject,
+                expected_subject=expected,
                 options=rt.client_options,
             )
         except ConnectError as err:

@@ -20,9 +20,9 @@ from locust import events
 from locust.env import Environment
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
+from wsload.config.idp_tokens import check_token_source, run_minter
 from wsload.config.options import RunOptions, from_namespace, websocket_url
 from wsload.config.profile_warnings import profile_warnings
-from wsload.config.tokens import TokenMinter
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.gate.names import check_gate_names
 from wsload.locust.arguments import add_options
@@ -44,6 +44,7 @@ class _Lifecycle:
 
     health: gevent.Greenlet | None = None
     worker_sink: WorkerSink | None = None
+    said: set[str] = set()  # warnings of the checks before load, said once per process
 
 
 _now = _Lifecycle()
@@ -69,14 +70,14 @@ def _fail_config(error: ConfigError) -> None:
 
 def check_options(environment: Environment, options: RunOptions) -> None:
     """Everything a run needs that can be checked before any user starts."""
-    TokenMinter(
-        options.profile.token,
-        secret=options.jwt_secret,
-        key_file=options.jwt_private_key,
-        lifetime_s=options.token_lifetime_s,
-    )
+    run_minter(options)
     check_gate_names(options.gate, options.profile)
     websocket_url(environment.host, options.profile)
+    run_time = getattr(environment.parsed_options, "run_time", None)
+    for warning in check_token_source(options, run_time):
+        if warning not in _now.said:
+            _now.said.add(warning)
+            log.warning("%s", warning)
 
 
 @events.init_command_line_parser.add_listener

@@ -16,6 +16,7 @@ from typing import Any
 
 from locust import User, task
 
+from wsload.locust.credentials import UserCredentials
 from wsload.locust.runtime import Runtime, runtime_for
 from wsload.net.probes import applicable_probes, run_probe, sample_kind, stats_name
 from wsload.run.records import ProbeRecord, Who
@@ -40,7 +41,11 @@ class SecurityProbeUser(User):
     def on_start(self) -> None:
         self.rt = runtime_for(self.environment)
         self.index, self.subject = self.rt.new_user()
-        self._probes = applicable_probes(self.rt.profile)
+        sample = None
+        if self.rt.minter is None:  # tokens from elsewhere: probes start from a real one
+            creds = UserCredentials(self, self.rt, self.index, self.subject, borrowed=True)
+            sample = creds.token if creds.acquire() else None
+        self._probes = applicable_probes(self.rt.profile, self.rt.probe_tokens(sample))
         self._next = random.randrange(len(self._probes))  # probe users spread over probes
 
     @task

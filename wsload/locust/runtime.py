@@ -9,8 +9,10 @@ from collections.abc import Callable
 from locust.env import Environment
 from locust.runners import WorkerRunner
 
+from wsload.config.idp_tokens import run_minter
 from wsload.config.options import OPTION_SPECS, RunOptions, from_namespace, http_base, websocket_url
 from wsload.config.templates import JsonTemplate
+from wsload.config.token_file import FileToken
 from wsload.config.tokens import Credential, TokenMinter, node_tag, subject_for
 from wsload.errors import ConfigError
 from wsload.locust.process import PROCESS
@@ -28,12 +30,8 @@ class Runtime:
         self.options = options
         self.profile = options.profile
         self.grammar = options.profile.grammar
-        self.minter = TokenMinter(
-            options.profile.token,
-            secret=options.jwt_secret,
-            key_file=options.jwt_private_key,
-            lifetime_s=options.token_lifetime_s,
-        )
+        # None when tokens come from elsewhere and no key is given: wsload cannot sign.
+        self.minter: TokenMinter | None = run_minter(options)
         if not environment.host:
             raise ConfigError("no --host to load", fix="pass --host ws://HOST:PORT")
         self.url = websocket_url(environment.host, options.profile)
@@ -59,11 +57,18 @@ class Runtime:
         """The chat message as sent, from the profile's template."""
         return self._chat_template.render(content=content, thread_id=thread_id)
 
-    def probe_tokens(self) -> ProbeTokens:
-        """The crafter of defective credentials, made once (it may generate a key)."""
+    def probe_tokens(self, sample: str | None = None) -> ProbeTokens:
+        """The crafter of defective credentials, made once (it may generate a key);
+        without a minter, from ``sample``, a real token of the run's token source."""
         if self._probe_tokens is None:
-            self._probe_tokens = ProbeTokens(self.minter)
+            self._probe_tokens = ProbeTokens(self.minter, sample)
         return self._probe_tokens
+
+    def file_token_for(self, index: int) -> FileToken | None:
+        """The token file line of user ``index``, spread over all workers; one user a line."""
+        tokens = self.options.token_file
+        slot = self._slot(index)
+        return tokens[slot] if slot < len(tokens) else None
 
     def credential_for(self, index: int) -> Credential | None:
         """The login of user ``index``, spread over all workers; None past the profile's cap.
@@ -72,14 +77,18 @@ class Runtime:
         subject never holds more sessions than the backend allows.
         """
         creds = self.options.credentials
+        slot = self._slot(index)
+        if not creds or slot >= len(creds) * self.profile.limits.connections_per_user:
+            return None
+        return creds[slot % len(creds)]
+
+    def _slot(self, index: int) -> int:
+        """User ``index`` of this process as a position across all workers."""
         parsed = self.environment.parsed_options
         workers = max(1, int(getattr(parsed, "wsload_workers", 1) or 1))
         runner = self.environment.runner
         worker = runner.worker_index if isinstance(runner, WorkerRunner) else 0
-        slot = (index - 1) * workers + worker
-        if not creds or slot >= len(creds) * self.profile.limits.connections_per_user:
-            return None
-        return creds[slot % len(creds)]
+        return (index - 1) * workers + worker
 
     def new_user(self) -> tuple[int, str]:
         """Index and subject of a new user, unique across generator processes."""

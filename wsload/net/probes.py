@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from wsload import taxonomy
 from wsload.config.profile import Profile
+from wsload.config.token_file import unverified_claims
 from wsload.config.tokens import TokenMinter
 from wsload.net.client import ClientOptions, ConnectError, connect, exchange_head
 from wsload.protocol.carrier import Placement, place
@@ -63,14 +64,37 @@ def sample_kind(probe: str) -> str:
     return "conformance" if probe in CONFORMANCE_PROBES else "probe"
 
 
-def applicable_probes(profile: Profile) -> tuple[str, ...]:
+# Probes that need a token signed with the backend's own key: wsload can craft them only
+# when it can mint (a token file or an identity provider signs with a key wsload lacks).
+SIGNED_PROBES = frozenset(
+    {
+        "expired",
+        "not_yet_valid",
+        "wrong_issuer",
+        "wrong_audience",
+        "missing_sub",
+        "missing_exp",
+        "refresh_as_access",
+    }
+)
+# Probes crafted from a real token's claims: without a minter, the sample must be a JWT.
+CLAIM_PROBES = frozenset({"bad_signature", "alg_none", "tampered_claims"})
+
+
+def applicable_probes(profile: Profile, tokens: ProbeTokens | None = None) -> tuple[str, ...]:
     """The probes that mean something for this profile's tokens.
 
     A claim the backend's tokens never carry (no issuer, audience or token type) cannot be
-    checked by it, so probing with a wrong one would only report a non-finding.
+    checked by it, so probing with a wrong one would only report a non-finding. Without a
+    minter (``tokens.minter`` None) the probes that need the backend's signing key are
+    skipped, and those made from a real token's claims too when that token is not a JWT.
     """
     claims = profile.token.claims
     skip = set()
+    if tokens is not None and tokens.minter is None:
+        skip |= SIGNED_PROBES
+        if tokens.sample_claims is None:
+            skip |= CLAIM_PROBES
     if not profile.token.issuer:
         skip.add("wrong_issuer")
     if not profile.token.audience:
@@ -105,11 +129,14 @@ def _b64(data: bytes) -> str:
 
 
 class ProbeTokens:
-    """Crafts each defective credential from the run's own minter (same claims otherwise)."""
+    """Crafts each defective credential from the run's own minter (same claims otherwise),
+    or, when wsload cannot mint, from ``sample``, a real token of the run's token source."""
 
-    def __init__(self, minter: TokenMinter) -> None:
+    def __init__(self, minter: TokenMinter | None, sample: str | None = None) -> None:
         self.minter = minter
-        alg = minter.algorithm
+        self.sample = sample
+        self.sample_claims = unverified_claims(sample) if sample else None
+        alg = minter.algorithm if minter is not None else _sample_alg(sample)
         if alg.startswith("HS"):
             self._other_key: Any = secrets.token_urlsafe(48)
         elif alg.startswith("RS"):
@@ -117,6 +144,12 @@ class ProbeTokens:
         else:
             curve = ec.SECP384R1() if alg == "ES384" else ec.SECP256R1()
             self._other_key = ec.generate_private_key(curve)
+
+    def valid(self, subject: str) -> str:
+        """A token the server should accept (sent where it must not count)."""
+        if self.minter is not None:
+            return self.minter.mint(subject)
+        return self.sample or ""
 
     def token(self, probe: str, subject: str) -> str | None:
         """The credential ``probe`` sends (None: none at all)."""
@@ -126,6 +159,8 @@ class ProbeTokens:
             return None
         if probe == "garbage_token":
             return "not-a-jwt." + secrets.token_urlsafe(24)
+        if m is None:
+            return self._from_sample(probe)
         if probe == "expired":
             return m.mint(subject, now=now - 7200, lifetime_s=60)
         if probe == "not_yet_valid":
@@ -152,6 +187,31 @@ class ProbeTokens:
             return f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
         raise ValueError(f"no token for probe {probe!r}")
 
+    def _from_sample(self, probe: str) -> str:
+        """A defective credential made from a real token, for a backend wsload cannot sign
+        for: its header and claims, with the signature or the claims broken."""
+        header, payload, signature = (self.sample or "..").split(".")[:3]
+        if probe == "bad_signature":
+            forged = secrets.token_bytes(max(32, len(signature) * 3 // 4))
+            return f"{header}.{payload}.{_b64(forged)}"
+        if probe == "alg_none":
+            none = _b64(json.dumps({"alg": "none", "typ": "JWT"}).encode())
+            return f"{none}.{payload}."
+        if probe == "tampered_claims":
+            claims = dict(self.sample_claims or {})
+            claims["sub"] = f"{claims.get('sub', '')}-admin"
+            claims["permissions"] = ["admin"]
+            return f"{header}.{_b64(json.dumps(claims).encode())}.{signature}"
+        raise ValueError(f"probe {probe!r} needs the backend's signing key")
+
+
+def _sample_alg(sample: str | None) -> str:
+    try:
+        alg = jwt.get_unverified_header(sample or "").get("alg")
+    except jwt.PyJWTError:
+        return "HS256"
+    return alg if isinstance(alg, str) and alg[:2] in ("HS", "RS", "ES") else "HS256"
+
 
 def placement_for(
     probe: str, profile: Profile, url: str, tokens: ProbeTokens, subject: str
@@ -160,7 +220,7 @@ def placement_for(
     if probe == "header_dropped":
         # What a client library that silently drops the auth header leaves on the wire:
         # the token under a name the server does not read, and nowhere else.
-        valid = tokens.minter.mint(subject)
+        valid = tokens.valid(subject)
         return Placement(url, headers=(("X-Dropped-Authorization", f"Bearer {valid}"),))
     token = tokens.token(probe, subject)
     carrier = "subprotocol" if profile.auth.carrier == "ticket" else profile.auth.carrier
@@ -259,7 +319,7 @@ def _run_http_probe(
         ).encode()
         refused = {400, 426}
     else:
-        placement = place(profile.auth, url, tokens.minter.mint(subject), carrier="subprotocol")
+        placement = place(profile.auth, url, tokens.valid(subject), carrier="subprotocol")
         request = build_request(
             endpoint, subprotocols=placement.subprotocols, key=malformed_key()
         ).to_bytes()
