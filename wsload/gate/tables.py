@@ -15,6 +15,7 @@ from pathlib import Path
 from wsload.gate.config import GateConfig
 from wsload.gate.thresholds import TURN_NAME
 from wsload.run import digest
+from wsload.run.summary_sql import time_span
 from wsload.run.tables import connect
 
 
@@ -62,10 +63,12 @@ def evaluate_tables(folder: Path, config: GateConfig, *, stopped: float | None):
 
     con = connect(folder)
     try:
-        first, last, last_end = con.execute(
-            "SELECT min(ts), max(ts), max(ts + coalesce(ms, 0) / 1000.0) "
-            "FILTER (WHERE kind <> 'health') FROM samples"
+        first, last = con.execute(
+            "SELECT min(least(a, b)), max(greatest(a, b)) FROM ("
+            "SELECT min(started_at) AS a, max(started_at) AS b FROM turns UNION ALL "
+            "SELECT min(ts), max(ts) FROM samples WHERE arm >= 6)"
         ).fetchone()
+        _, last_end = time_span(con)
         if first is None:
             counted = digest.tidy(con.execute(digest.digest_sql("false")).df())
             frame = _Frame(counted, None, {}, lambda _: (0, 0))

@@ -17,6 +17,30 @@ from wsload.run.tables import connect
 EXAMPLE_COLUMNS = '"user", subject, session, kind, name, ms, ok, failure, detail, ts'
 
 
+def time_span(con) -> tuple[float | None, float | None]:
+    """(first start, last end) of the measurements, health left out, as the long view has
+    them: a turn's measurements all start at its start, so its last end is its start plus
+    its largest value, read off its row without unfolding it."""
+    largest = (
+        "greatest(coalesce(ttfe_ms, 0), coalesce(list_max(map_values(first_ms)), 0), "
+        "coalesce(list_max(gaps_ms), 0), "
+        "coalesce(list_max(list_transform(spans_ms, lambda s: s.ms)), 0), "
+        "coalesce(intended_ms, 0), coalesce(e2e_ms, 0))"
+    )
+    turns = (
+        "SELECT min(started_at) AS first, "
+        f"max(started_at + round(CAST({largest} AS DOUBLE), 3) / 1000.0) AS last FROM turns"
+    )
+    others = (
+        "SELECT min(ts) AS first, max(ts + coalesce(ms, 0) / 1000.0) AS last FROM samples "
+        "WHERE arm BETWEEN 6 AND 10"
+    )
+    first, last = con.execute(
+        f"SELECT min(first), max(last) FROM ({turns} UNION ALL {others})"
+    ).fetchone()
+    return first, last
+
+
 def render_facts(folder: Path, per_id: int = 3) -> tuple:
     """(samples, last end, headline, digest, security lines, example lines) of a run."""
     from wsload.run.summary import (
@@ -28,20 +52,18 @@ def render_facts(folder: Path, per_id: int = 3) -> tuple:
     con = connect(folder)
     try:
         counted = digest.tidy(con.execute(digest.digest_sql()).df())
-        first, last_end, last_turn_end = con.execute(
-            "SELECT min(ts) FILTER (WHERE kind <> 'health'), "
-            "max(ts + coalesce(ms, 0) / 1000.0) FILTER (WHERE kind <> 'health'), "
-            "max(ts + coalesce(ms, 0) / 1000.0) FILTER (WHERE name = 'turn:e2e') "
-            "FROM samples"
+        first, last_end = time_span(con)
+        (last_turn_end,) = con.execute(
+            "SELECT max(ts + coalesce(ms, 0) / 1000.0) FROM samples WHERE arm = 5"
         ).fetchone()
         quoted = con.execute(
-            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE kind IN ('probe', 'conformance') "
-            "OR failure = 'identity_mismatch'"
+            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE arm BETWEEN 6 AND 8 AND "
+            "(kind IN ('probe', 'conformance') OR failure = 'identity_mismatch')"
         ).df()
-        failed = con.execute(
-            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE NOT ok QUALIFY row_number() OVER "
-            "(PARTITION BY coalesce(failure, 'failed') ORDER BY ts, turn, arm, sub) <= ? "
-            "ORDER BY ts, turn, arm, sub",
+        failed = con.execute(  # a turn's measurements but its e2e never fail (arms 0-4)
+            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE arm >= 5 AND NOT ok QUALIFY "
+            "row_number() OVER (PARTITION BY coalesce(failure, 'failed') ORDER BY ts, turn, "
+            "arm, sub) <= ? ORDER BY ts, turn, arm, sub",
             [per_id],
         ).df()
     finally:
