@@ -176,7 +176,7 @@ def phase_master(args, old_recorder, old_wire) -> None:
 
 
 def phase_bytes(args) -> None:
-    from generator import FAST_TURN, fresh_target, locust
+    from generator import FAST_TURN, SECRET, fresh_target, locust
 
     from wsload.run.export import export_csv
     from wsload.run.tables import read_table
@@ -185,7 +185,8 @@ def phase_bytes(args) -> None:
         results = Path(tmp) / "run"
         cmd = locust("ws_auth.py", t.url, 100, args.bytes_seconds, results,
                      "--think-time", "0", "--heartbeat-interval", "0")  # fmt: skip
-        subprocess.run(cmd, cwd=REPO, capture_output=True, timeout=args.bytes_seconds + 60)
+        env = {**os.environ, "JWT_SECRET_KEY": SECRET}
+        subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=args.bytes_seconds + 90)
         turns = read_table(results, "turns", ["turn"]).num_rows
         tables = sum(p.stat().st_size for p in results.glob("*.parquet"))
         turn_table = sum(p.stat().st_size for p in results.glob("turns.*.parquet"))
