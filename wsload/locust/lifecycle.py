@@ -89,6 +89,11 @@ def _add_options(parser: Any, **_: Any) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     PROCESS.environment = environment
     recording_for(environment)
+    # pyarrow (the results tables) loads now, not when the first run starts: an import of
+    # a second on a busy machine must not come out of the run's time.
+    import wsload.run.wire
+    import wsload.run.writer  # noqa: F401
+
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(RECORDS_MESSAGE, _on_records_from_worker)
