@@ -136,6 +136,7 @@ class WorkerSink(Sink):
         self.runner: WorkerRunner = environment.runner
         self.listeners = listeners
         self._pool = gevent.get_hub().threadpool
+        self._stop = gevent.event.Event()
         self._loop = gevent.spawn(self._ship_forever)
 
     def _ship(self, final: bool = False) -> None:
@@ -151,12 +152,14 @@ class WorkerSink(Sink):
             self.runner.send_message(RECORDS_MESSAGE, message)
 
     def _ship_forever(self) -> None:
-        while True:
-            gevent.sleep(SHIP_INTERVAL_S)
+        while not self._stop.wait(SHIP_INTERVAL_S):
             self._ship()
 
     def close(self) -> None:
-        self._loop.kill(block=False)
+        """Stop shipping once a second (a batch being encoded is shipped, never dropped),
+        then ship the rest as the final message."""
+        self._stop.set()
+        self._loop.join()
         self._ship(final=True)
 
 
