@@ -22,7 +22,7 @@ from wsload.run.records import Record
 
 __all__ = ["decode", "encode", "records_of"]
 # lz4 halves a second of turns for a few percent of the worker's encoding time
-_SHIP_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4")
+_SHIP_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 
 
 def encode(batch: Batch) -> dict[str, Any]:
