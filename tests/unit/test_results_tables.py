@@ -242,3 +242,16 @@ def test_compaction_leaves_parquet_only_and_the_same_rows(tmp_path):
     after = load_samples(tmp_path)
     assert after.equals(before)
     assert json.loads((tmp_path / "run.json").read_text())["stopped"] is not None
+
+
+def test_a_classic_csv_drops_a_torn_last_line_and_a_ts_cut_short(tmp_path):
+    header = "v,run_id,node,ts,user,kind,name,ms,ok,users\n"
+    good = "1,r,n,1800000000.5,1,connect,connect,2.0,1,1\n"
+    cut_ts = "1,r,n,1800,1,connect,connect,2.0,1,1\n"  # a ts whose digits were cut off
+    torn = "1,r,n,1800000001.5,1,connect,connect,3"  # the write stopped mid-line
+    (tmp_path / "samples.csv").write_text(header + good * 3 + cut_ts + torn)
+    samples = load_samples(tmp_path)
+    assert len(samples) == 3 and set(samples["ms"]) == {2.0}
+    assert samples["ts"].min() == 1800000000.5
+    config = GateConfig(thresholds=(), security=False, run_checks=False)
+    assert evaluate(samples, config).duration_s < 0.01  # the 2 ms measured, not 1.8e9 s
