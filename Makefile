@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.wsload-installed
 
-.PHONY: demo test install lint format clean browser idp notebooks lab
+.PHONY: demo test install lint format clean browser idp prometheus notebooks lab
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -42,7 +42,15 @@ idp:
 	  echo "make: installing the test identity provider (npm ci in tests/idp)"; \
 	  npm ci --prefix tests/idp --no-audit --no-fund --loglevel=error >/dev/null; fi
 
-test: install browser idp
+# The live-metrics tests scrape a run with a real Prometheus: Debian's, installed when missing.
+prometheus:
+	@command -v prometheus >/dev/null 2>&1 || { \
+	  echo "make: installing Debian prometheus for the live-metrics tests"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+test: install browser idp prometheus
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -n 3 --durations=15

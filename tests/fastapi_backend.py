@@ -8,8 +8,9 @@ hold wsload to servers it has never seen:
 - ``LEAK_FRACTION``: share of agent events also sent to another user's open session;
 - ``DUPLICATE_TERMINAL``: 1 sends every ``agent_completed`` twice, byte-identical.
 
-Run as ``python tests/fastapi_backend.py --ws wsproto|websockets``: prints ``PORT`` once
-listening, serves until killed. With ``--ws wsproto`` uvicorn accepts a malformed
+Run as ``python tests/fastapi_backend.py --ws wsproto|websockets [--no-deflate]``: prints
+``PORT`` once listening, serves until killed; permessage-deflate is accepted (uvicorn's
+default) unless ``--no-deflate``. With ``--ws wsproto`` uvicorn accepts a malformed
 ``Sec-WebSocket-Key`` (lax handshake) while auth stays enforced.
 """
 
@@ -110,11 +111,18 @@ async def _turn(ws: WebSocket, user: str, thread: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--ws", default="websockets", choices=("websockets", "wsproto"))
+    parser.add_argument("--no-deflate", action="store_true", help="refuse permessage-deflate")
     args = parser.parse_args()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     print(sock.getsockname()[1], flush=True)
-    config = uvicorn.Config(app, ws=args.ws, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        app,
+        ws=args.ws,
+        ws_per_message_deflate=not args.no_deflate,  # uvicorn's default: accept the offer
+        log_level="warning",
+        lifespan="off",
+    )
     uvicorn.Server(config).run(sockets=[sock])
 
 

@@ -17,6 +17,24 @@ HANDSHAKE_TIMEOUT = "handshake_timeout"
 INVALID_HTTP = "invalid_http"
 RESET = "reset"
 
+# why a ``tls`` failure happened: the first words of its detail ("unknown CA: ...")
+TLS_UNKNOWN_CA = "unknown CA"  # the certificate's issuer is not trusted (--tls-ca)
+TLS_EXPIRED = "expired"
+TLS_NOT_YET_VALID = "not yet valid"
+TLS_WRONG_HOST = "wrong host"  # the certificate does not name the host connected to
+TLS_CLIENT_CERT = "client certificate"  # the server wanted one (mTLS) or refused ours
+TLS_NOT_TLS = "not TLS"  # the server answered in plain text
+TLS_HANDSHAKE = "handshake"  # any other handshake failure
+TLS_REASONS = (
+    TLS_UNKNOWN_CA,
+    TLS_EXPIRED,
+    TLS_NOT_YET_VALID,
+    TLS_WRONG_HOST,
+    TLS_CLIENT_CERT,
+    TLS_NOT_TLS,
+    TLS_HANDSHAKE,
+)
+
 # auth: HTTP 101 to the ack frame
 AUTH_REJECTED = "auth_rejected"
 AUTH_TIMEOUT = "auth_timeout"

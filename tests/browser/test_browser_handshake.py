@@ -4,8 +4,10 @@ A page served from http://localhost sets the token cookie and opens
 ``new WebSocket(url, ["jwt-auth", "jwt-auth.<jwt>"])`` against a raw capture server that
 records the request bytes and answers a valid 101. wsload then sends its own upgrade for
 the same URL, subprotocols, Origin and cookie to the same server, and the headers a
-backend's auth and origin checks read are compared. The rest (User-Agent, compression
-offer, Accept-Language, ...) is listed, not asserted, in ``test-artifacts/``.
+backend's auth and origin checks read are compared, with the compression offer
+(``Sec-WebSocket-Extensions``): the server agrees to it for both, and wsload's session is
+compressed as Chromium's is. The rest (User-Agent, Accept-Language, ...) is listed, not
+asserted, in ``test-artifacts/``.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from wsload.protocol.upgrade import accept_for
 pytestmark = requires_chromium
 SUBJECT = "wsload-browser-1"
 # The headers a backend's handshake, origin and auth checks read, compared exactly.
-EXACT = ("Host", "Origin", "Sec-WebSocket-Version", "Cookie")
+EXACT = ("Host", "Origin", "Sec-WebSocket-Version", "Cookie", "Sec-WebSocket-Extensions")
 SHOWN = (*EXACT, "Upgrade", "Connection", "Sec-WebSocket-Protocol", "Sec-WebSocket-Key")
 
 Head = tuple[str, list[tuple[str, str]]]  # request line, headers in the order sent
@@ -105,11 +107,16 @@ def capture_and_accept(conn: socket.socket, heads: queue.Queue, subprotocol: str
             data += chunk
         head = data.split(b"\r\n\r\n", 1)[0] + b"\r\n\r\n"
         heads.put(head)
-        key = header(parse_request(head), "Sec-WebSocket-Key") or ""
+        request = parse_request(head)
+        key = header(request, "Sec-WebSocket-Key") or ""
+        offer = header(request, "Sec-WebSocket-Extensions") or ""
+        # agree as common servers do: the ack below goes uncompressed (RSV1 clear), allowed
+        agreed = "permessage-deflate\r\n" if "permessage-deflate" in offer else ""
         ack = json.dumps({"type": "connection_established", "data": {"user_id": SUBJECT}})
         conn.sendall(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             + f"Sec-WebSocket-Accept: {accept_for(key)}\r\n".encode()
+            + (f"Sec-WebSocket-Extensions: {agreed}" if agreed else "").encode()
             + f"Sec-WebSocket-Protocol: {subprotocol}\r\n\r\n".encode()
             + bytes((0x81, len(ack)))
             + ack.encode()
@@ -187,6 +194,7 @@ def test_wsload_sends_the_origin_subprotocols_cookie_and_key_chromium_sends(
     session = connect(
         ws_url, profile, placement, expected_subject=SUBJECT, options=ClientOptions(origin=origin)
     )
+    agreed = session.session.extensions
     session.close(timeout=1.0)
     wsload_head = parse_request(heads.get(timeout=10))
 
@@ -209,3 +217,7 @@ def test_wsload_sends_the_origin_subprotocols_cookie_and_key_chromium_sends(
         assert token_ in theirs and ours == theirs, f"{name}: {why}"
     assert valid_key(header(chromium_head, "Sec-WebSocket-Key")), why
     assert valid_key(header(wsload_head, "Sec-WebSocket-Key")), why
+    assert header(chromium_head, "Sec-WebSocket-Extensions") == (
+        "permessage-deflate; client_max_window_bits"
+    ), why
+    assert agreed == "permessage-deflate", "wsload did not take the compression it was given"

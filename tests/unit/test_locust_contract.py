@@ -80,7 +80,11 @@ BATCHED = SAME + textwrap.dedent(
             spans_ms=[("tool", ms())], events=5, names=[], run_id=None, terminal=None,
         )
         intended = ms() if rng.random() < 0.5 else None
-        return TurnRecord(clock[0], who, 1, 1, rng.randrange(500), result, intended)
+        stream = {} if rng.random() < 0.5 else dict(  # a streamed answer, half the time
+            ttft_ms=ms(), itl_ms=[ms(), ms()], tpot_ms=ms(), output_tokens=rng.randrange(50),
+            tokens_per_s=ms(),
+        )
+        return TurnRecord(clock[0], who, 1, 1, rng.randrange(500), result, intended, **stream)
 
     def other(i):
         failure = "refused" if i % 3 == 0 else None

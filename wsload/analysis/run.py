@@ -23,6 +23,7 @@ from wsload.run.summary import load_samples
 from wsload.run.tables import has_tables, require_run_folder
 
 from .steps import assign_steps, derive_steps, empty_steps, read_steps_file, users_timeline
+from .streams import stream_table
 
 TURN_KEY = ["node", "session", "turn"]
 SESSION_KEY = ["node", "session"]
@@ -330,6 +331,9 @@ def _turns(samples: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     span_table = span_sum.unstack("span").add_suffix("_span_ms")
 
     turns = turns.join(firsts, how="left").join(gap_table, how="left").join(span_table)
+    streamed = stream_table(samples, TURN_KEY)
+    if not streamed.empty:  # streamed answers: ttft_ms, itl_*, tpot_ms, output tokens
+        turns = turns.join(streamed, how="left")
     turns["gaps"] = turns["gaps"].fillna(0).astype(int)
     turns = turns.reset_index().sort_values("ts", kind="stable").reset_index(drop=True)
     return turns, stages

@@ -15,19 +15,30 @@ from typing import Any
 from wsload.config.spec import OptionSpec
 
 #: stats names whose p95 the SLO limits, and the SLO field that holds each limit
-LIMITED_NAMES = {"turn:e2e": "e2e_p95_ms", "connect": "connect_p95_ms", "auth": "auth_p95_ms"}
+LIMITED_NAMES = {
+    "turn:e2e": "e2e_p95_ms",
+    "connect": "connect_p95_ms",
+    "auth": "auth_p95_ms",
+    "turn:ttft": "ttft_p95_ms",  # streamed answers; 0: no limit
+    "turn:itl": "itl_p95_ms",
+}
 #: names whose failures count in the failure rate (one per turn, connect and auth attempt)
 RATED_NAMES = ("connect", "auth", "turn:e2e")
 
 
 @dataclass(frozen=True)
 class SLO:
-    """Per-step limits: p95 latencies in ms and the failed share of attempts (0..1)."""
+    """Per-step limits: p95 latencies in ms and the failed share of attempts (0..1).
+
+    The streamed-answer limits (time to first token, inter-token latency) are 0, no limit,
+    unless given: a backend that does not stream has no such samples."""
 
     e2e_p95_ms: float = 5000.0
     connect_p95_ms: float = 500.0
     auth_p95_ms: float = 500.0
     failure_rate: float = 0.01
+    ttft_p95_ms: float = 0.0
+    itl_p95_ms: float = 0.0
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any] | None, **overrides: Any) -> SLO:
@@ -44,9 +55,14 @@ class SLO:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     def describe(self) -> str:
+        streamed = "".join(
+            f", p95 {name} ≤ {limit:g} ms"
+            for name, limit in (("turn:ttft", self.ttft_p95_ms), ("turn:itl", self.itl_p95_ms))
+            if limit > 0
+        )
         return (
             f"p95 turn:e2e ≤ {self.e2e_p95_ms:g} ms, p95 connect ≤ {self.connect_p95_ms:g} ms, "
-            f"p95 auth ≤ {self.auth_p95_ms:g} ms, failure rate ≤ {self.failure_rate:.1%}"
+            f"p95 auth ≤ {self.auth_p95_ms:g} ms{streamed}, failure rate ≤ {self.failure_rate:.1%}"
         )
 
     def breaches(self, p95_ms: Mapping[str, float], failure_rate: float) -> list[str]:
@@ -59,6 +75,8 @@ class SLO:
         for name, field in LIMITED_NAMES.items():
             value = p95_ms.get(name, math.nan)
             limit = getattr(self, field)
+            if limit <= 0 and name not in _ALWAYS_LIMITED:
+                continue  # a streamed-answer limit left at 0: none
             if value is not None and not math.isnan(value) and value > limit:
                 out.append(f"{name} p95 {value:.0f} ms > {limit:g} ms")
         if (
@@ -68,6 +86,9 @@ class SLO:
         ):
             out.append(f"failure rate {failure_rate:.1%} > {self.failure_rate:.1%}")
         return out
+
+
+_ALWAYS_LIMITED = ("turn:e2e", "connect", "auth")
 
 
 def _slo(flag: str, env: str, field: str, help: str) -> OptionSpec:
@@ -87,6 +108,18 @@ SLO_OPTIONS: tuple[OptionSpec, ...] = (
         "largest p95 of connect, ms",
     ),
     _slo("--slo-auth-p95", "WSLOAD_SLO_AUTH_P95", "auth_p95_ms", "largest p95 of auth, ms"),
+    _slo(
+        "--slo-ttft-p95",
+        "WSLOAD_SLO_TTFT_P95",
+        "ttft_p95_ms",
+        "largest p95 of turn:ttft (streamed answers), ms; 0: no limit",
+    ),
+    _slo(
+        "--slo-itl-p95",
+        "WSLOAD_SLO_ITL_P95",
+        "itl_p95_ms",
+        "largest p95 of turn:itl, every gap between token events, ms; 0: no limit",
+    ),
     OptionSpec(
         "--slo-failure-rate",
         "WSLOAD_SLO_FAILURE_RATE",

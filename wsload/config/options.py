@@ -22,15 +22,19 @@ from wsload.capacity.step_plan import StepSettings
 from wsload.config.corpus import Corpus, load_corpus
 from wsload.config.idp_specs import IDP_SPECS
 from wsload.config.idp_tokens import build_oauth2_client, load_file_tokens
+from wsload.config.metrics_specs import METRICS_SPECS
 from wsload.config.pacing import Backoff, ThinkTime, parse_think_time
 from wsload.config.profile import Profile, load_profile
 from wsload.config.run_specs import CLIENT_MODES, GATE_SPECS, RUN_SPECS, TOKEN_SOURCES
 from wsload.config.spec import OptionSpec
+from wsload.config.stream import token_counter
 from wsload.config.token_file import FileToken
 from wsload.config.tokens import Credential, load_credentials
+from wsload.config.transport_specs import TRANSPORT_SPECS, transport_settings
 from wsload.errors import ConfigError
 from wsload.gate import GateConfig, build_config
 from wsload.net.oauth2 import OAuth2Client
+from wsload.net.tls import DEFAULT_TLS, TlsSettings
 
 __all__ = [
     "CLIENT_MODES",
@@ -47,7 +51,9 @@ __all__ = [
 ]
 
 #: every option a locustfile registers on Locust's parser, in ``--help`` order
-OPTION_SPECS: tuple[OptionSpec, ...] = RUN_SPECS + IDP_SPECS + GATE_SPECS + CAPACITY_SPECS
+OPTION_SPECS: tuple[OptionSpec, ...] = (
+    RUN_SPECS + IDP_SPECS + TRANSPORT_SPECS + GATE_SPECS + CAPACITY_SPECS + METRICS_SPECS
+)
 _DESTS = tuple(spec.dest for spec in OPTION_SPECS)
 _ZERO_OK = {
     "send_interval",
@@ -97,6 +103,8 @@ class RunOptions:
     slo: SLO  # capacity runs: the service levels a step must keep
     token_file: tuple[FileToken, ...] = ()  # --token-source file: one user per line
     oauth2: OAuth2Client | None = None  # the token endpoint (oauth2; file tokens' refresh)
+    compression: str = "browser"  # permessage-deflate offered (browser) or not (off)
+    tls: TlsSettings = DEFAULT_TLS  # wss://: CA, --tls-insecure, client certificate
 
 
 def _check_number(name: str, value: float | None, *, allow_zero: bool) -> None:
@@ -144,7 +152,10 @@ def _or(value: Any, default: Any) -> Any:
 
 @lru_cache(maxsize=8)
 def _profile(name: str) -> Profile:
-    return load_profile(name)
+    profile = load_profile(name)
+    if profile.stream.events:  # a tokenizer that cannot load stops the run before load
+        token_counter(profile.stream.tokenizer)
+    return profile
 
 
 @lru_cache(maxsize=8)
@@ -215,6 +226,7 @@ def _build(get: Callable[..., Any]) -> RunOptions:
         raise ConfigError(
             "--reconnect-base is above --reconnect-max", fix="make the base the smaller one"
         )
+    compression, tls = transport_settings(get, profile)
     return RunOptions(
         profile=profile,
         jwt_secret=get("jwt_secret"),
@@ -254,6 +266,8 @@ def _build(get: Callable[..., Any]) -> RunOptions:
         slo=slo(get),
         token_file=load_file_tokens(profile, token_source, get),
         oauth2=oauth2,
+        compression=compression,
+        tls=tls,
     )
 
 

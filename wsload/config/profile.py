@@ -11,8 +11,8 @@ every section key it leaves out takes the default profile's value; a key it give
 the default's value whole (a list, or a value table such as ``token.claims``). ``name``,
 ``description`` and ``[examples]`` are the file's own and never inherited; a file with its
 own ``events.sequence`` does not inherit the default's event names either (``terminal``,
-``error``, ``optional``, ``spans`` start empty); the pong's and the rejection's type fields,
-when not given, are the events' type field.
+``error``, ``optional``, ``spans`` and ``stream.events`` start empty); the pong's and the
+rejection's type fields, when not given, are the events' type field.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from wsload.config.stream import Stream, stream_problem
 from wsload.errors import ConfigError
 from wsload.protocol.grammar import Grammar, GrammarError
 
@@ -37,6 +38,7 @@ REFRESH_METHODS = ("reconnect", "in_band", "none")
 OAUTH2_GRANTS = ("password", "client_credentials")
 OAUTH2_BODIES = ("form", "json")
 OAUTH2_CLIENT_AUTH = ("basic", "body", "none")
+COMPRESSIONS = ("browser", "off")  # permessage-deflate offered as Chromium does, or not
 ALGORITHMS = ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384")
 
 
@@ -59,6 +61,7 @@ class Endpoint:
     path: str = "/ws"
     origin: str = ""
     user_agent: str = ""
+    compression: str = "browser"
 
 
 @dataclass(frozen=True)
@@ -211,6 +214,7 @@ class Profile:
     rejection: Rejection = field(default_factory=Rejection)
     chat: Chat = field(default_factory=Chat)
     events: Events = field(default_factory=Events)
+    stream: Stream = field(default_factory=Stream)
     heartbeat: Heartbeat = field(default_factory=Heartbeat)
     limits: Limits = field(default_factory=Limits)
     examples: Examples = field(default_factory=Examples)
@@ -295,6 +299,7 @@ def merge_over_default(raw: dict[str, Any], path: Path) -> dict[str, Any]:
     if isinstance(events, dict) and "sequence" in events:
         # The default's event names mean nothing under another grammar.
         base["events"] = {**base["events"], **{k: [] for k in GRAMMAR_NAME_KEYS}}
+        base["stream"] = {**base.get("stream", {}), "events": []}
     merged: dict[str, Any] = {**base, "name": path.stem}
     for key, value in raw.items():
         inherited = merged.get(key)
@@ -324,7 +329,9 @@ def inherited_keys(path: Path | str) -> dict[str, str]:
             key = f"{name}.{sub.name}"
             if key in FILLED_KEYS:
                 out[key] = f"from {FILLED_KEYS[key]}"
-            elif own_grammar and name == "events" and sub.name in GRAMMAR_NAME_KEYS:
+            elif own_grammar and (
+                (name == "events" and sub.name in GRAMMAR_NAME_KEYS) or key == "stream.events"
+            ):
                 out[key] = "not inherited: the file has its own events.sequence"
             else:
                 out[key] = "from default.toml"
@@ -419,6 +426,7 @@ def _check(p: Profile, source: Path) -> None:
     if not p.endpoint.path.startswith("/"):
         raise ProfileError(source, "endpoint.path", f"must start with '/', got {p.endpoint.path!r}")
     _choice(source, "auth.carrier", p.auth.carrier, CARRIERS)
+    _choice(source, "endpoint.compression", p.endpoint.compression, COMPRESSIONS)
     _choice(
         source,
         "auth.subprotocol_token_encoding",
@@ -478,6 +486,12 @@ def _check(p: Profile, source: Path) -> None:
             "events.optional",
             f"{sorted(overlap)[0]!r} is in events.sequence; an event is either part of the "
             "grammar or optional/ignored, not both",
+        )
+    if problem := stream_problem(p.stream):
+        raise ProfileError(source, *problem)
+    if ignored := sorted(set(p.stream.events) & set(p.events.ignore)):
+        raise ProfileError(
+            source, "stream.events", f"{ignored[0]!r} is in events.ignore, so never seen in a turn"
         )
     _positive(source, "heartbeat.interval_s", p.heartbeat.interval_s)
     if not p.heartbeat.pong_type_field:

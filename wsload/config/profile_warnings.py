@@ -1,4 +1,5 @@
-"""What a run with a profile cannot check, said once at load start (isolation without ids)."""
+"""What a run with a profile cannot check, said once at load start (isolation without ids,
+a streamed answer whose text is not where the profile looks)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 from typing import Any
 
 from wsload.config.profile import Profile
+from wsload.config.templates import get_field
 
 
 def profile_warnings(profile: Profile) -> list[str]:
@@ -50,6 +52,8 @@ def profile_warnings(profile: Profile) -> list[str]:
             + f"; set events.{off[0]}_id_field to the event field naming the {off[0]} "
             f"(profile {profile.source})"
         )
+    if problem := stream_warning(profile, frames):
+        out.append(problem)
     for kind, name in fields.items():
         if "." in name:
             out.append(
@@ -58,6 +62,25 @@ def profile_warnings(profile: Profile) -> list[str]:
                 f"isolation by {kind} is off"
             )
     return out
+
+
+def stream_warning(profile: Profile, frames: list[dict[str, Any]]) -> str | None:
+    """When the example turn has token-bearing events but none with text where
+    ``stream.text_field`` says: every run would then measure no streamed answer at all."""
+    stream = profile.stream
+    type_field = profile.events.type_field
+    tokens = [f for f in frames if f.get(type_field) in stream.events]
+    if not tokens or not stream.text_field:
+        return None
+    if any(isinstance(t := get_field(f, stream.text_field), str) and t for f in tokens):
+        return None
+    names = ", ".join(sorted({str(f.get(type_field)) for f in tokens}))
+    return (
+        f"stream.text_field {stream.text_field!r}: the example turn's {names} events carry no "
+        "text there, so no token event is seen and turn:ttft, turn:itl, turn:tpot are never "
+        'measured; set stream.text_field to the dotted path of their text (or "" to time '
+        f"every {names} event as one token) (profile {profile.source})"
+    )
 
 
 def isolation_gap(profile: Profile, event: dict[str, Any]) -> str | None:

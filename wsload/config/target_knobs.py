@@ -66,6 +66,21 @@ TARGET_SPECS: tuple[OptionSpec, ...] = (
         SERVING, "--log-level", "stderr log level (%(default)s)", default="info", choices=LOG_LEVELS
     ),
     _knob(
+        SERVING,
+        "--no-compression",
+        "refuse permessage-deflate: answer a client's offer without the extension",
+        default=False,
+        action="store_true",
+    ),
+    _knob(SERVING, "--tls-cert", "serve wss:// with this PEM certificate (chain)", metavar="PEM"),
+    _knob(SERVING, "--tls-key", "PEM key of --tls-cert (unless in that file)", metavar="PEM"),
+    _knob(
+        SERVING,
+        "--tls-client-ca",
+        "require client certificates signed by this PEM CA (mTLS; with --tls-cert)",
+        metavar="PEM",
+    ),
+    _knob(
         TOKENS, "--profile", "protocol profile name or TOML path (%(default)s)", default="default"
     ),
     _knob(
@@ -164,6 +179,21 @@ TARGET_SPECS: tuple[OptionSpec, ...] = (
         AGENT,
         "--tool-duration",
         "tool_executing to tool_completed (default: --gap)",
+        type=float,
+        metavar="S",
+    ),
+    _knob(
+        AGENT,
+        "--stream-tokens",
+        "stream_chunk events answering each turn, one word each (%(default)s)",
+        default=0,
+        type=int,
+        metavar="N",
+    ),
+    _knob(
+        AGENT,
+        "--token-interval",
+        "between two stream_chunk events (default: --gap)",
         type=float,
         metavar="S",
     ),

@@ -15,11 +15,12 @@ from collections.abc import Iterable
 from wsload.config.profile import Profile
 from wsload.errors import ConfigError
 from wsload.gate.config import GateConfig
-from wsload.gate.thresholds import GOODPUT, GROUPS
+from wsload.gate.thresholds import GOODPUT, GROUPS, VALUE_UNITS
 from wsload.net.probes import AUTH_PROBES, CONFORMANCE_PROBES, stats_name
 from wsload.protocol.tracker import span_name
+from wsload.run.records import STREAM_NAMES
 
-CONNECTION_NAMES = ("connect", "auth", "ping")
+CONNECTION_NAMES = ("connect", "tls", "auth", "ping")
 TURN_NAMES = ("turn:ttfe", "turn:gap", "turn:e2e", "turn:e2e_intended")
 SESSION_NAMES = (
     "session:refresh",
@@ -49,6 +50,7 @@ def stats_names(profile: Profile) -> frozenset[str]:
             *HEALTH_NAMES,
             *(f"turn:{name}" for name in turn_events | spans),
             *(stats_name(p) for p in (*AUTH_PROBES, *CONFORMANCE_PROBES)),
+            *(STREAM_NAMES if profile.stream.events else ()),
         }
     )
 
@@ -68,6 +70,12 @@ def check_gate_names(config: GateConfig, profile: Profile) -> None:
         _check(scope, known, profile, f"threshold '{threshold}' ({threshold.origin})")
     for name in config.goodput_limits_ms:
         _check(name, known, profile, f"goodput limit {name!r}")
+        if name in VALUE_UNITS:
+            raise ConfigError(
+                f"goodput limit {name!r}: {name} is not a time, so it cannot be a turn's limit",
+                fix="limit times (turn:ttft, turn:tpot, turn:itl, turn:e2e); gate "
+                f"{name} with a threshold instead, e.g. '{name} p50 >= ...'",
+            )
 
 
 def _check(name: str, known: Iterable[str], profile: Profile, what: str) -> None:

@@ -66,7 +66,7 @@ def evaluate_tables(folder: Path, config: GateConfig, *, stopped: float | None):
         first, last = con.execute(
             "SELECT min(least(a, b)), max(greatest(a, b)) FROM ("
             "SELECT min(started_at) AS a, max(started_at) AS b FROM turns UNION ALL "
-            "SELECT min(ts), max(ts) FROM samples WHERE arm >= 6)"
+            "SELECT min(ts), max(ts) FROM samples WHERE arm BETWEEN 6 AND 13)"
         ).fetchone()
         _, last_end = time_span(con)
         if first is None:

@@ -61,6 +61,9 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "!=": operator.ne,
 }
 UNITS_BY_KIND = {"time": ("ms", "s"), "count": ("",), "share": ("%",), "rate": ("/s",)}
+# Stats names whose values are not times: a streamed answer's output tokens (a count, no
+# unit) and its tokens per second (``/s``); their percentiles take these units.
+VALUE_UNITS = {"turn:output_tokens": "count", "turn:tokens_per_s": "rate"}
 KIND_WORDS = {"time": "a time", "count": "a count", "share": "a share", "rate": "a rate"}
 _ALL_UNITS = ("ms", "s", "%", "/s")
 _UNIT_FACTOR = {"ms": Decimal(1), "s": Decimal(1000), "%": Decimal("0.01"), "/s": Decimal(1)}
@@ -148,6 +151,15 @@ class Metric:
         if self.stat in ("failure_rate", "share"):
             return "share"
         return "rate"
+
+    @property
+    def unit_kind(self) -> str:
+        """The kind whose units the limit takes: a time statistic of a name whose values are
+        counts or rates (``turn:tokens_per_s p50 > 20/s``) takes theirs."""
+        kind = self.kind
+        if kind == "time" and self.scope in VALUE_UNITS:
+            return VALUE_UNITS[self.scope]
+        return kind
 
     @property
     def percentile(self) -> float | None:
@@ -466,7 +478,7 @@ class _Parser:
     def check_unit(
         self, metric: Metric, value: Decimal, unit: str, number_at: int, unit_at: int
     ) -> None:
-        kind = metric.kind
+        kind = metric.unit_kind
         allowed = UNITS_BY_KIND[kind]
         wants = " or ".join(u for u in allowed if u) or "no unit"
         if unit not in allowed:
@@ -488,7 +500,7 @@ class _Parser:
             if unit in _ALL_UNITS:
                 self.fail(unit_at, f"{unit!r} does not fit {metric}, {KIND_WORDS[kind]} ({wants})")
             self.fail(unit_at, f"unknown unit {unit!r}: {metric} takes {wants}")
-        if kind == "count" and value != value.to_integral_value():
+        if metric.kind == "count" and value != value.to_integral_value():
             self.fail(number_at, f"{metric} is a count: the limit is a whole number")
         if kind == "share" and value > 100:
             self.fail(number_at, "a share is at most 100%")

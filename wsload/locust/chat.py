@@ -24,6 +24,7 @@ from wsload.locust.conversation import Conversation, Pacing
 from wsload.locust.credentials import UserCredentials
 from wsload.locust.runtime import Runtime, runtime_for
 from wsload.net.client import ConnectError, Connection, attempt_record, connect, not_before
+from wsload.net.tls import TlsResume
 from wsload.protocol.tracker import FinishedTurns, TurnTracker
 from wsload.run.records import SessionEvent, TurnRecord, Who
 
@@ -46,6 +47,7 @@ class ChatUser(User):
         self.conversation: Conversation | None = None
         self.pacing: Pacing | None = None
         self._finished: FinishedTurns | None = None  # replays of these turns are duplicates
+        self._tls_resume = TlsResume()  # wss://: reconnects resume the TLS session
         self._wake = Event()  # set when the session drops: stop thinking, reconnect
         self._failed_attempts = 0
         self._disconnected_at: float | None = None
@@ -147,6 +149,7 @@ class ChatUser(User):
                 expected_subject=self.creds.expected_subject,
                 options=rt.client_options,
                 finished=self._finished,
+                tls_resume=self._tls_resume,
             )
         except ConnectError as err:
             outcome = err
@@ -245,6 +248,7 @@ class ChatUser(User):
             thread_id=thread_id,
             timeout_s=rt.options.turn_timeout_s,
             event_timeout_s=rt.options.event_timeout_s,
+            stream=rt.profile.stream,
         )
         try:
             link.run_turn(tracker, payload)

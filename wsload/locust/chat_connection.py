@@ -10,6 +10,7 @@ ping at its interval and drops the connection when no pong comes back (half-open
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -57,6 +58,10 @@ def kill(*greenlets: gevent.Greenlet | None) -> None:
             greenlet.kill(block=True, timeout=2.0)
 
 
+#: this process's chat connections (the open ones count as open sessions in the metrics)
+LINKS: weakref.WeakSet[ChatConnection] = weakref.WeakSet()
+
+
 class ChatConnection:
     """A connection while its user holds it: runs turns on it, records what it reports."""
 
@@ -78,6 +83,7 @@ class ChatConnection:
         self._reader = gevent.spawn(self._read)
         interval = rt.options.heartbeat_interval_s
         self._heartbeat = gevent.spawn(self._beat, interval) if interval > 0 else None
+        LINKS.add(self)
 
     @property
     def open(self) -> bool:

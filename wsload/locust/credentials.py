@@ -22,6 +22,7 @@ from wsload.config.token_file import claim_text, unverified_claims
 from wsload.locust.runtime import Runtime
 from wsload.locust.token_endpoint import GRANT_NAME, REFRESH_NAME, post_token_request
 from wsload.net.oauth2 import TokenAnswer, grant_request, refresh_request
+from wsload.net.tls import https_options
 from wsload.protocol.carrier import Placement, place
 
 log = logging.getLogger("wsload")
@@ -55,7 +56,9 @@ class UserCredentials:
         source = opts.token_source
         self.http: FastHttpSession | None = None
         if source != "mint" or opts.carrier == "ticket":
-            self.http = FastHttpSession(rt.http_url, user.environment.events.request, user)
+            self.http = FastHttpSession(
+                rt.http_url, user.environment.events.request, user, **https_options(opts.tls)
+            )
         self.file_token = None
         self.credential = None
         if source == "file":

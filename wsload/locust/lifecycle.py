@@ -27,12 +27,14 @@ from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.gate.names import check_gate_names
 from wsload.locust.arguments import add_options
 from wsload.locust.health import sample_health
+from wsload.locust.metrics import start_metrics
 from wsload.locust.process import PROCESS
 from wsload.locust.recording import RECORDS_MESSAGE, WorkerSink, request_is_wsloads
 from wsload.locust.runs import Run
 from wsload.locust.runtime import node_of, recording_for
 from wsload.locust.target import start_embedded_target, stop_embedded_target
 from wsload.net.client import preflight
+from wsload.run.meta import TLS_INSECURE_NOTICE
 from wsload.run.recorder import prepare_run_folder
 from wsload.run.records import HttpRequest, Who
 
@@ -98,14 +100,19 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if isinstance(runner, MasterRunner):
         runner.register_message(RECORDS_MESSAGE, _on_records_from_worker)
     if isinstance(runner, WorkerRunner):
+        try:
+            start_metrics(environment)  # --otel export; /metrics figures once the master asks
+        except ConfigError as error:
+            _fail_config(error)
         return  # workers take host and options from the master's spawn messages
     try:
         options = from_namespace(environment.parsed_options)
         if not environment.host:
             start_embedded_target(environment, options)
             options = from_namespace(environment.parsed_options)  # now with the secret
+        start_metrics(environment)  # after the target's fork; a busy --metrics-port fails here
         check_options(environment, options)
-        preflight(websocket_url(environment.host, options.profile))
+        preflight(websocket_url(environment.host, options.profile), tls_settings=options.tls)
         if options.results:
             prepare_run_folder(options.results, "check")
         _size_probe_users(environment, options.probe_users)
@@ -113,6 +120,8 @@ def _on_init(environment: Environment, **_: Any) -> None:
         _fail_config(error)
     for warning in profile_warnings(options.profile):  # e.g. isolation checks that cannot run
         log.warning("%s", warning)
+    if options.tls.insecure:
+        log.warning("WARNING: %s", TLS_INSECURE_NOTICE)
     from wsload.locust.live import LiveStats
     from wsload.locust.webui import install, install_report
 

@@ -260,6 +260,11 @@ class LiveStats:
             "users": self.users,
             "ttfe": _percentiles(ttfe.ok_ms, 1) if ttfe else _percentiles(array("d"), 1),
             "e2e": _percentiles(e2e.ok_ms, 1) if e2e else _percentiles(array("d"), 1),
+            # streamed answers: None until a turn had token events
+            **{
+                key: _percentiles(entry.ok_ms, 1) if (entry := self._names.get(name)) else None
+                for key, name in (("ttft", "turn:ttft"), ("itl", "turn:itl"))
+            },
         }
 
     def current_rate(self, now: float) -> float | None:

@@ -56,6 +56,7 @@ def figures_html(head: dict[str, Any]) -> str:
         (failed_class, "failed-turns", f"{head['failed_turns']:,}", "failed turns"),
         ("figure", "ttfe", f"{_fmt(ttfe['median'])} / {_fmt(ttfe['p95'])}", "ms TTFE p50/p95"),
         ("figure", "e2e", f"{_fmt(e2e['median'])} / {_fmt(e2e['p95'])}", "ms e2e p50/p95"),
+        *_stream_figures(head),
         ("figure", "users", "-" if head["users"] is None else str(head["users"]), "users"),
     ]
     cells = "".join(
@@ -67,6 +68,21 @@ def figures_html(head: dict[str, Any]) -> str:
         top = ", ".join(f"{escape(f)} x{n:,}" for f, n in failures)
         cells += f'<div class="figure bad" data-figure="failure-ids"><span>{top}</span></div>'
     return f'<div class="figures">{cells}</div>'
+
+
+def _stream_figures(head: dict[str, Any]) -> list[tuple[str, str, str, str]]:
+    """TTFT and ITL, once a turn was streamed (the profile's ``[stream]`` events came)."""
+    ttft, itl = head.get("ttft"), head.get("itl")
+    out = []
+    if ttft:
+        out.append(
+            ("figure", "ttft", f"{_fmt(ttft['median'])} / {_fmt(ttft['p95'])}", "ms TTFT p50/p95")
+        )
+    if itl:
+        out.append(
+            ("figure", "itl", f"{_fmt(itl['median'])} / {_fmt(itl['p99'])}", "ms ITL p50/p99")
+        )
+    return out
 
 
 def examples_html(examples: Sequence[dict[str, Any]]) -> str:

@@ -173,6 +173,8 @@ class Recording:
         self.request_events = request_events
         self._fire = environment.events.request.fire
         self._flusher = gevent.spawn(self.stats.flush_forever)
+        # Every record of this process, to the live metrics when they are on (wsload.metrics)
+        self.tap: Callable[[Record], None] | None = None
 
     def record(self, record: Record) -> None:
         """Into Locust's stats (batched) and to the run's results."""
@@ -183,6 +185,9 @@ class Recording:
         sink = self.sink
         if sink is not None:
             sink.add(record)
+        tap = self.tap
+        if tap is not None:
+            tap(record)
 
     def observe(self, record: Record) -> None:
         """To the run's results only: a record already in Locust's stats (or never meant
@@ -190,6 +195,9 @@ class Recording:
         sink = self.sink
         if sink is not None:
             sink.add(record)
+        tap = self.tap
+        if tap is not None:
+            tap(record)
 
     def flush(self) -> None:
         """Pending samples into Locust's stats now."""

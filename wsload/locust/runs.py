@@ -107,6 +107,9 @@ class Run:
                 "mode": type(environment.runner).__name__,
                 "options": redact(parsed),
                 "profile": self.options.profile.summary(),
+                # loud on purpose: numbers from an unverified TLS peer prove nothing about it
+                "tls_insecure": self.options.tls.insecure,
+                "compression": self.options.compression,
                 "versions": versions(),
             },
         )

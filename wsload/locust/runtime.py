@@ -41,6 +41,8 @@ class Runtime:
             connect_timeout_s=options.connect_timeout_s,
             handshake_timeout_s=options.connect_timeout_s,
             ack_timeout_s=options.ack_timeout_s,
+            compression=options.compression,
+            tls=options.tls,
         )
         self.recording = recording
         # The one seam every measurement leaves through: a typed record

@@ -158,6 +158,8 @@ class StatsBatch:
                     _extend(by_name, "turn:gap", result.gaps_ms)
                 for span, ms in result.spans_ms:
                     _put(by_name, names.get(span) or self._stat_name(span), ms)
+                if record.ttft_ms is not None:
+                    _put_stream(by_name, record)
                 if record.intended_ms is not None:
                     _put(by_name, "turn:e2e_intended", record.intended_ms)
                 _put(by_name, "turn:e2e", record.e2e_ms)
@@ -189,6 +191,19 @@ def _put(by_name: dict[str, list[float]], name: str, ms: float) -> None:
         by_name[name] = [ms]
     else:
         values.append(ms)
+
+
+def _put_stream(by_name: dict[str, list[float]], record: TurnRecord) -> None:
+    """A streamed answer's samples: ``turn:ttft``, every ``turn:itl``, ``turn:tpot``,
+    ``turn:output_tokens`` and ``turn:tokens_per_s`` (the last two a count and a rate)."""
+    _put(by_name, "turn:ttft", record.ttft_ms)  # type: ignore[arg-type]
+    if record.itl_ms:
+        _extend(by_name, "turn:itl", record.itl_ms)
+    if record.tpot_ms is not None:
+        _put(by_name, "turn:tpot", record.tpot_ms)
+    _put(by_name, "turn:output_tokens", float(record.output_tokens or 0))
+    if record.tokens_per_s is not None:
+        _put(by_name, "turn:tokens_per_s", record.tokens_per_s)
 
 
 def _extend(by_name: dict[str, list[float]], name: str, more: list[float]) -> None:

@@ -23,6 +23,7 @@ from typing import Any
 from wsload import taxonomy
 from wsload.config.profile import Profile
 from wsload.errors import ConfigError
+from wsload.net import tls
 from wsload.net.sockets import (
     ANCILLARY_SIZE,
     READ_SIZE,
@@ -35,6 +36,7 @@ from wsload.net.sockets import (
     resolve,
 )
 from wsload.protocol.carrier import Placement, missing_from
+from wsload.protocol.deflate import offer
 from wsload.protocol.events import Acked, Closed, Event, Rejected, UpgradeFailed
 from wsload.protocol.frames import DEFAULT_MAX_MESSAGE_BYTES, payload_size
 from wsload.protocol.session import AWAITING_ACK, CLOSED, OPEN, ClientSession
@@ -64,6 +66,7 @@ class Timings:
     upgrade_ms: float | None = None
     connect_ms: float | None = None  # TCP connect start to a valid 101 (all of the above)
     auth_ms: float | None = None  # 101 to the ack, or to the rejection
+    tls_resumed: bool | None = None  # wss://: whether the TLS session was resumed
 
 
 class ConnectError(Exception):
@@ -108,6 +111,15 @@ class ClientOptions:
     tls_verify: bool = True
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES  # what a server may make us hold
     kernel_timestamps: bool = True  # receive times from the kernel where it gives them
+    compression: str | None = None  # None: the profile's; browser | off (permessage-deflate)
+    tls: tls.TlsSettings = tls.DEFAULT_TLS  # wss://: CA, client certificate, --tls-insecure
+
+    @property
+    def tls_settings(self) -> tls.TlsSettings:
+        """The TLS settings, with ``tls_verify=False`` as ``insecure``."""
+        if self.tls_verify or self.tls.insecure:
+            return self.tls
+        return tls.TlsSettings(self.tls.ca_file, True, self.tls.client_cert, self.tls.client_key)
 
 
 class Connection:
@@ -272,13 +284,15 @@ def connect(
     options: ClientOptions | None = None,
     on_connected: Callable[[Timings], None] | None = None,
     finished: FinishedTurns | None = None,
+    tls_resume: tls.TlsResume | None = None,
 ) -> Connection:
     """Open a connection at ``placement.url`` and wait for the profile's ack.
 
     Raises ``ConnectError`` with the taxonomy id of whatever went wrong. When
     ``expected_subject`` is given, an ack naming another user is ``identity_mismatch``.
     ``on_connected`` is called once the 101 is validated, before the ack wait. ``finished``
-    is the user's memory of ended turns, kept across its sessions (duplicates).
+    is the user's memory of ended turns, kept across its sessions (duplicates);
+    ``tls_resume`` its TLS session, offered again on its next ``wss://`` connection.
     """
     opts = options or ClientOptions()
     timings = Timings(started_at=time.time())
@@ -302,11 +316,7 @@ def connect(
         kernel = False
         if endpoint.secure:
             phase_timeout = taxonomy.TLS
-            context = ssl.create_default_context()
-            if not opts.tls_verify:
-                context.check_hostname = False
-                context.verify_mode = ssl.CERT_NONE
-            sock = context.wrap_socket(sock, server_hostname=endpoint.host)
+            sock = tls.handshake(sock, endpoint, opts.tls_settings, tls_resume)
             t_ready = _perf()
             timings.tls_ms = _elapsed_ms(t_tcp, t_ready)
         elif opts.kernel_timestamps:  # before the upgrade: the 101 and the ack share a clock
@@ -319,6 +329,7 @@ def connect(
             user_agent=profile.endpoint.user_agent if opts.user_agent is None else opts.user_agent,
             cookies=placement.cookies,
             extra_headers=placement.headers,
+            extensions=offer(opts.compression or profile.endpoint.compression),
         )
         session = ClientSession(
             profile,
@@ -340,15 +351,22 @@ def connect(
     except OSError as exc:
         close_quietly(sock)
         failure = classify_socket_error(exc, phase_timeout)
-        raise ConnectError(failure, "connect", describe(exc, endpoint), timings) from None
+        detail = (tls.describe_failure if failure == taxonomy.TLS else describe)(exc, endpoint)
+        raise ConnectError(failure, "connect", detail, timings) from None
     upgrade = events[0]
     if type(upgrade) is UpgradeFailed:
         close_quietly(sock)
-        detail = upgrade.detail
-        if upgrade.failure == taxonomy.RESET:
+        failure, detail = upgrade.failure, upgrade.detail
+        if failure == taxonomy.RESET and endpoint.secure:  # what an mTLS refusal looks like
+            failure, detail = taxonomy.TLS, tls.closed_after_handshake(endpoint)
+        elif failure == taxonomy.RESET:
             detail = f"{detail} ({endpoint.host}:{endpoint.port})"
-        raise ConnectError(upgrade.failure, "connect", detail, timings, http_status=upgrade.status)
+        raise ConnectError(failure, "connect", detail, timings, http_status=upgrade.status)
     t_up = upgrade.at
+    if endpoint.secure:
+        timings.tls_resumed = sock.session_reused
+        if tls_resume is not None:
+            tls_resume.remember(sock, endpoint)
     timings.upgrade_ms = _elapsed_ms(t_ready, t_up)
     timings.connect_ms = _elapsed_ms(t0, t_up)
     conn = Connection(sock, session, endpoint, timings, kernel_timestamps=kernel)
@@ -399,7 +417,9 @@ def _await_ack(conn: Connection, events: list[Event]) -> None:
         events = conn.receive(remaining) or []
 
 
-def exchange_head(url: str, request: bytes, timeout: float) -> tuple[int, HttpHead]:
+def exchange_head(
+    url: str, request: bytes, timeout: float, tls_settings: tls.TlsSettings | None = None
+) -> tuple[int, HttpHead]:
     """Send raw request bytes and read the answer's head: for probes that break the rules."""
     timings = Timings(started_at=time.time())
     endpoint = parse_ws_url(url)
@@ -410,7 +430,7 @@ def exchange_head(url: str, request: bytes, timeout: float) -> tuple[int, HttpHe
         sock.settimeout(timeout)
         sock.connect(address)
         if endpoint.secure:
-            sock = ssl.create_default_context().wrap_socket(sock, server_hostname=endpoint.host)
+            sock = tls.handshake(sock, endpoint, tls_settings or tls.DEFAULT_TLS, None)
         sock.sendall(request)
         reader = HeadReader()
         complete = None
@@ -434,8 +454,8 @@ def exchange_head(url: str, request: bytes, timeout: float) -> tuple[int, HttpHe
         close_quietly(sock)
 
 
-def preflight(url: str, timeout: float = 3.0) -> None:
-    """Fail early, with the fix, when nothing listens at ``url``."""
+def preflight(url: str, timeout: float = 3.0, tls_settings: tls.TlsSettings | None = None) -> None:
+    """Fail early, with the fix, when nothing listens at ``url`` or its TLS fails."""
     try:
         endpoint = parse_ws_url(url)
     except ValueError as exc:
@@ -445,6 +465,11 @@ def preflight(url: str, timeout: float = 3.0) -> None:
         with socket.socket(family, socket.SOCK_STREAM) as sock:
             sock.settimeout(timeout)
             sock.connect(address)
+            if endpoint.secure:
+                try:
+                    tls.handshake(sock, endpoint, tls_settings or tls.DEFAULT_TLS, None).close()
+                except (ssl.SSLError, ssl.CertificateError) as exc:
+                    raise tls.preflight_error(exc, url, endpoint) from None
     except socket.gaierror as exc:
         raise ConfigError(
             f"cannot resolve the host of {url}: {exc.strerror or exc}",
@@ -464,15 +489,24 @@ def attempt_record(
     """The record of one connection attempt, and the session to go on with (the new one,
     the one an ``identity_mismatch`` left working, or None)."""
     t = outcome.timings
-    phases = dict(tcp_ms=t.tcp_ms, tls_ms=t.tls_ms, upgrade_ms=t.upgrade_ms)
+    phases = dict(
+        tcp_ms=t.tcp_ms, tls_ms=t.tls_ms, upgrade_ms=t.upgrade_ms, tls_resumed=t.tls_resumed
+    )
     if isinstance(outcome, Connection):
         record = ConnectionAttempt(
-            t.started_at, who, inflight, t.connect_ms or 0.0, t.auth_ms or 0.0, **phases
+            t.started_at,
+            who,
+            inflight,
+            t.connect_ms or 0.0,
+            t.auth_ms or 0.0,
+            extensions=outcome.session.extensions,
+            **phases,
         )
         return record, outcome
     connect_ms = t.connect_ms
     if outcome.phase == "connect":
         connect_ms = (time.time() - t.started_at) * 1000.0  # until it failed
+    session = outcome.session
     record = ConnectionAttempt(
         t.started_at,
         who,
@@ -484,6 +518,7 @@ def attempt_record(
         detail=outcome.detail,
         http_status=outcome.http_status,
         close_code=outcome.close_code,
+        extensions=session.session.extensions if session is not None else "",
         **phases,
     )
-    return record, outcome.session
+    return record, session

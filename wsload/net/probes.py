@@ -326,7 +326,7 @@ def _run_http_probe(
         refused = {400}
     started = time.perf_counter()
     try:
-        status, _ = exchange_head(url, request, options.handshake_timeout_s)
+        status, _ = exchange_head(url, request, options.handshake_timeout_s, options.tls_settings)
     except ConnectError as err:
         return ProbeResult(probe, False, err.failure, err.failure, err_ms(started), err.detail)
     elapsed = err_ms(started)

@@ -395,6 +395,7 @@ class _DryRun:
             thread_id=thread,
             timeout_s=profile.chat.timeout_s,
             event_timeout_s=profile.chat.event_timeout_s,
+            stream=profile.stream,
         )
         session.begin_turn(tracker)
         ended = repeated = False

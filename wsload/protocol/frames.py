@@ -11,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
 
 TEXT, BINARY, CLOSE, PING, PONG, CONTINUATION = 0x1, 0x2, 0x8, 0x9, 0xA, 0x0
+RSV1 = 0x40  # "compressed" under permessage-deflate (RFC 7692); an opcode | RSV1 sets it
 KIND = {TEXT: "text", BINARY: "binary", CLOSE: "close", PING: "ping", PONG: "pong"}
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 
@@ -42,15 +44,18 @@ class FrameParser:
     """Incremental parser: ``feed`` bytes as they arrive, take whole messages back."""
 
     __slots__ = (
-        "_buffer", "_fragment_opcode", "_fragment_size", "_fragments", "max_message_bytes"
+        "_buffer", "_fragment_opcode", "_fragment_size", "_fragments", "inflate",
+        "max_message_bytes",
     )  # fmt: skip
 
     def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
         self.max_message_bytes = max_message_bytes
         self._buffer = bytearray()
         self._fragments: list[bytes] | tuple[()] = ()  # a list only inside a fragmented one
-        self._fragment_opcode = 0
+        self._fragment_opcode = 0  # with RSV1 when the message is compressed
         self._fragment_size = 0
+        # set once permessage-deflate is negotiated: (payload, opcode, max size) -> payload
+        self.inflate: Callable[[bytes, int, int], bytes] | None = None
 
     @property
     def buffered(self) -> int:
@@ -88,12 +93,13 @@ class FrameParser:
                 header = 10
             if b1 & 0x80:
                 raise FrameError("the server masked a frame (RFC 6455 5.1 forbids it)")
-            if b0 & 0x70:
-                raise FrameError("reserved bits set without a negotiated extension")
             opcode = b0 & 0x0F
-            if length > limit or (
-                opcode in (CONTINUATION, TEXT, BINARY) and self._fragment_size + length > limit
-            ):
+            rsv = b0 & 0x70  # RSV1 alone, on a message's first frame: compressed
+            if rsv and (rsv != RSV1 or self.inflate is None or opcode >= 0x8 or opcode == 0):
+                if self.inflate is None:
+                    raise FrameError("reserved bits set without a negotiated extension")
+                raise FrameError("RSV2/RSV3, or RSV1 on a control or continuation frame")
+            if length > limit or (opcode < 0x8 and self._fragment_size + length > limit):
                 raise FrameError(f"a message over {limit} bytes", close_code=1009)
             if end - pos < header + length:
                 if opcode >= 0x8 and length > 125:
@@ -125,6 +131,7 @@ class FrameParser:
             elif opcode in (TEXT, BINARY):
                 if self._fragments:
                     raise FrameError("a new message inside a fragmented one")
+                opcode |= rsv  # the message is inflated once it is whole
                 if not fin:
                     self._fragments = [payload]
                     self._fragment_opcode = opcode
@@ -132,6 +139,9 @@ class FrameParser:
                     continue
             else:
                 raise FrameError(f"unknown data opcode {opcode:#x}")
+            if opcode & RSV1:
+                opcode &= 0x0F
+                payload = self.inflate(payload, opcode, limit)  # type: ignore[misc]
             if opcode == TEXT:
                 try:
                     out.append(Message("text", payload.decode("utf-8")))

@@ -18,8 +18,9 @@ backwards (each is raised to the one before, the first to when the request went 
 no duration it reports is negative, and the 101's arrival is where ``auth`` starts.
 
 What rides inside each WebSocket message is a codec's business (``wsload.protocol.codec``:
-JSON text today; Socket.IO or a permessage-deflate extension plug in there), so the
-session stays the same whatever the transport.
+JSON text today; Socket.IO plugs in there), so the session stays the same whatever the
+transport. permessage-deflate sits between the frames and the codec: when the 101 agrees
+to it (``wsload.protocol.deflate``), the parser inflates and every message goes deflated.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from wsload import taxonomy
 from wsload.config.profile import Profile
 from wsload.config.templates import get_field
 from wsload.protocol.codec import Codec, CodecError, JsonTextCodec
+from wsload.protocol.deflate import negotiate
 from wsload.protocol.events import (
     Acked,
     Closed,
@@ -62,6 +64,8 @@ from wsload.protocol.upgrade import (
     UpgradeRequest,
     check_response,
 )
+
+EXTENSIONS = "sec-websocket-extensions"
 
 # the session ---------------------------------------------------------------------------
 CONNECTING, AWAITING_ACK, OPEN, CLOSED = "connecting", "awaiting_ack", "open", "closed"
@@ -143,6 +147,7 @@ class ClientSession:
     __slots__ = (
         "_ack_timeout_s",
         "_close_sent",
+        "_data_frame",
         "_deadline",
         "_error_code",
         "_finished",
@@ -160,6 +165,7 @@ class ClientSession:
         "close_reason",
         "codec",
         "expected_subject",
+        "extensions",
         "offered",
         "profile",
         "request",
@@ -193,6 +199,8 @@ class ClientSession:
         self._replies = None if type(self.codec) is JsonTextCodec else self.codec.replies
         self.state = CONNECTING
         self.subprotocol: str | None = None  # the one the 101 chose
+        self.extensions = ""  # the extension the 101 agreed to, with its parameters
+        self._data_frame = client_frame  # deflate.frame once permessage-deflate is agreed
         self.upgraded_at: float | None = None
         self.auth_ms: float | None = None
         self.ack: dict[str, Any] | None = None
@@ -298,11 +306,11 @@ class ClientSession:
 
     def send_text(self, text: str) -> bytes:
         """The frame carrying one application message (already serialised)."""
-        return client_frame(self.codec.wrap(text).encode("utf-8"))
+        return self._data_frame(self.codec.wrap(text).encode("utf-8"))
 
     def send_message(self, message: Any) -> bytes:
         """The frame carrying one JSON-able message (a refresh, say)."""
-        return client_frame(self.codec.encode(message).encode("utf-8"))
+        return self._data_frame(self.codec.encode(message).encode("utf-8"))
 
     def ping(self, at: float) -> bytes:
         """The profile's heartbeat ping, sent at ``at``; its pong comes back as ``Pong``."""
@@ -327,7 +335,9 @@ class ClientSession:
             if complete is None:
                 return []
             head, rest = complete
-            response = check_response(head, self.request, self.offered)  # type: ignore[arg-type]
+            request: UpgradeRequest = self.request  # type: ignore[assignment]
+            response = check_response(head, request, self.offered)
+            agreed = negotiate(request.headers, response.headers.get(EXTENSIONS))
         except HandshakeError as exc:
             self.state = CLOSED
             return [UpgradeFailed(at, exc.failure, exc.detail, exc.status)]
@@ -335,6 +345,10 @@ class ClientSession:
         self.request = self._head = None
         self.offered = ()
         self.subprotocol = response.subprotocol
+        if agreed is not None:  # frames are inflated and messages deflated from here on
+            self.extensions = agreed.agreed
+            self._parser.inflate = agreed.inflate
+            self._data_frame = agreed.frame
         self.upgraded_at = at
         out: list[Event] = [Upgraded(at, response)]
         if self._rules.ack_required:
@@ -380,7 +394,7 @@ class ClientSession:
                 return self._closed(at, code, reason, None, out)
         if self._replies is not None and (replies := self._replies()):
             # transport-level answers of the codec (an Engine.IO pong, say)
-            self._outgoing.extend(client_frame(r.encode("utf-8")) for r in replies)
+            self._outgoing.extend(self._data_frame(r.encode("utf-8")) for r in replies)
         return out
 
     def _closed(

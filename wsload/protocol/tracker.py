@@ -27,7 +27,9 @@ from typing import Any
 
 from wsload import taxonomy
 from wsload.config.profile import Events
+from wsload.config.stream import Stream, token_counter
 from wsload.protocol.grammar import Grammar
+from wsload.protocol.streaming import StreamMetrics, measure
 
 
 def span_name(start: str, end: str) -> str:
@@ -57,6 +59,7 @@ class TurnResult:
     names: list[str]
     run_id: str | None
     terminal: str | None
+    stream: StreamMetrics | None = None  # the streamed answer, when token events came
 
     @property
     def failure(self) -> str | None:
@@ -71,9 +74,16 @@ class TurnResult:
 class _Rules:
     """What a profile says about turns, compiled once: the tracker runs for every turn."""
 
-    def __init__(self, events: Events, grammar: Grammar) -> None:
+    def __init__(self, events: Events, grammar: Grammar, stream: Stream | None) -> None:
         self.events = events
         self.grammar = grammar
+        self.stream = stream
+        # token-bearing events, the path of their text (None: not read), how to count it
+        self.stream_events = frozenset(stream.events) if stream is not None else frozenset()
+        self.text_path = (
+            tuple(stream.text_field.split(".")) if stream and stream.text_field else None
+        )
+        self.count_tokens = token_counter(stream.tokenizer) if self.stream_events else len
         self.terminal = frozenset(events.terminal)
         self.errors = frozenset(events.error)
         self.ignore = frozenset(events.ignore)
@@ -90,13 +100,19 @@ class _Rules:
         self.unique_frames = events.frames_are_unique
 
 
-_RULES: dict[tuple[int, int], _Rules] = {}
+_RULES: dict[tuple[int, int, int], _Rules] = {}
 
 
-def _rules(events: Events, grammar: Grammar) -> _Rules:
-    rules = _RULES.get((id(events), id(grammar)))
-    if rules is None or rules.events is not events or rules.grammar is not grammar:
-        rules = _RULES[(id(events), id(grammar))] = _Rules(events, grammar)
+def _rules(events: Events, grammar: Grammar, stream: Stream | None = None) -> _Rules:
+    key = (id(events), id(grammar), id(stream))
+    rules = _RULES.get(key)
+    if (
+        rules is None
+        or rules.events is not events
+        or rules.grammar is not grammar
+        or rules.stream is not stream
+    ):
+        rules = _RULES[key] = _Rules(events, grammar, stream)
     return rules
 
 
@@ -107,8 +123,8 @@ class TurnTracker:
         "_deadline_total", "_end_at", "_errors", "_event_timeout_s", "_failures", "_first",
         "_first_at", "_gaps", "_grammar", "_grammar_broken", "_ignore", "_last_at", "_names",
         "_open_spans", "_rules", "_seen_names", "_seen_raw", "_skipped", "_spans_done",
-        "_states", "_terminal", "_terminal_name", "_verdict_at", "done", "run_id", "sent_at",
-        "thread_id", "user_id",
+        "_states", "_terminal", "_terminal_name", "_token_at", "_token_texts", "_verdict_at",
+        "done", "run_id", "sent_at", "thread_id", "user_id",
     )  # fmt: skip
 
     def __init__(
@@ -121,8 +137,9 @@ class TurnTracker:
         thread_id: str | None,
         timeout_s: float,
         event_timeout_s: float,
+        stream: Stream | None = None,
     ) -> None:
-        rules = _rules(events, grammar)
+        rules = _rules(events, grammar, stream)
         self._rules = rules
         self._grammar = grammar
         self._states = grammar.initial
@@ -150,6 +167,8 @@ class TurnTracker:
         self._grammar_broken = False
         self._open_spans: dict[str, list[float]] = {}
         self._spans_done: list[tuple[str, float]] = []
+        self._token_at: list[float] | None = None  # arrival of each token event
+        self._token_texts: list[str] = []
         self.done = False
 
     # input ---------------------------------------------------------------------------
@@ -194,6 +213,8 @@ class TurnTracker:
         self._names.append(name)
         if name in rules.span_names:
             self._span_event(name, at)
+        if name in rules.stream_events:
+            self._token_event(event, at)
         # its verdict
         if name in self._errors:
             detail = str(
@@ -249,6 +270,7 @@ class TurnTracker:
             names=list(self._names),
             run_id=self.run_id,
             terminal=self._terminal_name,
+            stream=self._stream(),
         )
 
     # internals -----------------------------------------------------------------------
@@ -265,6 +287,31 @@ class TurnTracker:
             if theirs is not None and theirs != mine and str(theirs) != mine:
                 return f"{field_name} {theirs!r} is not this turn's {mine!r}"
         return None
+
+    def _token_event(self, event: dict[str, Any], at: float) -> None:
+        """A token-bearing event counts when its text is a non-empty string (an empty one
+        opens or keeps a stream alive); with no text field, every one counts."""
+        path = self._rules.text_path
+        if path is not None:
+            text: Any = event
+            for part in path:
+                if not isinstance(text, dict):
+                    return
+                text = text.get(part)
+            if not isinstance(text, str) or not text:
+                return
+            self._token_texts.append(text)
+        if self._token_at is None:
+            self._token_at = [at]
+        else:
+            self._token_at.append(at)
+
+    def _stream(self) -> StreamMetrics | None:
+        if self._token_at is None:
+            return None
+        rules = self._rules
+        texts = None if rules.text_path is None else self._token_texts
+        return measure(self.sent_at, self._token_at, texts, rules.count_tokens)
 
     def _span_event(self, name: str, at: float) -> None:
         rules = self._rules

@@ -103,8 +103,10 @@ def build_request(
     cookies: tuple[tuple[str, str], ...] = (),
     extra_headers: tuple[tuple[str, str], ...] = (),
     key: str | None = None,
+    extensions: str | None = None,
 ) -> UpgradeRequest:
-    """The request a browser would send, in a browser's header order."""
+    """The request a browser would send, in a browser's header order (Chromium's: the
+    extensions offer between the key and the subprotocols)."""
     key = key or new_key()
     headers: list[tuple[str, str]] = [
         ("Host", endpoint.host_header),
@@ -121,6 +123,8 @@ def build_request(
     if cookies:
         headers.append(("Cookie", "; ".join(f"{n}={v}" for n, v in cookies)))
     headers.append(("Sec-WebSocket-Key", key))
+    if extensions:
+        headers.append(("Sec-WebSocket-Extensions", extensions))
     if subprotocols:
         headers.append(("Sec-WebSocket-Protocol", ", ".join(subprotocols)))
     headers.extend(extra_headers)

@@ -30,9 +30,11 @@ from wsload.analysis import (
     turn_waterfall,
 )
 from wsload.errors import ConfigError
+from wsload.run.stream_summary import NOT_MS
 
 from . import figures
 from .document import Document, Table
+from .stream_section import stream_section
 
 FIGURES = (
     "latency_over_time.png",
@@ -124,6 +126,7 @@ def build_report(
     _capacity(doc, cap, figure)
     _failures(doc, run, figure, window_s)
     _turn(doc, run, figure)
+    stream_section(doc, run)
     comparison = None
     if base_run is not None:
         comparison = _comparison(doc, base_run, run, cap, slo, figure)
@@ -192,7 +195,7 @@ def _overview(doc: Document, run: Run, cap: Capacity) -> None:
             ["name", "count", "failures", "p50 ms", "p95 ms", "p99 ms", "max ms"],
             [
                 [
-                    str(r.name),
+                    f"{r.name} ({NOT_MS[r.name]}, not ms)" if r.name in NOT_MS else str(r.name),
                     str(r.count),
                     str(r.failures),
                     _ms(r.p50_ms),

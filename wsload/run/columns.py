@@ -164,7 +164,7 @@ def _pairs(value: Any) -> Any:
 
 
 def _walk(cls: type, path: str, skip: frozenset[str], seen: set[str]) -> list[Column]:
-    hints = typing.get_type_hints(cls, vars(_records) | _NAMESPACE)
+    hints = typing.get_type_hints(cls, localns=vars(_records) | _NAMESPACE)
     out: list[Column] = []
     for f in dataclasses.fields(cls):
         dotted = f"{path}{f.name}"
@@ -215,6 +215,7 @@ TURNS = derive(
         "result.e2e_ms",
         "result.elapsed_ms",
         "result.run_id",
+        "result.stream",  # the record's own stream figures (ttft_ms, itl_ms, ...) hold it
     ),
     computed=(
         ("e2e_ms", pa.float32(), attrgetter("e2e_ms")),

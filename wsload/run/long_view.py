@@ -67,7 +67,7 @@ def _arm(
     detail: str = "NULL",
     inflight: str = "NULL",
     where: str = "",
-    order: int,
+    order: float,
     sub: str = "0",
     keep: Sequence[str] | None = None,
 ) -> str:
@@ -91,7 +91,7 @@ def _arm(
         "events": f"CAST({events} AS BIGINT)",
         "detail": f"CAST(NULLIF({detail}, '') AS VARCHAR)",
         "inflight": f"CAST({inflight} AS BIGINT)",
-        "arm": str(order),
+        "arm": f"CAST({order} AS DOUBLE)",
         "sub": sub,
     }
     picked = ", ".join(
@@ -100,6 +100,27 @@ def _arm(
         if keep is None or column in keep
     )
     return f"SELECT {picked} FROM {source}" + (f" WHERE {where}" if where else "")
+
+
+def _stream_arms(keep: Sequence[str] | None) -> list[str]:
+    """A streamed answer's samples (``turn:ttft``, ``turn:itl`` per gap, ``turn:tpot``,
+    ``turn:output_tokens``, ``turn:tokens_per_s``), on turns with a first token event."""
+    streamed = "ttft_ms IS NOT NULL"
+    common = {"turn": "turn", "kind": "'stream'", "keep": keep}
+    return [
+        _arm("turns", name="'turn:ttft'", ms=_ms("ttft_ms"), where=streamed, order=3.1,
+             **common),
+        _arm("(SELECT *, unnest(itl_ms) AS _t, generate_subscripts(itl_ms, 1) AS _i "
+             f"FROM turns WHERE {streamed})", name="'turn:itl'", ms=_ms("_t"), order=3.2,
+             sub="_i", **common),
+        _arm("turns", name="'turn:tpot'", ms=_ms("tpot_ms"),
+             where=f"{streamed} AND tpot_ms IS NOT NULL", order=3.3, **common),
+        _arm("turns", name="'turn:output_tokens'",
+             ms="CAST(coalesce(output_tokens, 0) AS DOUBLE)", where=streamed, order=3.4,
+             **common),
+        _arm("turns", name="'turn:tokens_per_s'", ms=_ms("tokens_per_s"),
+             where=f"{streamed} AND tokens_per_s IS NOT NULL", order=3.5, **common),
+    ]  # fmt: skip
 
 
 def _arms(keep: Sequence[str] | None = None) -> list[str]:
@@ -118,6 +139,7 @@ def _arms(keep: Sequence[str] | None = None) -> list[str]:
         _arm("(SELECT *, unnest(spans_ms) AS _s, generate_subscripts(spans_ms, 1) AS _i "
              "FROM turns)", kind="'span'", name="'turn:' || _s.name", ms=_ms("_s.ms"),
              turn="turn", order=3, sub="_i", keep=keep),
+        *_stream_arms(keep),
         _arm("turns", kind="'intended'", name="'turn:e2e_intended'", ms=_ms("intended_ms"),
              where="intended_ms IS NOT NULL", turn="turn", order=4, keep=keep),
         _arm("turns", kind="'turn'", name="'turn:e2e'", ms=_ms("e2e_ms"), failure="failure",
@@ -130,8 +152,13 @@ def _arms(keep: Sequence[str] | None = None) -> list[str]:
              failure="CASE WHEN phase = 'connect' THEN failure END",
              http_status=f"CASE WHEN phase = 'connect' AND {failed} THEN http_status END",
              close_code=f"CASE WHEN phase = 'connect' AND {failed} THEN close_code END",
-             detail="CASE WHEN phase = 'connect' THEN detail END", inflight="inflight",
+             detail="CASE WHEN phase = 'connect' THEN detail ELSE extensions END",
+             inflight="inflight",
              order=6, keep=keep),
+        _arm("connections", kind="'tls'", name="'tls'", ms=_ms("tls_ms"),
+             detail="CASE WHEN tls_resumed THEN 'resumed' END", inflight="inflight",
+             where="phase IS DISTINCT FROM 'connect' AND tls_ms IS NOT NULL", order=6.5,
+             keep=keep),
         _arm("connections", kind="'auth'", name="'auth'", ms=_ms("coalesce(auth_ms, 0)"),
              failure="failure", http_status=f"CASE WHEN {failed} THEN http_status END",
              close_code=f"CASE WHEN {failed} THEN close_code END", detail="detail",

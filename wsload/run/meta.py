@@ -16,7 +16,11 @@ from typing import Any
 
 from wsload.run.recorder import RUN_FILE
 
-__all__ = ["crash_notice", "read_run_meta"]
+__all__ = ["TLS_INSECURE_NOTICE", "crash_notice", "read_run_meta"]
+TLS_INSECURE_NOTICE = (
+    "--tls-insecure: the server's TLS certificate and host name were NOT verified; "
+    "this run proves nothing about who answered"
+)
 
 
 def read_run_meta(folder: str | Path) -> dict[str, Any]:

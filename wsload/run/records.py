@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class Sample(NamedTuple):
     """One stats entry's measurement: what Locust counts, and one row of the long view."""
 
-    kind: str  # connect | auth | event | gap | span | intended | turn | session | probe ...
+    kind: str  # connect | tls | auth | event | gap | span | intended | turn | session | probe ...
     name: str  # the stats name
     ms: float
     failure: str | None = None  # taxonomy id; None is a success
@@ -45,8 +45,9 @@ class Who:
 
 @dataclass(slots=True)
 class ConnectionAttempt:
-    """One connection attempt: TCP connect to a valid 101 (``connect``), 101 to the ack
-    (``auth``). ``failure`` with ``phase`` says where it stopped."""
+    """One connection attempt: TCP connect to a valid 101 (``connect``; over ``wss://`` its
+    TLS handshake is also ``tls``), 101 to the ack (``auth``). ``failure`` with ``phase``
+    says where it stopped."""
 
     started_at: float  # epoch seconds
     who: Who
@@ -61,6 +62,8 @@ class ConnectionAttempt:
     tcp_ms: float | None = None
     tls_ms: float | None = None
     upgrade_ms: float | None = None
+    tls_resumed: bool | None = None  # wss://: the TLS session of an earlier one was resumed
+    extensions: str = ""  # what the 101 agreed to, e.g. "permessage-deflate; ..."
 
     kind = "connection"
 
@@ -68,7 +71,10 @@ class ConnectionAttempt:
         if self.phase == "connect":
             yield Sample("connect", "connect", self.connect_ms or 0.0, self.failure, self.detail)
             return
-        yield Sample("connect", "connect", self.connect_ms or 0.0)
+        # a session's row says what the 101 agreed to (the raw results keep it per session)
+        yield Sample("connect", "connect", self.connect_ms or 0.0, None, self.extensions)
+        if self.tls_ms is not None:  # wss://: the TLS handshake, a part of connect
+            yield Sample("tls", "tls", self.tls_ms, None, "resumed" if self.tls_resumed else "")
         yield Sample("auth", "auth", self.auth_ms or 0.0, self.failure, self.detail)
 
 
@@ -83,8 +89,30 @@ class TurnRecord:
     sent_bytes: int
     result: TurnResult
     intended_ms: float | None = None  # open model: e2e from when the message was due
+    # The streamed answer (docs/profiles.md "[stream]"), None when no token event came;
+    # filled from ``result.stream`` when not given.
+    ttft_ms: float | None = None  # message sent to the first token event
+    itl_ms: list[float] | None = None  # gaps between consecutive token events
+    tpot_ms: float | None = None  # (last token event - first) / (output tokens - 1)
+    output_tokens: int | None = None  # by the profile's tokenizer
+    tokens_per_s: float | None = None  # output tokens / (sent to last token event)
+    output_chars: int | None = None
+    output_words: int | None = None  # whitespace tokens
+    token_events: int | None = None
 
     kind = "turn"
+
+    def __post_init__(self) -> None:
+        stream = self.result.stream
+        if stream is not None and self.ttft_ms is None:
+            self.ttft_ms = stream.ttft_ms
+            self.itl_ms = stream.itl_ms
+            self.tpot_ms = stream.tpot_ms
+            self.output_tokens = stream.tokens
+            self.tokens_per_s = stream.tokens_per_s
+            self.output_chars = stream.chars
+            self.output_words = stream.words
+            self.token_events = stream.events
 
     @property
     def e2e_ms(self) -> float:
@@ -110,7 +138,25 @@ class TurnRecord:
             len(result.gaps_ms),
             tuple([span for span, _ in result.spans_ms]),
             self.intended_ms is not None,
+            self._stream_shape(),
         )
+
+    def _stream_shape(self) -> StreamShape:
+        if self.ttft_ms is None:
+            return None
+        return (len(self.itl_ms or ()), self.tpot_ms is not None, self.tokens_per_s is not None)
+
+    def stream_timings(self) -> list[float]:
+        """The stream samples' values in ``samples()`` order (none when not streamed)."""
+        if self.ttft_ms is None:
+            return []
+        values = [self.ttft_ms, *(self.itl_ms or ())]
+        if self.tpot_ms is not None:
+            values.append(self.tpot_ms)
+        values.append(float(self.output_tokens or 0))
+        if self.tokens_per_s is not None:
+            values.append(self.tokens_per_s)
+        return values
 
     def timings(self) -> list[float]:
         """The values of every sample but ``turn:e2e``, in ``samples()`` order."""
@@ -119,12 +165,16 @@ class TurnRecord:
         values.extend(result.first_ms.values())
         values.extend(result.gaps_ms)
         values.extend([ms for _, ms in result.spans_ms])
+        if self.ttft_ms is not None:
+            values.extend(self.stream_timings())
         if self.intended_ms is not None:
             values.append(self.intended_ms)
         return values
 
     def samples(self) -> Iterator[Sample]:
-        """``turn:ttfe``, ``turn:<event>``, ``turn:gap``, ``turn:<span>``, then ``turn:e2e``."""
+        """``turn:ttfe``, ``turn:<event>``, ``turn:gap``, ``turn:<span>``, the stream's
+        (``turn:ttft``, ``turn:itl``, ``turn:tpot``, ``turn:output_tokens``,
+        ``turn:tokens_per_s``), then ``turn:e2e``."""
         result = self.result
         if result.ttfe_ms is not None:
             yield Sample("event", "turn:ttfe", result.ttfe_ms)
@@ -134,6 +184,11 @@ class TurnRecord:
             yield Sample("gap", "turn:gap", ms)
         for span, ms in result.spans_ms:
             yield Sample("span", f"turn:{span}", ms)
+        if self.ttft_ms is not None:
+            for (kind, name), value in zip(
+                stream_samples(self._stream_shape()), self.stream_timings(), strict=True
+            ):
+                yield Sample(kind, name, value)
         if self.intended_ms is not None:
             yield Sample("intended", "turn:e2e_intended", self.intended_ms)
         yield Sample("turn", "turn:e2e", self.e2e_ms, result.failure, self.detail)
@@ -226,17 +281,38 @@ class HealthTick:
             yield Sample("health", "health:users", float(self.users))
 
 
-# (ttfe present, first-event names, gap count, span names, intended present)
-TurnShape = tuple[bool, tuple[str, ...], int, tuple[str, ...], bool]
+# A streamed turn's samples: (ITL count, tpot present, tokens/s present); None: not streamed.
+StreamShape = tuple[int, bool, bool] | None
+# (ttfe present, first-event names, gap count, span names, intended present, stream)
+TurnShape = tuple[bool, tuple[str, ...], int, tuple[str, ...], bool, StreamShape]
+
+# Stats names of a streamed answer; the last two hold a count and a rate, not milliseconds.
+STREAM_NAMES = ("turn:ttft", "turn:itl", "turn:tpot", "turn:output_tokens", "turn:tokens_per_s")
+STREAM_KIND = "stream"
+
+
+def stream_samples(stream: StreamShape) -> list[tuple[str, str]]:
+    """(kind, stats name) of each value ``TurnRecord.stream_timings()`` gives."""
+    if stream is None:
+        return []
+    itls, has_tpot, has_rate = stream
+    out = [(STREAM_KIND, "turn:ttft")] + [(STREAM_KIND, "turn:itl")] * itls
+    if has_tpot:
+        out.append((STREAM_KIND, "turn:tpot"))
+    out.append((STREAM_KIND, "turn:output_tokens"))
+    if has_rate:
+        out.append((STREAM_KIND, "turn:tokens_per_s"))
+    return out
 
 
 def shape_samples(shape: TurnShape) -> list[tuple[str, str]]:
     """(kind, stats name) of each value ``TurnRecord.timings()`` gives for ``shape``."""
-    has_ttfe, firsts, gaps, spans, has_intended = shape
+    has_ttfe, firsts, gaps, spans, has_intended, stream = shape
     out = [("event", "turn:ttfe")] if has_ttfe else []
     out += [("event", f"turn:{name}") for name in firsts]
     out += [("gap", "turn:gap")] * gaps
     out += [("span", f"turn:{span}") for span in spans]
+    out += stream_samples(stream)
     if has_intended:
         out.append(("intended", "turn:e2e_intended"))
     return out

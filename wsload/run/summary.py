@@ -13,8 +13,9 @@ import pandas as pd
 
 from wsload.run import digest
 from wsload.run.long_view import load_long
-from wsload.run.meta import crash_notice, read_run_meta
+from wsload.run.meta import TLS_INSECURE_NOTICE, crash_notice, read_run_meta
 from wsload.run.recorder import SAMPLES_FILE
+from wsload.run.stream_summary import NOT_MS, stream_lines
 from wsload.run.tables import has_tables
 
 _ORDER = ("connect", "auth", "turn:ttfe")
@@ -312,6 +313,11 @@ def _missing(value: object) -> bool:
     return value is None or bool(pd.isna(value)) or str(value) == ""
 
 
+def _label(name: str) -> str:
+    """A stats name, with its unit when its values are not milliseconds."""
+    return f"{name} [{NOT_MS[name]}]" if name in NOT_MS else name
+
+
 def _top(counts: pd.Series) -> str:
     """The three most frequent ids of a count per id (or of a Series of ids)."""
     if counts.dtype == object or str(counts.dtype) in ("string", "str"):
@@ -331,18 +337,23 @@ def _lines(
     counted: pd.DataFrame,
     security: list[str],
     examples: list[str],
+    stream: list[str],
 ) -> str:
     lines = [f"wsload summary of {folder} ({samples} samples, times in ms, exact)"]
-    notice = crash_notice(read_run_meta(folder), last_end)
+    meta = read_run_meta(folder)
+    notice = crash_notice(meta, last_end)
     if notice:
         lines.append(f"WARNING: {notice}")
+    if meta.get("tls_insecure") is True:
+        lines.append(f"WARNING: {TLS_INSECURE_NOTICE}")
     lines += headline_lines_of(head, counted)
+    lines += stream
     lines += session_lines_of(counted)
     table = digest.percentile_table(counted, _name_key)
     lines += [_HEADER, "-" * len(_HEADER)]
     for row in table.itertuples(index=False):
         lines.append(
-            f"{row.name:<28}{row.count:>8}{row.failures:>7}"
+            f"{_label(row.name):<28}{row.count:>8}{row.failures:>7}"
             + "".join(
                 f"{v:>10.1f}" if v == v else f"{'-':>10}"
                 for v in (row.p50, row.p95, row.p99, row.max)
@@ -374,4 +385,5 @@ def render(folder: str | Path) -> str:
         digest.digest_of(samples),
         security_lines(samples),
         example_lines(samples),
+        stream_lines(samples),
     )

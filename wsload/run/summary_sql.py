@@ -25,7 +25,9 @@ def time_span(con) -> tuple[float | None, float | None]:
         "greatest(coalesce(ttfe_ms, 0), coalesce(list_max(map_values(first_ms)), 0), "
         "coalesce(list_max(gaps_ms), 0), "
         "coalesce(list_max(list_transform(spans_ms, lambda s: s.ms)), 0), "
-        "coalesce(intended_ms, 0), coalesce(e2e_ms, 0))"
+        "coalesce(intended_ms, 0), coalesce(e2e_ms, 0), "
+        "CASE WHEN ttft_ms IS NOT NULL THEN greatest(ttft_ms, coalesce(list_max(itl_ms), 0), "
+        "coalesce(tpot_ms, 0), coalesce(output_tokens, 0), coalesce(tokens_per_s, 0)) END)"
     )
     turns = (
         "SELECT min(started_at) AS first, "
@@ -33,7 +35,7 @@ def time_span(con) -> tuple[float | None, float | None]:
     )
     others = (
         "SELECT min(ts) AS first, max(ts + coalesce(ms, 0) / 1000.0) AS last FROM samples "
-        "WHERE arm BETWEEN 6 AND 10"
+        "WHERE arm BETWEEN 6 AND 10"  # connections, probes, sessions, http
     )
     first, last = con.execute(
         f"SELECT min(first), max(last) FROM ({turns} UNION ALL {others})"
@@ -43,6 +45,7 @@ def time_span(con) -> tuple[float | None, float | None]:
 
 def render_facts(folder: Path, per_id: int = 3) -> tuple:
     """(samples, last end, headline, digest, security lines, example lines) of a run."""
+    from wsload.run.stream_summary import stream_lines
     from wsload.run.summary import (
         _headline,
         example_lines_of,
@@ -61,10 +64,13 @@ def render_facts(folder: Path, per_id: int = 3) -> tuple:
             "(kind IN ('probe', 'conformance') OR failure = 'identity_mismatch')"
         ).df()
         failed = con.execute(  # a turn's measurements but its e2e never fail (arms 0-4)
-            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE arm >= 5 AND NOT ok QUALIFY "
+            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE arm BETWEEN 5 AND 13 AND NOT ok QUALIFY "
             "row_number() OVER (PARTITION BY coalesce(failure, 'failed') ORDER BY ts, turn, "
             "arm, sub) <= ? ORDER BY ts, turn, arm, sub",
             [per_id],
+        ).df()
+        streamed = con.execute(  # a streamed turn's samples (arms 3.1 to 3.5)
+            "SELECT name, ms, ok FROM samples WHERE arm > 3 AND arm < 4"
         ).df()
     finally:
         con.close()
@@ -86,6 +92,7 @@ def render_facts(folder: Path, per_id: int = 3) -> tuple:
         counted,
         security_lines(quoted, foreign=foreign),
         example_lines_of(failed, order, per_id) if len(failed) else [],
+        stream_lines(streamed) if len(streamed) else [],
     )
 
 

@@ -78,18 +78,18 @@ def _is_span_list(kind: pa.DataType) -> bool:
 
 
 def _make(cls: type, prefix: str, values: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls, _NAMESPACE | {c.__name__: c for c in SPEC_OF})
+    hints = typing.get_type_hints(cls, localns=_NAMESPACE | {c.__name__: c for c in SPEC_OF})
     kwargs = {}
     for field in dataclasses.fields(cls):
         dotted = prefix + field.name
         hint = hints[field.name]
         inner = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
-        if dataclasses.is_dataclass(inner[0]):
-            kwargs[field.name] = _make(inner[0], dotted + ".", values)
-        elif dotted in values:
+        if dotted in values:
             kwargs[field.name] = values[dotted]
-        elif field.name in _FILLS:
+        elif prefix and field.name in _FILLS:
             kwargs[field.name] = _FILLS[field.name](values)
+        elif dataclasses.is_dataclass(inner[0]):
+            kwargs[field.name] = _make(inner[0], dotted + ".", values)
         elif field.default is not dataclasses.MISSING:
             kwargs[field.name] = field.default
         elif field.default_factory is not dataclasses.MISSING:
@@ -108,4 +108,5 @@ _FILLS = {
     "e2e_ms": lambda v: v.get("e2e_ms"),
     "elapsed_ms": lambda v: v.get("e2e_ms"),
     "run_id": lambda v: None,
+    "stream": lambda v: None,
 }

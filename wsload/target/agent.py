@@ -28,26 +28,34 @@ class TurnKnobs:
     tools: int = 1
     tool_duration_s: float | None = None  # None: same as gap_s
     jitter: float = 0.0  # each delay is multiplied by uniform(1 - jitter, 1 + jitter)
+    stream_tokens: int = 0  # stream_chunk events of the answer, one word each
+    token_interval_s: float | None = None  # between two stream_chunk events; None: gap_s
 
     @property
     def tool_s(self) -> float:
         return self.gap_s if self.tool_duration_s is None else self.tool_duration_s
 
     @property
+    def token_s(self) -> float:
+        return self.gap_s if self.token_interval_s is None else self.token_interval_s
+
+    @property
     def instant(self) -> bool:
         """True when every delay is 0: the whole turn is sent without sleeping."""
-        return self.ttfe_s == 0 and self.gap_s == 0 and self.tool_s == 0
+        return self.ttfe_s == 0 and self.gap_s == 0 and self.tool_s == 0 and self.token_s == 0
 
     @property
     def event_count(self) -> int:
-        return 2 + self.thinking_steps + 2 * self.tools
+        return 2 + self.thinking_steps + 2 * self.tools + self.stream_tokens
 
 
 def plan_turn(knobs: TurnKnobs, rng: random.Random | None = None) -> list[PlannedEvent]:
     """The events of one turn with their offsets from message receipt, in send order.
 
     ``agent_started`` -> ``agent_thinking`` x thinking_steps -> (``tool_executing`` ->
-    ``tool_completed``) x tools -> ``agent_completed``. ``rng`` is drawn from only when
+    ``tool_completed``) x tools -> ``stream_chunk`` x stream_tokens (the answer, one word
+    in ``data.content`` each: the first ``gap_s`` after the event before it, the next ones
+    ``token_s`` apart) -> ``agent_completed``. ``rng`` is drawn from only when
     there is jitter, so a seeded generator gives the same plans run after run.
     """
     rng = rng if rng is not None else random.Random()
@@ -75,6 +83,12 @@ def plan_turn(knobs: TurnKnobs, rng: random.Random | None = None) -> list[Planne
         before = offset
         add(knobs.tool_s, "tool_completed", {"agent_name": AGENT_NAME, "tool_name": tool})
         plan[-1][1]["data"]["duration_ms"] = round((offset - before) * 1000.0, 3)
+    for index in range(knobs.stream_tokens):
+        add(
+            knobs.gap_s if index == 0 else knobs.token_s,
+            "stream_chunk",
+            {"agent_name": AGENT_NAME, "content": f"{' ' if index else ''}token{index + 1}"},
+        )
     add(
         knobs.gap_s,
         "agent_completed",

@@ -39,6 +39,10 @@ class TargetConfig:
     host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
     workers: int = 1
+    compression: bool = True  # accept permessage-deflate when a client offers it
+    tls_cert: str | None = None  # PEM: serve wss:// (with tls_key, unless in the same file)
+    tls_key: str | None = None
+    tls_client_ca: str | None = None  # PEM: require client certificates it signed (mTLS)
     # tokens (defaults: the default profile's [token] table)
     algorithm: str = "HS256"
     jwt_secret: str | None = field(default=None, repr=False)
@@ -68,6 +72,8 @@ class TargetConfig:
     thinking_steps: int = 2
     tools: int = 1
     tool_duration_s: float | None = None
+    stream_tokens: int = 0
+    token_interval_s: float | None = None
     jitter: float = 0.0
     seed: int | None = None
     # limits and liveness
@@ -99,6 +105,10 @@ class TargetConfig:
     half_open_fraction: float = 1.0
     # where the workers of one target share their counters (set by the parent, not an option)
     stats_dir: str | None = None
+
+    @property
+    def scheme(self) -> str:
+        return "wss" if self.tls_cert else "ws"
 
     @classmethod
     def from_token_spec(cls, spec: TokenSpec, **overrides: Any) -> TargetConfig:
@@ -146,6 +156,7 @@ class TargetConfig:
             ("--ttfe", self.ttfe_s),
             ("--gap", self.gap_s),
             ("--tool-duration", self.tool_duration_s or 0.0),
+            ("--token-interval", self.token_interval_s or 0.0),
             ("--heartbeat", self.heartbeat_s),
             ("--overload-delay", self.overload_delay_s),
             ("--slow-handshake", self.slow_handshake_s),
@@ -165,6 +176,12 @@ class TargetConfig:
             "use 0..1000",
         )
         _check(0 <= self.tools <= 1000, "--tools", f"got {self.tools}", "use 0..1000")
+        _check(
+            0 <= self.stream_tokens <= 10000,
+            "--stream-tokens",
+            f"got {self.stream_tokens}",
+            "use 0..10000",
+        )
         for option, value in (
             ("--jitter", self.jitter),
             ("--leak-fraction", self.leak_fraction),
@@ -212,6 +229,16 @@ class TargetConfig:
             "use at least 64 bytes",
         )
         _check(bool(self.login_password), "--login-password", "is empty", "give a password")
+        _check(
+            self.tls_cert is not None or (self.tls_key is None and self.tls_client_ca is None),
+            "--tls-key" if self.tls_key else "--tls-client-ca",
+            "only works with --tls-cert",
+            "add --tls-cert PEM",
+        )
+        if self.tls_cert:
+            from wsload.net.tls import server_context
+
+            server_context(self.tls_cert, self.tls_key, self.tls_client_ca)  # bad files stop here
         secret = self.resolved_secret()
         ticket_key = self.ticket_key or _ticket_key(secret)
         return replace(self, jwt_secret=secret, ticket_key=ticket_key)

@@ -88,6 +88,8 @@ class Policy:
             thinking_steps=config.thinking_steps,
             tools=config.tools,
             tool_duration_s=config.tool_duration_s,
+            stream_tokens=config.stream_tokens,
+            token_interval_s=config.token_interval_s,
             jitter=config.jitter,
         )
         self.leak_fraction = config.leak_fraction

@@ -40,7 +40,7 @@ from wsload.target.config import Material, TargetConfig
 log = logging.getLogger("wsload.target")
 
 LISTENING_RE = re.compile(
-    r"wsload target listening on ws://(?P<host>\[[^\]]+\]|[^\s:/]+):(?P<port>\d+)/ws "
+    r"wsload target listening on (?P<scheme>wss?)://(?P<host>\[[^\]]+\]|[^\s:/]+):(?P<port>\d+)/ws "
     r"\(pid (?P<pid>\d+), (?P<workers>\d+) workers\)"
 )
 READY_TIMEOUT_S = 20.0
@@ -49,9 +49,9 @@ PARENT_POLL_S = 1.0
 PR_SET_PDEATHSIG = 1
 
 
-def listening_line(host: str, port: int, pid: int, workers: int) -> str:
+def listening_line(host: str, port: int, pid: int, workers: int, scheme: str = "ws") -> str:
     """The one stdout line that says every worker listens (parsed by ``start_target``)."""
-    url = f"ws://{_url_host(host)}:{port}/ws"
+    url = f"{scheme}://{_url_host(host)}:{port}/ws"
     return f"wsload target listening on {url} (pid {pid}, {workers} workers)"
 
 
@@ -59,8 +59,8 @@ def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
 
 
-def _announce(host: str, port: int, workers: int) -> None:
-    print(listening_line(host, port, os.getpid(), workers), flush=True)
+def _announce(host: str, port: int, workers: int, scheme: str = "ws") -> None:
+    print(listening_line(host, port, os.getpid(), workers, scheme), flush=True)
 
 
 # serving ---------------------------------------------------------------------------------
@@ -85,7 +85,7 @@ def serve(config: TargetConfig, material: Material, *, exit_with_parent: bool = 
                 config,
                 material,
                 0,
-                lambda port: _announce(config.host, port, 1),
+                lambda port: _announce(config.host, port, 1, config.scheme),
                 parent,
             )
         )
@@ -115,6 +115,7 @@ async def _serve_app(
     """Serve one worker's app until a stop signal (or the parent's exit when watched)."""
     from aiohttp import web
 
+    from wsload.net.tls import server_context
     from wsload.target.server import build_app
 
     loop = asyncio.get_running_loop()
@@ -130,6 +131,9 @@ async def _serve_app(
             runner,
             config.host,
             config.port,
+            ssl_context=server_context(config.tls_cert, config.tls_key, config.tls_client_ca)
+            if config.tls_cert
+            else None,
             reuse_address=True,
             reuse_port=config.workers > 1,
             backlog=2048,
@@ -217,7 +221,7 @@ def _serve_workers(config: TargetConfig, material: Material, parent_pid: int | N
             reserved = None
         if stopping:
             return 0
-        _announce(config.host, config.port, config.workers)
+        _announce(config.host, config.port, config.workers, config.scheme)
         reported: set[int] = set()
         while not stopping:
             if parent_pid is not None and os.getppid() != parent_pid:
@@ -345,6 +349,7 @@ class RunningTarget:
     workers: int
     _stderr: IO[bytes] = field(repr=False)
     _drainer: threading.Thread | None = field(default=None, repr=False)
+    scheme: str = "ws"  # wss with --tls-cert
 
     @property
     def pid(self) -> int:
@@ -352,11 +357,12 @@ class RunningTarget:
 
     @property
     def url(self) -> str:
-        return f"ws://{_url_host(self.host)}:{self.port}/ws"
+        return f"{self.scheme}://{_url_host(self.host)}:{self.port}/ws"
 
     @property
     def http_url(self) -> str:
-        return f"http://{_url_host(self.host)}:{self.port}"
+        scheme = "https" if self.scheme == "wss" else "http"
+        return f"{scheme}://{_url_host(self.host)}:{self.port}"
 
     def stderr_text(self) -> str:
         """What the target wrote to stderr so far (its logs; never tokens or secrets)."""
@@ -414,7 +420,12 @@ def start_target(
     try:
         match = _read_listening_line(proc, timeout)
         target = RunningTarget(
-            proc, match["host"].strip("[]"), int(match["port"]), int(match["workers"]), stderr
+            proc,
+            match["host"].strip("[]"),
+            int(match["port"]),
+            int(match["workers"]),
+            stderr,
+            scheme=match["scheme"],
         )
     except RuntimeError as exc:
         failed = RunningTarget(proc, "127.0.0.1", 0, 0, stderr)

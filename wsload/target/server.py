@@ -171,7 +171,7 @@ async def _upgrade(request: web.Request, state: TargetState) -> web.StreamRespon
         protocols=(nego.selected,) if nego.selected else (),
         # aiohttp refuses a message of exactly max_msg_size; _chat enforces the exact limit
         max_msg_size=state.config.max_message_bytes + 1,
-        compress=False,
+        compress=state.config.compression,  # permessage-deflate when the client offers it
         timeout=5.0,
         autoping=auto,
         autoclose=auto,
