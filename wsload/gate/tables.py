@@ -37,6 +37,11 @@ def _too_slow(name: str, limit: float) -> str | None:
         return f"{_value('ttfe_ms')} > {bound}"
     if name == "turn:e2e_intended":
         return f"{_value('intended_ms')} > {bound}"
+    if name in ("turn:ttft", "turn:tpot"):  # a streamed answer's, on the streamed turns
+        column = name.removeprefix("turn:") + "_ms"
+        return f"ttft_ms IS NOT NULL AND {_value(column)} > {bound}"
+    if name == "turn:itl":
+        return f"len(list_filter(itl_ms, lambda g: {_value('g')} > {bound})) > 0"
     if name == "turn:gap":
         return f"len(list_filter(gaps_ms, lambda g: {_value('g')} > {bound})) > 0"
     if not name.startswith("turn:"):
