@@ -12,12 +12,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from wsload.config.profile import load_profile
 from wsload.config.tokens import TokenMinter
 from wsload.target import start_target
 
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
+
+# Two shared cores: a property's first example (imports, a DuckDB query) can take longer
+# than hypothesis' 200 ms deadline under load; the suite's timeout still bounds a test.
+settings.register_profile("wsload", deadline=None)
+settings.load_profile("wsload")
 
 
 @pytest.fixture(scope="session")

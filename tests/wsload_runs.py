@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from wsload.run.recorder import COLUMNS
+from wsload.run.tables import is_run_folder
 
 REPO = Path(__file__).resolve().parent.parent
 ORIGIN = 1_790_000_000.0  # epoch seconds where synthetic runs start
@@ -56,12 +57,31 @@ def locust(
 def real_run(base: Path, kind: str) -> Path:
     """The run folder of a real run of ``kind`` (see ``REAL_RUNS``), made on first use."""
     folder = base / f"wsload-run-{kind}"
-    if (folder / "samples.csv").is_file() and (folder / "run.json").is_file():
+    if is_run_folder(folder) and (folder / "run.json").is_file():
         return folder
     locustfile, args = REAL_RUNS[kind]
     done = locust(locustfile, *args, "--results", str(folder))
     assert done.returncode == 0, done.stderr[-3000:]
     return folder
+
+
+def samples_csv(folder: Path) -> Path:
+    """A real run's long view as the classic CSV (``wsload export --csv``), made once."""
+    from wsload.run.export import export_csv
+
+    path = folder / "samples.csv"
+    if not path.is_file():
+        export_csv(folder, path)
+    return path
+
+
+def results_bytes(folder: Path) -> dict[str, bytes]:
+    """The results tables of a run folder, file by file."""
+    return {
+        p.name: p.read_bytes()
+        for p in sorted(folder.glob("*.*"))
+        if p.suffix in (".parquet", ".arrows")
+    }
 
 
 def write_run(

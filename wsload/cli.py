@@ -64,7 +64,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     log_path = folder / "locust.log"
     with log_path.open("w") as log:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT)
-    if not (folder / "samples.csv").is_file():
+    from wsload.run.tables import is_run_folder
+
+    if not is_run_folder(folder):
         print(log_path.read_text()[-3000:], file=sys.stderr)
         print(f"wsload demo: the run recorded nothing (exit {code}); log: {log_path}")
         return code or 1
@@ -89,14 +91,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 def _cmd_summary(args: argparse.Namespace) -> int:
     from wsload.run.summary import render
+    from wsload.run.tables import require_run_folder
 
-    folder = Path(args.run_dir)
-    if not (folder / "samples.csv").is_file():
-        raise ConfigError(
-            f"{folder} is not a wsload run folder (no samples.csv)",
-            fix="give the folder a run wrote, e.g. results/<run-id>",
-        )
-    print(render(folder))
+    print(render(require_run_folder(Path(args.run_dir))))
     return 0
 
 
@@ -214,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     gate = sub.add_parser("gate", help="CI gate: thresholds over a finished run folder")
     add_gate_arguments(gate)
     gate.set_defaults(func=run_gate)
+
+    from wsload.run import export
+
+    export_parser = sub.add_parser(
+        "export", help="a run's results as the classic long CSV (one row per measurement)"
+    )
+    export.add_arguments(export_parser)
+    export_parser.set_defaults(func=export.run)
 
     profile = sub.add_parser(
         "profile",

@@ -7,7 +7,7 @@ import shutil
 
 import pandas as pd
 import pytest
-from wsload_runs import ORIGIN, real_run, usl_run, write_run
+from wsload_runs import ORIGIN, real_run, samples_csv, usl_run, write_run
 
 from wsload import analysis as wa
 from wsload.errors import ConfigError
@@ -26,7 +26,7 @@ def chat(chat_dir):
 
 @pytest.fixture(scope="module")
 def raw(chat_dir):
-    return pd.read_csv(chat_dir / "samples.csv", dtype={"session": "string"})
+    return pd.read_csv(samples_csv(chat_dir), dtype={"session": "string"})
 
 
 def test_public_names_are_all_importable_and_not_submodules():
@@ -180,7 +180,7 @@ def test_multi_node_folders_sum_users_across_nodes_and_keep_turns_apart(tmp_path
 
 
 def test_a_real_run_renamed_to_two_nodes_doubles_turns_and_users(chat_dir, tmp_path):
-    raw = pd.read_csv(chat_dir / "samples.csv", dtype=str, keep_default_na=False)
+    raw = pd.read_csv(samples_csv(chat_dir), dtype=str, keep_default_na=False)
     raw = raw.loc[raw["kind"] != "health"]
     other = raw.copy()
     other["node"] = "w2"
@@ -224,7 +224,7 @@ def test_steps_file_of_a_capacity_run_wins_over_derived_steps(tmp_path):
 
 
 def test_comparing_a_run_with_a_slower_copy_flags_only_what_got_slower(chat_dir, tmp_path):
-    raw = pd.read_csv(chat_dir / "samples.csv", dtype=str, keep_default_na=False)
+    raw = pd.read_csv(samples_csv(chat_dir), dtype=str, keep_default_na=False)
     slow = raw.copy()
     e2e = slow["name"] == "turn:e2e"
     slow.loc[e2e, "ms"] = (slow.loc[e2e, "ms"].astype(float) * 2).map("{:.3f}".format)
@@ -264,7 +264,7 @@ def _folder_with(content: bytes | None):
     ("make", "message"),
     [
         (lambda p: p / "absent", "is not a folder"),
-        (_folder_with(None), "no samples.csv"),
+        (_folder_with(None), "not a wsload run folder"),
         (_folder_with(b""), "is empty"),
         (_folder_with((",".join(COLUMNS) + "\n").encode()), "holds no samples"),
         (_folder_with(b"a,b\n1,2\n"), "lacks the columns"),

@@ -12,13 +12,14 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 from wsload_runs import ORIGIN, REPO, real_run, write_run
 
 from wsload import analysis as wa
 from wsload.reports import build_report
 from wsload.run.meta import crash_notice, read_run_meta
+from wsload.run.summary import load_samples
+from wsload.run.tables import read_table
 
 PREFIX = "This run did not stop cleanly (crashed or killed) at about "
 SUFFIX = "; its last second may be missing."
@@ -111,9 +112,8 @@ def _spawn_and_kill(folder: Path, log: Path) -> float:
     )
     try:
         deadline = time.monotonic() + 60
-        samples = folder / "samples.csv"
         while time.monotonic() < deadline and process.poll() is None:
-            if samples.is_file() and samples.read_text().count("turn:e2e") >= 20:
+            if folder.is_dir() and read_table(folder, "turns", ["turn"]).num_rows >= 20:
                 break
             time.sleep(0.25)
         assert process.poll() is None, log.read_text()[-3000:]
@@ -153,7 +153,7 @@ def test_a_clean_real_run_shows_no_crash_notice(tmp_path_factory, tmp_path):
     run = wa.load_run(folder)
     assert run.stopped_cleanly and run.crash_notice is None
     assert isinstance(run.meta["stopped"], float)
-    raw = pd.read_csv(folder / "samples.csv")
+    raw = load_samples(folder)
     assert run.stopped >= raw.loc[raw["kind"] != "health", "ts"].max()
     files = build_report(folder, output=tmp_path / "report")
     assert "did not stop cleanly" not in files.markdown.read_text()

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from wsload_runs import results_bytes
 
 from wsload.run.summary import load_samples
+from wsload.run.tables import is_run_folder
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUSTFILE = REPO / "locustfiles" / "ws_auth.py"
@@ -152,7 +154,7 @@ def test_bad_input_stops_before_any_load_with_one_message(tmp_path, args, env, m
     assert run.returncode == 2, run.stderr[-2000:]
     assert message in run.stderr
     assert "Traceback" not in run.stderr + run.stdout
-    assert not (tmp_path / "r" / "samples.csv").exists()
+    assert not is_run_folder(tmp_path / "r")
 
 
 def test_a_results_folder_that_is_a_file_is_refused(tmp_path):
@@ -166,10 +168,11 @@ def test_a_results_folder_that_is_a_file_is_refused(tmp_path):
 def test_an_earlier_run_in_the_results_folder_is_never_overwritten(tmp_path):
     first = locust("-u", "2", "-r", "2", "-t", "2s", "--results", str(tmp_path / "run"))
     assert first.returncode == 0, first.stderr[-2000:]
-    before = (tmp_path / "run" / "samples.csv").read_bytes()
+    before = results_bytes(tmp_path / "run")
+    assert before
     again = locust("-u", "1", "-t", "3s", "--results", str(tmp_path / "run"), timeout=30)
     assert again.returncode == 2 and "already holds a run" in again.stderr
-    assert (tmp_path / "run" / "samples.csv").read_bytes() == before
+    assert results_bytes(tmp_path / "run") == before
 
 
 def test_a_saturated_generator_loses_no_rows(tmp_path):

@@ -20,6 +20,7 @@ from nbclient import NotebookClient
 from wsload_runs import REPO, locust, real_run
 
 from wsload.analysis import load_run
+from wsload.run.tables import is_run_folder
 
 pytestmark = pytest.mark.slow
 
@@ -57,14 +58,14 @@ def relative_to_repository(folder: Path) -> str:
 
 def test_explore_tells_the_story_of_a_run_with_failures(tmp_path_factory, monkeypatch):
     run_dir = tmp_path_factory.getbasetemp() / "wsload-run-agent-errors"
-    if not (run_dir / "samples.csv").is_file():
+    if not is_run_folder(run_dir):
         done = locust(
             "ws_auth.py",
             *("-u", "6", "-r", "6", "-t", "6s", "--think-time", "0.3"),
             "--target-args=--error-events 0.3 --seed 7",
             *("--results", str(run_dir)),
         )
-        assert (run_dir / "samples.csv").is_file(), done.stderr[-3000:]
+        assert is_run_folder(run_dir), done.stderr[-3000:]
     # the kernel starts in the notebook folder; the run is named relative to the repository
     relative = relative_to_repository(run_dir)
     notebook = execute("explore.ipynb", REPO / "analysis", relative, monkeypatch)

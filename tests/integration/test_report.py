@@ -12,11 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from wsload_runs import REPO, locust, real_run, write_run
+from wsload_runs import REPO, locust, real_run, samples_csv, write_run
 
 from wsload import analysis as wa
 from wsload.cli import main
 from wsload.reports import build_report
+from wsload.run.tables import is_run_folder
 
 PNG = b"\x89PNG\r\n\x1a\n"
 pytestmark = pytest.mark.slow
@@ -104,7 +105,7 @@ def test_report_of_a_stepped_capacity_run_states_its_capacity(steps_dir, tmp_pat
 
 
 def test_report_with_a_baseline_highlights_the_regression(chat_dir, tmp_path):
-    raw = pd.read_csv(chat_dir / "samples.csv", dtype=str, keep_default_na=False)
+    raw = pd.read_csv(samples_csv(chat_dir), dtype=str, keep_default_na=False)
     e2e = raw["name"] == "turn:e2e"
     raw.loc[e2e, "ms"] = (raw.loc[e2e, "ms"].astype(float) * 3).map("{:.3f}".format)
     slow = tmp_path / "slow"
@@ -128,7 +129,7 @@ def test_bad_input_ends_in_one_message_and_exit_status_2(tmp_path, chat_dir, cap
     (empty / "samples.csv").write_text("")
     header_only = write_run(tmp_path / "header", [])
     cases = [
-        ((str(tmp_path),), "no samples.csv"),
+        ((str(tmp_path),), "not a wsload run folder"),
         ((str(empty),), "is empty"),
         ((str(header_only),), "holds no samples"),
         ((str(chat_dir), "--baseline", str(tmp_path / "nowhere")), "--baseline:"),
@@ -157,7 +158,7 @@ def test_bad_step_options_stop_the_capacity_run_with_exit_2(tmp_path):
     )
     assert done.returncode == 2
     assert "wsload: error: --step-max must be at least --step-start" in done.stderr
-    assert not (tmp_path / "r" / "samples.csv").exists()
+    assert not is_run_folder(tmp_path / "r")
 
 
 def test_a_target_with_a_known_capacity_limit_is_found_within_one_step(tmp_path):

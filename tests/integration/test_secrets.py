@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from wsload.run.export import export_csv
 from wsload.run.recorder import redact, redact_text
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +40,7 @@ def test_a_full_run_leaks_no_secret_password_or_token_anywhere(tmp_path):
         text=True,
         timeout=120,
     )
+    export_csv(out_dir / "run", out_dir / "run" / "samples.csv")  # the tables, as text
     outputs = {"stdout": run.stdout, "stderr": run.stderr}
     for path in out_dir.rglob("*"):
         if path.is_file():

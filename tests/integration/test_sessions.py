@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+from wsload_runs import samples_csv
 
 from wsload.run.summary import load_samples
 from wsload.target import start_target
@@ -55,7 +56,7 @@ def test_users_log_in_with_csv_credentials_and_are_acked_as_themselves(tmp_path)
     connects = rows(samples, "connect")
     assert connects["ok"].all() and len(connects) == 5
     assert rows(samples, "turn:e2e")["ok"].all()
-    assert "wsload-demo" not in (tmp_path / "run" / "samples.csv").read_text()
+    assert "wsload-demo" not in samples_csv(tmp_path / "run").read_text()
 
 
 def test_a_subject_never_holds_more_sessions_than_the_profile_allows(tmp_path):

@@ -107,7 +107,7 @@ def test_each_web_ui_run_gets_its_own_folder_summary_and_gate(tmp_path):
     assert "Traceback" not in output, output[-3000:]
     folders = [tmp_path / "run", tmp_path / "run-2"]
     for folder, (started, stopped) in zip(folders, windows, strict=True):
-        for name in ("samples.csv", "run.json", "gate.json", "gate-junit.xml"):
+        for name in ("turns.00000.parquet", "run.json", "gate.json", "gate-junit.xml"):
             assert (folder / name).is_file(), (folder, name)
         meta = json.loads((folder / "run.json").read_text())
         assert started - 1 <= meta["started"] <= stopped
@@ -119,5 +119,5 @@ def test_each_web_ui_run_gets_its_own_folder_summary_and_gate(tmp_path):
         assert meta["run_id"] in set(samples["run_id"])
     first, second = (json.loads((f / "run.json").read_text()) for f in folders)
     assert first["stopped"] < second["started"]
-    assert output.count("gate: PASSED") == 2 and output.count("raw samples:") == 2
-    assert f"raw samples: {folders[0]}" in output and f"raw samples: {folders[1]}" in output
+    assert output.count("gate: PASSED") == 2 and output.count("results: ") == 2
+    assert f"results: {folders[0]} " in output and f"results: {folders[1]} " in output

@@ -18,7 +18,7 @@ from wsload.protocol.frames import FrameError, FrameParser
 from wsload.protocol.upgrade import HandshakeError, build_request, parse_ws_url
 from wsload.run.batch import Batch
 from wsload.run.records import ConnectionAttempt, Who
-from wsload.run.wire import Decoder, Encoder
+from wsload.run.wire import decode, encode, records_of
 
 OFFERED = (("Sec-WebSocket-Extensions", CHROMIUM_OFFER),)
 
@@ -194,8 +194,8 @@ def test_the_negotiated_extension_and_tls_resumption_travel_from_workers():
     )
     batch = Batch("w1")
     batch.add(record, 1)
-    message = msgpack.unpackb(msgpack.packb(Encoder().encode(batch)))
-    (got,) = Decoder().decode("worker", message).records()
+    message = msgpack.unpackb(msgpack.packb(encode(batch)))
+    (got,) = records_of(decode(message))
     assert got == record
     assert [(s.name, s.detail) for s in got.samples()] == [
         ("connect", "permessage-deflate"),

@@ -12,7 +12,6 @@ from wsload.locust.live import LiveStats
 from wsload.net.probes import ProbeResult
 from wsload.protocol.tracker import TurnResult
 from wsload.run.batch import Batch
-from wsload.run.recorder import CsvWriter
 from wsload.run.records import (
     ConnectionAttempt,
     HealthTick,
@@ -24,6 +23,7 @@ from wsload.run.records import (
     Who,
 )
 from wsload.run.summary import load_samples, percentile_table, render, turn_headline
+from wsload.run.writer import ArrowWriter
 
 WHO = Who(1, "s", "n0-1-1")
 
@@ -76,7 +76,7 @@ def write(folder, records: list[Record]) -> None:
     batch = Batch("n0")
     for record in records:
         batch.add(record, 1)
-    writer = CsvWriter(folder, "run")
+    writer = ArrowWriter(folder, "run")
     writer.write(batch)
     writer.close()
 

@@ -1,4 +1,5 @@
-"""Records written by the CSV writer read back as their samples, whatever text they carry."""
+"""Records written to the results tables read back, in the long view, as their samples,
+whatever text they carry."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from hypothesis import strategies as st
 from wsload.net.probes import ProbeResult
 from wsload.protocol.tracker import TurnResult
 from wsload.run.batch import Batch
-from wsload.run.recorder import COLUMNS, CsvWriter
+from wsload.run.recorder import COLUMNS, write_run_json
 from wsload.run.records import (
     ConnectionAttempt,
     HealthTick,
@@ -21,6 +22,7 @@ from wsload.run.records import (
     Who,
 )
 from wsload.run.summary import load_samples
+from wsload.run.writer import ArrowWriter
 
 free_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=40)
 TS = 1795459291.123456
@@ -35,6 +37,7 @@ def turn(
     ok: bool = True,
     intended: float | None = None,
     ttfe: float | None = 1.0,
+    at: float = TS,
 ) -> TurnRecord:
     result = TurnResult(
         ok=ok,
@@ -50,14 +53,15 @@ def turn(
         run_id=None,
         terminal=None,
     )
-    return TurnRecord(TS, Who(3, subject, "w0-3-1"), 7, 4, 64, result, intended)
+    return TurnRecord(at, Who(3, subject, "w0-3-1"), 7, 4, 64, result, intended)
 
 
 def write(folder, *records, users: int = 20):
     batch = Batch("w0")
     for record in records:
         batch.add(record, users)
-    writer = CsvWriter(folder, "run-1")
+    write_run_json(folder, {"run_id": "run-1"})
+    writer = ArrowWriter(folder, "run-1")
     writer.write(batch)
     writer.close()
     return load_samples(folder)
@@ -74,14 +78,14 @@ def read_rows(frame):
     ]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(st.lists(st.tuples(free_text, free_text), min_size=1, max_size=8))
 def test_subjects_and_details_with_commas_quotes_and_newlines_read_back(tmp_path_factory, texts):
     folder = tmp_path_factory.mktemp("run")
     records = [
-        SessionEvent(TS, Who(i, f"s{i}{subject}", "x"), "session:error", 1.0, "server_error", d)
+        SessionEvent(TS + i, Who(i, f"s{i}{subject}", "x"), "session:error", 1.0, "server_error", d)
         if i % 2
-        else turn(f"s{i}{subject}", d, ok=False)
+        else turn(f"s{i}{subject}", d, ok=False, at=TS + i)
         for i, (subject, d) in enumerate(texts)
     ]
     samples = load_samples_of(folder, records)
@@ -92,7 +96,7 @@ def test_subjects_and_details_with_commas_quotes_and_newlines_read_back(tmp_path
         got = failed.iloc[i]
         assert got["subject"] == f"s{i}{subject}"
         assert (got["detail"] if isinstance(got["detail"], str) else "") == detail[:300]
-        assert got["run_id"] == "run-1" and got["v"] == 1 and got["users"] == 20
+        assert got["run_id"] == "run-1" and got["v"] == 2 and got["users"] == 20
 
 
 def load_samples_of(folder, records):
@@ -112,7 +116,7 @@ def test_numbers_keep_their_value(tmp_path):
 event_names = st.sampled_from(["agent_started", "tool", "odd,name", '"q"', "100%", "run.end"])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=25, deadline=None)
 @given(
     free_text,
     free_text,
@@ -128,15 +132,15 @@ def test_a_turn_is_written_as_its_samples(
 ):
     folder = tmp_path_factory.mktemp("run")
     record = turn(f"s{subject}", detail, first, gaps, spans, ok, intended, ttfe)
-    before = SessionEvent(TS, Who(1, "before", "x"), "ping", 1.0)
-    after = SessionEvent(TS, Who(1, "after", "x"), "ping", 2.0)
-    got = write(folder, before, record, record, after)  # the second from the cached template
-    want = [*expected_rows(before), *expected_rows(record) * 2, *expected_rows(after)]
+    before = SessionEvent(TS - 1, Who(1, "before", "x"), "ping", 1.0)
+    after = SessionEvent(TS + 1, Who(1, "after", "x"), "ping", 2.0)
+    got = write(folder, before, record, after)  # the long view is in time order
+    want = [*expected_rows(before), *expected_rows(record), *expected_rows(after)]
     rows = read_rows(got)
     assert len(rows) == len(want)
     for (kind, name, ms, failure), (k, n, m, f) in zip(rows, want, strict=True):
         assert (kind, name, failure) == (k, n, f)
-        assert ms == pytest.approx(m, abs=1e-3)
+        assert ms == pytest.approx(m, abs=1e-3, rel=1e-7)  # float32: 7 significant digits
     e2e = got.loc[got["name"] == "turn:e2e"].iloc[0]
     assert e2e["bytes"] == 64 and e2e["events"] == 6 and e2e["inflight"] == 4
     assert e2e["turn"] == 7 and e2e["session"] == "w0-3-1"
@@ -175,9 +179,9 @@ def test_each_record_kind_has_todays_columns(tmp_path):
 
 def test_the_user_count_changes_where_the_batch_says(tmp_path):
     batch = Batch("n0")
-    for users in (1, 1, 2, 3, 3):
-        batch.add(SessionEvent(TS, Who(1, "s", "x"), "ping", 1.0), users)
-    writer = CsvWriter(tmp_path, "r")
+    for i, users in enumerate((1, 1, 2, 3, 3)):
+        batch.add(SessionEvent(TS + i, Who(1, "s", "x"), "ping", 1.0), users)
+    writer = ArrowWriter(tmp_path, "r")
     writer.write(batch)
     writer.close()
     assert list(load_samples(tmp_path)["users"]) == [1, 1, 2, 3, 3]
@@ -187,7 +191,7 @@ def test_loading_some_columns_reads_just_those_with_the_same_values(tmp_path):
     whole = write(
         tmp_path,
         SessionEvent(TS, Who(1, "a,b", "x"), "session:error", 1.0, "server_error", 'say "x"'),
-        SessionEvent(TS, Who(1, "c", "x"), "ping", 3.25),
+        SessionEvent(TS + 1, Who(1, "c", "x"), "ping", 3.25),
     )
     some = load_samples(tmp_path, ("name", "ok", "ms", "detail"))
     assert list(some.columns) == ["name", "ms", "ok", "detail"]  # file order

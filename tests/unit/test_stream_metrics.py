@@ -22,10 +22,10 @@ from wsload.locust.live import LiveStats
 from wsload.locust.panel import figures_html
 from wsload.protocol.tracker import TurnTracker
 from wsload.run.batch import Batch
-from wsload.run.recorder import CsvWriter
 from wsload.run.records import STREAM_NAMES, TurnRecord, Who, shape_samples
 from wsload.run.summary import load_samples
-from wsload.run.wire import Decoder, Encoder
+from wsload.run.wire import decode, encode, records_of
+from wsload.run.writer import ArrowWriter
 from wsload.target.agent import TurnKnobs, plan_turn
 
 PROFILE = load_profile()
@@ -165,20 +165,24 @@ def test_streamed_turns_travel_to_the_master_and_are_written_alike(tmp_path: Pat
     batch = Batch("w1")
     for record in records:
         batch.add(record, 2)
-    message = msgpack.unpackb(msgpack.packb(Encoder().encode(batch)))
-    got = Decoder().decode("worker-1", message)
-    for mine, theirs in zip(got.records(), records, strict=True):
-        assert list(mine.samples()) == list(theirs.samples())
+    message = msgpack.unpackb(msgpack.packb(encode(batch)))
+    got = records_of(decode(message))
+    for mine, theirs in zip(got, records, strict=True):  # float32 on the wire: 7 digits
+        for a, b in zip(mine.samples(), theirs.samples(), strict=True):
+            assert (a.kind, a.name, a.failure) == (b.kind, b.name, b.failure)
+            assert a.ms == pytest.approx(b.ms, rel=1e-6)
         for name in ("ttft_ms", "itl_ms", "tpot_ms", "output_tokens", "tokens_per_s",
                      "output_chars", "output_words", "token_events"):  # fmt: skip
-            assert getattr(mine, name) == getattr(theirs, name), name
-    writer = CsvWriter(tmp_path, "run")
-    writer.write(got)
+            want = getattr(theirs, name)
+            got_value = getattr(mine, name)
+            assert got_value == (want if want is None else pytest.approx(want, rel=1e-6)), name
+    writer = ArrowWriter(tmp_path, "run")
+    writer.write_batches(decode(message))
     writer.close()
     rows = load_samples(tmp_path)
     itl = rows[rows.name == "turn:itl"]
     assert len(itl) == 2 and (itl.kind == "stream").all()
-    assert list(rows[rows.name == "turn:output_tokens"].ms) == [3.0, 1.0]
+    assert sorted(rows[rows.name == "turn:output_tokens"].ms) == [1.0, 3.0]
     assert len(rows[rows.name == "turn:ttft"]) == 2
 
 
@@ -315,7 +319,7 @@ def test_the_web_ui_headline_shows_ttft_and_itl_once_a_turn_was_streamed(tmp_pat
     batch = Batch("n")
     for record in records:
         batch.add(record, 1)
-    writer = CsvWriter(tmp_path, "run")
+    writer = ArrowWriter(tmp_path, "run")
     writer.write(batch)
     writer.close()
     rows = load_samples(tmp_path)

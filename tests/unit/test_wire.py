@@ -1,14 +1,14 @@
-"""A worker's records shipped to the master come out as the same records: the master
-writes the very rows the worker would have written itself."""
+"""A worker's records shipped to the master as Arrow columns: the master writes the very
+rows the worker would have written itself, and its listeners get the same records."""
 
 from __future__ import annotations
 
 import msgpack
+import pandas as pd
 
 from wsload.net.probes import ProbeResult
 from wsload.protocol.tracker import TurnResult
 from wsload.run.batch import Batch
-from wsload.run.recorder import CsvWriter
 from wsload.run.records import (
     ConnectionAttempt,
     HealthTick,
@@ -18,7 +18,9 @@ from wsload.run.records import (
     TurnRecord,
     Who,
 )
-from wsload.run.wire import Decoder, Encoder
+from wsload.run.summary import load_samples
+from wsload.run.wire import decode, encode, records_of
+from wsload.run.writer import ArrowWriter
 
 WHO = Who(4, "wsload-w1-000004", "w1-4-2")
 
@@ -63,40 +65,46 @@ def batch_of(items, users=(3, 3, 4, 4, 4, 5, 5, 5, 6)) -> Batch:
     return batch
 
 
-def written(folder, batch: Batch) -> str:
-    writer = CsvWriter(folder, "run")
-    writer.write(batch)
+def written(folder, *, batch: Batch | None = None, shipped=None) -> pd.DataFrame:
+    folder.mkdir()
+    writer = ArrowWriter(folder, "run")
+    if batch is not None:
+        writer.write(batch)
+    else:
+        writer.write_batches(shipped)
     writer.close()
-    return (folder / "samples.csv").read_text()
+    return load_samples(folder)
 
 
 def test_shipped_records_are_written_as_the_worker_would_write_them(tmp_path):
-    encoder, decoder = Encoder(), Decoder()
     local = batch_of(records())
-    shipped = []
-    for _ in range(2):  # the second message reuses the shapes the first announced
-        message = msgpack.unpackb(msgpack.packb(encoder.encode(batch_of(records()))))
-        shipped.append(message)
-        got = decoder.decode("worker-1", message)
-        assert got.node == "w1"
-        (tmp_path / "a").mkdir(exist_ok=True)
-        (tmp_path / "b").mkdir(exist_ok=True)
-        assert written(tmp_path / "a", got) == written(tmp_path / "b", local)
-        for mine, theirs in zip(got.records(), local.records(), strict=True):
-            assert list(mine.samples()) == list(theirs.samples())
-            assert mine.failure == theirs.failure
-        for path in (tmp_path / "a" / "samples.csv", tmp_path / "b" / "samples.csv"):
-            path.unlink()
-    assert len(shipped[0]["shapes"]) == 3 and shipped[1]["shapes"] == []
-    names = msgpack.packb(shipped[1]["items"])
-    assert b"agent_started" not in names and b"turn:gap" not in names  # names travel once
+    message = msgpack.unpackb(msgpack.packb(encode(batch_of(records()))))
+    assert message["node"] == "w1" and set(message["tables"]) == {
+        "turns", "connections", "probes", "sessions", "http", "health"
+    }  # fmt: skip
+    got = written(tmp_path / "a", shipped=decode(message))
+    want = written(tmp_path / "b", batch=local)
+    order = ["ts", "name", "ms", "users"]  # three turns share a start and a number
+    pd.testing.assert_frame_equal(
+        got.sort_values(order, ignore_index=True), want.sort_values(order, ignore_index=True)
+    )
+    assert (got["name"] == "turn:gap").sum() == 6 and len(got) == 28
 
 
-def test_two_workers_shapes_never_mix():
-    first, second, decoder = Encoder(), Encoder(), Decoder()
-    a = turn({"agent_started": 5.0})
-    b = turn({"run.start": 1.0, "run.end": 2.0})
-    decoder.decode("A", first.encode(batch_of([a], (1,))))
-    decoder.decode("B", second.encode(batch_of([b], (1,))))
-    (again,) = decoder.decode("A", first.encode(batch_of([a], (1,)))).records()
-    assert list(again.samples()) == list(a.samples())
+def test_the_master_hands_its_listeners_the_records_the_worker_took():
+    local = list(batch_of(records()).records())
+    back = records_of(decode(encode(batch_of(records()))))
+    key = lambda r: (type(r).__name__, getattr(r, "started_at", 0.0))  # noqa: E731
+    assert len(back) == len(local)
+    for mine, theirs in zip(sorted(back, key=key), sorted(local, key=key), strict=True):
+        assert type(mine) is type(theirs)
+        assert list(mine.samples()) == list(theirs.samples())
+        assert mine.failure == theirs.failure
+
+
+def test_a_worker_batch_is_compact_on_the_wire():
+    many = Batch("w1")
+    for i in range(1000):
+        many.add(turn({"agent_started": 5.0 + i, "agent_completed": 99.5}), 10)
+    size = len(msgpack.packb(encode(many)))
+    assert size < 120 * 1000, size  # about a dozen numbers a turn, no names per sample

@@ -20,6 +20,7 @@ from wsload.errors import ConfigError
 from wsload.run.meta import crash_notice
 from wsload.run.recorder import COLUMNS, RUN_FILE, SAMPLES_FILE
 from wsload.run.summary import load_samples
+from wsload.run.tables import has_tables, require_run_folder
 
 from .steps import assign_steps, derive_steps, empty_steps, read_steps_file, users_timeline
 from .streams import stream_table
@@ -144,11 +145,7 @@ def load_run(path: str | Path, *, min_hold_s: float = 2.0) -> Run:
         raise ConfigError(
             f"{folder} is not a folder", fix="give the run folder, e.g. results/<run-id>"
         )
-    if not (folder / SAMPLES_FILE).is_file():
-        raise ConfigError(
-            f"{folder} is not a wsload run folder (no {SAMPLES_FILE})",
-            fix="give the folder a run wrote, e.g. results/<run-id>",
-        )
+    require_run_folder(folder)
     meta = _read_meta(folder)
     raw = _read_samples(folder)
     origin = _origin(meta, raw)
@@ -193,6 +190,14 @@ _REQUIRED = ("node", "ts", "kind", "name", "ms", "ok", "users")
 
 
 def _read_samples(folder: Path) -> pd.DataFrame:
+    if has_tables(folder):
+        raw = load_samples(folder)
+        if raw.empty:
+            raise ConfigError(
+                f"{folder} holds no samples",
+                fix="give a run that ran long enough to record some",
+            )
+        return raw
     path = folder / SAMPLES_FILE
     not_ours = "give a folder a wsload run wrote"
     try:

@@ -198,7 +198,7 @@ RUN_SPECS: tuple[OptionSpec, ...] = (
     _spec(
         "--results",
         "WSLOAD_RESULTS",
-        "folder for this run's raw samples and run.json (default: results/<run-id>/)",
+        "folder for this run's results tables and run.json (default: results/<run-id>/)",
         "",
     ),
     _spec(

@@ -1,6 +1,6 @@
 """Exact gate evaluation over the raw samples of a run.
 
-Every statistic is computed from the rows of ``samples.csv`` (never from Locust's rounded
+Every statistic is computed from the run's measurements (the long view, never from Locust's rounded
 histogram), so the live gate at the end of a run and ``wsload gate`` on the same folder give
 the same verdicts. Times are over the successful samples of a name (a refused connect has
 no meaningful latency); failures are what the counts and failure rates are for.
@@ -15,17 +15,15 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from wsload import taxonomy
-from wsload.errors import ConfigError
 from wsload.gate.config import GateConfig
 from wsload.gate.thresholds import (
     CONFORMANCE,
@@ -38,9 +36,10 @@ from wsload.gate.thresholds import (
     failure_stage,
     scope_rule,
 )
+from wsload.run import digest
 from wsload.run.meta import crash_notice, read_run_meta
-from wsload.run.recorder import SAMPLES_FILE
 from wsload.run.summary import last_sample_end, load_samples
+from wsload.run.tables import has_tables, require_run_folder
 
 PASS = "pass"
 FAIL = "fail"
@@ -150,19 +149,38 @@ class _Observation:
 
 
 class _Frame:
-    """The window's samples as plain columns, with the masks thresholds share."""
+    """The window's measurements as a digest (``wsload.run.digest``: counts per name, ok,
+    failure and value), with the masks thresholds share; a mask is over digest rows and
+    ``count`` weighs it. ``goodput`` is asked of whoever holds the turns."""
 
     def __init__(
-        self, samples: pd.DataFrame, duration_s: float | None, before: Mapping[str, int]
+        self,
+        counted: pd.DataFrame,
+        duration_s: float | None,
+        before: Mapping[str, int],
+        goodput: Callable[[Mapping[str, float]], tuple[int, int]],
     ) -> None:
-        self.name = samples["name"].astype(str).reset_index(drop=True)
-        self.ok = samples["ok"].astype(bool).reset_index(drop=True)
-        self.failure = samples["failure"].astype("string").fillna("").reset_index(drop=True)
-        self.ms = samples["ms"].astype(float).reset_index(drop=True)
-        self.keys = samples[["node", "session", "turn"]].reset_index(drop=True)
+        counted = counted.reset_index(drop=True)
+        self.counted = counted
+        self.name = counted["name"].astype(str)
+        self.ok = counted["ok"].astype(bool)
+        self.failure = counted["failure"].astype("string").fillna("")
+        self.n = counted["n"].to_numpy(dtype="int64")
         self.duration_s = duration_s
         self.before = before  # samples per name in the whole run, warm-up included
+        self._goodput_of = goodput
         self._goodput: tuple[int, int] | None = None
+
+    def count(self, mask: pd.Series) -> int:
+        """Measurements in the digest rows ``mask`` picks."""
+        return int(self.n[mask.to_numpy(dtype=bool)].sum())
+
+    def stat(self, mask: pd.Series, which: str | float) -> tuple[float, int] | None:
+        """(a percentile or min/max/mean of the values ``mask`` picks, how many), or None."""
+        values, counts = digest.successes(self.counted.loc[mask.to_numpy(dtype=bool)])
+        if len(values) == 0:
+            return None
+        return digest.stat(values, counts, which), int(counts.sum())
 
     def scope(self, scope: str | None) -> pd.Series:
         exact, prefix = scope_rule(scope)
@@ -192,14 +210,23 @@ class _Frame:
     def goodput(self, limits_ms: Mapping[str, float]) -> tuple[int, int]:
         """(good turns, turns): a turn is good when ok and every limited row met its limit."""
         if self._goodput is None:
-            is_turn = self.name == TURN_NAME
-            limit = self.name.map(dict(limits_ms)).astype(float)
-            bad = limit.notna() & (~self.ok | (self.ms > limit))
-            turns = self.keys[is_turn]
-            bad_keys = pd.MultiIndex.from_frame(self.keys[bad])
-            good = self.ok[is_turn].to_numpy() & ~pd.MultiIndex.from_frame(turns).isin(bad_keys)
-            self._goodput = (int(good.sum()), int(is_turn.sum()))
+            self._goodput = self._goodput_of(limits_ms)
         return self._goodput
+
+
+def goodput_of_samples(samples: pd.DataFrame, limits_ms: Mapping[str, float]) -> tuple[int, int]:
+    """``_Frame.goodput`` over long-view rows: turns keyed by (node, session, turn)."""
+    name = samples["name"].astype(str).reset_index(drop=True)
+    ok = samples["ok"].astype(bool).reset_index(drop=True)
+    ms = samples["ms"].astype(float).reset_index(drop=True)
+    keys = samples[["node", "session", "turn"]].reset_index(drop=True)
+    is_turn = name == TURN_NAME
+    limit = name.map(dict(limits_ms)).astype(float)
+    bad = limit.notna() & (~ok | (ms > limit))
+    turns = keys[is_turn]
+    bad_keys = pd.MultiIndex.from_frame(keys[bad])
+    good = ok[is_turn].to_numpy() & ~pd.MultiIndex.from_frame(turns).isin(bad_keys)
+    return int(good.sum()), int(is_turn.sum())
 
 
 def _observe(frame: _Frame, threshold: Threshold, limits_ms: Mapping[str, float]) -> _Observation:
@@ -216,17 +243,17 @@ def _observe(frame: _Frame, threshold: Threshold, limits_ms: Mapping[str, float]
         return _Observation(Fraction(good, turns), f"{good} of {turns} turns good")
 
     scope = frame.scope(metric.rate_scope if kind == "share" else metric.scope)
-    in_scope = int(scope.sum())
+    in_scope = frame.count(scope)
     where = _scope_words(metric.rate_scope if kind == "share" else metric.scope)
     if metric.failure is not None:
         reached = _reached(frame, metric)
-        if not reached.any():
+        if not frame.count(reached):
             return _Observation(None, _unreached(frame, metric))
-        hits = int((reached & (frame.failure == metric.failure)).sum())
+        hits = frame.count(reached & (frame.failure == metric.failure))
         if kind == "count":
             if metric.failure == taxonomy.IDENTITY_MISMATCH:
-                return _Observation(hits, f"of {int(reached.sum())} acked sessions")
-            return _Observation(hits, f"of {int(reached.sum())} {where}samples")
+                return _Observation(hits, f"of {frame.count(reached)} acked sessions")
+            return _Observation(hits, f"of {frame.count(reached)} {where}samples")
         if kind == "rate":
             return _rate(frame, hits, f"{metric.failure} samples")
         if in_scope == 0:
@@ -235,7 +262,7 @@ def _observe(frame: _Frame, threshold: Threshold, limits_ms: Mapping[str, float]
 
     missing = frame.missing(metric.scope) if in_scope == 0 and metric.scope is not None else ""
     if kind == "count":
-        failed = int((scope & ~frame.ok).sum())
+        failed = frame.count(scope & ~frame.ok)
         if metric.stat == "failures":
             if in_scope == 0:
                 return _Observation(None, missing or "no samples in the window")
@@ -244,20 +271,18 @@ def _observe(frame: _Frame, threshold: Threshold, limits_ms: Mapping[str, float]
     if kind == "share":
         if in_scope == 0:
             return _Observation(None, missing or "no samples in the window")
-        failed = int((scope & ~frame.ok).sum())
+        failed = frame.count(scope & ~frame.ok)
         return _Observation(Fraction(failed, in_scope), f"{failed} of {in_scope} failed")
     if kind == "rate":
-        return _rate(frame, int((scope & frame.ok).sum()), "successful samples")
-    values = frame.ms[scope & frame.ok].to_numpy(dtype=float)
-    if len(values) == 0:
+        return _rate(frame, frame.count(scope & frame.ok), "successful samples")
+    which = metric.percentile if metric.percentile is not None else metric.stat
+    seen = frame.stat(scope & frame.ok, which)
+    if seen is None:
         if missing:
             return _Observation(None, missing)
         return _Observation(None, f"no successful samples ({in_scope} failed)")
-    if metric.percentile is not None:
-        observed = float(np.percentile(values, metric.percentile))
-    else:
-        observed = float({"min": np.min, "max": np.max, "mean": np.mean}[metric.stat](values))
-    return _Observation(observed, f"{len(values)} successful samples")
+    observed, values = seen
+    return _Observation(observed, f"{values} successful samples")
 
 
 def _reached(frame: _Frame, metric: Metric) -> pd.Series:
@@ -338,7 +363,19 @@ def evaluate(
     duration = None
     if window_start is not None and window_end is not None and window_end > window_start:
         duration = window_end - window_start
-    frame = _Frame(samples, duration, before)
+    frame = _Frame(
+        digest.digest_of(samples),
+        duration,
+        before,
+        lambda limits_ms: goodput_of_samples(samples, limits_ms),
+    )
+    return _evaluate_frame(frame, config, window_start, window_end)
+
+
+def _evaluate_frame(
+    frame: _Frame, config: GateConfig, window_start: float | None, window_end: float | None
+) -> GateResult:
+    """The thresholds over a window's digest (pandas- or DuckDB-made alike)."""
     limits = dict(config.goodput_limits_ms)
     rows = []
     for threshold in config.effective():
@@ -353,26 +390,25 @@ def evaluate(
         warmup_s=config.warmup_s,
         window_start=window_start,
         window_end=window_end,
-        samples=len(samples),
+        samples=int(frame.n.sum()),
         goodput_limits_ms=limits,
     )
 
 
 def evaluate_run(folder: str | Path, config: GateConfig) -> GateResult:
     """The gate over a run folder; the same call serves the live and the offline gate."""
-    folder = Path(folder)
-    if not (folder / SAMPLES_FILE).is_file():
-        raise ConfigError(
-            f"{folder} is not a wsload run folder (no {SAMPLES_FILE})",
-            fix="give the folder a run wrote, e.g. results/<run-id>",
-        )
+    folder = require_run_folder(Path(folder))
     meta = read_run_meta(folder)
     stopped = meta.get("stopped")
-    samples = load_samples(folder, _NEEDED)
-    result = evaluate(
-        samples,
-        config,
-        stopped=float(stopped) if isinstance(stopped, int | float) else None,
-    )
-    notice = crash_notice(meta, last_sample_end(samples))
+    stopped = float(stopped) if isinstance(stopped, int | float) else None
+    if has_tables(folder):
+        from wsload.gate.tables import evaluate_tables
+
+        result = evaluate_tables(folder, config, stopped=stopped)
+        end = result.window_end if stopped is None else None
+        notice = crash_notice(meta, end if result.window_start is not None else None)
+    else:
+        samples = load_samples(folder, _NEEDED)
+        result = evaluate(samples, config, stopped=stopped)
+        notice = crash_notice(meta, last_sample_end(samples))
     return dataclasses.replace(result, crashed=notice) if notice else result

@@ -42,7 +42,6 @@ from wsload.net.transport_check import check_framing
 from wsload.run.meta import TLS_INSECURE_NOTICE
 from wsload.run.recorder import prepare_run_folder
 from wsload.run.records import HttpRequest, Who
-from wsload.run.wire import Decoder, Encoder
 
 log = logging.getLogger("wsload")
 cache_default_args()  # a worker parses each spawn message in microseconds, not seconds
@@ -53,8 +52,6 @@ class _Lifecycle:
 
     health: gevent.Greenlet | None = None
     worker_sink: WorkerSink | None = None
-    encoder: Encoder | None = None
-    decoder = Decoder()
     said: set[str] = set()  # warnings of the checks before load, said once per process
 
 
@@ -112,6 +109,11 @@ def _add_options(parser: Any, **_: Any) -> None:
 def _on_init(environment: Environment, **_: Any) -> None:
     PROCESS.environment = environment
     recording_for(environment)
+    # pyarrow (the results tables) loads now, not when the first run starts: an import of
+    # a second on a busy machine must not come out of the run's time.
+    import wsload.run.wire
+    import wsload.run.writer  # noqa: F401
+
     runner = environment.runner
     if isinstance(runner, MasterRunner):
         runner.register_message(RECORDS_MESSAGE, _on_records_from_worker)
@@ -173,9 +175,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
     if isinstance(runner, MasterRunner) and environment.parsed_options is not None:
         environment.parsed_options.wsload_workers = runner.worker_count  # for login slots
     if isinstance(runner, WorkerRunner):
-        if _now.encoder is None:
-            _now.encoder = Encoder()  # shapes announced once per worker process
-        _now.worker_sink = WorkerSink(node, environment, _now.encoder)
+        _now.worker_sink = WorkerSink(node, environment, PROCESS.listeners)
         recording.sink = _now.worker_sink
     else:
         if not _begin_run(environment, node):
@@ -249,11 +249,13 @@ def _on_records_from_worker(msg: Any, **_: Any) -> None:
     run = PROCESS.run
     if run is None or run.finished:
         return  # a late message of a run already ended
-    batch = _now.decoder.decode(msg.node_id, msg.data)
+    from wsload.run.wire import decode  # pyarrow, imported by the first run's writer
+
+    batches = decode(msg.data)
     run.senders.add(msg.node_id)
     if msg.data.get("final"):
         run.finals.add(msg.node_id)
-    run.sink.add_batch(batch)
+    run.sink.add_shipped(batches)
 
 
 def _tune_gc() -> None:

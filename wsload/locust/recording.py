@@ -3,9 +3,11 @@
 ``Recording.record`` is the seam every measurement of wsload's users leaves through
 (``Runtime.record`` is this method). A record goes into Locust's stats in batches
 (``wsload.locust.stats``) and to the results sink of the run: on a standalone process or
-a master, a writer on a native thread; on a worker, a shipper that sends the master
-compact batches (``wsload.run.wire``) once a second. Whatever is written is handed to the
-listeners (the web UI tabs, the abort watch) as records, once per written batch.
+a master, the tables writer on a native thread; on a worker, a shipper that sends the
+master a second of records as Arrow columns (``wsload.run.wire``). Once a second the
+records a process took are handed to its listeners (``RecordsListener``: the web UI
+tabs, the abort watch, metrics exporters); a master's listeners also get its workers'
+records, turned back from their columns only when the master has a listener.
 
 Requests of Locust's own HTTP clients (logins, refreshes, tickets) are already in Locust's
 stats; they come in through ``observe`` and only reach the results and listeners.
@@ -29,13 +31,14 @@ from wsload.locust.stats import REQUEST_TYPE, Failure, StatsBatch
 from wsload.run.batch import Batch
 from wsload.run.recorder import ResultsWriter
 from wsload.run.records import Record, TurnRecord
-from wsload.run.wire import Encoder
 
 RECORDS_MESSAGE = "wsload_records"
 SHIP_INTERVAL_S = 1.0
 # The context key of request events wsload fires itself: its request listener skips them.
 CONTEXT_KEY = "wsload"
 
+# Called once a second (and at the end of a run) with the records taken since, in the
+# order taken; on the event loop, so it must be quick (count, aggregate, never block).
 RecordsListener = Callable[[Sequence[Record]], None]
 
 
@@ -50,8 +53,8 @@ class Sink:
         runner = self._runner
         self.batch.add(record, runner.user_count if runner is not None else 0)
 
-    def add_batch(self, batch: Batch) -> None:
-        """A batch taken elsewhere (a worker's, on the master)."""
+    def add_shipped(self, batches: dict[str, Any]) -> None:
+        """Record batches by table taken elsewhere (a worker's, on the master)."""
 
     def close(self) -> None:
         """Deliver what is pending."""
@@ -77,30 +80,36 @@ class LocalSink(Sink):
         self.node = node
         self.writer = writer
         self.listeners = listeners
-        self._arrived: list[Batch] = []
+        self._arrived: list[dict[str, Any]] = []
         self._stop = gevent.event.Event()
         self._pool = gevent.get_hub().threadpool
         self._loop = gevent.spawn(self._write_forever)
 
-    def add_batch(self, batch: Batch) -> None:
-        self._arrived.append(batch)
+    def add_shipped(self, batches: dict[str, Any]) -> None:
+        self._arrived.append(batches)
 
     def flush(self) -> None:
         """Write and hand to the listeners what has come in so far, now."""
         self._write()
 
     def _write(self) -> None:
-        batches, self._arrived = self._arrived, []
+        arrived, self._arrived = self._arrived, []
+        if arrived:
+            from wsload.run.wire import records_of  # pyarrow, once records flow
+        for shipped in arrived:
+            self._pool.apply(self.writer.write_batches, (shipped,))
+            if self.listeners:
+                self._tell(records_of(shipped))
         if self.batch:
-            batches.append(self.batch)
-            self.batch = Batch(self.node)
-        for batch in batches:
+            batch, self.batch = self.batch, Batch(self.node)
             self._pool.apply(self.writer.write, (batch,))
             if self.listeners:
-                records = list(batch.records())
-                for listener in self.listeners:
-                    listener(records)
+                self._tell(list(batch.records()))
         self.writer.flush()
+
+    def _tell(self, records: Sequence[Record]) -> None:
+        for listener in self.listeners:
+            listener(records)
 
     def _write_forever(self) -> None:
         while not self._stop.wait(SHIP_INTERVAL_S):
@@ -115,30 +124,42 @@ class LocalSink(Sink):
 class WorkerSink(Sink):
     """Ships what came in to the master once a second and when the test stops."""
 
-    def __init__(self, node: str, environment: Environment, encoder: Encoder) -> None:
+    def __init__(
+        self,
+        node: str,
+        environment: Environment,
+        listeners: Sequence[RecordsListener] = (),
+    ) -> None:
         super().__init__(node, environment)
         self.node = node
         assert isinstance(environment.runner, WorkerRunner)
         self.runner: WorkerRunner = environment.runner
-        self.encoder = encoder
+        self.listeners = listeners
         self._pool = gevent.get_hub().threadpool
+        self._stop = gevent.event.Event()
         self._loop = gevent.spawn(self._ship_forever)
 
     def _ship(self, final: bool = False) -> None:
         batch = self.batch
         self.batch = Batch(self.node)
-        message = self._pool.apply(self.encoder.encode, (batch,))
+        from wsload.run.wire import encode  # pyarrow, once records flow
+
+        message = self._pool.apply(encode, (batch,))
+        for listener in self.listeners if batch else ():
+            listener(list(batch.records()))
         if batch or final:
             message["final"] = final
             self.runner.send_message(RECORDS_MESSAGE, message)
 
     def _ship_forever(self) -> None:
-        while True:
-            gevent.sleep(SHIP_INTERVAL_S)
+        while not self._stop.wait(SHIP_INTERVAL_S):
             self._ship()
 
     def close(self) -> None:
-        self._loop.kill(block=False)
+        """Stop shipping once a second (a batch being encoded is shipped, never dropped),
+        then ship the rest as the final message."""
+        self._stop.set()
+        self._loop.join()
         self._ship(final=True)
 
 

@@ -22,7 +22,6 @@ from wsload.gate import AbortWatch
 from wsload.locust.process import PROCESS
 from wsload.locust.recording import LocalSink, RecordsListener
 from wsload.run.recorder import (
-    CsvWriter,
     ResultsWriter,
     new_run_id,
     prepare_run_folder,
@@ -48,7 +47,9 @@ class Run:
         self.environment = environment
         self.options = options
         self.run_id = run_id
-        self.writer: ResultsWriter = CsvWriter(folder, run_id)
+        from wsload.run.writer import ArrowWriter  # pyarrow: only a process that records
+
+        self.writer: ResultsWriter = ArrowWriter(folder, run_id)
         self.started = time.time()
         self.stopped: float | None = None
         self.abort: str | None = None  # why the run was stopped early
@@ -176,7 +177,7 @@ def _print_summary(writer: ResultsWriter, out: Callable[[str], None]) -> None:
 
     try:
         out(render(writer.folder))
-        out(f"raw samples: {writer.path}")
+        out(f"results: {writer.folder} (wsload export {writer.folder} --csv for a CSV)")
     except (OSError, ValueError, KeyError) as exc:  # an empty run has nothing to summarise
         out(f"wsload: no summary ({exc})")
     except Exception:  # a bug in the summary must not take the gate and its exit code along

@@ -11,9 +11,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from wsload.run import digest
+from wsload.run.long_view import load_long
 from wsload.run.meta import TLS_INSECURE_NOTICE, crash_notice, read_run_meta
 from wsload.run.recorder import SAMPLES_FILE
 from wsload.run.stream_summary import NOT_MS, stream_lines
+from wsload.run.tables import has_tables
 
 _ORDER = ("connect", "auth", "turn:ttfe")
 
@@ -32,27 +35,52 @@ SUMMARY_COLUMNS = (
     "detail",
 )
 EXAMPLES_PER_ID = 3
+_EPOCH_FLOOR = 946684800.0  # 2000-01-01: a ts before it was cut short
+_EPOCH_CEILING = 4102444800.0  # 2100-01-01
 
 
 def load_samples(folder: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
-    """The samples of a run folder; a torn last line (crash) is skipped.
+    """The long view of a run folder (one row per measurement), in memory.
 
-    ``columns`` reads only those (in file order): a saturated generator writes tens of
-    thousands of rows a second, and the end-of-run summary and gate need a few columns of
-    them, not every string of every row in memory.
+    From the results tables when the folder has them (``wsload.run.long_view``), else from
+    a classic ``samples.csv`` (``read_samples_csv``). ``columns`` reads only those.
     """
-    path = Path(folder) / SAMPLES_FILE
+    folder = Path(folder)
+    if has_tables(folder):
+        return load_long(folder, columns, run_id=str(read_run_meta(folder).get("run_id") or ""))
+    return read_samples_csv(folder / SAMPLES_FILE, columns)
+
+
+def read_samples_csv(path: Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """A classic long CSV (an exported run, or one written before the tables).
+
+    Only whole rows count: a last line without its newline (a write cut short) is dropped,
+    and so is a row whose ``ts`` is not an epoch time of this century (a field cut short
+    reads as a small number) or whose fields do not parse.
+    """
+    with path.open("rb") as handle:
+        handle.seek(0, 2)
+        size = handle.tell()
+        handle.seek(max(size - 1, 0))
+        torn = size > 0 and handle.read(1) != b"\n"
+    text_columns = {c: "string" for c in _TEXT_COLUMNS if columns is None or c in columns}
     frame = pd.read_csv(
         path,
         usecols=list(columns) if columns is not None else None,
         on_bad_lines="skip",
         keep_default_na=False,  # only an empty field is missing: a detail may say "null"
         na_values=[""],
-        dtype={c: "string" for c in _TEXT_COLUMNS if columns is None or c in columns},
+        dtype=text_columns,
     )
+    if torn and len(frame):
+        frame = frame.iloc[:-1]
+    if "ts" in frame.columns:
+        ts = pd.to_numeric(frame["ts"], errors="coerce")
+        frame = frame.loc[(ts >= _EPOCH_FLOOR) & (ts < _EPOCH_CEILING)].copy()
+        frame["ts"] = ts.loc[frame.index]
     if "ok" in frame.columns:
-        frame["ok"] = frame["ok"].astype(bool)
-    return frame
+        frame["ok"] = pd.to_numeric(frame["ok"], errors="coerce").fillna(0).astype(bool)
+    return frame.reset_index(drop=True)
 
 
 def last_sample_end(samples: pd.DataFrame) -> float | None:
@@ -76,31 +104,12 @@ def _name_key(name: str) -> tuple[int, str]:
 
 def percentile_table(samples: pd.DataFrame) -> pd.DataFrame:
     """Per name: count, failures, and percentiles of the successful samples (ms)."""
-    rows = []
-    for name, group in samples.loc[samples["kind"] != "health"].groupby("name"):
-        good = group.loc[group["ok"], "ms"]
-        rows.append(
-            {
-                "name": name,
-                "count": len(group),
-                "failures": int((~group["ok"]).sum()),
-                "p50": good.quantile(0.50) if len(good) else float("nan"),
-                "p95": good.quantile(0.95) if len(good) else float("nan"),
-                "p99": good.quantile(0.99) if len(good) else float("nan"),
-                "max": good.max() if len(good) else float("nan"),
-            }
-        )
-    table = pd.DataFrame(rows, columns=["name", "count", "failures", "p50", "p95", "p99", "max"])
-    return table.sort_values("name", key=lambda s: s.map(_name_key)).reset_index(drop=True)
+    return digest.percentile_table(digest.digest_of(samples), _name_key)
 
 
 def failure_table(samples: pd.DataFrame) -> pd.DataFrame:
     """Failures counted by stats name and taxonomy id."""
-    failed = samples.loc[~samples["ok"]]
-    if failed.empty:
-        return pd.DataFrame(columns=["name", "failure", "count"])
-    counts = failed.groupby(["name", "failure"]).size().rename("count").reset_index()
-    return counts.sort_values("count", ascending=False).reset_index(drop=True)
+    return digest.failure_table(digest.digest_of(samples))
 
 
 def probe_table(samples: pd.DataFrame, kind: str = "probe") -> pd.DataFrame:
@@ -131,9 +140,10 @@ def _probe_lines(samples: pd.DataFrame, kind: str, title: str, flag: str) -> lis
     return lines
 
 
-def security_lines(samples: pd.DataFrame) -> list[str]:
+def security_lines(samples: pd.DataFrame, foreign: int | None = None) -> list[str]:
     """The security part of the summary: probes x outcome, identities, isolation, and the
-    handshake-conformance probes apart from them."""
+    handshake-conformance probes apart from them. ``foreign``: the count of
+    ``foreign_event`` samples when ``samples`` holds only the probes and mismatches."""
     lines = _probe_lines(
         samples,
         "probe",
@@ -155,39 +165,52 @@ def security_lines(samples: pd.DataFrame) -> list[str]:
             f"identity mismatches: {len(mismatches)} sessions acked as another user than "
             f"their token's subject ({top})"
         )
-    foreign = int((samples["failure"] == "foreign_event").sum())
+    if foreign is None:
+        foreign = int((samples["failure"] == "foreign_event").sum())
     if foreign:
         lines.append(f"isolation: {foreign} samples saw events of another user, thread or run")
     return lines
 
 
+def _counts(rows: pd.DataFrame) -> pd.Series:
+    """Measurements per failure id of digest rows, most first (no id: ``failed``)."""
+    ids = rows["failure"].fillna("failed").astype(str)
+    counts = rows["n"].groupby(ids.to_numpy()).sum()
+    return counts.sort_values(ascending=False, kind="stable")
+
+
 def session_lines(samples: pd.DataFrame) -> list[str]:
-    """How many connection attempts became sessions, and what stopped the others.
+    """How many connection attempts became sessions, and what stopped the others."""
+    return session_lines_of(digest.digest_of(samples))
+
+
+def session_lines_of(counted: pd.DataFrame) -> list[str]:
+    """``session_lines`` from a digest.
 
     A run whose every session was refused has no turn to time: it must say so up front,
     with the likely cause, rather than leave a reader with an empty table.
     """
-    connects = samples.loc[samples["name"] == "connect"]
+    connects = counted.loc[counted["name"] == "connect"]
     if connects.empty:
         return []
-    auths = samples.loc[samples["name"] == "auth"]
-    attempts = len(connects)
-    at_connect = connects.loc[~connects["ok"], "failure"].fillna("failed")
-    at_auth = auths.loc[~auths["ok"], "failure"].fillna("failed")
-    mismatched = int((at_auth == "identity_mismatch").sum())  # a session, of someone else
-    at_auth = at_auth[at_auth != "identity_mismatch"]
-    established = attempts - len(at_connect) - len(at_auth)
+    auths = counted.loc[counted["name"] == "auth"]
+    attempts = int(connects["n"].sum())
+    at_connect = _counts(connects.loc[~connects["ok"]])
+    at_auth = _counts(auths.loc[~auths["ok"]])
+    mismatched = int(at_auth.get("identity_mismatch", 0))  # a session, of someone else
+    at_auth = at_auth.drop("identity_mismatch", errors="ignore")
+    established = attempts - int(at_connect.sum()) - int(at_auth.sum())
     line = f"sessions: {established} of {attempts} connection attempts authenticated"
     parts = [
-        f"{len(found)} failed at {stage} ({_top(found)})"
+        f"{int(found.sum())} failed at {stage} ({_top(found)})"
         for stage, found in (("connect", at_connect), ("auth", at_auth))
-        if len(found)
+        if found.sum()
     ]
     if mismatched:
         parts.append(f"{mismatched} of them acked as another user (identity_mismatch)")
     lines = [line + (": " + "; ".join(parts) if parts else "")]
-    if established <= 0 and len(at_auth) == attempts:
-        rejected = int((at_auth == "auth_rejected").sum())
+    if established <= 0 and int(at_auth.sum()) == attempts:
+        rejected = int(at_auth.get("auth_rejected", 0))
         lines.append(
             f"100% of sessions were rejected at auth ({_top(at_auth)}): "
             + (
@@ -196,7 +219,7 @@ def session_lines(samples: pd.DataFrame) -> list[str]:
                 else "did the server send the ack the profile expects?"
             )
         )
-    elif established <= 0 and len(at_connect) == attempts:
+    elif established <= 0 and int(at_connect.sum()) == attempts:
         lines.append(
             f"100% of connection attempts failed at connect ({_top(at_connect)}): "
             "is the host right, does it accept WebSocket upgrades at this path?"
@@ -218,6 +241,10 @@ def turn_headline(samples: pd.DataFrame) -> dict[str, float | int | None]:
     if count:
         ends = turns["ts"].astype(float) + turns["ms"].astype(float).fillna(0.0) / 1e3
         span = float(ends.max() - timed["ts"].astype(float).min())
+    return _headline(count, failed, span)
+
+
+def _headline(count: int, failed: int, span: float) -> dict[str, float | int | None]:
     return {
         "turns": count,
         "turns_per_s": count / span if span > 0 else None,
@@ -229,7 +256,10 @@ def turn_headline(samples: pd.DataFrame) -> dict[str, float | int | None]:
 
 def headline_lines(samples: pd.DataFrame) -> list[str]:
     """The lines a reader looks at first: turns, turns/s, failed turns and their share."""
-    head = turn_headline(samples)
+    return headline_lines_of(turn_headline(samples), digest.digest_of(samples))
+
+
+def headline_lines_of(head: dict, counted: pd.DataFrame) -> list[str]:
     if not head["turns"]:
         return ["turns: none completed"]
     rate = head["turns_per_s"]
@@ -238,11 +268,10 @@ def headline_lines(samples: pd.DataFrame) -> list[str]:
         + (f"{rate:.1f} turns/s" if rate is not None else "- turns/s")
         + f" over {head['duration_s']:.1f} s"
     ]
-    turns = samples.loc[samples["name"] == "turn:e2e"]
-    failed = turns.loc[~turns["ok"], "failure"].fillna("failed")
+    failed = _counts(counted.loc[(counted["name"] == "turn:e2e") & ~counted["ok"]])
     share = head["failed_share"] or 0.0
     line = f"failed turns: {head['failed_turns']} ({share * 100:.1f}% of turns)"
-    lines.append(line + (f": {_top(failed)}" if len(failed) else ""))
+    lines.append(line + (f": {_top(failed)}" if failed.sum() else ""))
     return lines
 
 
@@ -250,12 +279,19 @@ def example_lines(samples: pd.DataFrame, per_id: int = EXAMPLES_PER_ID) -> list[
     """The first few failing samples of each taxonomy id: which name, user, session, and
     the detail that explains it."""
     failed = samples.loc[~samples["ok"]]
+    order = failed["failure"].fillna("failed").value_counts()
+    return example_lines_of(failed, order, per_id)
+
+
+def example_lines_of(failed: pd.DataFrame, order: pd.Series, per_id: int) -> list[str]:
+    """``example_lines`` from the failing rows in time order (at least ``per_id`` of each
+    id) and the count of each id, most first."""
     if failed.empty:
         return []
     lines = [f"failure examples (first {per_id} of each id):"]
-    order = failed["failure"].fillna("failed").value_counts()
+    ids = failed["failure"].fillna("failed")
     for failure in order.index:
-        rows = failed.loc[failed["failure"].fillna("failed") == failure].head(per_id)
+        rows = failed.loc[ids == failure].head(per_id)
         lines.append(f"  {failure} (x{order[failure]}):")
         for row in rows.itertuples(index=False):
             who = " ".join(
@@ -282,27 +318,39 @@ def _label(name: str) -> str:
     return f"{name} [{NOT_MS[name]}]" if name in NOT_MS else name
 
 
-def _top(failures: pd.Series) -> str:
-    counts = failures.value_counts().head(3)
+def _top(counts: pd.Series) -> str:
+    """The three most frequent ids of a count per id (or of a Series of ids)."""
+    if counts.dtype == object or str(counts.dtype) in ("string", "str"):
+        counts = counts.value_counts()
+    counts = counts.sort_values(ascending=False, kind="stable").head(3)
     return ", ".join(f"{name} x{n}" for name, n in counts.items())
 
 
-def render(folder: str | Path) -> str:
-    """The summary as text for a terminal."""
-    samples = load_samples(folder, SUMMARY_COLUMNS)
-    lines = [f"wsload summary of {folder} ({len(samples)} samples, times in ms, exact)"]
+_HEADER = f"{'name':<28}{'count':>8}{'fail':>7}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}"
+
+
+def _lines(
+    folder: str | Path,
+    samples: int,
+    last_end: float | None,
+    head: dict,
+    counted: pd.DataFrame,
+    security: list[str],
+    examples: list[str],
+    stream: list[str],
+) -> str:
+    lines = [f"wsload summary of {folder} ({samples} samples, times in ms, exact)"]
     meta = read_run_meta(folder)
-    notice = crash_notice(meta, last_sample_end(samples))
+    notice = crash_notice(meta, last_end)
     if notice:
         lines.append(f"WARNING: {notice}")
     if meta.get("tls_insecure") is True:
         lines.append(f"WARNING: {TLS_INSECURE_NOTICE}")
-    lines += headline_lines(samples)
-    lines += stream_lines(samples)
-    lines += session_lines(samples)
-    table = percentile_table(samples)
-    header = f"{'name':<28}{'count':>8}{'fail':>7}{'p50':>10}{'p95':>10}{'p99':>10}{'max':>10}"
-    lines += [header, "-" * len(header)]
+    lines += headline_lines_of(head, counted)
+    lines += stream
+    lines += session_lines_of(counted)
+    table = digest.percentile_table(counted, _name_key)
+    lines += [_HEADER, "-" * len(_HEADER)]
     for row in table.itertuples(index=False):
         lines.append(
             f"{_label(row.name):<28}{row.count:>8}{row.failures:>7}"
@@ -311,13 +359,31 @@ def render(folder: str | Path) -> str:
                 for v in (row.p50, row.p95, row.p99, row.max)
             )
         )
-    failures = failure_table(samples)
+    failures = digest.failure_table(counted)
     if failures.empty:
         lines.append("failures: none")
     else:
         lines.append("failures by taxonomy id:")
         for row in failures.itertuples(index=False):
             lines.append(f"  {row.name:<26}{row.failure:<24}{row.count:>8}")
-    lines += security_lines(samples)
-    lines += example_lines(samples)
-    return "\n".join(lines)
+    return "\n".join(lines + security + examples)
+
+
+def render(folder: str | Path) -> str:
+    """The summary as text for a terminal: from the tables in DuckDB, out of core, or from
+    a classic ``samples.csv`` in pandas."""
+    if has_tables(Path(folder)):
+        from wsload.run.summary_sql import render_facts
+
+        return _lines(folder, *render_facts(Path(folder)))
+    samples = load_samples(folder, SUMMARY_COLUMNS)
+    return _lines(
+        folder,
+        len(samples),
+        last_sample_end(samples),
+        turn_headline(samples),
+        digest.digest_of(samples),
+        security_lines(samples),
+        example_lines(samples),
+        stream_lines(samples),
+    )

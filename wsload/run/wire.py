@@ -1,209 +1,112 @@
-"""Records on the wire: how a worker ships its batches to the master, compactly.
+"""Records on the wire: a worker ships its batches to the master as Arrow columns.
 
-Locust's messages carry msgpack, so a record travels as a short list of plain values,
-tagged by its type. An agent turn is a dozen samples whose names repeat turn after turn:
-it travels as a shape id and its numbers, and each shape (the names) travels once per
-worker process, so no per-sample name crosses the wire. The master decodes the lists
-back into the same records, and from there nothing tells a shipped record from a local
-one. Pure: no Locust, no sockets.
+Locust's messages carry msgpack. A worker turns a second of its records into one record
+batch per results table (``wsload.run.columns``, on its own CPU) and ships each as the
+bytes of an Arrow IPC stream; the master hands those batches to its writer as they came,
+without a row of Python work per record. Only when the master has listeners (the web UI,
+an abort watch) does it turn the columns back into records for them (``records_of``).
+Pure: no Locust, no sockets.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import typing
 from typing import Any
 
-from wsload.net.probes import ProbeResult
-from wsload.protocol.tracker import TurnResult
+import pyarrow as pa
+
 from wsload.run.batch import Batch
-from wsload.run.records import (
-    ConnectionAttempt,
-    HealthTick,
-    HttpRequest,
-    ProbeRecord,
-    Record,
-    SessionEvent,
-    TurnRecord,
-    TurnShape,
-    Who,
-)
+from wsload.run.columns import _NAMESPACE, SPEC_OF, TABLES, TableSpec, batches_of
+from wsload.run.records import Record
 
-_TURN, _CONNECTION, _PROBE, _SESSION, _HTTP, _HEALTH = range(6)
+__all__ = ["decode", "encode", "records_of"]
+# lz4 halves a second of turns for a few percent of the worker's encoding time
+_SHIP_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 
 
-class Encoder:
-    """A worker's side: batches to messages; remembers which shapes it announced."""
-
-    def __init__(self) -> None:
-        self._shapes: dict[TurnShape, int] = {}
-
-    def encode(self, batch: Batch) -> dict[str, Any]:
-        announced: list[list[Any]] = []
-        shapes = self._shapes
-        items: list[Any] = []
-        append = items.append
-        for item in batch.items:
-            kind = type(item)
-            if kind is int:
-                append(item)
-            elif kind is TurnRecord:
-                shape = item.shape()  # type: ignore[union-attr]
-                number = shapes.get(shape)
-                if number is None:
-                    number = shapes[shape] = len(shapes)
-                    announced.append([number, [shape[0], list(shape[1]), shape[2]]])
-                    stream = shape[5]
-                    announced[-1][1] += [list(shape[3]), shape[4], stream and list(stream)]
-                append(_turn(item, number))  # type: ignore[arg-type]
-            else:
-                append(_ENCODERS[kind](item))  # type: ignore[index]
-        return {"node": batch.node, "shapes": announced, "items": items}
+def encode(batch: Batch) -> dict[str, Any]:
+    """A worker's message: the node, and each table's record batch as IPC stream bytes."""
+    tables = {}
+    for name, records in batches_of(batch.node, batch.items).items():
+        sink = pa.BufferOutputStream()
+        with pa.ipc.new_stream(sink, records.schema, options=_SHIP_OPTIONS) as writer:
+            writer.write_batch(records)
+        tables[name] = sink.getvalue().to_pybytes()
+    return {"node": batch.node, "tables": tables}
 
 
-class Decoder:
-    """The master's side: messages back to batches, with each worker's shapes."""
-
-    def __init__(self) -> None:
-        self._shapes: dict[tuple[str, int], TurnShape] = {}
-
-    def decode(self, sender: str, message: dict[str, Any]) -> Batch:
-        shapes = self._shapes
-        for number, (ttfe, firsts, gaps, spans, intended, stream) in message["shapes"]:
-            shapes[(sender, number)] = (
-                ttfe, tuple(firsts), gaps, tuple(spans), intended, stream and tuple(stream),
-            )  # fmt: skip
-        batch = Batch(message["node"])
-        out = batch.items
-        for item in message["items"]:
-            if type(item) is int:
-                out.append(item)
-            elif item[0] == _TURN:
-                out.append(_decode_turn(item, shapes[(sender, item[9])]))
-            else:
-                out.append(_DECODERS[item[0]](item))
-        return batch
+def decode(message: dict[str, Any]) -> dict[str, pa.RecordBatch]:
+    """The master's side: the record batches of a worker's message, by table."""
+    out = {}
+    for name, data in (message.get("tables") or {}).items():
+        if name not in TABLES:
+            continue
+        table = pa.ipc.open_stream(pa.py_buffer(data)).read_all()
+        out[name] = table.combine_chunks().to_batches()[0] if table.num_rows else None
+    return {name: batch for name, batch in out.items() if batch is not None}
 
 
-def _who(who: Who) -> tuple[int, str, str]:
-    return who.user, who.subject, who.session
+def records_of(batches: dict[str, pa.RecordBatch]) -> list[Record]:
+    """The records the batches were made of, as the listeners take them (ordered by
+    start time across tables)."""
+    out: list[Any] = []
+    for name, batch in batches.items():
+        spec = TABLES[name]
+        out += [_build(spec, row) for row in batch.to_pylist()]
+    out.sort(key=lambda r: r.at if type(r) is SPEC_OF_HEALTH else r.started_at)
+    return out
 
 
-def _turn(record: TurnRecord, shape: int) -> list[Any]:
-    result = record.result
-    who = record.who
-    return [_TURN, record.started_at, who.user, who.subject, who.session, record.turn,
-            record.inflight, record.sent_bytes, record.intended_ms, shape, record.timings(),
-            result.ok, result.failure, record.detail, record.e2e_ms, result.events,
-            record.output_chars, record.output_words, record.token_events]  # fmt: skip
+SPEC_OF_HEALTH = TABLES["health"].record
 
 
-def _decode_turn(item: list[Any], shape: TurnShape) -> TurnRecord:
-    (_, started, user, subject, session, turn, inflight, sent, intended, _, values, ok,
-     failure, detail, e2e, events, chars, words, token_events) = item  # fmt: skip
-    has_ttfe, firsts, gaps, spans, _, stream = shape
-    at = 1 if has_ttfe else 0
-    first_ms = dict(zip(firsts, values[at : at + len(firsts)], strict=True))
-    at += len(firsts)
-    gaps_ms = values[at : at + gaps]
-    at += gaps
-    spans_ms = list(zip(spans, values[at : at + len(spans)], strict=True))
-    at += len(spans)
-    result = TurnResult(
-        ok=ok,
-        failures=[(failure, detail)] if failure or detail else [],
-        ttfe_ms=values[0] if has_ttfe else None,
-        e2e_ms=e2e,
-        elapsed_ms=e2e,
-        first_ms=first_ms,
-        gaps_ms=gaps_ms,
-        spans_ms=spans_ms,
-        events=events,
-        names=[],
-        run_id=None,
-        terminal=None,
-    )
-    record = TurnRecord(
-        started, Who(user, subject, session), turn, inflight, sent, result, intended
-    )
-    if stream is not None:
-        itls, has_tpot, has_rate = stream
-        record.ttft_ms = values[at]
-        record.itl_ms = values[at + 1 : at + 1 + itls]
-        at += 1 + itls
-        if has_tpot:
-            record.tpot_ms = values[at]
-            at += 1
-        record.output_tokens = int(values[at])
-        if has_rate:
-            record.tokens_per_s = values[at + 1]
-        record.output_chars, record.output_words = chars, words
-        record.token_events = token_events
-    return record
+def _build(spec: TableSpec, row: dict[str, Any]) -> Any:
+    values: dict[str, Any] = {}
+    for column in spec.columns:
+        value = row.get(column.name)
+        if value is not None and pa.types.is_map(column.type):
+            value = dict(value)
+        elif value is not None and _is_span_list(column.type):
+            value = [(v["name"], v["ms"]) for v in value]
+        values[column.path or column.name] = value
+    return _make(spec.record, "", values)
 
 
-def _connection(r: ConnectionAttempt) -> list[Any]:
-    return [_CONNECTION, r.started_at, *_who(r.who), r.inflight, r.connect_ms, r.auth_ms,
-            r.failure, r.phase, r.detail, r.http_status, r.close_code, r.tcp_ms, r.tls_ms,
-            r.upgrade_ms, r.tls_resumed, r.extensions]  # fmt: skip
+def _is_span_list(kind: pa.DataType) -> bool:
+    return pa.types.is_list(kind) and pa.types.is_struct(kind.value_type)
 
 
-def _decode_connection(item: list[Any]) -> ConnectionAttempt:
-    _, started, user, subject, session, *rest = item
-    return ConnectionAttempt(started, Who(user, subject, session), *rest)
+def _make(cls: type, prefix: str, values: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls, localns=_NAMESPACE | {c.__name__: c for c in SPEC_OF})
+    kwargs = {}
+    for field in dataclasses.fields(cls):
+        dotted = prefix + field.name
+        hint = hints[field.name]
+        inner = [a for a in typing.get_args(hint) if a is not type(None)] or [hint]
+        if dotted in values:
+            kwargs[field.name] = values[dotted]
+        elif prefix and field.name in _FILLS:
+            kwargs[field.name] = _FILLS[field.name](values)
+        elif dataclasses.is_dataclass(inner[0]):
+            kwargs[field.name] = _make(inner[0], dotted + ".", values)
+        elif field.default is not dataclasses.MISSING:
+            kwargs[field.name] = field.default
+        elif field.default_factory is not dataclasses.MISSING:
+            kwargs[field.name] = field.default_factory()
+        else:
+            kwargs[field.name] = None
+    return cls(**kwargs)
 
 
-def _probe(r: ProbeRecord) -> list[Any]:
-    p = r.result
-    return [_PROBE, r.started_at, *_who(r.who), r.name, r.kind, p.probe, p.ok, p.outcome,
-            p.failure, p.elapsed_ms, p.detail, p.http_status, p.close_code]  # fmt: skip
-
-
-def _decode_probe(item: list[Any]) -> ProbeRecord:
-    _, started, user, subject, session, name, kind, *result = item
-    return ProbeRecord(started, Who(user, subject, session), name, kind, ProbeResult(*result))
-
-
-def _session(r: SessionEvent) -> list[Any]:
-    return [_SESSION, r.started_at, *_who(r.who), r.name, r.ms, r.failure, r.detail,
-            r.close_code]  # fmt: skip
-
-
-def _decode_session(item: list[Any]) -> SessionEvent:
-    _, started, user, subject, session, *rest = item
-    return SessionEvent(started, Who(user, subject, session), *rest)
-
-
-def _http(r: HttpRequest) -> list[Any]:
-    return [_HTTP, r.started_at, *_who(r.who), r.name, r.ms, r.failure, r.detail,
-            r.http_status, r.length]  # fmt: skip
-
-
-def _decode_http(item: list[Any]) -> HttpRequest:
-    _, started, user, subject, session, *rest = item
-    return HttpRequest(started, Who(user, subject, session), *rest)
-
-
-def _health(r: HealthTick) -> list[Any]:
-    return [_HEALTH, r.at, r.cpu_percent, r.lag_ms, r.users, r.memory_kb, r.sessions,
-            r.target_memory_kb, r.target_sessions]  # fmt: skip
-
-
-def _decode_health(item: list[Any]) -> HealthTick:
-    return HealthTick(*item[1:])
-
-
-_ENCODERS: dict[type, Any] = {
-    ConnectionAttempt: _connection,
-    ProbeRecord: _probe,
-    SessionEvent: _session,
-    HttpRequest: _http,
-    HealthTick: _health,
+# A turn's tracker fields the table keeps as computed columns, back from those.
+_FILLS = {
+    "failures": lambda v: (
+        [(v.get("failure"), v.get("detail") or "")] if v.get("failure") or v.get("detail") else []
+    ),
+    "names": lambda v: [],
+    "e2e_ms": lambda v: v.get("e2e_ms"),
+    "elapsed_ms": lambda v: v.get("e2e_ms"),
+    "run_id": lambda v: None,
+    "stream": lambda v: None,
 }
-_DECODERS: dict[int, Any] = {
-    _CONNECTION: _decode_connection,
-    _PROBE: _decode_probe,
-    _SESSION: _decode_session,
-    _HTTP: _decode_http,
-    _HEALTH: _decode_health,
-}
-
-__all__ = ["Decoder", "Encoder", "Record"]

@@ -1,0 +1,331 @@
+"""What recording costs, and how far analysis scales: the results tables against the CSV.
+
+    .venv/bin/python benchmarks/results.py --only bytes,cost,master   # about a minute
+    .venv/bin/python benchmarks/results.py --only big --turns 100000000 --folder /work/big
+
+Phases (the CSV writer and row shipping of before are loaded from a checkout given with
+``--baseline-repo``, default /work/main, and measured in the same process, interleaved):
+
+* ``bytes``: bytes on disk per agent turn of the default protocol, from a real full-rate
+  run (Locust, ChatUser, the embedded target with zero delays): the whole run folder's
+  tables over its turns, against the same run exported as the classic CSV.
+* ``cost``: CPU per turn of the recorder (records to the tables, the compaction at the
+  stop amortised in) against the CSV writer on the same records, and its share of a
+  generator core at 10,000 turns/s.
+* ``master``: master CPU per 1,000 turns in distributed mode: a worker's second of turns
+  as Locust carries it (msgpack), taken apart and written by the master, against the
+  row shipping of before.
+* ``big``: a run of ``--turns`` turns (default 100 million) written through the real
+  writer (``ArrowWriter.write_batches``, the master's path), with the default protocol's
+  shape and random timings; then ``wsload summary``, ``wsload gate`` and ``wsload report``
+  on it, each timed with its peak memory. Mind the disk (about 7 GB per 100 million
+  turns): the folder is deleted at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import itertools
+import os
+import random
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import msgpack  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from wsload.protocol.tracker import TurnResult  # noqa: E402
+from wsload.run.batch import Batch  # noqa: E402
+from wsload.run.columns import TURNS  # noqa: E402
+from wsload.run.records import TurnRecord, Who  # noqa: E402
+from wsload.run.wire import decode, encode  # noqa: E402
+from wsload.run.writer import ArrowWriter  # noqa: E402
+
+EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
+T0 = 1_800_000_000.0
+
+
+def baseline_modules(repo: Path):
+    """The CSV writer and the row wire of ``repo`` (a checkout of before), by file."""
+    loaded = []
+    for name in ("recorder", "wire"):
+        spec = importlib.util.spec_from_file_location(
+            f"baseline_{name}", repo / "wsload" / "run" / f"{name}.py"
+        )
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        loaded.append(module)
+    return loaded
+
+
+def default_turns(count: int, seed: int = 1, users: int = 200) -> list[TurnRecord]:
+    """Turns of the default protocol's shape with timings as a clock gives them."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(count):
+        t = sorted(rng.lognormvariate(3.5, 0.5) for _ in EVENTS)
+        gaps = [b - a for a, b in itertools.pairwise(t)] + [rng.uniform(0.01, 2)]
+        ok = rng.random() > 0.01
+        result = TurnResult(
+            ok=ok,
+            failures=[] if ok else [("turn_timeout", "no terminal event in 30 s")],
+            ttfe_ms=t[0],
+            e2e_ms=t[-1] if ok else None,
+            elapsed_ms=t[-1],
+            first_ms=dict(zip(EVENTS, t, strict=True)),
+            gaps_ms=gaps,
+            spans_ms=[("tool", t[3] - t[2])],
+            events=6,
+            names=[],
+            run_id=None,
+            terminal="agent_completed",
+        )
+        user = i % users
+        who = Who(user, f"wsload-w1-{user:06d}", f"w1-{user}-1")
+        out.append(TurnRecord(T0 + i / 10_000, who, i, rng.randint(1, 50), 120, result))
+    return out
+
+
+def seconds(records: list[TurnRecord], per_second: int = 10_000) -> list[Batch]:
+    batches = []
+    for start in range(0, len(records), per_second):
+        batch = Batch("w1")
+        for record in records[start : start + per_second]:
+            batch.add(record, 200)
+        batches.append(batch)
+    return batches
+
+
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def phase_cost(args, old_recorder) -> None:
+    records = default_turns(args.cost_turns)
+    batches = seconds(records)
+    figures: dict[str, list[float]] = {"tables": [], "csv": []}
+    for _ in range(args.repeats):  # interleaved: the machine is shared
+        for label in figures:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                started = cpu()
+                if label == "tables":
+                    writer = ArrowWriter(folder, "bench")
+                else:
+                    writer = old_recorder.CsvWriter(folder, "bench")
+                for batch in batches:
+                    writer.write(batch)
+                writer.close()
+                figures[label].append((cpu() - started) / len(records) * 1e6)
+    for label, values in figures.items():
+        us = float(np.median(values))
+        print(
+            f"cost: {label:<6} {us:6.2f} us CPU per turn (median of {args.repeats}: "
+            + ", ".join(f"{v:.2f}" for v in values)
+            + f"); {us * 10_000 / 1e6:.1%} of a core at 10,000 turns/s"
+        )
+    ratio = float(np.median(figures["tables"])) / float(np.median(figures["csv"]))
+    print(f"cost: tables / csv = {ratio:.2f}")
+
+
+def phase_master(args, old_recorder, old_wire) -> None:
+    records = default_turns(10_000)
+    batch = seconds(records)[0]
+    new_message = msgpack.packb({**encode(batch), "final": False})
+    old_message = msgpack.packb({**old_wire.Encoder().encode(batch), "final": False})
+    print(
+        f"master: message per 1,000 turns: tables {len(new_message) / 10:,.0f} B, "
+        f"rows {len(old_message) / 10:,.0f} B"
+    )
+    figures: dict[str, list[float]] = {"tables": [], "rows": []}
+    for _ in range(args.repeats):
+        for label in figures:
+            with tempfile.TemporaryDirectory() as tmp:
+                folder = Path(tmp)
+                if label == "tables":
+                    writer = ArrowWriter(folder, "bench")
+                    started = cpu()
+                    for _ in range(5):
+                        writer.write_batches(decode(msgpack.unpackb(new_message)))
+                else:
+                    writer = old_recorder.CsvWriter(folder, "bench")
+                    decoder = old_wire.Decoder()
+                    started = cpu()
+                    for _ in range(5):
+                        writer.write(decoder.decode("w1", msgpack.unpackb(old_message)))
+                took = cpu() - started
+                writer.close()
+                figures[label].append(took / 5 / 10 * 1e3)  # ms per 1,000 turns
+    for label, values in figures.items():
+        print(
+            f"master: {label:<6} {np.median(values):6.3f} ms CPU per 1,000 turns (median of "
+            f"{args.repeats}: " + ", ".join(f"{v:.3f}" for v in values) + ")"
+        )
+
+
+def phase_bytes(args) -> None:
+    from generator import FAST_TURN, SECRET, fresh_target, locust
+
+    from wsload.run.export import export_csv
+    from wsload.run.tables import read_table
+
+    with fresh_target(*FAST_TURN) as t, tempfile.TemporaryDirectory() as tmp:
+        results = Path(tmp) / "run"
+        cmd = locust("ws_auth.py", t.url, 100, args.bytes_seconds, results,
+                     "--think-time", "0", "--heartbeat-interval", "0")  # fmt: skip
+        env = {**os.environ, "JWT_SECRET_KEY": SECRET}
+        subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, timeout=args.bytes_seconds + 90)
+        turns = read_table(results, "turns", ["turn"]).num_rows
+        tables = sum(p.stat().st_size for p in results.glob("*.parquet"))
+        turn_table = sum(p.stat().st_size for p in results.glob("turns.*.parquet"))
+        csv = Path(tmp) / "samples.csv"
+        rows = export_csv(results, csv)
+        print(
+            f"bytes: real full-rate run, {turns:,} turns in {args.bytes_seconds} s: all tables "
+            f"{tables / turns:.1f} B/turn (turns table {turn_table / turns:.1f}); the same as "
+            f"CSV {csv.stat().st_size / turns:,.0f} B/turn ({rows / turns:.1f} rows/turn)"
+        )
+
+
+def big_batch(rng: np.random.Generator, start: int, rows: int, per_second: int) -> pa.RecordBatch:
+    """``rows`` turns of the default protocol from turn ``start`` on, as the writer takes
+    them: random lognormal timings, 200 users, a failure in a hundred."""
+    n = rows
+    index = np.arange(start, start + n)
+    t = np.sort(rng.lognormal(3.5, 0.5, size=(n, len(EVENTS))).astype(np.float32), axis=1)
+    gaps = np.empty((n, len(EVENTS)), np.float32)
+    gaps[:, :-1] = np.diff(t, axis=1)
+    gaps[:, -1] = rng.uniform(0.01, 2, n)
+    offsets = pa.array(np.arange(0, n * len(EVENTS) + 1, len(EVENTS), dtype=np.int32))
+    keys = pa.array(np.tile(np.array(EVENTS, dtype=object), n), pa.string())
+    first = pa.MapArray.from_arrays(offsets, keys, pa.array(t.ravel(), pa.float32()))
+    gap_list = pa.ListArray.from_arrays(offsets, pa.array(gaps.ravel(), pa.float32()))
+    span_values = pa.StructArray.from_arrays(
+        [pa.array(np.full(n, "tool", dtype=object), pa.string()), pa.array(t[:, 3] - t[:, 2])],
+        fields=list(TURNS.schema.field("spans_ms").type.value_type),
+    )
+    spans = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), span_values)
+    failed = rng.random(n) < 0.01
+    user = index % 200
+    columns = {
+        "node": pa.array(np.full(n, "w1", dtype=object), pa.string()),
+        "node_users": pa.array(np.full(n, 200, np.int32)),
+        "started_at": pa.array(T0 + index / per_second),
+        "user": pa.array(user),
+        "subject": pa.array([f"wsload-w1-{u:06d}" for u in user], pa.string()),
+        "session": pa.array([f"w1-{u}-1" for u in user], pa.string()),
+        "turn": pa.array(index),
+        "inflight": pa.array(rng.integers(1, 50, n)),
+        "sent_bytes": pa.array(np.full(n, 120)),
+        "ok": pa.array(~failed),
+        "ttfe_ms": pa.array(t[:, 0]),
+        "first_ms": first,
+        "gaps_ms": gap_list,
+        "spans_ms": spans,
+        "events": pa.array(np.full(n, 6)),
+        "terminal": pa.array(np.full(n, "agent_completed", dtype=object), pa.string()),
+        "e2e_ms": pa.array(t[:, -1]),
+        "failure": pa.array(np.where(failed, "turn_timeout", None), pa.string()),
+        "detail": pa.array(np.where(failed, "no terminal event in 30 s", ""), pa.string()),
+    }
+    arrays = [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in TURNS.schema]
+    return pa.RecordBatch.from_arrays(arrays, schema=TURNS.schema)
+
+
+def timed(command: list[str]) -> str:
+    """Run ``command``; its wall time and peak memory (of it and its children)."""
+    started = time.monotonic()
+    done = subprocess.run(
+        ["/usr/bin/time", "-f", "%M", *command], cwd=REPO, capture_output=True, text=True
+    )
+    took = time.monotonic() - started
+    peak_kb = int(done.stderr.strip().splitlines()[-1]) if done.stderr.strip() else 0
+    tail = (done.stdout or done.stderr).strip().splitlines()
+    return f"{took:7.1f} s, peak {peak_kb / 1e6:5.2f} GB, exit {done.returncode}" + (
+        f" ({tail[-1][:120]})" if done.returncode not in (0, 1) and tail else ""
+    )
+
+
+def phase_big(args) -> None:
+    from wsload.run.recorder import write_run_json
+
+    folder = Path(args.folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    per_second = 10_000
+    total = args.turns
+    write_run_json(folder, {"run_id": "big", "started": T0, "stopped": None})
+    rng = np.random.default_rng(5)
+    writer = ArrowWriter(folder, "big")
+    started, clock = cpu(), time.monotonic()
+    chunk = 250_000
+    for start in range(0, total, chunk):
+        writer.write_batches({"turns": big_batch(rng, start, min(chunk, total - start),
+                                                 per_second)})  # fmt: skip
+    writer.close()
+    write_run_json(folder, {"run_id": "big", "started": T0, "stopped": T0 + total / per_second + 1})
+    size = sum(p.stat().st_size for p in folder.iterdir())
+    print(
+        f"big: {total:,} turns written in {time.monotonic() - clock:.0f} s "
+        f"({cpu() - started:.0f} s CPU), {size / 1e9:.2f} GB, {size / total:.1f} B/turn"
+    )
+    wsload = str(Path(sys.executable).with_name("wsload"))
+    gate = [wsload, "gate", str(folder), "--threshold", "turn:e2e p99 < 1s", "--threshold",
+            "turn:gap p99 < 100ms", "--goodput-limit", "turn:ttfe=60ms"]  # fmt: skip
+    if args.skip_tools:
+        return
+    print(f"big: wsload summary  {timed([wsload, 'summary', str(folder)])}")
+    print(f"big: wsload gate     {timed(gate)}")
+    report = [wsload, "report", str(folder), "--output", str(folder / "report")]
+    if total <= args.report_max_turns:  # the report still loads the run into pandas
+        print(f"big: wsload report   {timed(report)}")
+    else:
+        print(
+            f"big: wsload report   skipped (loads the run in memory: > {args.report_max_turns:,})"
+        )
+    if not args.keep:
+        shutil.rmtree(folder)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--only", default="bytes,cost,master")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--cost-turns", type=int, default=50_000)
+    parser.add_argument("--bytes-seconds", type=int, default=12)
+    parser.add_argument("--turns", type=int, default=100_000_000)
+    parser.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "wsload-big"))
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--report-max-turns", type=int, default=1_000_000)
+    parser.add_argument("--skip-tools", action="store_true", help="only write the big run")
+    parser.add_argument("--baseline-repo", default="/work/main")
+    args = parser.parse_args()
+    phases = set(args.only.split(","))
+    old_recorder = old_wire = None
+    if phases & {"cost", "master"}:
+        old_recorder, old_wire = baseline_modules(Path(args.baseline_repo))
+    if "bytes" in phases:
+        phase_bytes(args)
+    if "cost" in phases:
+        phase_cost(args, old_recorder)
+    if "master" in phases:
+        phase_master(args, old_recorder, old_wire)
+    if "big" in phases:
+        phase_big(args)
+
+
+if __name__ == "__main__":
+    main()

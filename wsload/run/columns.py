@@ -1,0 +1,252 @@
+"""The results tables' columns, derived from the typed fields of the record dataclasses.
+
+One table per record type (turns, connections, probes, sessions, http, health). A table's
+columns are its record's dataclass fields, walked in order: a field that is itself a
+dataclass (``Who``, ``TurnResult``, ``ProbeResult``) contributes its own fields in its
+place, so a field added at the end of a record (with a default) becomes a column with no
+change here. Two columns start every table: ``node`` (the generator process) and
+``node_users`` (the users it ran when the record was taken).
+
+Types follow the annotations: ``bool``, ``int`` (int64), ``str`` (utf8), ``float`` (float32:
+latencies, shares, counts of a measurement; a float named ``*_at`` or ``at`` is an epoch
+time, float64), ``dict[str, float]`` (``map<utf8, float32>``: a turn's ``first_ms``, the
+offset of the first event of each grammar name seen), ``list[float]`` (``list<float32>``:
+the gaps), ``list[tuple[str, float]]`` (``list<struct<name, ms>>``: the tool spans); any
+other annotation is kept as its text. Every column is nullable.
+
+A turn's verdict and explanation are columns computed from the record (``e2e_ms``,
+``failure``, ``detail``) in place of the tracker's raw lists (``failures``, ``names``,
+``elapsed_ms``) which only the long view's ancestors needed. Pure: pyarrow only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
+from typing import Any
+
+import pyarrow as pa
+
+from wsload.net.probes import ProbeResult
+from wsload.protocol.tracker import TurnResult
+from wsload.run import records as _records
+from wsload.run.records import (
+    ConnectionAttempt,
+    HealthTick,
+    HttpRequest,
+    ProbeRecord,
+    Record,
+    SessionEvent,
+    TurnRecord,
+    Who,
+)
+
+SPAN_TYPE = pa.struct([("name", pa.string()), ("ms", pa.float32())])
+_NAMESPACE = {"TurnResult": TurnResult, "ProbeResult": ProbeResult, "Who": Who}
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column: its name, Arrow type, and how to read it off a record."""
+
+    name: str
+    type: pa.DataType
+    get: Callable[[Any], Any]
+    path: str = ""  # the dotted field path it was read from ("": computed)
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A results table: its name (and file stem), record class, and columns."""
+
+    name: str
+    record: type
+    columns: tuple[Column, ...]
+
+    @property
+    def schema(self) -> pa.Schema:
+        return pa.schema(
+            [("node", pa.string()), ("node_users", pa.int32())]
+            + [(c.name, c.type) for c in self.columns]
+        )
+
+    def table(self, node: str, rows: Sequence[tuple[int, Any]]) -> pa.RecordBatch:
+        """A record batch of ``rows`` ((users, record) pairs) taken by ``node``."""
+        records = [r for _, r in rows]
+        arrays = [
+            pa.array([node] * len(rows), pa.string()),
+            pa.array([u for u, _ in rows], pa.int32()),
+        ]
+        for column in self.columns:
+            arrays.append(_array(column, records))
+        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+
+
+def _array(column: Column, records: list[Any]) -> pa.Array:
+    """One column of ``records``. Nested values are flattened by hand into offsets and
+    values (pyarrow's conversion of Python dicts and tuples costs several times more)."""
+    get, kind = column.get, column.type
+    values = [get(r) for r in records]
+    if pa.types.is_map(kind) or pa.types.is_list(kind):
+        offsets = [0]
+        flat: list[Any] = []
+        items: list[Any] = []  # a map's values (``flat`` holds its keys)
+        nulls = set()
+        is_map = pa.types.is_map(kind)
+        for i, value in enumerate(values):
+            if value is None:
+                nulls.add(i)
+            else:
+                flat.extend(value)
+                if is_map:
+                    items.extend(value.values())
+            offsets.append(len(flat))
+        mask = pa.array([i in nulls for i in range(len(values))]) if nulls else None
+        offset_array = pa.array(offsets, pa.int32())
+        if is_map:
+            keys = pa.array(flat, kind.key_type)
+            return pa.MapArray.from_arrays(
+                offset_array, keys, pa.array(items, kind.item_type), mask=mask
+            )
+        inner = kind.value_type
+        if pa.types.is_struct(inner):
+            parts = [
+                pa.array([pair[i] for pair in flat], inner.field(i).type)
+                for i in range(inner.num_fields)
+            ]
+            flat_array = pa.StructArray.from_arrays(parts, fields=list(inner))
+        else:
+            flat_array = pa.array(flat, inner)
+        return pa.ListArray.from_arrays(offset_array, flat_array, mask=mask)
+    if kind == pa.string() and values and not isinstance(values[0], str | None):
+        values = [None if v is None else str(v) for v in values]
+    return pa.array(values, kind)
+
+
+def _strip_optional(hint: Any) -> Any:
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return hint
+
+
+def arrow_type(name: str, hint: Any) -> pa.DataType | None:
+    """The Arrow type of a field's annotation; None for a nested dataclass."""
+    hint = _strip_optional(hint)
+    if dataclasses.is_dataclass(hint):
+        return None
+    if hint is bool:
+        return pa.bool_()
+    if hint is int:
+        return pa.int64()
+    if hint is float:
+        return pa.float64() if name == "at" or name.endswith("_at") else pa.float32()
+    if hint is str:
+        return pa.string()
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is dict and args == (str, float):
+        return pa.map_(pa.string(), pa.float32())
+    if origin is list and args == (float,):
+        return pa.list_(pa.float32())
+    is_pairs = origin is list and args and typing.get_origin(args[0]) is tuple
+    if is_pairs and typing.get_args(args[0]) == (str, float):
+        return pa.list_(SPAN_TYPE)
+    return pa.string()  # anything else: its text
+
+
+def _pairs(value: Any) -> Any:
+    return None if value is None else list(value)
+
+
+def _walk(cls: type, path: str, skip: frozenset[str], seen: set[str]) -> list[Column]:
+    hints = typing.get_type_hints(cls, localns=vars(_records) | _NAMESPACE)
+    out: list[Column] = []
+    for f in dataclasses.fields(cls):
+        dotted = f"{path}{f.name}"
+        if dotted in skip:
+            continue
+        hint = hints[f.name]
+        kind = arrow_type(f.name, hint)
+        if kind is None:
+            out += _walk(_strip_optional(hint), dotted + ".", skip, seen)
+            continue
+        name = f.name if f.name not in seen else dotted.replace(".", "_")
+        seen.add(name)
+        out.append(Column(name, kind, attrgetter(dotted), dotted))
+    return out
+
+
+def derive(
+    name: str,
+    cls: type,
+    *,
+    skip: Sequence[str] = (),
+    computed: Sequence[tuple[str, pa.DataType, Callable[[Any], Any]]] = (),
+) -> TableSpec:
+    """A table of ``cls``'s fields (nested dataclasses flattened), less ``skip`` (dotted
+    paths), with ``computed`` columns after them."""
+    seen = {"node", "node_users", *(c[0] for c in computed)}
+    columns = _walk(cls, "", frozenset(skip), seen)
+    columns += [Column(n, t, g) for n, t, g in computed]
+    return TableSpec(name, cls, tuple(columns))
+
+
+def _turn_failure(record: TurnRecord) -> str | None:
+    result = record.result
+    return result.failure if result.failures else None
+
+
+def _turn_detail(record: TurnRecord) -> str:
+    return record.detail if record.result.failures else ""
+
+
+TURNS = derive(
+    "turns",
+    TurnRecord,
+    # the raw lists the record's verdict, detail and e2e are made of; the agent's run id
+    skip=(
+        "result.failures",
+        "result.names",
+        "result.e2e_ms",
+        "result.elapsed_ms",
+        "result.run_id",
+        "result.stream",  # the record's own stream figures (ttft_ms, itl_ms, ...) hold it
+    ),
+    computed=(
+        ("e2e_ms", pa.float32(), attrgetter("e2e_ms")),
+        ("failure", pa.string(), _turn_failure),
+        ("detail", pa.string(), _turn_detail),
+    ),
+)
+CONNECTIONS = derive("connections", ConnectionAttempt)
+PROBES = derive("probes", ProbeRecord)
+SESSIONS = derive("sessions", SessionEvent)
+HTTP = derive("http", HttpRequest)
+HEALTH = derive("health", HealthTick)
+
+TABLES: dict[str, TableSpec] = {
+    t.name: t for t in (TURNS, CONNECTIONS, PROBES, SESSIONS, HTTP, HEALTH)
+}
+SPEC_OF: dict[type, TableSpec] = {t.record: t for t in TABLES.values()}
+
+
+def batches_of(node: str, items: Sequence[Record | int]) -> dict[str, pa.RecordBatch]:
+    """A process's records (with user-count marks, as a ``Batch`` holds them) as one
+    record batch per table."""
+    by_type: dict[type, list[tuple[int, Any]]] = {}
+    users = 0
+    for item in items:
+        kind = type(item)
+        if kind is int:
+            users = item  # type: ignore[assignment]
+            continue
+        rows = by_type.get(kind)
+        if rows is None:
+            rows = by_type[kind] = []
+        rows.append((users, item))
+    return {SPEC_OF[kind].name: SPEC_OF[kind].table(node, rows) for kind, rows in by_type.items()}

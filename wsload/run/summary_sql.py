@@ -1,0 +1,99 @@
+"""The end-of-run summary's facts from the results tables, out of core (DuckDB).
+
+Three passes over the long view, none of which holds the rows: the digest (counts and
+exact percentiles, ``wsload.run.digest``), the time span, and the few rows the text
+quotes (probes, identity mismatches, the first failures of each id).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from wsload.run import digest
+from wsload.run.tables import connect
+
+EXAMPLE_COLUMNS = '"user", subject, session, kind, name, ms, ok, failure, detail, ts'
+
+
+def time_span(con) -> tuple[float | None, float | None]:
+    """(first start, last end) of the measurements, health left out, as the long view has
+    them: a turn's measurements all start at its start, so its last end is its start plus
+    its largest value, read off its row without unfolding it."""
+    largest = (
+        "greatest(coalesce(ttfe_ms, 0), coalesce(list_max(map_values(first_ms)), 0), "
+        "coalesce(list_max(gaps_ms), 0), "
+        "coalesce(list_max(list_transform(spans_ms, lambda s: s.ms)), 0), "
+        "coalesce(intended_ms, 0), coalesce(e2e_ms, 0), "
+        "CASE WHEN ttft_ms IS NOT NULL THEN greatest(ttft_ms, coalesce(list_max(itl_ms), 0), "
+        "coalesce(tpot_ms, 0), coalesce(output_tokens, 0), coalesce(tokens_per_s, 0)) END)"
+    )
+    turns = (
+        "SELECT min(started_at) AS first, "
+        f"max(started_at + round(CAST({largest} AS DOUBLE), 3) / 1000.0) AS last FROM turns"
+    )
+    others = (
+        "SELECT min(ts) AS first, max(ts + coalesce(ms, 0) / 1000.0) AS last FROM samples "
+        "WHERE arm BETWEEN 6 AND 10"  # connections, probes, sessions, http
+    )
+    first, last = con.execute(
+        f"SELECT min(first), max(last) FROM ({turns} UNION ALL {others})"
+    ).fetchone()
+    return first, last
+
+
+def render_facts(folder: Path, per_id: int = 3) -> tuple:
+    """(samples, last end, headline, digest, security lines, example lines) of a run."""
+    from wsload.run.stream_summary import stream_lines
+    from wsload.run.summary import (
+        _headline,
+        example_lines_of,
+        security_lines,
+    )
+
+    con = connect(folder)
+    try:
+        counted = digest.tidy(con.execute(digest.digest_sql()).df())
+        first, last_end = time_span(con)
+        (last_turn_end,) = con.execute(
+            "SELECT max(ts + coalesce(ms, 0) / 1000.0) FROM samples WHERE arm = 5"
+        ).fetchone()
+        quoted = con.execute(
+            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE arm BETWEEN 6 AND 8 AND "
+            "(kind IN ('probe', 'conformance') OR failure = 'identity_mismatch')"
+        ).df()
+        failed = con.execute(  # a turn's measurements but its e2e never fail (arms 0-4)
+            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE arm BETWEEN 5 AND 13 AND NOT ok QUALIFY "
+            "row_number() OVER (PARTITION BY coalesce(failure, 'failed') ORDER BY ts, turn, "
+            "arm, sub) <= ? ORDER BY ts, turn, arm, sub",
+            [per_id],
+        ).df()
+        streamed = con.execute(  # a streamed turn's samples (arms 3.1 to 3.5)
+            "SELECT name, ms, ok FROM samples WHERE arm > 3 AND arm < 4"
+        ).df()
+    finally:
+        con.close()
+    for frame in (quoted, failed):
+        for column in ("subject", "session", "failure", "detail"):
+            frame[column] = frame[column].astype("string")
+    turns = counted.loc[counted["name"] == "turn:e2e"]
+    count = int(turns["n"].sum())
+    failed_turns = int(turns.loc[~turns["ok"], "n"].sum())
+    span = float(last_turn_end - first) if count and last_turn_end is not None else 0.0
+    foreign = int(counted.loc[counted["failure"] == "foreign_event", "n"].sum())
+    wrong = counted.loc[~counted["ok"]]
+    order = wrong["n"].groupby(wrong["failure"].fillna("failed").astype(str).to_numpy()).sum()
+    order = order.sort_values(ascending=False, kind="stable")
+    return (
+        int(counted["n"].sum()),
+        None if last_end is None else float(last_end),
+        _headline(count, failed_turns, span),
+        counted,
+        security_lines(quoted, foreign=foreign),
+        example_lines_of(failed, order, per_id) if len(failed) else [],
+        stream_lines(streamed) if len(streamed) else [],
+    )
+
+
+__all__ = ["pd", "render_facts"]
