@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from wsload.gate.config import RUN_CHECKS, SECURITY_DEFAULTS
 from wsload.run.tables import is_run_folder
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,8 +60,9 @@ def test_thresholds_that_hold_exit_0_and_the_offline_gate_agrees(tmp_path):
     assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
     assert "gate: passed" in run.stdout.lower()
     live = verdicts(tmp_path / "run" / "gate.json")
-    # + 3 security defaults + 2 run checks
-    assert set(live.values()) == {"pass"} and len(live) == len(PASSING) + 5
+    # + the security defaults and the run checks, always on
+    implicit = len(SECURITY_DEFAULTS) + len(RUN_CHECKS)
+    assert set(live.values()) == {"pass"} and len(live) == len(PASSING) + implicit
     offline = offline_gate(tmp_path, *args)
     assert offline.returncode == 0
     assert verdicts(tmp_path / "offline.json") == live

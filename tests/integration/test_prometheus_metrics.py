@@ -23,6 +23,7 @@ import pytest
 
 from wsload.metrics.series import LATENCY_BUCKETS_S
 from wsload.run.summary import load_samples
+from wsload.run.tables import is_run_folder
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "examples" / "grafana" / "wsload.json"
@@ -126,7 +127,7 @@ def scraped_run(tmp_path_factory):
         ended = time.time()
         for log in logs.values():
             log.close()
-        assert (folder / "run" / "samples.csv").is_file(), (folder / "master.log").read_text()
+        assert is_run_folder(folder / "run"), (folder / "master.log").read_text()
         yield prometheus, folder / "run", started, ended
     finally:
         for process in (master, *workers):

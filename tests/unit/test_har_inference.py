@@ -123,3 +123,20 @@ def test_of_nested_spans_the_innermost_is_timed():
     turn = ["task_start", "new_message:run", "new_message:tool", "update_message:tool"]
     turn += ["new_message:answer", "update_message:run", "task_end"]
     assert infer_spans([turn]) == [("new_message:tool", "update_message:tool")]
+
+
+def test_an_event_trailing_the_answer_that_arrives_after_the_next_message_is_no_part_of_it():
+    from wsload.har.messages import Message
+    from wsload.har.turns import Turn, late_trailers
+
+    def event(name: str) -> Message:
+        return Message(False, 0.0, name, {"event": name}, name)
+
+    chat = Message(True, 0.0, "user_message", {}, "")
+    # clear_ask follows task_end; a quick next message makes it open the next turn instead
+    quick = Turn(chat, [event("clear_ask"), event("task_start"), event("task_end")], True)
+    slow = Turn(chat, [event("task_start"), event("task_end")], True)
+    outside = [event("clear_ask")]  # cut after the terminal event of the turn before
+    late_trailers([slow, quick], outside)
+    assert [m.name for m in quick.events] == ["task_start", "task_end"]
+    assert [m.name for m in outside] == ["clear_ask", "clear_ask"]

@@ -42,6 +42,7 @@ from wsload.har.turns import (
     first_turn_only,
     frames_unique,
     is_stray,
+    late_trailers,
     split_turns,
     terminal_event,
 )
@@ -202,6 +203,7 @@ def _infer_session(out, messages, server_field, client_field, auth, is_sio) -> N
             outside.extend(turn.events[cut:])
             turn.events = turn.events[:cut]
     complete = [t for t in turns if t.complete]
+    late_trailers(complete, outside)
     for turn in complete:  # a keep-alive sent while the turn ran is no part of it
         stray = [m for m in turn.events if is_stray(m, turn, complete)]
         outside.extend(stray)

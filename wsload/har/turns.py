@@ -41,6 +41,20 @@ def first_turn_only(turns: list[Turn]) -> set[str]:
     }
 
 
+def late_trailers(turns: list[Turn], outside: list[Message]) -> None:
+    """Move out of the turns the events that trail the terminal one but, when the next
+    message was sent quickly, arrive after it and open the next turn instead (Chainlit's
+    ``clear_ask`` after ``task_end``): the previous answer's, not part of any turn."""
+    trailing = {m.name for m in outside if m.name}
+    for turn in turns:
+        head = turn.events[0] if turn.events else None
+        if head is None or head.name not in trailing:
+            continue
+        if all(m.name != head.name for m in turn.events[1:]):
+            outside.append(head)
+            turn.events = turn.events[1:]
+
+
 def is_stray(message: Message, turn: Turn, turns: list[Turn]) -> bool:
     """An event of only some turns that shares none of the ids the turn's others carry."""
     if all(any(m.name == message.name for m in t.events) for t in turns):
