@@ -130,3 +130,33 @@ def test_a_killed_standalone_run_leaves_a_readable_folder_and_the_next_run_start
         "--headless", "-u", "2", "-r", "2", "-t", "3s", log=tmp_path / "again.log"
     )  # default folder results/<new run id>: the partial one is not in the way
     assert again.wait(timeout=60) == 0
+
+
+def test_a_worker_late_with_its_last_records_at_the_quit_still_gets_them_written(tmp_path):
+    # Locust's headless master gives its workers half a second after "quit"; a worker that
+    # is busy (here: stopped) across the quit sends its last second of records later.
+    master, workers = start_cluster(
+        tmp_path,
+        *("-u", "10", "-r", "10", "-t", "8s", "--think-time", "0.2"),
+        *("--results", str(tmp_path / "run")),
+    )
+    log = tmp_path / "master.log"
+    deadline = time.monotonic() + 60
+    while "Sending spawn jobs" not in log.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(7.0)  # the run stops at 8 s
+    late = workers[0]
+    late.send_signal(signal.SIGSTOP)
+    stopped_at = time.time()
+    time.sleep(2.5)  # across the master's quit and its half second
+    late.send_signal(signal.SIGCONT)
+    assert master.wait(timeout=60) == 0, log.read_text()[-3000:]
+    for w in workers:
+        w.wait(timeout=30)
+    samples = load_samples(tmp_path / "run")
+    rows = samples.loc[samples["kind"] != "health"]
+    last = rows.groupby("node")["ts"].max()
+    assert set(last.index) == {"w0", "w1"}
+    # the late worker's final batch: its records up to the moment it stopped
+    assert max(stopped_at - last[n] for n in last.index) < 0.5, (stopped_at, last.to_dict())
+    assert "sent no final records" not in log.read_text()

@@ -14,12 +14,14 @@ import contextlib
 import gc
 import logging
 import sys
+import time
 from typing import Any
 
 import gevent
 import psutil
 from locust import events
 from locust.env import Environment
+from locust.exception import RPCError
 from locust.runners import STATE_RUNNING, STATE_SPAWNING, MasterRunner, WorkerRunner
 
 from wsload.config.idp_tokens import check_token_source, run_minter
@@ -33,7 +35,7 @@ from wsload.locust.health import sample_health
 from wsload.locust.metrics import start_metrics
 from wsload.locust.process import PROCESS
 from wsload.locust.recording import RECORDS_MESSAGE, WorkerSink, request_is_wsloads
-from wsload.locust.runs import Run
+from wsload.locust.runs import FINAL_WAIT_S, Run
 from wsload.locust.runtime import node_of, recording_for
 from wsload.locust.spawn_messages import cache_default_args
 from wsload.locust.target import start_embedded_target, stop_embedded_target
@@ -258,6 +260,30 @@ def _on_records_from_worker(msg: Any, **_: Any) -> None:
     run.sink.add_shipped(batches)
 
 
+def _drain_last_records(runner: MasterRunner, run: Run) -> None:
+    """Read the workers' last records off the socket until each has sent its final batch.
+
+    A headless master quits by telling its workers to quit, giving them half a second and
+    then stopping its listener; a busy worker's final batch comes later and was lost. The
+    listener is gone by now, so nothing else reads the socket (bounded by FINAL_WAIT_S).
+    """
+    deadline = time.monotonic() + FINAL_WAIT_S
+    while not run.senders <= run.finals:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            log.warning("wsload: workers %s sent no final records", run.senders - run.finals)
+            return
+        try:
+            with gevent.Timeout(left):
+                _, msg = runner.server.recv_from_client()
+        except gevent.Timeout:
+            continue  # the deadline: said above
+        except RPCError:
+            return  # the socket is gone: nothing more will come
+        if msg.type == RECORDS_MESSAGE:
+            _on_records_from_worker(msg)
+
+
 def _tune_gc() -> None:
     """Keep the cyclic garbage collector from stalling the users.
 
@@ -337,5 +363,7 @@ def _end_run(run: Run) -> None:
 def _on_quitting(environment: Environment, **_: Any) -> None:
     run = PROCESS.run
     if run is not None and not run.finished:
+        if isinstance(environment.runner, MasterRunner):
+            _drain_last_records(environment.runner, run)
         _end_run(run)
     stop_embedded_target()
