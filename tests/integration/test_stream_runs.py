@@ -4,7 +4,6 @@ and the report over the same run folder."""
 
 from __future__ import annotations
 
-import csv
 import json
 import subprocess
 import sys
@@ -49,6 +48,7 @@ def streamed_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
         *("--threshold", f"turn:output_tokens p50 == {TOKENS}", "--threshold", "goodput >= 90%"),
         *("--goodput-limit", "turn:ttft=200ms", "--goodput-limit", "turn:tpot=40ms"),
         *("--csv", str(base / "locust"), "--results", str(base / "results")),
+        *("--json-file", str(base / "locust")),
     )
     return base, run
 
@@ -70,9 +70,10 @@ def test_ttft_itl_tpot_and_tokens_match_the_targets_known_stream(streamed_run):
     # every gap is an observation: (TOKENS - 1) per streamed turn
     assert len(ms["turn:itl"]) == (TOKENS - 1) * len(ms["turn:ttft"])
     assert samples["ok"].all()
-    # the same names in Locust's own statistics, with the same counts
-    with open(base / "locust_stats.csv", newline="") as f:
-        locust_rows = {row["Name"]: int(row["Request Count"]) for row in csv.DictReader(f)}
+    # the same names in Locust's own statistics, with the same counts (its --json-file is
+    # written after the users stop; its _stats.csv is rewritten once a second and can trail)
+    entries = json.loads((base / "locust.json").read_text())
+    locust_rows = {entry["name"]: entry["num_requests"] for entry in entries}
     for name in ("turn:ttft", "turn:itl", "turn:tpot", "turn:output_tokens", "turn:tokens_per_s"):
         assert locust_rows[name] == len(ms[name]), name
 
