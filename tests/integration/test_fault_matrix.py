@@ -62,27 +62,31 @@ def assert_matches(client: int, injected: int) -> None:
     assert injected - USERS <= client <= injected, (client, injected)
 
 
+# The turn faults every framing must classify: (knob, target counter, failure ids, stats name).
+TURN_FAULTS = [
+    ("--skip-events", "skipped_events", ("sequence_missing",), "turn:e2e"),
+    ("--duplicate-events", "duplicated_events", ("sequence_duplicate",), "turn:e2e"),
+    (
+        "--reorder-events",
+        "reordered_events",
+        ("sequence_order", "sequence_missing"),
+        "turn:e2e",
+    ),
+    ("--error-events", "error_events", ("agent_error",), "turn:e2e"),
+    ("--drop-mid-turn", "dropped_connections", ("disconnected_1006",), "turn:e2e"),
+    # the copy comes after the turn has ended: a session sample, the turn stays ok
+    (
+        "--duplicate-terminal",
+        "duplicated_terminal_events",
+        ("sequence_duplicate",),
+        "session:duplicate",
+    ),
+]
+
+
 @pytest.mark.parametrize(
     ("knob", "counter", "ids", "name"),
-    [
-        ("--skip-events", "skipped_events", ("sequence_missing",), "turn:e2e"),
-        ("--duplicate-events", "duplicated_events", ("sequence_duplicate",), "turn:e2e"),
-        (
-            "--reorder-events",
-            "reordered_events",
-            ("sequence_order", "sequence_missing"),
-            "turn:e2e",
-        ),
-        ("--error-events", "error_events", ("agent_error",), "turn:e2e"),
-        ("--drop-mid-turn", "dropped_connections", ("disconnected_1006",), "turn:e2e"),
-        # the copy comes after the turn has ended: a session sample, the turn stays ok
-        (
-            "--duplicate-terminal",
-            "duplicated_terminal_events",
-            ("sequence_duplicate",),
-            "session:duplicate",
-        ),
-    ],
+    TURN_FAULTS,
 )
 def test_each_turn_fault_is_classified_as_often_as_it_was_injected(
     tmp_path, knob, counter, ids, name

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_fault_matrix import USERS, assert_matches, failures, run_against
+from test_fault_matrix import TURN_FAULTS, USERS, assert_matches, failures, run_against
 
 PROFILE = str(Path(__file__).resolve().parents[1] / "data" / "target_socketio.toml")
 pytestmark = pytest.mark.slow
@@ -15,24 +15,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize(
     ("knob", "counter", "ids", "name"),
-    [
-        ("--skip-events", "skipped_events", ("sequence_missing",), "turn:e2e"),
-        ("--duplicate-events", "duplicated_events", ("sequence_duplicate",), "turn:e2e"),
-        (
-            "--reorder-events",
-            "reordered_events",
-            ("sequence_order", "sequence_missing"),
-            "turn:e2e",
-        ),
-        ("--error-events", "error_events", ("agent_error",), "turn:e2e"),
-        ("--drop-mid-turn", "dropped_connections", ("disconnected_1006",), "turn:e2e"),
-        (
-            "--duplicate-terminal",
-            "duplicated_terminal_events",
-            ("sequence_duplicate",),
-            "session:duplicate",
-        ),
-    ],
+    TURN_FAULTS,
 )
 def test_each_turn_fault_over_socketio_is_classified_as_often_as_injected(
     tmp_path, knob, counter, ids, name
