@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from browser_support import artifact, chromium, requires_chromium
 from playwright.sync_api import Page
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUST = [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py"]
@@ -130,11 +131,18 @@ def check_turn_table(rows: list[dict[str, str]]) -> None:
         assert 0 < number(row["Median (ms)"]) <= number(row["p95 (ms)"]) <= number(row["p99 (ms)"])
 
 
-def stop_from_the_ui(page: Page) -> None:
+def stop_from_the_ui(page: Page, log: Path) -> None:
     page.get_by_role("button", name="Stop").click()
-    # Stopping ends the run: streams compacted to Parquet, summary and gate over the tables
-    # (about a second here when the machine is idle, many more with the suite beside it).
-    page.get_by_text(re.compile(r"^stopped$", re.IGNORECASE)).wait_for(timeout=60_000)
+    # The run ends on a native thread (compaction, summary, gate): the page shows "stopped"
+    # at Locust's next poll, its answer cached for 2 s at most.
+    try:
+        page.get_by_text(re.compile(r"^stopped$", re.IGNORECASE)).wait_for(timeout=30_000)
+    except PlaywrightTimeout:
+        raise AssertionError(f"no 'stopped' 30 s after Stop; Locust's log:\n{tail(log)}") from None
+
+
+def tail(log: Path, lines: int = 40) -> str:
+    return "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
 def test_tabs_show_live_turn_and_auth_tables_with_csv_for_a_run_started_in_the_ui(tmp_path):
@@ -181,7 +189,7 @@ def test_tabs_show_live_turn_and_auth_tables_with_csv_for_a_run_started_in_the_u
         auth_csv = list(csv.DictReader(io.StringIO(answer.text())))
         assert {"latency", "probe"} <= {r["section"] for r in auth_csv}
 
-        stop_from_the_ui(page)
+        stop_from_the_ui(page, log)
 
 
 def test_tabs_are_filled_by_the_workers_rows_in_distributed_mode(tmp_path):
@@ -204,7 +212,7 @@ def test_tabs_are_filled_by_the_workers_rows_in_distributed_mode(tmp_path):
         page.screenshot(path=artifact("web-ui-distributed-agent-turns.png"))
         auth = open_tab(page, "Auth & security", "connect")
         assert any(r["Section"] == "latency" and r["Name"] == "auth" for r in auth), auth
-        stop_from_the_ui(page)
+        stop_from_the_ui(page, log)
         check_headline_against_samples(page, tmp_path / "run")  # the worker's turns, all
         page.screenshot(path=artifact("web-ui-distributed-headline.png"))
 
@@ -293,7 +301,7 @@ def test_headline_shows_turns_per_second_and_failed_share_true_to_the_samples(tm
         assert examples and all(r["Session"] and r["Detail"] for r in examples), examples
         page.screenshot(path=artifact("web-ui-failure-examples.png"))
 
-        stop_from_the_ui(page)
+        stop_from_the_ui(page, log)
         shown = check_headline_against_samples(page, folder)
         page.screenshot(path=artifact("web-ui-headline-stopped.png"))
 

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.parse
 import urllib.request
+from datetime import datetime
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -63,11 +67,9 @@ class WebUi:
         return json.loads(self.call("/swarm", form))
 
 
-def test_each_web_ui_run_gets_its_own_folder_summary_and_gate(tmp_path):
-    port = free_port()
-    log = (tmp_path / "locust.log").open("w")
+def start_locust_ui(tmp_path: Path, port: int, log: IO[str]) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET_KEY"}
-    proc = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py"]
         + ["--web-host", "127.0.0.1", "--web-port", str(port), "--think-time", "0.2"]
         + ["--results", str(tmp_path / "run"), "--threshold", "turn:e2e p95 < 5s"],
@@ -77,6 +79,12 @@ def test_each_web_ui_run_gets_its_own_folder_summary_and_gate(tmp_path):
         stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def test_each_web_ui_run_gets_its_own_folder_summary_and_gate(tmp_path):
+    port = free_port()
+    log = (tmp_path / "locust.log").open("w")
+    proc = start_locust_ui(tmp_path, port, log)
     ui = WebUi(port)
     try:
         ui.wait_up()
@@ -121,3 +129,44 @@ def test_each_web_ui_run_gets_its_own_folder_summary_and_gate(tmp_path):
     assert first["stopped"] < second["started"]
     assert output.count("gate: PASSED") == 2 and output.count("results: ") == 2
     assert f"results: {folders[0]} " in output and f"results: {folders[1]} " in output
+
+
+RUN_ENDED = re.compile(r"^\[(?P<at>[0-9-]+ [0-9:]+,[0-9]+)\] .*run ended in (?P<s>[0-9.]+) s", re.M)
+
+
+def test_the_web_ui_answers_while_a_stopped_run_compacts_summarises_and_gates(tmp_path):
+    """Ending a run takes a second or more (compaction, DuckDB, the gate): the UI must keep
+    answering meanwhile (its state, the panel), not freeze until the gate is written."""
+    port = free_port()
+    log_path = tmp_path / "locust.log"
+    log = log_path.open("w")
+    proc = start_locust_ui(tmp_path, port, log)
+    ui = WebUi(port)
+    answered: list[float] = []  # when each answer of the (uncached) panel JSON came
+    try:
+        ui.wait_up()
+        assert ui.swarm(user_count="6", spawn_rate="6")["success"] is True
+        ui.wait_state("running")
+        time.sleep(4)
+        stopping = threading.Thread(target=ui.call, args=("/stop",))
+        stopping.start()
+        deadline = time.monotonic() + 60
+        while not RUN_ENDED.search(log_path.read_text()):
+            assert time.monotonic() < deadline, "the run did not end within 60 s"
+            ui.call("/wsload/headline", method="GET")
+            answered.append(time.time())
+            time.sleep(0.02)
+        stopping.join(timeout=30)
+        ui.wait_state("stopped")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=30)
+        log.close()
+    ended = RUN_ENDED.search(log_path.read_text())
+    assert ended is not None
+    ended_at = datetime.strptime(ended["at"], "%Y-%m-%d %H:%M:%S,%f").timestamp()
+    took = float(ended["s"])
+    assert took >= 0.3, ended.group(0)  # long enough for a frozen UI to show
+    during = [at for at in answered if ended_at - took + 0.1 < at < ended_at - 0.05]
+    # Polled every 20 ms: a hub busy with the end of the run would not answer at all.
+    assert len(during) >= 5, (ended.group(0), [round(at - ended_at, 2) for at in answered])

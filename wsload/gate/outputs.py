@@ -276,8 +276,32 @@ def gate_run_folder(
     live run stopped early (``AbortReason.message``), shown in every output. The exit
     status to use is ``result.exit_code``.
     """
+    return publish_gate(
+        evaluate_run(folder, config),
+        folder,
+        aborted=aborted,
+        json_path=json_path,
+        junit_path=junit_path,
+        markdown_path=markdown_path,
+        environ=environ,
+        stream=stream,
+    )
+
+
+def publish_gate(
+    result: GateResult,
+    folder: str | Path,
+    *,
+    aborted: str | None = None,
+    json_path: str | Path | None = None,
+    junit_path: str | Path | None = None,
+    markdown_path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    stream: TextIO | None = None,
+) -> GateResult:
+    """Print the verdict of an evaluated run and write its files (what ``gate_run_folder``
+    does after the evaluation, for a caller that evaluated elsewhere)."""
     stream = stream or sys.stdout
-    result = evaluate_run(folder, config)
     if aborted:
         result = dataclasses.replace(result, aborted=aborted)
     print(render_table(result), file=stream, flush=True)

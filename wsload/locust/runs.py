@@ -7,6 +7,7 @@ gets its own folder, and its ``run.json`` says when that run started and stopped
 
 from __future__ import annotations
 
+import importlib
 import logging
 import shlex
 import sys
@@ -15,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import gevent
+from gevent.threadpool import ThreadPool
 from locust.env import Environment
 
 from wsload.config.options import RunOptions
@@ -32,7 +34,18 @@ from wsload.run.recorder import (
 )
 from wsload.run.records import HealthTick, Record
 
+log = logging.getLogger("wsload")
 FINAL_WAIT_S = 5.0  # how long a master waits for its workers' last records
+END_OF_RUN_MODULES = (
+    "duckdb",
+    "pyarrow.parquet",
+    "wsload.run.tables",
+    "wsload.run.summary",
+    "wsload.run.summary_sql",
+    "wsload.gate.evaluate",
+    "wsload.gate.tables",
+    "wsload.gate.outputs",
+)
 
 
 class Run:
@@ -86,11 +99,25 @@ class Run:
             return
         self.finished = True
         self.stop()
+        began = time.perf_counter()
         self.sink.close()
-        self.writer.close()
+        # The heavy work (compaction, DuckDB, pandas) runs on one of gevent's native
+        # threads: the web UI and the workers' heartbeats keep being served meanwhile.
+        pool = gevent.get_hub().threadpool
+        _import_end_of_run_modules()
+        pool.apply(self.writer.close)
         self.write_meta()
-        _print_summary(self.writer, out)
-        self._gate()
+        compacted = time.perf_counter()
+        _print_summary(self.writer, out, pool)
+        summarised = time.perf_counter()
+        self._gate(pool)
+        log.info(
+            "run ended in %.1f s (tables %.1f s, summary %.1f s, gate %.1f s)",
+            time.perf_counter() - began,
+            compacted - began,
+            summarised - compacted,
+            time.perf_counter() - summarised,
+        )
 
     def write_meta(self) -> None:
         environment = self.environment
@@ -145,12 +172,14 @@ class Run:
         else:
             gevent.spawn(runner.quit)
 
-    def _gate(self) -> None:
+    def _gate(self, pool: ThreadPool) -> None:
         """The gate over the finished run folder; it sets the exit code (see README)."""
-        from wsload.gate.outputs import gate_run_folder  # pandas, once the load has stopped
+        from wsload.gate.evaluate import evaluate_run  # pandas, once the load has stopped
+        from wsload.gate.outputs import publish_gate
 
         environment = self.environment
-        result = gate_run_folder(self.folder, self.options.gate, aborted=self.abort)
+        result = pool.apply(evaluate_run, (self.folder, self.options.gate))
+        result = publish_gate(result, self.folder, aborted=self.abort)
         runner = environment.runner
         options = environment.parsed_options
         on_error = getattr(options, "exit_code_on_error", 1)
@@ -165,6 +194,13 @@ class Run:
         environment.process_exit_code = code
 
 
+def _import_end_of_run_modules() -> None:
+    """Import on the hub what the native thread will use: an import there would take
+    Python's import locks, which gevent's monkey-patching turned into greenlet locks."""
+    for name in END_OF_RUN_MODULES:
+        importlib.import_module(name)
+
+
 def _applied_target_args() -> str | None:
     """The embedded target's knobs as it was started with them, secrets masked."""
     if PROCESS.target is None:
@@ -172,13 +208,13 @@ def _applied_target_args() -> str | None:
     return redact_text(shlex.join(PROCESS.target_args))
 
 
-def _print_summary(writer: ResultsWriter, out: Callable[[str], None]) -> None:
-    from wsload.run.summary import render
+def _print_summary(writer: ResultsWriter, out: Callable[[str], None], pool: ThreadPool) -> None:
+    from wsload.run.summary import render  # imported here: not on a native thread
 
     try:
-        out(render(writer.folder))
+        out(pool.apply(render, (writer.folder,)))
         out(f"results: {writer.folder} (wsload export {writer.folder} --csv for a CSV)")
     except (OSError, ValueError, KeyError) as exc:  # an empty run has nothing to summarise
         out(f"wsload: no summary ({exc})")
     except Exception:  # a bug in the summary must not take the gate and its exit code along
-        logging.getLogger("wsload").exception("the end-of-run summary failed")
+        log.exception("the end-of-run summary failed")
