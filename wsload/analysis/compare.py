@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import pandas as pd
 
 from .run import Run
-from .stats import percentile_table
+from .stats import name_percentiles
 
 METRICS = ("p50_ms", "p95_ms", "p99_ms")
 _FIRST = ("connect", "auth", "turn:ttfe")
@@ -45,8 +45,8 @@ def compare_runs(
     ``regressed`` lists what got worse (e.g. ``"p95_ms, failure_rate"``); ``status`` is
     ``regression``, ``improved``, ``same``, ``new`` (only in the candidate) or ``missing``.
     """
-    base = percentile_table(baseline.samples, names=names).set_index("name")
-    new = percentile_table(candidate.samples, names=names).set_index("name")
+    base = name_percentiles(baseline, names).set_index("name")
+    new = name_percentiles(candidate, names).set_index("name")
     keep = ["count", "failure_rate", *METRICS]
     table = base[keep].add_suffix("_base").join(new[keep].add_suffix("_new"), how="outer")
     regressed: list[str] = []

@@ -28,6 +28,7 @@ from .stats import (
     latency_growth,
     step_percentiles,
 )
+from .table_run import is_table_run
 
 LAMBDA, SIGMA, KAPPA = "\u03bb", "\u03c3", "\u03ba"  # escaped: ruff flags look-alike letters
 
@@ -177,19 +178,7 @@ def step_table(run: Run, slo: SLO) -> pd.DataFrame:
     warnings = health_warnings(run)
     percentiles = step_percentiles(run, names=["connect", "auth", "turn:ttfe", "turn:e2e"])
     by = percentiles.set_index(["step", "name"])
-    samples = run.samples
-    counted = samples.loc[
-        samples["step"].notna() & (samples["in_hold"] | samples["name"].isin(OPENING))
-    ]
-    rated = counted.loc[counted["name"].isin(RATED_NAMES)]
-    attempts = rated.groupby("step").size()
-    failure_rate = (~rated["ok"]).groupby(rated["step"]).mean()
-    auth = counted.loc[counted["name"] == "auth"]
-    auth_rate = (~auth["ok"]).groupby(auth["step"]).mean()
-    held = run.turns.loc[run.turns["in_hold"]]
-    good = held["ok"].astype(bool) & (held["e2e_ms"] <= slo.e2e_p95_ms)
-    held_count = held.groupby("step").size()
-    good_count = good.groupby(held["step"]).sum()
+    attempts, failure_rate, auth_rate, held_count, good_count = _step_counts(run, slo)
 
     def pick(step_no: int, name: str, column: str) -> float:
         key = (step_no, name)
@@ -229,6 +218,37 @@ def step_table(run: Run, slo: SLO) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows, columns=columns)
+
+
+def _step_counts(run: Run, slo: SLO) -> tuple[pd.Series, ...]:
+    """Per step: attempts and failure rate of the rated names, auth failure rate, turns
+    that ended in the hold and those within the e2e limit."""
+    if is_table_run(run):
+        from .sql_stats import step_counts
+
+        frame = step_counts(run, list(RATED_NAMES), slo.e2e_p95_ms)
+        rated, auths = frame.loc[frame["attempts"] > 0], frame.loc[frame["auths"] > 0]
+        return (
+            frame["attempts"],
+            rated["failed"] / rated["attempts"],
+            auths["auth_failed"] / auths["auths"],
+            frame["turns"],
+            frame["good"],
+        )
+    samples = run.samples
+    counted = samples.loc[
+        samples["step"].notna() & (samples["in_hold"] | samples["name"].isin(OPENING))
+    ]
+    rated = counted.loc[counted["name"].isin(RATED_NAMES)]
+    attempts = rated.groupby("step").size()
+    failure_rate = (~rated["ok"]).groupby(rated["step"]).mean()
+    auth = counted.loc[counted["name"] == "auth"]
+    auth_rate = (~auth["ok"]).groupby(auth["step"]).mean()
+    held = run.turns.loc[run.turns["in_hold"]]
+    good = held["ok"].astype(bool) & (held["e2e_ms"] <= slo.e2e_p95_ms)
+    held_count = held.groupby("step").size()
+    good_count = good.groupby(held["step"]).sum()
+    return attempts, failure_rate, auth_rate, held_count, good_count
 
 
 def _saturated(warnings: pd.DataFrame, step: Any, origin: float) -> bool:

@@ -275,6 +275,12 @@ def _timeline(samples: pd.DataFrame, health: pd.DataFrame, origin: float) -> pd.
         ),
         origin,
     )
+    return merge_timeline(counted, health, origin)
+
+
+def merge_timeline(counted: pd.DataFrame, health: pd.DataFrame, origin: float) -> pd.DataFrame:
+    """The timeline counted from the samples, replaced by the ``health:users`` totals from
+    their first one on."""
     totals = health.loc[health["metric"] == "users"]
     if totals.empty:
         return counted

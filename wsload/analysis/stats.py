@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from .run import Run
+from .table_run import TableRun, is_table_run
 
 QUANTILES = (0.50, 0.95, 0.99)
 _NICE_WINDOWS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600)
@@ -67,8 +68,11 @@ def window_percentiles(
 ) -> pd.DataFrame:
     """Percentiles per time window (by start time) and name, with the users running then."""
     window_s = window_s or auto_window_s(run.duration_s)
-    samples = run.samples.assign(window=np.floor(run.samples["t_s"] / window_s).astype(int))
-    table = percentile_table(samples, by=["window"], names=names)
+    if is_table_run(run):
+        table = _sql().window_table(run, window_s, names)
+    else:
+        samples = run.samples.assign(window=np.floor(run.samples["t_s"] / window_s).astype(int))
+        table = percentile_table(samples, by=["window"], names=names)
     table.insert(1, "t_s", table["window"] * window_s)
     table.insert(2, "mid_s", table["t_s"] + window_s / 2)
     table.insert(3, "users", _users_at(run, table["t_s"], window_s))
@@ -98,6 +102,8 @@ def step_percentiles(run: Run, names: Iterable[str] | None = None) -> pd.DataFra
     Samples that ended during the step's hold count, plus connect and auth samples of its
     ramp (new users open their sessions then): turns of a ramp ran at neither load.
     """
+    if is_table_run(run):
+        return _sql().step_percentiles(run, names)
     samples = run.samples
     keep = samples["step"].notna() & (samples["in_hold"] | samples["name"].isin(OPENING))
     samples = samples.loc[keep]
@@ -115,6 +121,8 @@ def percentiles_by_users(
     fewer than ``min_count`` samples and under 2 % of its name's samples is dropped as
     ramp noise; a name with few samples overall (connects) keeps all its levels."""
     names = list(names)
+    if is_table_run(run):
+        return _sql().percentiles_by_users(run, names, min_count, max_groups)
     if len(run.steps) >= 2:
         table = step_percentiles(run, names)
         table["basis"] = "step"
@@ -133,6 +141,8 @@ def percentiles_by_users(
 
 def failure_summary(run: Run) -> pd.DataFrame:
     """Per taxonomy id: failed samples, their share, the names they hit, first and last seen."""
+    if is_table_run(run):
+        return _sql().failure_summary(run)
     failed = run.samples.loc[~run.samples["ok"]]
     columns = ["failure", "count", "share", "names", "first_s", "last_s"]
     if failed.empty:
@@ -155,6 +165,8 @@ def failure_summary(run: Run) -> pd.DataFrame:
 def failures_over_time(run: Run, window_s: float | None = None) -> pd.DataFrame:
     """Failed samples per time window and taxonomy id (long form; only non-zero counts)."""
     window_s = window_s or auto_window_s(run.duration_s)
+    if is_table_run(run):
+        return _sql().failures_over_time(run, window_s)
     failed = run.samples.loc[~run.samples["ok"]]
     if failed.empty:
         return pd.DataFrame(columns=["window", "t_s", "failure", "count"])
@@ -177,6 +189,8 @@ def auth_failures_by_users(run: Run, name: str = "auth", max_groups: int = 25) -
     ended. More than ``max_groups`` distinct counts (a slow ramp) are grouped into bins of
     equal width, labelled by their largest count.
     """
+    if is_table_run(run):
+        return _sql().auth_failures_by_users(run, name, max_groups)
     rows = run.samples.loc[run.samples["name"] == name]
     columns = ["users", "attempts", "failures", "failure_rate"]
     if rows.empty:
@@ -209,6 +223,8 @@ def _total_users_at(run: Run, rows: pd.DataFrame) -> np.ndarray:
 def turn_waterfall(run: Run, stat: str = "mean") -> pd.DataFrame:
     """The average successful turn, stage by stage: when each event first arrives (ms after
     the message was sent) and how long it took since the stage before."""
+    if is_table_run(run):
+        return _sql().turn_waterfall(run, stat)
     turns = run.turns.loc[run.turns["ok"]] if "ok" in run.turns else run.turns
     rows = []
     previous = 0.0
@@ -231,6 +247,28 @@ def turn_waterfall(run: Run, stat: str = "mean") -> pd.DataFrame:
         )
         previous = max(previous, at)
     return pd.DataFrame(rows, columns=["stage", "start_ms", "end_ms", "duration_ms", "turns"])
+
+
+def ok_turns_e2e(run: Run | TableRun) -> tuple[int, float]:
+    """(successful turns, their mean e2e ms)."""
+    if is_table_run(run):
+        return _sql().ok_turns_e2e(run)
+    turns = run.turns.loc[run.turns["ok"]]
+    return len(turns), float(turns["e2e_ms"].mean())
+
+
+def name_percentiles(run: Run | TableRun, names: Iterable[str] | None = None) -> pd.DataFrame:
+    """``percentile_table`` of every sample of ``run`` per stats name."""
+    if is_table_run(run):
+        return _sql().percentile_table(run, names=names)
+    return percentile_table(run.samples, names=names)
+
+
+def _sql():
+    """The DuckDB twins of these functions, for a ``TableRun`` (imported on use)."""
+    from . import sql_stats
+
+    return sql_stats
 
 
 def health_warnings(

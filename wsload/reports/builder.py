@@ -24,17 +24,18 @@ from wsload.analysis import (
     compare_runs,
     failure_summary,
     health_warnings,
-    load_run,
     name_order,
-    percentile_table,
     turn_waterfall,
 )
+from wsload.analysis.stats import name_percentiles
+from wsload.analysis.table_run import TableRun, is_table_run, open_run
 from wsload.errors import ConfigError
 from wsload.run.stream_summary import NOT_MS
 
 from . import figures
 from .connections import FIGURE as CONNECTIONS_FIGURE
 from .connections import connections_section
+from wsload.analysis.connections import is_connection_run
 from .document import Document, Table
 from .stream_section import stream_section
 
@@ -73,18 +74,38 @@ def build_report(
     slo_overrides: Mapping[str, float | None] | None = None,
     window_s: float | None = None,
     headroom: float = 0.0,
+    memory_limit: str | None = None,
 ) -> ReportFiles:
     """Write the report of ``run_dir`` (default into ``reports/<run-id>/`` under the working
     folder); ConfigError on bad input, before anything is written. The SLO is ``slo``, else
     the run's own (its ``--slo-*`` options) with ``slo_overrides`` applied, else the
-    defaults."""
-    run = load_run(run_dir)
+    defaults. A run of results tables is read with DuckDB where it lies (``memory_limit``:
+    DuckDB's, e.g. ``"1GB"``), so only aggregated tables are ever in memory."""
+    run = open_run(run_dir, memory_limit=memory_limit)
     base_run = None
     if baseline is not None:
         try:
-            base_run = load_run(baseline)
+            base_run = open_run(baseline, memory_limit=memory_limit)
         except ConfigError as error:
             raise ConfigError(f"--baseline: {error.message}", fix=error.fix) from None
+    try:
+        return _build(run, base_run, output, target_users, slo, slo_overrides, window_s, headroom)
+    finally:
+        for opened in (run, base_run):
+            if isinstance(opened, TableRun):
+                opened.close()
+
+
+def _build(
+    run: Run | TableRun,
+    base_run: Run | TableRun | None,
+    output: str | Path | None,
+    target_users: int | None,
+    slo: SLO | None,
+    slo_overrides: Mapping[str, float | None] | None,
+    window_s: float | None,
+    headroom: float,
+) -> ReportFiles:
     folder = Path(output) if output is not None else REPORTS_DIR / run.path.name
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--output {folder} is a file", fix="give a folder path")
@@ -109,7 +130,8 @@ def build_report(
         doc.img(name, alt)
 
     _overview(doc, run, cap)
-    connections_section(doc, run, figure)  # a run that held sessions: what it held
+    if is_connection_run(run):  # a run that held sessions: what it held
+        connections_section(doc, run.loaded if is_table_run(run) else run, figure)  # a run that held sessions: what it held
     _health(doc, run, window_s, figure)
     doc.h2("Latency over time")
     doc.p(
@@ -179,20 +201,18 @@ def _overview(doc: Document, run: Run, cap: Capacity) -> None:
         + (f"; profile `{profile.get('name')}`" if profile.get("name") else "")
         + "."
     )
-    turns, sessions = run.turns, run.sessions
-    ok_turns = int(turns["ok"].sum()) if len(turns) else 0
-    ok_sessions = int(sessions["ok"].sum()) if len(sessions) else 0
-    failed = int((~run.samples["ok"]).sum())
-    share = _pct(ok_turns / len(turns)) if len(turns) else "n/a"
+    counts = overview_counts(run)
+    turns, ok_turns = counts["turns"], counts["ok_turns"]
+    share = _pct(ok_turns / turns) if turns else "n/a"
     doc.ul(
         [
-            f"{len(turns)} turns, {ok_turns} succeeded ({share})",
-            f"{len(sessions)} sessions, {ok_sessions} opened and authenticated",
-            f"{len(run.samples)} samples, {failed} failed",
+            f"{turns} turns, {ok_turns} succeeded ({share})",
+            f"{counts['sessions']} sessions, {counts['ok_sessions']} opened and authenticated",
+            f"{counts['samples']} samples, {counts['failed']} failed",
             "capacity: " + cap.headline,
         ]
     )
-    table = percentile_table(run.samples)
+    table = name_percentiles(run)
     table = table.sort_values("name", key=lambda s: s.map(lambda n: name_order(n, run.stages)))
     doc.table(
         Table(
@@ -213,6 +233,23 @@ def _overview(doc: Document, run: Run, cap: Capacity) -> None:
             numeric=[False, True, True, True, True, True, True],
         )
     )
+
+
+def overview_counts(run: Run | TableRun) -> dict[str, int]:
+    """Turns, sessions and samples, and how many of each succeeded (or failed)."""
+    if is_table_run(run):
+        from wsload.analysis.sql_stats import overview
+
+        return overview(run)
+    turns, sessions = run.turns, run.sessions
+    return {
+        "turns": len(turns),
+        "ok_turns": int(turns["ok"].sum()) if len(turns) else 0,
+        "sessions": len(sessions),
+        "ok_sessions": int(sessions["ok"].sum()) if len(sessions) else 0,
+        "samples": len(run.samples),
+        "failed": int((~run.samples["ok"]).sum()),
+    }
 
 
 def _health(doc: Document, run: Run, window_s: float, figure: Any) -> None:

@@ -33,6 +33,7 @@ from wsload.analysis import (
     window_percentiles,
 )
 from wsload.analysis.planning import KAPPA, LAMBDA, SIGMA
+from wsload.analysis.stats import ok_turns_e2e
 
 WIDE = (11.0, 5.6)
 DPI = 110
@@ -382,7 +383,7 @@ def auth_failures_vs_users(run: Run) -> Figure:
 def turn_waterfall_chart(run: Run) -> Figure:
     """The average successful turn as a waterfall: when each event arrives, and the step."""
     table = turn_waterfall(run)
-    turns = run.turns.loc[run.turns["ok"]]
+    ok_turns, e2e = ok_turns_e2e(run)
     figure = _figure((11.0, 1.6 + 0.55 * (len(table) + 1)))
     ax = figure.subplots()
     if table.empty:
@@ -393,7 +394,6 @@ def turn_waterfall_chart(run: Run) -> Figure:
         y = np.arange(len(table))
         colors = _palette(len(table))
         ax.barh(y, table["duration_ms"], left=table["start_ms"], color=colors, height=0.6)
-        e2e = float(turns["e2e_ms"].mean())
         ax.barh(len(table), e2e, left=0, color="#444444", height=0.6)
         labels.append("whole turn (e2e)")
         span = max(e2e, float(table["end_ms"].max()))
@@ -409,7 +409,7 @@ def turn_waterfall_chart(run: Run) -> Figure:
         ax.set_yticks(np.arange(len(labels)), labels)
         ax.invert_yaxis()
         ax.set_xlim(0, span * 1.3)
-        ax.set_title(f"An average turn: mean first arrival of each event ({len(turns)} turns)")
+        ax.set_title(f"An average turn: mean first arrival of each event ({ok_turns} turns)")
     ax.set_xlabel("time since the chat message was sent (ms)")
     ax.grid(True, axis="x", alpha=0.3)
     return figure

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from wsload.analysis import Run
+from wsload.analysis import Run, sql_stats
+from wsload.analysis.table_run import is_table_run
 from wsload.run.stream_summary import stream_figures
 
 from .document import Document, Table
@@ -10,7 +11,10 @@ from .document import Document, Table
 
 def stream_section(doc: Document, run: Run) -> None:
     """Nothing when no turn was streamed (the profile's ``[stream]`` events never came)."""
-    figures = stream_figures(run.samples, "latency_ms")
+    if is_table_run(run):
+        figures = sql_stats.stream_figures(run)
+    else:
+        figures = stream_figures(run.samples, "latency_ms")
     if not figures:
         return
     doc.h2("Streamed answers")

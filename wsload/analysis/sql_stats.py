@@ -1,0 +1,362 @@
+"""The statistics of ``wsload.analysis.stats`` over a ``TableRun``: DuckDB queries.
+
+Each function answers with the same table as its pandas twin over ``load_run``'s frames,
+but only the answer is ever in memory: groups are counted in DuckDB, and percentiles
+come from the successful values counted per group (latencies are kept to the
+microsecond, so a group holds few distinct values however many rows): for each group and
+quantile DuckDB finds the two values at numpy's linear ranks, and numpy's formula
+interpolates between them here, so the numbers are numpy's and pandas' to the last bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .table_run import TableRun
+
+QUANTILES = (0.50, 0.95, 0.99)
+OPENING = ("connect", "auth")
+
+
+def _pcol(q: float) -> str:
+    return f"p{round(q * 100):d}_ms" if round(q * 100) == q * 100 else f"p{q * 100:g}_ms"
+
+
+def _q(q: float) -> float:
+    """The fraction numpy sees: pandas' quantile passes q as a percentage, numpy divides."""
+    return float(np.true_divide(q * 100.0, 100))
+
+
+def _names_filter(names: Iterable[str] | None) -> tuple[str, list]:
+    if names is None:
+        return "", []
+    names = list(names)
+    if not names:
+        return " AND false", []
+    return f" AND name IN ({', '.join('?' for _ in names)})", names
+
+
+def exact_quantiles(
+    run: TableRun,
+    source: str,
+    keys: Sequence[str],
+    quantiles: Sequence[float],
+    params: list | None = None,
+) -> pd.DataFrame:
+    """Per group of ``keys`` over the rows ``source`` selects (with ``ms`` and ``ok``):
+    numpy's linear percentile of the successful values for each quantile (a fraction, as
+    numpy takes it), as columns ``q0``, ``q1`` ..."""
+    cols = ", ".join(f'"{k}"' for k in keys)
+    part = f"PARTITION BY {cols}" if keys else ""
+    picks = []
+    for i, q in enumerate(quantiles):
+        lower = f"floor((total - 1) * CAST('{q!r}' AS DOUBLE))"
+        picks.append(f"min(ms) FILTER (WHERE upto > {lower}) AS a{i}")
+        picks.append(f"min(ms) FILTER (WHERE upto > {lower} + 1) AS b{i}")
+    group = f"GROUP BY {cols}" if keys else ""
+    sql = (
+        f"WITH vals AS (SELECT {cols + ', ' if keys else ''}ms, count(*) AS n FROM ({source}) "
+        f"WHERE ok AND ms IS NOT NULL AND NOT isnan(ms) GROUP BY ALL), "
+        f"cum AS (SELECT *, sum(n) OVER ({part} ORDER BY ms ROWS BETWEEN UNBOUNDED PRECEDING "
+        f"AND CURRENT ROW) AS upto, sum(n) OVER ({part}) AS total FROM vals) "
+        f"SELECT {cols + ', ' if keys else ''}CAST(any_value(total) AS BIGINT) AS total, "
+        f"min(ms) AS lo, max(ms) AS hi, {', '.join(picks)} FROM cum {group}"
+    )
+    frame = run.df(sql, params)
+    total = frame["total"].to_numpy(dtype=float)
+    out = frame[list(keys)].copy()
+    for i, q in enumerate(quantiles):
+        virtual = (total - 1) * q
+        lower = np.floor(virtual)
+        gamma = virtual - lower
+        a = frame[f"a{i}"].to_numpy(dtype=float)
+        b = frame[f"b{i}"].to_numpy(dtype=float)
+        diff = b - a
+        with np.errstate(invalid="ignore"):
+            value = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+        value = np.where(virtual >= total - 1, frame["hi"].to_numpy(dtype=float), value)
+        out[f"q{i}"] = np.where(virtual < 0, frame["lo"].to_numpy(dtype=float), value)
+    return out
+
+
+def percentile_table(
+    run: TableRun,
+    where: str = "true",
+    by: Sequence[str] = (),
+    names: Iterable[str] | None = None,
+    quantiles: Sequence[float] = QUANTILES,
+    *,
+    view: str = "m",
+    extra: str = "",
+    params: list | None = None,
+) -> pd.DataFrame:
+    """``stats.percentile_table`` over the rows of ``view`` matching ``where`` (``extra``:
+    more columns computed per row, e.g. a window; ``params`` for ``where``)."""
+    keys = [*by, "name"]
+    columns = [*keys, "count", "failures", "failure_rate"]
+    columns += [_pcol(q) for q in quantiles] + ["mean_ms", "max_ms"]
+    named, name_params = _names_filter(names)
+    nonnull = " AND ".join(f'"{k}" IS NOT NULL' for k in keys)
+    source = (
+        f"SELECT * FROM (SELECT *{', ' + extra if extra else ''} FROM {view} "
+        f"WHERE ({where}){named}) WHERE {nonnull}"
+    )
+    args = [*(params or []), *name_params]
+    cols = ", ".join(f'"{k}"' for k in keys)
+    counts = run.df(
+        f"SELECT {cols}, count(*) AS count, count(*) FILTER (WHERE NOT ok) AS failures, "
+        "avg(ms) FILTER (WHERE ok) AS mean_ms, max(ms) FILTER (WHERE ok) AS max_ms "
+        f"FROM ({source}) GROUP BY ALL",
+        args,
+    )
+    if counts.empty:
+        return pd.DataFrame(columns=columns)
+    table = counts.set_index(keys).sort_index()
+    table["count"] = table["count"].astype("int64")
+    table["failures"] = table["failures"].astype("int64")
+    table["failure_rate"] = table["failures"] / table["count"]
+    if len(quantiles):
+        per_q = exact_quantiles(run, source, keys, [_q(q) for q in quantiles], args)
+        per_q = per_q.set_index(keys)
+        per_q.columns = [_pcol(q) for q in quantiles]
+        table = table.join(per_q)
+    table = table.reindex(columns=columns[len(keys) :])
+    return table.reset_index()
+
+
+def window_table(run: TableRun, window_s: float, names: Iterable[str] | None) -> pd.DataFrame:
+    """Percentiles per time window of ``window_s`` (by start) and name."""
+    return percentile_table(
+        run,
+        by=["window"],
+        names=names,
+        extra="CAST(floor(t_s / CAST(? AS DOUBLE)) AS BIGINT) AS \"window\"",
+        params=[window_s],
+    )
+
+
+def step_percentiles(run: TableRun, names: Iterable[str] | None = None) -> pd.DataFrame:
+    table = percentile_table(
+        run, "step IS NOT NULL AND (in_hold OR name IN ('connect', 'auth'))", ["step"], names
+    )
+    users = run.steps.set_index("step")["users"]
+    table.insert(1, "users", table["step"].map(users).astype(int))
+    return table
+
+
+def _users_column(run: TableRun, where: str, params: list, max_groups: int) -> str:
+    """The SQL of ``total_users``, binned as ``stats._total_users_at``'s callers bin it
+    when the rows matching ``where`` hold more than ``max_groups`` distinct counts."""
+    distinct, top = run.one(
+        f"SELECT count(DISTINCT total_users), max(total_users) FROM m_users WHERE {where}",
+        params,
+    )
+    if not distinct or distinct <= max_groups:
+        return "total_users"
+    width = int(np.ceil(top / max_groups))
+    return f"CAST(ceil(total_users / {width}) AS BIGINT) * {width}"
+
+
+def percentiles_by_users(
+    run: TableRun, names: Iterable[str], min_count: int = 5, max_groups: int = 25
+) -> pd.DataFrame:
+    names = list(names)
+    if len(run.steps) >= 2:
+        table = step_percentiles(run, names)
+        table["basis"] = "step"
+        return table
+    named, params = _names_filter(names)
+    users = _users_column(run, f"true{named}", params, max_groups)
+    table = percentile_table(
+        run,
+        f"true{named}",
+        by=["users_at"],
+        view="m_users",
+        extra=f"{users} AS users_at",
+        params=params,
+    ).rename(columns={"users_at": "users"})
+    if table.empty:
+        table = pd.DataFrame(columns=["users", *table.columns[1:]])
+    share = table["count"] / table.groupby("name")["count"].transform("sum")
+    table = table.loc[(table["count"] >= min_count) | (share >= 0.02)].reset_index(drop=True)
+    table["basis"] = "concurrency"
+    return table
+
+
+def failure_summary(run: TableRun) -> pd.DataFrame:
+    columns = ["failure", "count", "share", "names", "first_s", "last_s"]
+    table = run.df(
+        "SELECT coalesce(failure, 'unknown') AS failure, count(*) AS count, "
+        "list(DISTINCT name) AS names, min(t_s) AS first_s, max(t_s) AS last_s "
+        "FROM m WHERE NOT ok GROUP BY ALL"
+    )
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    table = table.sort_values("failure").reset_index(drop=True)
+    table["count"] = table["count"].astype("int64")
+    table["names"] = [", ".join(sorted(str(n) for n in names)) for names in table["names"]]
+    table["share"] = table["count"] / table["count"].sum()
+    table = table.sort_values("count", ascending=False, kind="stable")
+    return table[columns].reset_index(drop=True)
+
+
+def failures_over_time(run: TableRun, window_s: float) -> pd.DataFrame:
+    counts = run.df(
+        'SELECT CAST(floor(t_s / CAST(? AS DOUBLE)) AS BIGINT) AS "window", '
+        "coalesce(failure, 'unknown') AS failure, count(*) AS count FROM m WHERE NOT ok "
+        'GROUP BY ALL ORDER BY "window", failure',
+        [window_s],
+    )
+    if counts.empty:
+        return pd.DataFrame(columns=["window", "t_s", "failure", "count"])
+    counts["count"] = counts["count"].astype("int64")
+    counts.insert(1, "t_s", counts["window"] * window_s)
+    return counts
+
+
+def auth_failures_by_users(run: TableRun, name: str = "auth", max_groups: int = 25):
+    columns = ["users", "attempts", "failures", "failure_rate"]
+    users = _users_column(run, "name = ?", [name], max_groups)
+    table = run.df(
+        f"SELECT {users} AS users, count(*) AS attempts, count(*) FILTER (WHERE NOT ok) "
+        "AS failures FROM m_users WHERE name = ? GROUP BY ALL ORDER BY users",
+        [name],
+    )
+    if table.empty:
+        return pd.DataFrame(columns=columns)
+    table = table.astype({"users": "int64", "attempts": "int64", "failures": "int64"})
+    table["failure_rate"] = table["failures"] / table["attempts"]
+    return table[columns]
+
+
+_EVENTS = "kind = 'event' AND turn IS NOT NULL AND session IS NOT NULL"
+_OK_TURNS = "kind = 'turn' AND turn IS NOT NULL AND session IS NOT NULL AND ok"
+
+
+def stage_order(run: TableRun) -> list[str]:
+    """The turn's events in the order they arrive: by the median of their first arrival
+    (``turn:ttfe`` left out, as ``Run.stages``)."""
+    medians = exact_quantiles(
+        run, f"SELECT name, ms, true AS ok FROM m0 WHERE {_EVENTS}", ["name"], [0.5]
+    )
+    if medians.empty:
+        return []
+    medians["stage"] = medians["name"].astype(str).str.removeprefix("turn:")
+    medians = medians.sort_values("stage").sort_values("q0", kind="stable")
+    return [s for s in medians["stage"] if s != "ttfe"]
+
+
+def turn_waterfall(run: TableRun, stat: str = "mean") -> pd.DataFrame:
+    """``stats.turn_waterfall``: the mean (or median) first arrival of each event over the
+    successful turns."""
+    columns = ["stage", "start_ms", "end_ms", "duration_ms", "turns"]
+    events = (
+        f"SELECT e.name, e.ms, true AS ok FROM (SELECT node, session, turn, name, ms FROM m0 "
+        f"WHERE {_EVENTS}) e JOIN (SELECT node, session, turn FROM m0 WHERE {_OK_TURNS}) t "
+        "ON e.node = t.node AND e.session = t.session AND e.turn = t.turn"
+    )
+    if stat == "mean":
+        at = run.df(
+            f"SELECT name, avg(ms) AS at, count(ms) AS n FROM ({events}) GROUP BY name"
+        ).set_index("name")
+    else:
+        at = exact_quantiles(run, events, ["name"], [0.5]).set_index("name")
+        counts = run.df(f"SELECT name, count(ms) AS n FROM ({events}) GROUP BY name")
+        at = at.rename(columns={"q0": "at"}).join(counts.set_index("name"))
+    rows = []
+    previous = 0.0
+    for stage in run.stages:
+        key = f"turn:{stage}"
+        if key not in at.index or not at.at[key, "n"]:
+            continue
+        value = float(at.at[key, "at"])
+        rows.append(
+            {
+                "stage": stage,
+                "start_ms": previous,
+                "end_ms": value,
+                "duration_ms": value - previous,
+                "turns": int(at.at[key, "n"]),
+            }
+        )
+        previous = max(previous, value)
+    return pd.DataFrame(rows, columns=columns)
+
+
+def ok_turns_e2e(run: TableRun) -> tuple[int, float]:
+    """(successful turns, their mean e2e ms)."""
+    count, mean = run.one(
+        "SELECT count(*), avg(ms) FROM (SELECT DISTINCT ON (node, session, turn) ok, ms "
+        "FROM m0 WHERE kind = 'turn' AND turn IS NOT NULL ORDER BY node, session, turn, ts "
+        "DESC, arm DESC, sub DESC) WHERE ok"
+    )
+    return int(count), math.nan if mean is None else float(mean)
+
+
+def overview(run: TableRun) -> dict[str, int]:
+    """Turns (and how many succeeded), sessions (opened and authenticated), samples (and
+    how many failed), counted as ``load_run``'s tables count them."""
+    turns, ok_turns = run.one(
+        "SELECT count(*), count(*) FILTER (WHERE ok) FROM (SELECT DISTINCT ON (node, session, "
+        "turn) ok FROM m0 WHERE kind = 'turn' AND turn IS NOT NULL ORDER BY node, session, "
+        "turn, ts DESC, arm DESC, sub DESC)"
+    )
+    sessions, ok_sessions = run.one(
+        "SELECT count(*), count(*) FILTER (WHERE connects > 0 AND opened) FROM (SELECT "
+        "count(*) FILTER (WHERE name = 'connect') AS connects, coalesce(bool_and(ok) FILTER "
+        "(WHERE name IN ('connect', 'auth')), true) AS opened FROM m0 "
+        "WHERE session IS NOT NULL GROUP BY node, session)"
+    )
+    samples, failed = run.one("SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM m0")
+    return {
+        "turns": int(turns),
+        "ok_turns": int(ok_turns),
+        "sessions": int(sessions),
+        "ok_sessions": int(ok_sessions),
+        "samples": int(samples),
+        "failed": int(failed),
+    }
+
+
+def step_counts(run: TableRun, rated: Sequence[str], e2e_limit_ms: float) -> pd.DataFrame:
+    """Per step: attempts and failures of the ``rated`` names and of auth (what ended in
+    its hold, plus the connects and auths of its ramp), turns that ended in its hold and
+    those that succeeded within ``e2e_limit_ms``."""
+    marks = ", ".join("?" for _ in rated)
+    counted = "step IS NOT NULL AND (in_hold OR name IN ('connect', 'auth'))"
+    frame = run.df(
+        "SELECT step, "
+        f"count(*) FILTER (WHERE {counted} AND name IN ({marks})) AS attempts, "
+        f"count(*) FILTER (WHERE {counted} AND name IN ({marks}) AND NOT ok) AS failed, "
+        f"count(*) FILTER (WHERE {counted} AND name = 'auth') AS auths, "
+        f"count(*) FILTER (WHERE {counted} AND name = 'auth' AND NOT ok) AS auth_failed, "
+        "count(*) FILTER (WHERE in_hold AND kind = 'turn' AND turn IS NOT NULL) AS turns, "
+        "count(*) FILTER (WHERE in_hold AND kind = 'turn' AND turn IS NOT NULL AND ok AND "
+        "ms <= CAST(? AS DOUBLE)) AS good FROM m WHERE step IS NOT NULL GROUP BY step",
+        [*rated, *rated, e2e_limit_ms],
+    )
+    return frame.set_index("step")
+
+
+def stream_figures(run: TableRun) -> list:
+    """``wsload.run.stream_summary.stream_figures`` of the run's streamed answers."""
+    from wsload.run.stream_summary import STREAM_ROWS, StreamFigures
+
+    source = "SELECT name, ms, ok FROM m0 WHERE kind = 'stream'"
+    counts = run.df(
+        f"SELECT name, count(ms) AS n, avg(ms) AS mean FROM ({source}) WHERE ok GROUP BY name"
+    ).set_index("name")
+    if counts.empty:
+        return []
+    found = exact_quantiles(run, source, ["name"], [_q(0.5), _q(0.9), _q(0.99)]).set_index("name")
+    return [
+        StreamFigures(name, label, unit, int(counts.at[name, "n"]),
+                      *(float(found.at[name, f"q{i}"]) for i in range(3)),
+                      float(counts.at[name, "mean"]))
+        for name, label, unit in STREAM_ROWS
+        if name in counts.index and counts.at[name, "n"]
+    ]  # fmt: skip

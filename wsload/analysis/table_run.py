@@ -1,0 +1,192 @@
+"""``load_table_run``: a run folder's tables opened in DuckDB, for analysis out of core.
+
+``load_run`` gives every measurement as a pandas row, which a run of millions of turns
+cannot afford. A ``TableRun`` holds only what is small (``run.json``, the steps, the
+users timeline, the generator-health rows) and a DuckDB connection whose view ``m`` is
+the long view (``wsload.run.long_view``) with the columns the analysis adds to it: the
+seconds since the start, the end of each measurement, its load step and whether it ended
+during the step's hold. The functions of ``wsload.analysis`` given a ``TableRun`` answer
+with DuckDB queries over ``m``, with the same numbers as over ``load_run``'s frames.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from wsload.run.meta import crash_notice
+from wsload.run.tables import connect, has_tables, require_run_folder
+
+from .run import Run, _health, _read_meta, load_run, merge_timeline, resolve_run_path
+from .steps import derive_steps, empty_steps, read_steps_file, users_timeline
+
+# The long view without health rows, with what the analysis adds. ``ended`` is the epoch
+# end (``ts`` plus the latency) as load_run compares it with the steps, ``end_s`` the same
+# in seconds since the start, as load_run places it on the users timeline.
+_MEASUREMENTS = """
+SELECT node, ts, ts - o.origin AS t_s, "user", subject, session, turn, kind, name, ms, ok,
+       failure, coalesce(users, 0) AS users, arm, sub,
+       ts + coalesce(ms, 0) / 1000.0 AS ended,
+       (ts - o.origin) + coalesce(ms, 0) / 1000.0 AS end_s
+FROM samples, wsload_origin o WHERE kind <> 'health' AND ts IS NOT NULL
+"""
+# Its step: a measurement belongs to the last step it ended in (load_run's assign_steps).
+_STEPPED = """
+SELECT m0.*, s.step, s.users AS step_users,
+       coalesce((SELECT bool_or(m0.ended >= h.hold_start) FROM wsload_steps h
+                 WHERE m0.ended >= h."start" AND m0.ended < h."end"), false) AS in_hold
+FROM m0 LEFT JOIN wsload_steps s ON s.step = (
+    SELECT max(x.step) FROM wsload_steps x WHERE m0.ended >= x."start" AND m0.ended < x."end")
+"""
+
+
+@dataclass(frozen=True)
+class TableRun:
+    """One run folder, queried where it lies. ``con`` has the view ``m`` (every measurement
+    but health) and ``m_users`` (``m`` with ``total_users``, the users running across all
+    nodes when each measurement ended); the small tables are DataFrames as in ``Run``."""
+
+    path: Path
+    meta: dict[str, Any]
+    started: float
+    con: Any  # duckdb.DuckDBPyConnection
+    health: pd.DataFrame
+    steps: pd.DataFrame
+    timeline: pd.DataFrame
+    nodes: list[str]
+    last_sample_end: float | None
+    stages: list[str] = field(default_factory=list)
+
+    run_id = Run.run_id
+    stopped_cleanly = Run.stopped_cleanly
+    stopped = Run.stopped
+    duration_s = Run.duration_s
+    options = Run.options
+    max_users = Run.max_users
+
+    @property
+    def crash_notice(self) -> str | None:
+        return crash_notice(self.meta, self.last_sample_end)
+
+    @cached_property
+    def loaded(self) -> Run:
+        """The whole run in pandas, for the few views not computed out of core."""
+        return load_run(self.path)
+
+    def df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
+        return self.con.execute(sql, params or []).df()
+
+    def one(self, sql: str, params: list[Any] | None = None) -> tuple:
+        return self.con.execute(sql, params or []).fetchone()
+
+    def close(self) -> None:
+        self.con.close()
+
+
+def is_table_run(run: Any) -> bool:
+    return isinstance(run, TableRun)
+
+
+def open_run(path: str | Path, *, memory_limit: str | None = None) -> TableRun | Run:
+    """A ``TableRun`` for a folder of results tables, else (a classic ``samples.csv``)
+    ``load_run``'s ``Run``; ``ConfigError`` as ``load_run`` for what is not a usable run."""
+    folder = resolve_run_path(path)
+    if not folder.is_dir() or not has_tables(folder):
+        return load_run(path)
+    require_run_folder(folder)
+    return load_table_run(folder, memory_limit=memory_limit)
+
+
+def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str | None = None):
+    """Open ``folder``'s tables (see the module doc); ConfigError when it holds no samples."""
+    from wsload.errors import ConfigError
+
+    meta = _read_meta(folder)
+    con = connect(folder, memory_limit=memory_limit)
+    first, total = con.execute("SELECT min(ts), count(*) FROM samples").fetchone()
+    if not total:
+        con.close()
+        raise ConfigError(
+            f"{folder} holds no samples", fix="give a run that ran long enough to record some"
+        )
+    started = meta.get("started")
+    origin = float(first)
+    if isinstance(started, int | float) and started <= origin + 1.0:
+        origin = float(started)
+    con.execute("CREATE TEMP TABLE wsload_origin AS SELECT CAST(? AS DOUBLE) AS origin", [origin])
+    con.execute(f"CREATE TEMP VIEW m0 AS {_MEASUREMENTS}")
+    health = _health_rows(con, origin)
+    timeline = merge_timeline(users_timeline(_last_counts(con), origin), health, origin)
+    steps = read_steps_file(folder)
+    if steps is None:
+        steps = derive_steps(timeline, origin, min_hold_s) if len(timeline) else empty_steps()
+    for column in ("start", "end"):
+        steps[f"{column}_time"] = pd.to_datetime(steps[column], unit="s", utc=True)
+    con.register(
+        "wsload_steps",
+        steps[["step", "users", "start", "hold_start", "end"]].astype(
+            {"step": "int64", "users": "int64"}
+        ),
+    )
+    con.execute(f"CREATE TEMP VIEW m AS {_STEPPED}")
+    _users_view(con, timeline)
+    nodes = sorted(r[0] for r in con.execute("SELECT DISTINCT node FROM m0").fetchall() if r[0])
+    (last,) = con.execute("SELECT max(ended) FROM m0").fetchone()
+    run = TableRun(
+        path=folder,
+        meta=meta,
+        started=origin,
+        con=con,
+        health=health,
+        steps=steps,
+        timeline=timeline,
+        nodes=nodes,
+        last_sample_end=None if last is None else float(last),
+    )
+    from .sql_stats import stage_order
+
+    run.stages.extend(stage_order(run))
+    return run
+
+
+def _health_rows(con: Any, origin: float) -> pd.DataFrame:
+    rows = con.execute(
+        "SELECT node, ts, name, ms AS latency_ms FROM samples WHERE kind = 'health' "
+        "AND ts IS NOT NULL ORDER BY ts, arm"
+    ).df()
+    rows["node"] = rows["node"].astype("string")
+    rows["name"] = rows["name"].astype("string")
+    rows["time"] = pd.to_datetime(rows["ts"], unit="s", utc=True)
+    return _health(rows, origin)
+
+
+def _last_counts(con: Any) -> pd.DataFrame:
+    """Per node and second, the last users count a measurement ended with (what
+    ``users_timeline`` keeps of every row), in the order load_run reads the rows."""
+    return con.execute(
+        "SELECT node, max(ended) AS ts, arg_max(users, (ended, ts, "
+        "coalesce(turn, 9223372036854775807), arm, sub)) AS users FROM m0 "
+        "GROUP BY node, floor((ended - (SELECT origin FROM wsload_origin)) / 1.0)"
+    ).df()
+
+
+def _users_view(con: Any, timeline: pd.DataFrame) -> None:
+    """``m_users``: ``m`` with the users running across nodes at each measurement's end
+    (the last timeline second at or before it, never less than the row's own count)."""
+    if timeline.empty:
+        con.execute("CREATE TEMP VIEW m_users AS SELECT *, users AS total_users FROM m")
+        return
+    con.register("wsload_timeline", timeline[["t_s", "users"]].astype({"users": "int64"}))
+    first = int(timeline["users"].iloc[0])
+    con.execute(
+        "CREATE TEMP VIEW m_users AS SELECT m.*, greatest(coalesce(tl.users, "
+        f"{first}), m.users) AS total_users FROM m ASOF LEFT JOIN wsload_timeline tl "
+        "ON m.end_s >= tl.t_s"
+    )
+
+
+__all__ = ["TableRun", "is_table_run", "load_table_run", "open_run", "users_timeline"]
