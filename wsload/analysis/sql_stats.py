@@ -51,6 +51,23 @@ def exact_quantiles(
     numpy's linear percentile of the successful values for each quantile (a fraction, as
     numpy takes it), as columns ``q0``, ``q1`` ..."""
     cols = ", ".join(f'"{k}"' for k in keys)
+    counted = (
+        f"SELECT {cols + ', ' if keys else ''}ms, count(*) AS n FROM ({source}) "
+        "WHERE ok AND ms IS NOT NULL AND NOT isnan(ms) GROUP BY ALL"
+    )
+    return quantiles_of_counts(run, counted, keys, quantiles, params)
+
+
+def quantiles_of_counts(
+    run: TableRun,
+    counted: str,
+    keys: Sequence[str],
+    quantiles: Sequence[float],
+    params: list | None = None,
+) -> pd.DataFrame:
+    """``exact_quantiles`` from the rows of ``counted``: (keys, ms, n), each value of a
+    group once with its count ``n``."""
+    cols = ", ".join(f'"{k}"' for k in keys)
     part = f"PARTITION BY {cols}" if keys else ""
     picks = []
     for i, q in enumerate(quantiles):
@@ -59,9 +76,7 @@ def exact_quantiles(
         picks.append(f"min(ms) FILTER (WHERE upto > {lower} + 1) AS b{i}")
     group = f"GROUP BY {cols}" if keys else ""
     sql = (
-        f"WITH vals AS (SELECT {cols + ', ' if keys else ''}ms, count(*) AS n FROM ({source}) "
-        f"WHERE ok AND ms IS NOT NULL AND NOT isnan(ms) GROUP BY ALL), "
-        f"cum AS (SELECT *, sum(n) OVER ({part} ORDER BY ms ROWS BETWEEN UNBOUNDED PRECEDING "
+        f"WITH vals AS ({counted}), cum AS (SELECT *, sum(n) OVER ({part} ORDER BY ms ROWS BETWEEN UNBOUNDED PRECEDING "
         f"AND CURRENT ROW) AS upto, sum(n) OVER ({part}) AS total FROM vals) "
         f"SELECT {cols + ', ' if keys else ''}CAST(any_value(total) AS BIGINT) AS total, "
         f"min(ms) AS lo, max(ms) AS hi, {', '.join(picks)} FROM cum {group}"
@@ -90,7 +105,7 @@ def percentile_table(
     names: Iterable[str] | None = None,
     quantiles: Sequence[float] = QUANTILES,
     *,
-    view: str = "m",
+    view: str = "m0",
     extra: str = "",
     params: list | None = None,
 ) -> pd.DataFrame:
@@ -107,11 +122,17 @@ def percentile_table(
     )
     args = [*(params or []), *name_params]
     cols = ", ".join(f'"{k}"' for k in keys)
-    counts = run.df(
-        f"SELECT {cols}, count(*) AS count, count(*) FILTER (WHERE NOT ok) AS failures, "
-        "avg(ms) FILTER (WHERE ok) AS mean_ms, max(ms) FILTER (WHERE ok) AS max_ms "
+    # one pass over the rows: each group's values counted, the failures apart
+    run.con.execute(
+        f"CREATE OR REPLACE TEMP TABLE wsload_counted AS SELECT {cols}, ok, "
+        "CASE WHEN ok AND NOT isnan(ms) THEN ms END AS ms, count(*) AS n "
         f"FROM ({source}) GROUP BY ALL",
         args,
+    )
+    counts = run.df(
+        f"SELECT {cols}, sum(n) AS count, coalesce(sum(n) FILTER (WHERE NOT ok), 0) AS failures, "
+        "sum(ms * n) / sum(n) FILTER (WHERE ms IS NOT NULL) AS mean_ms, max(ms) AS max_ms "
+        "FROM wsload_counted GROUP BY ALL"
     )
     if counts.empty:
         return pd.DataFrame(columns=columns)
@@ -120,7 +141,8 @@ def percentile_table(
     table["failures"] = table["failures"].astype("int64")
     table["failure_rate"] = table["failures"] / table["count"]
     if len(quantiles):
-        per_q = exact_quantiles(run, source, keys, [_q(q) for q in quantiles], args)
+        counted = f"SELECT {cols}, ms, n FROM wsload_counted WHERE ms IS NOT NULL"
+        per_q = quantiles_of_counts(run, counted, keys, [_q(q) for q in quantiles])
         per_q = per_q.set_index(keys)
         per_q.columns = [_pcol(q) for q in quantiles]
         table = table.join(per_q)
@@ -141,7 +163,11 @@ def window_table(run: TableRun, window_s: float, names: Iterable[str] | None) ->
 
 def step_percentiles(run: TableRun, names: Iterable[str] | None = None) -> pd.DataFrame:
     table = percentile_table(
-        run, "step IS NOT NULL AND (in_hold OR name IN ('connect', 'auth'))", ["step"], names
+        run,
+        "step IS NOT NULL AND (in_hold OR name IN ('connect', 'auth'))",
+        ["step"],
+        names,
+        view="m",
     )
     users = run.steps.set_index("step")["users"]
     table.insert(1, "users", table["step"].map(users).astype(int))
@@ -192,7 +218,7 @@ def failure_summary(run: TableRun) -> pd.DataFrame:
     table = run.df(
         "SELECT coalesce(failure, 'unknown') AS failure, count(*) AS count, "
         "list(DISTINCT name) AS names, min(t_s) AS first_s, max(t_s) AS last_s "
-        "FROM m WHERE NOT ok GROUP BY ALL"
+        "FROM m0 WHERE NOT ok GROUP BY ALL"
     )
     if table.empty:
         return pd.DataFrame(columns=columns)
@@ -207,7 +233,7 @@ def failure_summary(run: TableRun) -> pd.DataFrame:
 def failures_over_time(run: TableRun, window_s: float) -> pd.DataFrame:
     counts = run.df(
         'SELECT CAST(floor(t_s / CAST(? AS DOUBLE)) AS BIGINT) AS "window", '
-        "coalesce(failure, 'unknown') AS failure, count(*) AS count FROM m WHERE NOT ok "
+        "coalesce(failure, 'unknown') AS failure, count(*) AS count FROM m0 WHERE NOT ok "
         'GROUP BY ALL ORDER BY "window", failure',
         [window_s],
     )

@@ -16,6 +16,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from wsload.run.meta import crash_notice
@@ -34,7 +35,9 @@ SELECT node, ts, ts - o.origin AS t_s, "user", subject, session, turn, kind, nam
        (ts - o.origin) + coalesce(ms, 0) / 1000.0 AS end_s
 FROM samples, wsload_origin o WHERE kind <> 'health' AND ts IS NOT NULL
 """
-# Its step: a measurement belongs to the last step it ended in (load_run's assign_steps).
+# Its step: a measurement belongs to the last step it ended in (load_run's assign_steps);
+# with up to _INLINE_STEPS steps as CASE expressions, else by joining the steps table.
+_INLINE_STEPS = 200
 _STEPPED = """
 SELECT m0.*, s.step, s.users AS step_users,
        coalesce((SELECT bool_or(m0.ended >= h.hold_start) FROM wsload_steps h
@@ -126,13 +129,7 @@ def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str |
         steps = derive_steps(timeline, origin, min_hold_s) if len(timeline) else empty_steps()
     for column in ("start", "end"):
         steps[f"{column}_time"] = pd.to_datetime(steps[column], unit="s", utc=True)
-    con.register(
-        "wsload_steps",
-        steps[["step", "users", "start", "hold_start", "end"]].astype(
-            {"step": "int64", "users": "int64"}
-        ),
-    )
-    con.execute(f"CREATE TEMP VIEW m AS {_STEPPED}")
+    _steps_view(con, steps)
     _users_view(con, timeline)
     nodes = sorted(r[0] for r in con.execute("SELECT DISTINCT node FROM m0").fetchall() if r[0])
     (last,) = con.execute("SELECT max(ended) FROM m0").fetchone()
@@ -174,14 +171,56 @@ def _last_counts(con: Any) -> pd.DataFrame:
     ).df()
 
 
+def _double(value: float) -> str:
+    """A float as an exact DuckDB DOUBLE (a bare decimal literal would be a DECIMAL)."""
+    return f"CAST('{float(value)!r}' AS DOUBLE)"
+
+
+def _steps_view(con: Any, steps: pd.DataFrame) -> None:
+    """``m``: ``m0`` with ``step``, ``step_users`` and ``in_hold`` (see ``_STEPPED``)."""
+    if len(steps) > _INLINE_STEPS:
+        table = steps[["step", "users", "start", "hold_start", "end"]]
+        con.register("wsload_steps", table.astype({"step": "int64", "users": "int64"}))
+        con.execute(f"CREATE TEMP VIEW m AS {_STEPPED}")
+        return
+    if steps.empty:
+        con.execute(
+            "CREATE TEMP VIEW m AS SELECT *, CAST(NULL AS BIGINT) AS step, "
+            "CAST(NULL AS BIGINT) AS step_users, false AS in_hold FROM m0"
+        )
+        return
+    inside, held, number, users = [], [], [], []
+    for row in steps.iloc[::-1].itertuples(index=False):  # the last step matching wins
+        within = f"ended >= {_double(row.start)} AND ended < {_double(row.end)}"
+        inside.append(within)
+        held.append(f"({within} AND ended >= {_double(row.hold_start)})")
+        number.append(f"WHEN {within} THEN {int(row.step)}")
+        users.append(f"WHEN {within} THEN {int(row.users)}")
+    con.execute(
+        f"CREATE TEMP VIEW m AS SELECT *, CAST(CASE {' '.join(number)} END AS BIGINT) AS step, "
+        f"CAST(CASE {' '.join(users)} END AS BIGINT) AS step_users, "
+        f"({' OR '.join(held)}) AS in_hold FROM m0"
+    )
+
+
 def _users_view(con: Any, timeline: pd.DataFrame) -> None:
     """``m_users``: ``m`` with the users running across nodes at each measurement's end
     (the last timeline second at or before it, never less than the row's own count)."""
     if timeline.empty:
         con.execute("CREATE TEMP VIEW m_users AS SELECT *, users AS total_users FROM m")
         return
-    con.register("wsload_timeline", timeline[["t_s", "users"]].astype({"users": "int64"}))
+    table = timeline[["t_s", "users"]].astype({"users": "int64"})
+    con.register("wsload_timeline", table.assign(i=np.arange(len(table), dtype="int64")))
     first = int(timeline["users"].iloc[0])
+    t_s = timeline["t_s"].to_numpy(dtype=float)
+    if (t_s == t_s[0] + np.arange(len(t_s))).all():  # one row a second: look it up
+        start, last = int(t_s[0]), len(t_s) - 1
+        con.execute(
+            "CREATE TEMP VIEW m_users AS SELECT m.*, greatest(tl.users, m.users) AS total_users "
+            "FROM m JOIN wsload_timeline tl ON tl.i = "
+            f"least(greatest(CAST(floor(m.end_s) AS BIGINT) - {start}, 0), {last})"
+        )
+        return
     con.execute(
         "CREATE TEMP VIEW m_users AS SELECT m.*, greatest(coalesce(tl.users, "
         f"{first}), m.users) AS total_users FROM m ASOF LEFT JOIN wsload_timeline tl "
