@@ -162,6 +162,11 @@ def window_table(run: TableRun, window_s: float, names: Iterable[str] | None) ->
 
 
 def step_percentiles(run: TableRun, names: Iterable[str] | None = None) -> pd.DataFrame:
+    key = ("steps", None if names is None else tuple(names))
+    return run.answer(key, lambda: _step_percentiles(run, names)).copy()
+
+
+def _step_percentiles(run: TableRun, names: Iterable[str] | None) -> pd.DataFrame:
     table = percentile_table(
         run,
         "step IS NOT NULL AND (in_hold OR name IN ('connect', 'auth'))",
@@ -279,6 +284,10 @@ def stage_order(run: TableRun) -> list[str]:
 def turn_waterfall(run: TableRun, stat: str = "mean") -> pd.DataFrame:
     """``stats.turn_waterfall``: the mean (or median) first arrival of each event over the
     successful turns."""
+    return run.answer(("waterfall", stat), lambda: _waterfall(run, stat)).copy()
+
+
+def _waterfall(run: TableRun, stat: str) -> pd.DataFrame:
     columns = ["stage", "start_ms", "end_ms", "duration_ms", "turns"]
     events = (
         f"SELECT e.name, e.ms, true AS ok FROM (SELECT node, session, turn, name, ms FROM m0 "
@@ -313,29 +322,42 @@ def turn_waterfall(run: TableRun, stat: str = "mean") -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def _turn_counts(run: TableRun) -> tuple[int, int, float]:
+    """(turns, successful turns, their mean e2e ms): a turn is its last e2e row, as
+    ``load_run`` keeps it; a turn recorded twice is counted once."""
+
+    def compute() -> tuple[int, int, float]:
+        rows, distinct, ok, mean = run.one(
+            "SELECT count(*), count(DISTINCT (node, session, turn)), count(*) FILTER (WHERE ok), "
+            "avg(ms) FILTER (WHERE ok) FROM m0 WHERE kind = 'turn' AND turn IS NOT NULL"
+        )
+        if rows != distinct:
+            rows, ok, mean = run.one(
+                "SELECT count(*), count(*) FILTER (WHERE ok), avg(ms) FILTER (WHERE ok) FROM "
+                "(SELECT DISTINCT ON (node, session, turn) ok, ms FROM m0 WHERE kind = 'turn' "
+                "AND turn IS NOT NULL ORDER BY node, session, turn, ts DESC, arm DESC, sub DESC)"
+            )
+        return int(rows), int(ok), math.nan if mean is None else float(mean)
+
+    return run.answer("turn counts", compute)
+
+
 def ok_turns_e2e(run: TableRun) -> tuple[int, float]:
     """(successful turns, their mean e2e ms)."""
-    count, mean = run.one(
-        "SELECT count(*), avg(ms) FROM (SELECT DISTINCT ON (node, session, turn) ok, ms "
-        "FROM m0 WHERE kind = 'turn' AND turn IS NOT NULL ORDER BY node, session, turn, ts "
-        "DESC, arm DESC, sub DESC) WHERE ok"
-    )
-    return int(count), math.nan if mean is None else float(mean)
+    _, ok, mean = _turn_counts(run)
+    return ok, mean
 
 
 def overview(run: TableRun) -> dict[str, int]:
     """Turns (and how many succeeded), sessions (opened and authenticated), samples (and
     how many failed), counted as ``load_run``'s tables count them."""
-    turns, ok_turns = run.one(
-        "SELECT count(*), count(*) FILTER (WHERE ok) FROM (SELECT DISTINCT ON (node, session, "
-        "turn) ok FROM m0 WHERE kind = 'turn' AND turn IS NOT NULL ORDER BY node, session, "
-        "turn, ts DESC, arm DESC, sub DESC)"
-    )
+    turns, ok_turns, _ = _turn_counts(run)
+    # a turn's rows all carry its e2e row's session: the rows from the e2e arm on suffice
     sessions, ok_sessions = run.one(
         "SELECT count(*), count(*) FILTER (WHERE connects > 0 AND opened) FROM (SELECT "
         "count(*) FILTER (WHERE name = 'connect') AS connects, coalesce(bool_and(ok) FILTER "
         "(WHERE name IN ('connect', 'auth')), true) AS opened FROM m0 "
-        "WHERE session IS NOT NULL GROUP BY node, session)"
+        "WHERE session IS NOT NULL AND arm >= 5 GROUP BY node, session)"
     )
     samples, failed = run.one("SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM m0")
     return {

@@ -63,6 +63,7 @@ class TableRun:
     nodes: list[str]
     last_sample_end: float | None
     stages: list[str] = field(default_factory=list)
+    answers: dict[Any, Any] = field(default_factory=dict, repr=False)  # see ``answer``
 
     run_id = Run.run_id
     stopped_cleanly = Run.stopped_cleanly
@@ -79,6 +80,12 @@ class TableRun:
     def loaded(self) -> Run:
         """The whole run in pandas, for the few views not computed out of core."""
         return load_run(self.path)
+
+    def answer(self, key: Any, compute: Any) -> Any:
+        """``compute()``, once per ``key``: the report asks some questions twice."""
+        if key not in self.answers:
+            self.answers[key] = compute()
+        return self.answers[key]
 
     def df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         return self.con.execute(sql, params or []).df()
@@ -123,7 +130,8 @@ def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str |
     con.execute("CREATE TEMP TABLE wsload_origin AS SELECT CAST(? AS DOUBLE) AS origin", [origin])
     con.execute(f"CREATE TEMP VIEW m0 AS {_MEASUREMENTS}")
     health = _health_rows(con, origin)
-    timeline = merge_timeline(users_timeline(_last_counts(con), origin), health, origin)
+    last_counts = _last_counts(con)
+    timeline = merge_timeline(users_timeline(last_counts, origin), health, origin)
     steps = read_steps_file(folder)
     if steps is None:
         steps = derive_steps(timeline, origin, min_hold_s) if len(timeline) else empty_steps()
@@ -131,8 +139,8 @@ def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str |
         steps[f"{column}_time"] = pd.to_datetime(steps[column], unit="s", utc=True)
     _steps_view(con, steps)
     _users_view(con, timeline)
-    nodes = sorted(r[0] for r in con.execute("SELECT DISTINCT node FROM m0").fetchall() if r[0])
-    (last,) = con.execute("SELECT max(ended) FROM m0").fetchone()
+    nodes = sorted(str(n) for n in last_counts["node"].dropna().unique())
+    last = last_counts["ts"].max() if len(last_counts) else None
     run = TableRun(
         path=folder,
         meta=meta,
