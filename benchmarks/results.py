@@ -290,12 +290,7 @@ def phase_big(args) -> None:
     print(f"big: wsload summary  {timed([wsload, 'summary', str(folder)])}")
     print(f"big: wsload gate     {timed(gate)}")
     report = [wsload, "report", str(folder), "--output", str(folder / "report")]
-    if total <= args.report_max_turns:  # the report still loads the run into pandas
-        print(f"big: wsload report   {timed(report)}")
-    else:
-        print(
-            f"big: wsload report   skipped (loads the run in memory: > {args.report_max_turns:,})"
-        )
+    print(f"big: wsload report   {timed(report)}")
     if not args.keep:
         shutil.rmtree(folder)
 
@@ -309,7 +304,6 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=100_000_000)
     parser.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "wsload-big"))
     parser.add_argument("--keep", action="store_true")
-    parser.add_argument("--report-max-turns", type=int, default=1_000_000)
     parser.add_argument("--skip-tools", action="store_true", help="only write the big run")
     parser.add_argument("--baseline-repo", default="/work/main")
     args = parser.parse_args()

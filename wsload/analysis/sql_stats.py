@@ -4,8 +4,9 @@ Each function answers with the same table as its pandas twin over ``load_run``'s
 but only the answer is ever in memory: groups are counted in DuckDB, and percentiles
 come from the successful values counted per group (latencies are kept to the
 microsecond, so a group holds few distinct values however many rows): for each group and
-quantile DuckDB finds the two values at numpy's linear ranks, and numpy's formula
-interpolates between them here, so the numbers are numpy's and pandas' to the last bit.
+quantile DuckDB finds the two values at the linear ranks, and the formula of the pandas
+call the twin makes interpolates between them here (a grouped quantile's, or a Series'
+that numpy computes), so the numbers are pandas' to the last bit.
 """
 
 from __future__ import annotations
@@ -46,16 +47,18 @@ def exact_quantiles(
     keys: Sequence[str],
     quantiles: Sequence[float],
     params: list | None = None,
+    *,
+    grouped: bool = False,
 ) -> pd.DataFrame:
     """Per group of ``keys`` over the rows ``source`` selects (with ``ms`` and ``ok``):
-    numpy's linear percentile of the successful values for each quantile (a fraction, as
-    numpy takes it), as columns ``q0``, ``q1`` ..."""
+    the linear percentile of the successful values for each quantile (a fraction), as
+    columns ``q0``, ``q1`` ...: numpy's, or with ``grouped`` pandas' groupby quantile's."""
     cols = ", ".join(f'"{k}"' for k in keys)
     counted = (
         f"SELECT {cols + ', ' if keys else ''}ms, count(*) AS n FROM ({source}) "
         "WHERE ok AND ms IS NOT NULL AND NOT isnan(ms) GROUP BY ALL"
     )
-    return quantiles_of_counts(run, counted, keys, quantiles, params)
+    return quantiles_of_counts(run, counted, keys, quantiles, params, grouped=grouped)
 
 
 def quantiles_of_counts(
@@ -64,6 +67,8 @@ def quantiles_of_counts(
     keys: Sequence[str],
     quantiles: Sequence[float],
     params: list | None = None,
+    *,
+    grouped: bool = False,
 ) -> pd.DataFrame:
     """``exact_quantiles`` from the rows of ``counted``: (keys, ms, n), each value of a
     group once with its count ``n``."""
@@ -76,8 +81,9 @@ def quantiles_of_counts(
         picks.append(f"min(ms) FILTER (WHERE upto > {lower} + 1) AS b{i}")
     group = f"GROUP BY {cols}" if keys else ""
     sql = (
-        f"WITH vals AS ({counted}), cum AS (SELECT *, sum(n) OVER ({part} ORDER BY ms ROWS BETWEEN UNBOUNDED PRECEDING "
-        f"AND CURRENT ROW) AS upto, sum(n) OVER ({part}) AS total FROM vals) "
+        f"WITH vals AS ({counted}), cum AS (SELECT *, sum(n) OVER ({part} ORDER BY ms "
+        "ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto, "
+        f"sum(n) OVER ({part}) AS total FROM vals) "
         f"SELECT {cols + ', ' if keys else ''}CAST(any_value(total) AS BIGINT) AS total, "
         f"min(ms) AS lo, max(ms) AS hi, {', '.join(picks)} FROM cum {group}"
     )
@@ -92,7 +98,10 @@ def quantiles_of_counts(
         b = frame[f"b{i}"].to_numpy(dtype=float)
         diff = b - a
         with np.errstate(invalid="ignore"):
-            value = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
+            if grouped:  # pandas' group_quantile: val + (next_val - val) * frac
+                value = np.where(gamma == 0.0, a, a + diff * gamma)
+            else:  # numpy's _lerp
+                value = np.where(gamma >= 0.5, b - diff * (1 - gamma), a + diff * gamma)
         value = np.where(virtual >= total - 1, frame["hi"].to_numpy(dtype=float), value)
         out[f"q{i}"] = np.where(virtual < 0, frame["lo"].to_numpy(dtype=float), value)
     return out
@@ -142,7 +151,7 @@ def percentile_table(
     table["failure_rate"] = table["failures"] / table["count"]
     if len(quantiles):
         counted = f"SELECT {cols}, ms, n FROM wsload_counted WHERE ms IS NOT NULL"
-        per_q = quantiles_of_counts(run, counted, keys, [_q(q) for q in quantiles])
+        per_q = quantiles_of_counts(run, counted, keys, list(quantiles), grouped=True)
         per_q = per_q.set_index(keys)
         per_q.columns = [_pcol(q) for q in quantiles]
         table = table.join(per_q)
@@ -156,7 +165,7 @@ def window_table(run: TableRun, window_s: float, names: Iterable[str] | None) ->
         run,
         by=["window"],
         names=names,
-        extra="CAST(floor(t_s / CAST(? AS DOUBLE)) AS BIGINT) AS \"window\"",
+        extra='CAST(floor(t_s / CAST(? AS DOUBLE)) AS BIGINT) AS "window"',
         params=[window_s],
     )
 

@@ -10,6 +10,7 @@ is only the command-line glue that ``wsload.cli`` registers.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -45,6 +46,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="share of each instance's capacity kept free in the projection (0.2 = 20 %%)",
     )
     parser.add_argument("--window", type=float, help="seconds per time window (default: auto)")
+    parser.add_argument(
+        "--memory-limit",
+        help="most memory the queries over the results tables may take before they spill "
+        "to disk, e.g. 1GB (default: DuckDB's, 80 %% of RAM)",
+    )
     for option in SLO_OPTIONS:
         default = getattr(SLO(), option.field)
         parser.add_argument(
@@ -68,6 +74,7 @@ def run(args: argparse.Namespace) -> int:
             slo_overrides={o.field: getattr(args, o.field, None) for o in SLO_OPTIONS},
             window_s=args.window,
             headroom=args.headroom,
+            memory_limit=args.memory_limit,
         )
     except ConfigError as error:
         print(f"wsload: error: {error}", file=sys.stderr)
@@ -77,11 +84,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+_MEMORY = re.compile(r"^\s*\d+(\.\d+)?\s*(K|M|G|T)i?B\s*$", re.IGNORECASE)
+
+
 def _check(args: argparse.Namespace) -> None:
     if args.target_users is not None and args.target_users < 1:
         raise ConfigError("--target-users must be at least 1", fix="e.g. --target-users 1000")
     if not 0 <= args.headroom < 1:
         raise ConfigError("--headroom must be in [0, 1)", fix="e.g. --headroom 0.2 for 20 %")
+    if args.memory_limit is not None and not _MEMORY.match(args.memory_limit):
+        raise ConfigError(
+            f"--memory-limit {args.memory_limit!r} is not an amount of memory",
+            fix="give a number and a unit, e.g. --memory-limit 1GB or 512MB",
+        )
     if args.window is not None and args.window <= 0:
         raise ConfigError("--window must be positive", fix="e.g. --window 5")
     for option in SLO_OPTIONS:

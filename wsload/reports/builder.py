@@ -27,6 +27,7 @@ from wsload.analysis import (
     name_order,
     turn_waterfall,
 )
+from wsload.analysis.connections import is_connection_run
 from wsload.analysis.stats import name_percentiles
 from wsload.analysis.table_run import TableRun, is_table_run, open_run
 from wsload.errors import ConfigError
@@ -35,7 +36,6 @@ from wsload.run.stream_summary import NOT_MS
 from . import figures
 from .connections import FIGURE as CONNECTIONS_FIGURE
 from .connections import connections_section
-from wsload.analysis.connections import is_connection_run
 from .document import Document, Table
 from .stream_section import stream_section
 
@@ -89,14 +89,16 @@ def build_report(
         except ConfigError as error:
             raise ConfigError(f"--baseline: {error.message}", fix=error.fix) from None
     try:
-        return _build(run, base_run, output, target_users, slo, slo_overrides, window_s, headroom)
+        return write_report(
+            run, base_run, output, target_users, slo, slo_overrides, window_s, headroom
+        )
     finally:
         for opened in (run, base_run):
             if isinstance(opened, TableRun):
                 opened.close()
 
 
-def _build(
+def write_report(
     run: Run | TableRun,
     base_run: Run | TableRun | None,
     output: str | Path | None,
@@ -106,6 +108,7 @@ def _build(
     window_s: float | None,
     headroom: float,
 ) -> ReportFiles:
+    """``build_report`` of a run already opened (``open_run`` or ``load_run``)."""
     folder = Path(output) if output is not None else REPORTS_DIR / run.path.name
     if folder.exists() and not folder.is_dir():
         raise ConfigError(f"--output {folder} is a file", fix="give a folder path")
@@ -131,7 +134,7 @@ def _build(
 
     _overview(doc, run, cap)
     if is_connection_run(run):  # a run that held sessions: what it held
-        connections_section(doc, run.loaded if is_table_run(run) else run, figure)  # a run that held sessions: what it held
+        connections_section(doc, run.loaded if is_table_run(run) else run, figure)
     _health(doc, run, window_s, figure)
     doc.h2("Latency over time")
     doc.p(
