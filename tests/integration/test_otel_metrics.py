@@ -114,3 +114,34 @@ def test_otel_exports_wsloads_instruments_with_the_runs_own_numbers(tmp_path):
 
 def _points(points) -> list[tuple[dict[str, str], float]]:
     return [({a.key: a.value.string_value for a in p.attributes}, p.as_double) for p in points]
+
+
+def test_otel_on_a_master_with_workers_that_starts_the_embedded_target_runs_to_its_end(tmp_path):
+    """The target is spawned without a Python-level fork: OpenTelemetry's at-fork hook used
+    to run in the child before its exec and hang the run at start."""
+    receiver = Receiver()
+    env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET_KEY"}
+    env.update(
+        OTEL_METRICS_EXPORTER="otlp",
+        OTEL_TRACES_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{receiver.port}",
+        OTEL_METRIC_EXPORT_INTERVAL="1000",
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py", "--headless", "--otel"]
+        + ["--processes", "2", "-u", "4", "-r", "4", "-t", "4s", "--think-time", "0.2"]
+        + ["--only-summary", "--results", str(tmp_path / "run")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    receiver.server.shutdown()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "started the reference target" in done.stderr and "gate: PASSED" in done.stdout
+    turns = load_samples(tmp_path / "run").query("name == 'turn:e2e'")
+    assert len(turns) > 10
+    assert receiver.metrics("wsload.turns.completed")
