@@ -5,6 +5,9 @@
     run.turns.e2e_ms.describe()
     print("\\n".join(capacity(run, target_users=1000).statement()))
 
+``open_run`` opens a run of any size out of core instead (a ``TableRun``, queried with
+DuckDB); ``capacity``, ``step_table`` and the statistics of ``stats`` take either.
+
 The notebooks in ``analysis/`` and ``wsload report`` are thin layers over these functions.
 Names are imported on first use, so the Locust process that only needs the SLO rules
 (``wsload.analysis.slo``) does not pay for pandas and scipy.
@@ -26,6 +29,8 @@ _WHERE = {
     "name_order": "compare",
     "Run": "run",
     "load_run": "run",
+    "TableRun": "table_run",
+    "open_run": "table_run",
     "SLO": "slo",
     "SLO_OPTIONS": "slo",
     "STEPS_FILE": "steps",
@@ -51,6 +56,7 @@ __all__ = [
     "Capacity",
     "Growth",
     "Run",
+    "TableRun",
     "UslFit",
     "auth_failures_by_users",
     "auto_window_s",
@@ -63,6 +69,7 @@ __all__ = [
     "latency_growth",
     "load_run",
     "name_order",
+    "open_run",
     "percentile_table",
     "percentiles_by_users",
     "step_percentiles",
@@ -107,3 +114,4 @@ if TYPE_CHECKING:
         window_percentiles,
     )
     from .steps import STEPS_FILE
+    from .table_run import TableRun, open_run
