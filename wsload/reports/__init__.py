@@ -20,7 +20,9 @@ from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 if TYPE_CHECKING:
     from .builder import ReportFiles
 
-__all__ = ["add_arguments", "build_report", "run"]
+__all__ = ["MEMORY_LIMIT", "add_arguments", "build_report", "run"]
+
+MEMORY_LIMIT = "1GB"  # DuckDB's for the report's queries: the report's memory, whatever the run
 
 
 def build_report(run_dir: Any, **kwargs: Any) -> ReportFiles:
@@ -48,8 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--window", type=float, help="seconds per time window (default: auto)")
     parser.add_argument(
         "--memory-limit",
-        help="most memory the queries over the results tables may take before they spill "
-        "to disk, e.g. 1GB (default: DuckDB's, 80 %% of RAM)",
+        default=MEMORY_LIMIT,
+        help="most memory the queries over the results tables take before they spill to "
+        f"disk (default {MEMORY_LIMIT}; more is faster on a big run)",
     )
     for option in SLO_OPTIONS:
         default = getattr(SLO(), option.field)
