@@ -16,7 +16,15 @@ other annotation is kept as its text. Every column is nullable.
 
 A turn's verdict and explanation are columns computed from the record (``e2e_ms``,
 ``failure``, ``detail``) in place of the tracker's raw lists (``failures``, ``names``,
-``elapsed_ms``) which only the long view's ancestors needed. Pure: pyarrow only.
+``elapsed_ms``) which only the long view's ancestors needed.
+
+A run knows its profile's events when it starts, so its turns table (``turns_spec``) holds
+one float32 column per event name, ``first_ms.<event>`` (a dot never occurs in a record
+field, so these names cannot clash with one): the offset of that event's first occurrence.
+``first_ms`` itself stays, a map holding only the events outside that set (an event the
+grammar does not name and the profile does not ignore), NULL on a turn that had none.
+``TURNS`` (no event columns: every offset in the map) is the layout of older run folders
+and of writers given no events; readers take both. Pure: pyarrow only.
 """
 
 from __future__ import annotations
@@ -229,15 +237,78 @@ SESSIONS = derive("sessions", SessionEvent)
 HTTP = derive("http", HttpRequest)
 HEALTH = derive("health", HealthTick)
 
+EVENT_PREFIX = "first_ms."  # a turn's offset of one event: the column first_ms.<event>
+_MAP_PATH = "result.first_ms"
+
+
+def _first_of(event: str) -> Callable[[Any], Any]:
+    def get(record: TurnRecord) -> float | None:
+        return record.result.first_ms.get(event)
+
+    return get
+
+
+def _others_of(events: frozenset[str]) -> Callable[[Any], Any]:
+    def get(record: TurnRecord) -> dict[str, float] | None:
+        first = record.result.first_ms
+        if first.keys() <= events:
+            return None
+        return {k: v for k, v in first.items() if k not in events}
+
+    return get
+
+
+_TURN_SPECS: dict[tuple[str, ...], TableSpec] = {}
+
+
+def turns_spec(events: Sequence[str] = ()) -> TableSpec:
+    """The turns table of a run whose profile names ``events``: a ``first_ms.<event>``
+    column each, in place of the map, which keeps only the other events."""
+    key = tuple(dict.fromkeys(events))
+    spec = _TURN_SPECS.get(key)
+    if spec is not None:
+        return spec
+    if not key:
+        return TURNS
+    known = frozenset(key)
+    columns: list[Column] = []
+    for column in TURNS.columns:
+        if column.path == _MAP_PATH:
+            columns += [Column(EVENT_PREFIX + e, pa.float32(), _first_of(e)) for e in key]
+            column = Column(column.name, column.type, _others_of(known), column.path)
+        columns.append(column)
+    spec = _TURN_SPECS[key] = TableSpec(TURNS.name, TURNS.record, tuple(columns))
+    return spec
+
+
+def event_columns(names: Sequence[str]) -> list[str]:
+    """The events that have a column of their own among the column ``names``."""
+    return [n[len(EVENT_PREFIX) :] for n in names if n.startswith(EVENT_PREFIX)]
+
+
+def turn_events(profile: Any) -> tuple[str, ...]:
+    """The event names a turn of ``profile`` can record an offset for: the grammar's, the
+    terminal and error events, the spans' and the streamed answer's, less the ignored."""
+    events = profile.events
+    stream = getattr(profile, "stream", None)
+    named = set(profile.grammar.names) | set(events.terminal) | set(events.error)
+    named |= set(events.optional)
+    named |= {name for span in events.spans for name in span}
+    named |= set(getattr(stream, "events", ()) or ())
+    return tuple(sorted(named - set(events.ignore)))
+
+
 TABLES: dict[str, TableSpec] = {
     t.name: t for t in (TURNS, CONNECTIONS, PROBES, SESSIONS, HTTP, HEALTH)
 }
 SPEC_OF: dict[type, TableSpec] = {t.record: t for t in TABLES.values()}
 
 
-def batches_of(node: str, items: Sequence[Record | int]) -> dict[str, pa.RecordBatch]:
+def batches_of(
+    node: str, items: Sequence[Record | int], turns: TableSpec | None = None
+) -> dict[str, pa.RecordBatch]:
     """A process's records (with user-count marks, as a ``Batch`` holds them) as one
-    record batch per table."""
+    record batch per table (``turns``: the run's turns table, default ``TURNS``)."""
     by_type: dict[type, list[tuple[int, Any]]] = {}
     users = 0
     for item in items:
@@ -249,4 +320,8 @@ def batches_of(node: str, items: Sequence[Record | int]) -> dict[str, pa.RecordB
         if rows is None:
             rows = by_type[kind] = []
         rows.append((users, item))
-    return {SPEC_OF[kind].name: SPEC_OF[kind].table(node, rows) for kind, rows in by_type.items()}
+    out = {}
+    for kind, rows in by_type.items():
+        spec = turns if turns is not None and kind is TurnRecord else SPEC_OF[kind]
+        out[spec.name] = spec.table(node, rows)
+    return out

@@ -21,13 +21,14 @@ import pandas as pd
 KEYS = ["kind", "name", "ok", "failure", "ms"]
 
 
-def digest_sql(where: str = "", *, also: tuple[str, ...] = ()) -> str:
+def digest_sql(where: str = "", *, also: tuple[str, ...] = (), events=()) -> str:
     """The digest of the long view (rows matching ``where``; ``also``: more long-view
-    columns the condition reads), over only the columns it needs."""
+    columns the condition reads), over only the columns it needs; ``events``: the turns
+    view's event columns (``wsload.run.tables.turn_events_of``)."""
     from wsload.run.long_view import long_view_sql
 
     condition = f"WHERE {where}" if where else ""
-    source = long_view_sql(("kind", "name", "ok", "failure", "ms", *also))
+    source = long_view_sql(("kind", "name", "ok", "failure", "ms", *also), events)
     return (
         "SELECT kind, name, ok, failure, CASE WHEN ok THEN ms END AS ms, count(*) AS n "
         f"FROM ({source}) {condition} GROUP BY ALL"

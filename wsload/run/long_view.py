@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from wsload.run.columns import EVENT_PREFIX
+
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -123,16 +125,43 @@ def _stream_arms(keep: Sequence[str] | None) -> list[str]:
     ]  # fmt: skip
 
 
-def _arms(keep: Sequence[str] | None = None) -> list[str]:
-    """The rules, each a SELECT of the ``keep`` columns (all when None)."""
+def _quoted(text: str, quote: str = "'") -> str:
+    return quote + text.replace(quote, quote * 2) + quote
+
+
+def _event_arms(events: Sequence[str], keep: Sequence[str] | None) -> list[str]:
+    """A ``turn:<event>`` row per first occurrence: one scan of each event's column, and
+    the ``first_ms`` map unnested for the others (every event, in older folders). A
+    turn's event rows are ordered by their offsets (``sub``), which is the order they
+    came in (the tracker never dates an event before the one before it); a folder
+    without event columns keeps the map's own order."""
+    arms = []
+    for event in events:
+        column = _quoted(EVENT_PREFIX + event, '"')
+        arms.append(
+            _arm("turns", kind="'event'", name=_quoted("turn:" + event), ms=_ms(column),
+                 turn="turn", order=1, sub=f"CAST({column} AS DOUBLE)",
+                 where=f"{column} IS NOT NULL", keep=keep)
+        )  # fmt: skip
+    # the map alone (older folders): its entries' order; beside columns: their offsets
+    sub = "CAST(_e.value AS DOUBLE)" if events else "_i"
+    arms.append(
+        _arm("(SELECT *, unnest(map_entries(first_ms)) AS _e, generate_subscripts("
+             "map_entries(first_ms), 1) AS _i FROM turns WHERE first_ms IS NOT NULL)",
+             kind="'event'", name="'turn:' || _e.key", ms=_ms("_e.value"), turn="turn",
+             order=1, sub=sub, keep=keep)
+    )  # fmt: skip
+    return arms
+
+
+def _arms(keep: Sequence[str] | None = None, events: Sequence[str] = ()) -> list[str]:
+    """The rules, each a SELECT of the ``keep`` columns (all when None); ``events``: the
+    events with a column of their own in the turns table."""
     turn_part = {"turn": "turn", "order": 0, "keep": keep}
     arms = [
         _arm("turns", kind="'event'", name="'turn:ttfe'", ms=_ms("ttfe_ms"),
              where="ttfe_ms IS NOT NULL", **turn_part),
-        _arm("(SELECT *, unnest(map_entries(first_ms)) AS _e, "
-             "generate_subscripts(map_entries(first_ms), 1) AS _i FROM turns)", kind="'event'",
-             name="'turn:' || _e.key", ms=_ms("_e.value"), turn="turn", order=1, sub="_i",
-             keep=keep),
+        *_event_arms(events, keep),
         _arm("(SELECT *, unnest(gaps_ms) AS _g, generate_subscripts(gaps_ms, 1) AS _i "
              "FROM turns)", kind="'gap'", name="'turn:gap'", ms=_ms("_g"), turn="turn",
              order=2, sub="_i", keep=keep),
@@ -191,11 +220,12 @@ def _arms(keep: Sequence[str] | None = None) -> list[str]:
     return arms
 
 
-def long_view_sql(keep: Sequence[str] | None = None) -> str:
+def long_view_sql(keep: Sequence[str] | None = None, events: Sequence[str] = ()) -> str:
     """The long view over the table views (``arm`` says which rule made a row, ``sub`` which
-    element of a turn's list); ``keep``: just those columns, which spares DuckDB making the
-    others for every measurement."""
-    return "\nUNION ALL\n".join(_arms(keep))
+    element of a turn's list, or for events its offset); ``keep``: just those columns,
+    which spares DuckDB making the others for every measurement; ``events``: the events
+    with a column of their own in the turns view (``tables.turn_events_of``)."""
+    return "\nUNION ALL\n".join(_arms(keep, events))
 
 
 def load_long(

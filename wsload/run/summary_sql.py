@@ -12,17 +12,24 @@ from pathlib import Path
 import pandas as pd
 
 from wsload.run import digest
-from wsload.run.tables import connect
+from wsload.run.columns import EVENT_PREFIX
+from wsload.run.tables import connect, turn_events_of
 
 EXAMPLE_COLUMNS = '"user", subject, session, kind, name, ms, ok, failure, detail, ts'
+
+
+def _column(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
 
 
 def time_span(con) -> tuple[float | None, float | None]:
     """(first start, last end) of the measurements, health left out, as the long view has
     them: a turn's measurements all start at its start, so its last end is its start plus
     its largest value, read off its row without unfolding it."""
+    events = "".join(f"coalesce({_column(EVENT_PREFIX + e)}, 0), " for e in turn_events_of(con))
     largest = (
         "greatest(coalesce(ttfe_ms, 0), coalesce(list_max(map_values(first_ms)), 0), "
+        f"{events}"
         "coalesce(list_max(gaps_ms), 0), "
         "coalesce(list_max(list_transform(spans_ms, lambda s: s.ms)), 0), "
         "coalesce(intended_ms, 0), coalesce(e2e_ms, 0), "
@@ -54,7 +61,8 @@ def render_facts(folder: Path, per_id: int = 3) -> tuple:
 
     con = connect(folder)
     try:
-        counted = digest.tidy(con.execute(digest.digest_sql()).df())
+        events = turn_events_of(con)
+        counted = digest.tidy(con.execute(digest.digest_sql(events=events)).df())
         first, last_end = time_span(con)
         (last_turn_end,) = con.execute(
             "SELECT max(ts + coalesce(ms, 0) / 1000.0) FROM samples WHERE arm = 5"
