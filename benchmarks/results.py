@@ -45,9 +45,10 @@ import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from wsload.config.profile import load_profile  # noqa: E402
 from wsload.protocol.tracker import TurnResult  # noqa: E402
 from wsload.run.batch import Batch  # noqa: E402
-from wsload.run.columns import TURNS  # noqa: E402
+from wsload.run.columns import TURNS, turn_events  # noqa: E402
 from wsload.run.records import TurnRecord, Who  # noqa: E402
 from wsload.run.wire import decode, encode  # noqa: E402
 from wsload.run.writer import ArrowWriter  # noqa: E402
@@ -199,9 +200,16 @@ def phase_bytes(args) -> None:
         )
 
 
-def big_batch(rng: np.random.Generator, start: int, rows: int, per_second: int) -> pa.RecordBatch:
+SUBJECTS = pa.array([f"wsload-w1-{u:06d}" for u in range(200)], pa.string())
+SESSIONS = pa.array([f"w1-{u}-1" for u in range(200)], pa.string())
+
+
+def big_batch(
+    rng: np.random.Generator, start: int, rows: int, per_second: int, spec=TURNS
+) -> pa.RecordBatch:
     """``rows`` turns of the default protocol from turn ``start`` on, as the writer takes
-    them: random lognormal timings, 200 users, a failure in a hundred."""
+    them: random lognormal timings, 200 users, a failure in a hundred; in ``spec``'s
+    layout (event columns, or every offset in the ``first_ms`` map)."""
     n = rows
     index = np.arange(start, start + n)
     t = np.sort(rng.lognormal(3.5, 0.5, size=(n, len(EVENTS))).astype(np.float32), axis=1)
@@ -214,7 +222,7 @@ def big_batch(rng: np.random.Generator, start: int, rows: int, per_second: int) 
     gap_list = pa.ListArray.from_arrays(offsets, pa.array(gaps.ravel(), pa.float32()))
     span_values = pa.StructArray.from_arrays(
         [pa.array(np.full(n, "tool", dtype=object), pa.string()), pa.array(t[:, 3] - t[:, 2])],
-        fields=list(TURNS.schema.field("spans_ms").type.value_type),
+        fields=list(spec.schema.field("spans_ms").type.value_type),
     )
     spans = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), span_values)
     failed = rng.random(n) < 0.01
@@ -224,14 +232,15 @@ def big_batch(rng: np.random.Generator, start: int, rows: int, per_second: int) 
         "node_users": pa.array(np.full(n, 200, np.int32)),
         "started_at": pa.array(T0 + index / per_second),
         "user": pa.array(user),
-        "subject": pa.array([f"wsload-w1-{u:06d}" for u in user], pa.string()),
-        "session": pa.array([f"w1-{u}-1" for u in user], pa.string()),
+        "subject": SUBJECTS.take(pa.array(user)),
+        "session": SESSIONS.take(pa.array(user)),
         "turn": pa.array(index),
         "inflight": pa.array(rng.integers(1, 50, n)),
         "sent_bytes": pa.array(np.full(n, 120)),
         "ok": pa.array(~failed),
         "ttfe_ms": pa.array(t[:, 0]),
-        "first_ms": first,
+        "first_ms": first if "first_ms." + EVENTS[0] not in spec.schema.names else None,
+        **{f"first_ms.{e}": pa.array(t[:, i]) for i, e in enumerate(EVENTS)},
         "gaps_ms": gap_list,
         "spans_ms": spans,
         "events": pa.array(np.full(n, 6)),
@@ -240,8 +249,11 @@ def big_batch(rng: np.random.Generator, start: int, rows: int, per_second: int) 
         "failure": pa.array(np.where(failed, "turn_timeout", None), pa.string()),
         "detail": pa.array(np.where(failed, "no terminal event in 30 s", ""), pa.string()),
     }
-    arrays = [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in TURNS.schema]
-    return pa.RecordBatch.from_arrays(arrays, schema=TURNS.schema)
+    arrays = [
+        columns[f.name] if columns.get(f.name) is not None else pa.nulls(n, f.type)
+        for f in spec.schema
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=spec.schema)
 
 
 def timed(command: list[str]) -> str:
@@ -269,17 +281,19 @@ def phase_big(args) -> None:
     total = args.turns
     write_run_json(folder, {"run_id": "big", "started": T0, "stopped": None})
     rng = np.random.default_rng(5)
-    writer = ArrowWriter(folder, "big")
+    events = turn_events(load_profile()) if args.layout == "columns" else ()
+    writer = ArrowWriter(folder, "big", events=events)
+    spec = writer.specs["turns"]
     started, clock = cpu(), time.monotonic()
     chunk = 250_000
     for start in range(0, total, chunk):
         writer.write_batches({"turns": big_batch(rng, start, min(chunk, total - start),
-                                                 per_second)})  # fmt: skip
+                                                 per_second, spec)})  # fmt: skip
     writer.close()
     write_run_json(folder, {"run_id": "big", "started": T0, "stopped": T0 + total / per_second + 1})
     size = sum(p.stat().st_size for p in folder.iterdir())
     print(
-        f"big: {total:,} turns written in {time.monotonic() - clock:.0f} s "
+        f"big: {total:,} turns ({args.layout} layout) written in {time.monotonic() - clock:.0f} s "
         f"({cpu() - started:.0f} s CPU), {size / 1e9:.2f} GB, {size / total:.1f} B/turn"
     )
     wsload = str(Path(sys.executable).with_name("wsload"))
@@ -311,6 +325,13 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--report-max-turns", type=int, default=1_000_000)
     parser.add_argument("--skip-tools", action="store_true", help="only write the big run")
+    parser.add_argument(
+        "--layout",
+        choices=("columns", "map"),
+        default="columns",
+        help="big: a column per event of the default profile (a run's), or the first_ms "
+        "map alone (older folders)",
+    )
     parser.add_argument("--baseline-repo", default="/work/main")
     args = parser.parse_args()
     phases = set(args.only.split(","))

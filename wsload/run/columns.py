@@ -30,6 +30,7 @@ and of writers given no events; readers take both. Pure: pyarrow only.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -65,6 +66,11 @@ class Column:
     type: pa.DataType
     get: Callable[[Any], Any]
     path: str = ""  # the dotted field path it was read from ("": computed)
+    event: str = ""  # a turn's offset of this event (a ``first_ms.<event>`` column)
+
+
+def _is_flat(kind: pa.DataType) -> bool:
+    return not (pa.types.is_map(kind) or pa.types.is_list(kind) or pa.types.is_struct(kind))
 
 
 @dataclass(frozen=True)
@@ -75,64 +81,100 @@ class TableSpec:
     record: type
     columns: tuple[Column, ...]
 
-    @property
+    @functools.cached_property
     def schema(self) -> pa.Schema:
         return pa.schema(
             [("node", pa.string()), ("node_users", pa.int32())]
             + [(c.name, c.type) for c in self.columns]
         )
 
+    @functools.cached_property
+    def _flat(self) -> tuple[list[int], Callable[[Any], Any] | None]:
+        """The columns read straight off a record's fields (or properties), and one getter
+        of all of them at once (a tuple per record, made in C: the fast path)."""
+        picked = [
+            i
+            for i, c in enumerate(self.columns)
+            if not c.event and _is_flat(c.type) and isinstance(c.get, attrgetter)
+        ]
+        if len(picked) < 2:
+            return [], None
+        dotted = [_dotted(self.columns[i].get) for i in picked]
+        return picked, attrgetter(*dotted)
+
+    @functools.cached_property
+    def _others(self) -> int:
+        """Where the ``first_ms`` map is among the columns."""
+        return next(i for i, c in enumerate(self.columns) if c.path == _MAP_PATH)
+
     def table(self, node: str, rows: Sequence[tuple[int, Any]]) -> pa.RecordBatch:
         """A record batch of ``rows`` ((users, record) pairs) taken by ``node``."""
         records = [r for _, r in rows]
-        arrays = [
-            pa.array([node] * len(rows), pa.string()),
-            pa.array([u for u, _ in rows], pa.int32()),
-        ]
-        for column in self.columns:
-            arrays.append(_array(column, records))
-        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        arrays: list[pa.Array | None] = [None] * len(self.columns)
+        picked, getter = self._flat
+        if getter is not None and records:
+            for i, values in zip(picked, zip(*map(getter, records), strict=True), strict=True):
+                arrays[i] = _flat_array(self.columns[i].type, values)
+        events = [i for i, c in enumerate(self.columns) if c.event]
+        if events:  # the offsets of the events seen, in one conversion of the dicts
+            firsts = [r.result.first_ms for r in records]
+            seen = set().union(*firsts)
+            fields = [(self.columns[i].event, pa.float32()) for i in events]
+            found = pa.array(firsts, pa.struct([f for f in fields if f[0] in seen]))
+            for i in events:
+                event = self.columns[i].event
+                found_in = event in seen
+                arrays[i] = found.field(event) if found_in else pa.nulls(len(records), pa.float32())
+            if seen <= {self.columns[i].event for i in events}:  # nothing for the map
+                others = self._others
+                arrays[others] = pa.nulls(len(records), self.columns[others].type)
+        for i, column in enumerate(self.columns):
+            if arrays[i] is None:
+                arrays[i] = _array(column, records)
+        users = pa.array([u for u, _ in rows], pa.int32())
+        head = [pa.array([node] * len(rows), pa.string()), users]
+        return pa.RecordBatch.from_arrays(head + arrays, schema=self.schema)
 
 
-def _array(column: Column, records: list[Any]) -> pa.Array:
-    """One column of ``records``. Nested values are flattened by hand into offsets and
-    values (pyarrow's conversion of Python dicts and tuples costs several times more)."""
-    get, kind = column.get, column.type
-    values = [get(r) for r in records]
-    if pa.types.is_map(kind) or pa.types.is_list(kind):
-        offsets = [0]
-        flat: list[Any] = []
-        items: list[Any] = []  # a map's values (``flat`` holds its keys)
-        nulls = set()
-        is_map = pa.types.is_map(kind)
-        for i, value in enumerate(values):
-            if value is None:
-                nulls.add(i)
-            else:
-                flat.extend(value)
-                if is_map:
-                    items.extend(value.values())
-            offsets.append(len(flat))
-        mask = pa.array([i in nulls for i in range(len(values))]) if nulls else None
-        offset_array = pa.array(offsets, pa.int32())
-        if is_map:
-            keys = pa.array(flat, kind.key_type)
-            return pa.MapArray.from_arrays(
-                offset_array, keys, pa.array(items, kind.item_type), mask=mask
-            )
-        inner = kind.value_type
-        if pa.types.is_struct(inner):
-            parts = [
-                pa.array([pair[i] for pair in flat], inner.field(i).type)
-                for i in range(inner.num_fields)
-            ]
-            flat_array = pa.StructArray.from_arrays(parts, fields=list(inner))
-        else:
-            flat_array = pa.array(flat, inner)
-        return pa.ListArray.from_arrays(offset_array, flat_array, mask=mask)
+def _dotted(getter: attrgetter) -> str:
+    """The dotted name an ``attrgetter`` of one name reads (from its repr)."""
+    text = repr(getter)  # operator.attrgetter('result.ttfe_ms')
+    return text[text.index("(") + 2 : -2]
+
+
+def _flat_array(kind: pa.DataType, values: Sequence[Any]) -> pa.Array:
     if kind == pa.string() and values and not isinstance(values[0], str | None):
         values = [None if v is None else str(v) for v in values]
     return pa.array(values, kind)
+
+
+def _array(column: Column, records: list[Any]) -> pa.Array:
+    """One column of ``records``: pyarrow converts lists (of floats, of name-ms pairs)
+    fast; a map is flattened by hand into offsets, keys and values (its conversion of
+    Python dicts costs more, and older pyarrow lacks it)."""
+    get, kind = column.get, column.type
+    values = [get(r) for r in records]
+    if values.count(None) == len(values):
+        return pa.nulls(len(values), kind)
+    if pa.types.is_list(kind):
+        return pa.array(values, kind)
+    if pa.types.is_map(kind):
+        offsets = [0]
+        keys: list[str] = []
+        items: list[float] = []
+        for value in values:
+            if value is not None:
+                keys.extend(value)
+                items.extend(value.values())
+            offsets.append(len(keys))
+        mask = pa.array([v is None for v in values]) if None in values else None
+        return pa.MapArray.from_arrays(
+            pa.array(offsets, pa.int32()),
+            pa.array(keys, kind.key_type),
+            pa.array(items, kind.item_type),
+            mask=mask,
+        )
+    return _flat_array(kind, values)
 
 
 def _strip_optional(hint: Any) -> Any:
@@ -274,7 +316,7 @@ def turns_spec(events: Sequence[str] = ()) -> TableSpec:
     columns: list[Column] = []
     for column in TURNS.columns:
         if column.path == _MAP_PATH:
-            columns += [Column(EVENT_PREFIX + e, pa.float32(), _first_of(e)) for e in key]
+            columns += [Column(EVENT_PREFIX + e, pa.float32(), _first_of(e), event=e) for e in key]
             column = Column(column.name, column.type, _others_of(known), column.path)
         columns.append(column)
     spec = _TURN_SPECS[key] = TableSpec(TURNS.name, TURNS.record, tuple(columns))
