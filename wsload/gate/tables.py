@@ -16,7 +16,7 @@ from wsload.gate.config import GateConfig
 from wsload.gate.thresholds import TURN_NAME
 from wsload.run import digest
 from wsload.run.columns import EVENT_PREFIX
-from wsload.run.summary_sql import time_span
+from wsload.run.summary_sql import rules, time_span
 from wsload.run.tables import connect, turn_events_of
 
 
@@ -78,9 +78,9 @@ def evaluate_tables(folder: Path, config: GateConfig, *, stopped: float | None):
         first, last = con.execute(
             "SELECT min(least(a, b)), max(greatest(a, b)) FROM ("
             "SELECT min(started_at) AS a, max(started_at) AS b FROM turns UNION ALL "
-            "SELECT min(ts), max(ts) FROM samples WHERE arm BETWEEN 6 AND 13)"
+            f"SELECT min(ts), max(ts) FROM {rules(events, 6, 13)})"
         ).fetchone()
-        _, last_end = time_span(con)
+        _, last_end = time_span(con, events)
         if first is None:
             counted = digest.tidy(con.execute(digest.digest_sql("false", events=events)).df())
             frame = _Frame(counted, None, {}, lambda _: (0, 0))
@@ -89,11 +89,9 @@ def evaluate_tables(folder: Path, config: GateConfig, *, stopped: float | None):
         window_end = float(last_end) if last_end is not None else float(last)
         if stopped is not None and stopped > window_start:
             window_end = float(stopped)
-        rows = con.execute(
-            "SELECT kind, name, ok, failure, CASE WHEN ok THEN ms END AS ms, "
-            "ts >= ? AS inside, count(*) AS n FROM samples GROUP BY ALL",
-            [window_start],
-        ).df()
+        start = f"CAST('{window_start!r}' AS DOUBLE)"  # the very float, in every rule
+        inside = {"inside": f"ts >= {start}"}
+        rows = con.execute(digest.digest_sql(also=("ts",), events=events, by=inside)).df()
         before = rows.groupby("name")["n"].sum().astype(int).to_dict()
         counted = digest.tidy(rows.loc[rows["inside"].astype(bool)])
         duration = window_end - window_start if window_end > window_start else None

@@ -13,6 +13,7 @@ import pandas as pd
 
 from wsload.run import digest
 from wsload.run.columns import EVENT_PREFIX
+from wsload.run.long_view import long_view_sql
 from wsload.run.tables import connect, turn_events_of
 
 EXAMPLE_COLUMNS = '"user", subject, session, kind, name, ms, ok, failure, detail, ts'
@@ -22,14 +23,22 @@ def _column(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def time_span(con) -> tuple[float | None, float | None]:
+def rules(events, low: float, high: float) -> str:
+    """The long view's rows of the rules numbered ``low`` to ``high`` only, as a subquery
+    (a filter on ``arm`` over the whole view would still unfold every turn)."""
+    return f"({long_view_sql(None, events, (low, high))})"
+
+
+def time_span(con, events=None) -> tuple[float | None, float | None]:
     """(first start, last end) of the measurements, health left out, as the long view has
     them: a turn's measurements all start at its start, so its last end is its start plus
     its largest value, read off its row without unfolding it."""
-    events = "".join(f"coalesce({_column(EVENT_PREFIX + e)}, 0), " for e in turn_events_of(con))
+    if events is None:
+        events = turn_events_of(con)
+    columns = "".join(f"coalesce({_column(EVENT_PREFIX + e)}, 0), " for e in events)
     largest = (
         "greatest(coalesce(ttfe_ms, 0), coalesce(list_max(map_values(first_ms)), 0), "
-        f"{events}"
+        f"{columns}"
         "coalesce(list_max(gaps_ms), 0), "
         "coalesce(list_max(list_transform(spans_ms, lambda s: s.ms)), 0), "
         "coalesce(intended_ms, 0), coalesce(e2e_ms, 0), "
@@ -41,8 +50,8 @@ def time_span(con) -> tuple[float | None, float | None]:
         f"max(started_at + round(CAST({largest} AS DOUBLE), 3) / 1000.0) AS last FROM turns"
     )
     others = (
-        "SELECT min(ts) AS first, max(ts + coalesce(ms, 0) / 1000.0) AS last FROM samples "
-        "WHERE arm BETWEEN 6 AND 10"  # connections, probes, sessions, http
+        "SELECT min(ts) AS first, max(ts + coalesce(ms, 0) / 1000.0) AS last FROM "
+        + rules(events, 6, 10)  # connections, probes, sessions, http
     )
     first, last = con.execute(
         f"SELECT min(first), max(last) FROM ({turns} UNION ALL {others})"
@@ -63,22 +72,23 @@ def render_facts(folder: Path, per_id: int = 3) -> tuple:
     try:
         events = turn_events_of(con)
         counted = digest.tidy(con.execute(digest.digest_sql(events=events)).df())
-        first, last_end = time_span(con)
-        (last_turn_end,) = con.execute(
-            "SELECT max(ts + coalesce(ms, 0) / 1000.0) FROM samples WHERE arm = 5"
+        first, last_end = time_span(con, events)
+        (last_turn_end,) = con.execute(  # the turn:e2e rows' (arm 5), off the turns table
+            "SELECT max(CAST(started_at AS DOUBLE) + "
+            "coalesce(round(CAST(e2e_ms AS DOUBLE), 3), 0) / 1000.0) FROM turns"
         ).fetchone()
         quoted = con.execute(
-            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE arm BETWEEN 6 AND 8 AND "
+            f"SELECT {EXAMPLE_COLUMNS} FROM {rules(events, 6, 8)} WHERE "
             "(kind IN ('probe', 'conformance') OR failure = 'identity_mismatch')"
         ).df()
         failed = con.execute(  # a turn's measurements but its e2e never fail (arms 0-4)
-            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE arm BETWEEN 5 AND 13 AND NOT ok QUALIFY "
+            f"SELECT {EXAMPLE_COLUMNS} FROM {rules(events, 5, 13)} WHERE NOT ok QUALIFY "
             "row_number() OVER (PARTITION BY coalesce(failure, 'failed') ORDER BY ts, turn, "
             "arm, sub) <= ? ORDER BY ts, turn, arm, sub",
             [per_id],
         ).df()
         streamed = con.execute(  # a streamed turn's samples (arms 3.1 to 3.5)
-            "SELECT name, ms, ok FROM samples WHERE arm > 3 AND arm < 4"
+            f"SELECT name, ms, ok FROM {rules(events, 3.05, 3.95)}"
         ).df()
     finally:
         con.close()
