@@ -18,8 +18,10 @@ Phases (the CSV writer and row shipping of before are loaded from a checkout giv
 * ``big``: a run of ``--turns`` turns (default 100 million) written through the real
   writer (``ArrowWriter.write_batches``, the master's path), with the default protocol's
   shape and random timings; then ``wsload summary``, ``wsload gate`` and ``wsload report``
-  on it, each timed with its peak memory. Mind the disk (about 7 GB per 100 million
-  turns): the folder is deleted at the end unless ``--keep``.
+  on it, each timed with its peak memory. Mind the disk (about 6 GB per 100 million
+  turns): the folder is deleted at the end unless ``--keep``. ``--layout columns`` (the
+  default) writes a run's layout, a column per event of the default profile;
+  ``--layout map`` every offset in the ``first_ms`` map, as older folders have it.
 """
 
 from __future__ import annotations
@@ -48,13 +50,14 @@ import pyarrow as pa  # noqa: E402
 from wsload.config.profile import load_profile  # noqa: E402
 from wsload.protocol.tracker import TurnResult  # noqa: E402
 from wsload.run.batch import Batch  # noqa: E402
-from wsload.run.columns import TURNS, turn_events  # noqa: E402
+from wsload.run.columns import TURNS, turn_events, turns_spec  # noqa: E402
 from wsload.run.records import TurnRecord, Who  # noqa: E402
 from wsload.run.wire import decode, encode  # noqa: E402
 from wsload.run.writer import ArrowWriter  # noqa: E402
 
 EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
 T0 = 1_800_000_000.0
+RUN_EVENTS = turn_events(load_profile())  # a run of the default profile: a column each
 
 
 def baseline_modules(repo: Path):
@@ -123,7 +126,7 @@ def phase_cost(args, old_recorder) -> None:
                 folder = Path(tmp)
                 started = cpu()
                 if label == "tables":
-                    writer = ArrowWriter(folder, "bench")
+                    writer = ArrowWriter(folder, "bench", events=RUN_EVENTS)
                 else:
                     writer = old_recorder.CsvWriter(folder, "bench")
                 for batch in batches:
@@ -144,7 +147,7 @@ def phase_cost(args, old_recorder) -> None:
 def phase_master(args, old_recorder, old_wire) -> None:
     records = default_turns(10_000)
     batch = seconds(records)[0]
-    new_message = msgpack.packb({**encode(batch), "final": False})
+    new_message = msgpack.packb({**encode(batch, turns_spec(RUN_EVENTS)), "final": False})
     old_message = msgpack.packb({**old_wire.Encoder().encode(batch), "final": False})
     print(
         f"master: message per 1,000 turns: tables {len(new_message) / 10:,.0f} B, "
@@ -156,7 +159,7 @@ def phase_master(args, old_recorder, old_wire) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
                 if label == "tables":
-                    writer = ArrowWriter(folder, "bench")
+                    writer = ArrowWriter(folder, "bench", events=RUN_EVENTS)
                     started = cpu()
                     for _ in range(5):
                         writer.write_batches(decode(msgpack.unpackb(new_message)))
@@ -281,7 +284,7 @@ def phase_big(args) -> None:
     total = args.turns
     write_run_json(folder, {"run_id": "big", "started": T0, "stopped": None})
     rng = np.random.default_rng(5)
-    events = turn_events(load_profile()) if args.layout == "columns" else ()
+    events = RUN_EVENTS if args.layout == "columns" else ()
     writer = ArrowWriter(folder, "big", events=events)
     spec = writer.specs["turns"]
     started, clock = cpu(), time.monotonic()
