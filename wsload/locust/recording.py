@@ -177,7 +177,7 @@ def run_events(environment: Environment) -> tuple[str, ...]:
 
     try:
         return turn_events(runtime_for(environment).profile)
-    except ConfigError:
+    except ConfigError:  # the users will say what is wrong; the records must still flow
         return ()
 
 
