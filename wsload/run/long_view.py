@@ -15,8 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wsload.run.columns import EVENT_PREFIX
-
 if TYPE_CHECKING:
     import pandas as pd
 
@@ -167,6 +165,8 @@ def _event_arms(events: Sequence[str], keep: Sequence[str] | None) -> list[Rule]
     turn's event rows are ordered by their offsets (``sub``), which is the order they
     came in (the tracker never dates an event before the one before it); a folder
     without event columns keeps the map's own order."""
+    from wsload.run.columns import EVENT_PREFIX  # pyarrow: only once tables are read
+
     arms = []
     for event in events:
         column = _quoted(EVENT_PREFIX + event, '"')
