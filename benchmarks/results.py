@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/results.py --only bytes,cost,master   # about a minute
     .venv/bin/python benchmarks/results.py --only big --turns 100000000 --folder /work/big
 
-Phases (the CSV writer and row shipping of before are loaded from a checkout given with
-``--baseline-repo``, default /work/main, and measured in the same process, interleaved):
+Phases (the CSV writer and row shipping of before are taken from this repository's history,
+``--baseline-rev``, default the commit before the tables, and measured in the same process,
+interleaved):
 
 * ``bytes``: bytes on disk per agent turn of the default protocol, from a real full-rate
   run (Locust, ChatUser, the embedded target with zero delays): the whole run folder's
@@ -60,13 +61,20 @@ T0 = 1_800_000_000.0
 RUN_EVENTS = turn_events(load_profile())  # a run of the default profile: a column each
 
 
-def baseline_modules(repo: Path):
-    """The CSV writer and the row wire of ``repo`` (a checkout of before), by file."""
+def baseline_modules(rev: str):
+    """The CSV writer and the row wire as they were at ``rev`` (git history), by file."""
     loaded = []
+    folder = Path(tempfile.mkdtemp(prefix="wsload-baseline-"))
     for name in ("recorder", "wire"):
-        spec = importlib.util.spec_from_file_location(
-            f"baseline_{name}", repo / "wsload" / "run" / f"{name}.py"
-        )
+        source = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{rev}:wsload/run/{name}.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        path = folder / f"{name}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(f"baseline_{name}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         loaded.append(module)
@@ -335,12 +343,16 @@ def main() -> None:
         help="big: a column per event of the default profile (a run's), or the first_ms "
         "map alone (older folders)",
     )
-    parser.add_argument("--baseline-repo", default="/work/main")
+    parser.add_argument(
+        "--baseline-rev",
+        default="c55ca9e^",
+        help="cost, master: the git revision whose CSV writer and row wire are the baseline",
+    )
     args = parser.parse_args()
     phases = set(args.only.split(","))
     old_recorder = old_wire = None
     if phases & {"cost", "master"}:
-        old_recorder, old_wire = baseline_modules(Path(args.baseline_repo))
+        old_recorder, old_wire = baseline_modules(args.baseline_rev)
     if "bytes" in phases:
         phase_bytes(args)
     if "cost" in phases:
