@@ -177,8 +177,14 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
               f"used over the ramp: generator {cpu_gen / ramp_wall:.2f} cores, target "
               f"{cpu_tgt / ramp_wall:.2f} cores; machine load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)  # fmt: skip
+        opened = max(1, best)
+        print(f"[{label}] ramp CPU per session: generator {cpu_gen / opened * 1000:.3f} ms "
+              f"({opened / max(cpu_gen, 1e-9):,.0f} sessions per generator CPU-second), target "
+              f"{cpu_tgt / opened * 1000:.3f} ms ({opened / max(cpu_tgt, 1e-9):,.0f} per target "
+              f"CPU-second)", flush=True)  # fmt: skip
         held = best
         hold_from = time.time()
+        hold_cpu0 = (tree_cpu_s(locust.pid), tree_cpu_s(target.pid), time.monotonic())
         gen_kb = tgt_kb = 0.0
         hold_end = time.monotonic() + hold
         while time.monotonic() < hold_end and locust.poll() is None:
@@ -189,6 +195,12 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
             gen_kb, gen_procs = tree_kb(locust.pid)
             tgt_kb, _ = tree_kb(target.pid)
         hold_to = time.time()
+        hold_wall = max(1e-9, time.monotonic() - hold_cpu0[2])
+        print(f"[{label}] CPU used over the hold: generator "
+              f"{(tree_cpu_s(locust.pid) - hold_cpu0[0]) / hold_wall:.2f} cores, target "
+              f"{(tree_cpu_s(target.pid) - hold_cpu0[1]) / hold_wall:.2f} cores (heartbeat "
+              f"every {args.heartbeat:g} s: {held / max(args.heartbeat, 1e-9):,.0f} pings/s)",
+              flush=True)  # fmt: skip
         print(f"[{label}] target held at least {held:,} for {hold:g} s; generator "
               f"{gen_kb / 1024:,.0f} MB in {gen_procs} processes, target "
               f"{tgt_kb / 1024:,.0f} MB", flush=True)  # fmt: skip
