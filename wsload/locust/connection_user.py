@@ -160,6 +160,9 @@ class ConnectionUser(User):
         who = Who(index, subject, f"{rt.node}-{index}-1")
         placement = place(rt.profile.auth, rt.url, rt.minter.mint(subject),
                           carrier=rt.options.carrier)  # fmt: skip
+        slots = handshake_slots(rt.options.max_handshakes)
+        if slots is not None:
+            slots.acquire()  # waiting here is not part of the attempt: nothing is sent yet
         rt.inflight_handshakes += 1
         inflight = rt.inflight_handshakes
         try:
@@ -170,6 +173,8 @@ class ConnectionUser(User):
             outcome = err
         finally:
             rt.inflight_handshakes -= 1
+            if slots is not None:
+                slots.release()
         record, conn = attempt_record(outcome, who, inflight)
         rt.record(record)
         if conn is None:
@@ -304,6 +309,22 @@ class ConnectionUser(User):
 
 
 _RNG = random.Random()
+_SLOTS: dict[int, Any] = {}  # the process's handshake semaphore, by its size
+
+
+def handshake_slots(limit: int) -> Any:
+    """The process's bound on connection attempts in flight (``--max-handshakes``); None
+    for no bound. A ramp faster than the server accepts then waits here, unmeasured, rather
+    than in the server's accept queue, where each handshake's clock is already running."""
+    if limit <= 0:
+        return None
+    slots = _SLOTS.get(limit)
+    if slots is None:
+        from gevent.lock import BoundedSemaphore
+
+        _SLOTS.clear()
+        slots = _SLOTS[limit] = BoundedSemaphore(limit)
+    return slots
 
 
 def _unwatch(session: Held) -> None:
