@@ -85,6 +85,15 @@ def tree_cpu_s(pid: int) -> float:
     return total
 
 
+def own_cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) of ``pid`` alone."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -159,6 +168,7 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
         base_tgt, _ = tree_kb(target.pid)
         started = time.monotonic()
         cpu_gen0, cpu_tgt0 = tree_cpu_s(locust.pid), tree_cpu_s(target.pid)
+        cpu_master0 = own_cpu_s(locust.pid)
         best, best_at = 0, started
         while True:  # the ramp: until all are open, or no progress for STALL_S
             time.sleep(2.0)
@@ -173,6 +183,7 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
         ramp_wall = time.monotonic() - started
         cpu_gen = tree_cpu_s(locust.pid) - cpu_gen0
         cpu_tgt = tree_cpu_s(target.pid) - cpu_tgt0
+        cpu_master = own_cpu_s(locust.pid) - cpu_master0
         print(f"[{label}] ramp over after {ramp_wall:.0f} s: {best:,} open at the target; CPU "
               f"used over the ramp: generator {cpu_gen / ramp_wall:.2f} cores, target "
               f"{cpu_tgt / ramp_wall:.2f} cores; machine load average "
@@ -181,6 +192,9 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
         print(f"[{label}] ramp CPU per session: generator {cpu_gen / opened * 1000:.3f} ms "
               f"({opened / max(cpu_gen, 1e-9):,.0f} sessions per generator CPU-second), target "
               f"{cpu_tgt / opened * 1000:.3f} ms ({opened / max(cpu_tgt, 1e-9):,.0f} per target "
+              f"CPU-second); of the generator's, the master {cpu_master / opened * 1000:.3f} ms "
+              f"and the workers {(cpu_gen - cpu_master) / opened * 1000:.3f} ms "
+              f"({opened / max(cpu_gen - cpu_master, 1e-9):,.0f} sessions per worker "
               f"CPU-second)", flush=True)  # fmt: skip
         held = best
         hold_from = time.time()
