@@ -53,7 +53,8 @@ from wsload.run.memory import memory_kb  # noqa: E402
 from wsload.target import start_target  # noqa: E402
 
 SECRET = "connections-benchmark-secret-0123456789abcdef"
-PER_PROCESS = 15000  # sessions per process (generator worker or target worker)
+PER_PROCESS = 15000  # sessions per target process (more processes: a bigger CPU share)
+PER_WORKER = 17000  # sessions per generator worker (fewer processes: less memory)
 STALL_S = 60.0  # a ramp that opened nothing more for this long is over
 
 
@@ -127,9 +128,9 @@ def compression_modes() -> dict[str, tuple[list[str], list[str]]] | None:
 def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[str],
              label: str, target_extra: list[str] | None = None) -> dict[str, float]:  # fmt: skip
     """One ramp and hold; the figures it measured."""
-    processes = args.processes or max(1, math.ceil(sessions / PER_PROCESS))
+    processes = args.processes or max(1, math.ceil(sessions / PER_WORKER))
     workers = args.target_workers or max(1, math.ceil(sessions / PER_PROCESS))
-    sources = args.source_ips or _auto_sources(sessions)
+    sources = args.source_ips or _auto_sources(sessions, processes)
     target_args = ["--workers", str(workers), "--connections-per-user", "0"]
     if args.target_args:
         target_args += args.target_args.split()
@@ -285,10 +286,11 @@ def measure_deflate(args: argparse.Namespace, modes: dict | None, plain_args: li
     return 0
 
 
-def _auto_sources(sessions: int) -> str:
+def _auto_sources(sessions: int, processes: int) -> str:
+    """Enough loopback addresses for the ports, and one of its own for each worker."""
     low, high = port_range()
     usable = int((high - low + 1) * 0.9)
-    count = max(1, math.ceil(sessions / usable)) + 1
+    count = max(processes, max(1, math.ceil(sessions / usable)) + 1)
     return f"127.0.0.2-127.0.0.{1 + count}"
 
 
