@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from wsload.locust.connection_user import PING_JITTER, next_ping_at
+from wsload.net.ping_schedule import PING_JITTER, next_ping_at
 
 INTERVAL = 25.0
 

@@ -29,6 +29,7 @@ from wsload import taxonomy
 from wsload.locust.chat_connection import _FAILURES, PONG_TIMEOUT
 from wsload.locust.runtime import Runtime, runtime_for
 from wsload.net.client import ConnectError, Connection, attempt_record, connect
+from wsload.net.ping_schedule import next_ping_at
 from wsload.protocol.carrier import place
 from wsload.protocol.events import Closed, Event, Pong, TurnEnded
 from wsload.protocol.tracker import TurnTracker
@@ -38,22 +39,7 @@ _perf = time.perf_counter
 _FAR = float("inf")
 MIN_WAIT_S = 0.001  # a socket timeout of 0 would make a read non-blocking
 CLOSE_TIMEOUT_S = 0.5
-PING_JITTER = 0.1  # each heartbeat interval is drawn within +-10% of the one asked for
 _READ = 1  # libev's EV_READ
-
-
-def next_ping_at(scheduled: float, now: float, interval: float, rng: random.Random) -> float:
-    """When to ping next after the ping due at ``scheduled`` went out at ``now``.
-
-    One interval (within ``PING_JITTER`` of it) after the time it was due, not after it was
-    sent, so a stall that delays many pings does not leave them due at one moment from then
-    on; a ping late by a whole interval or more starts again at a random point of the next.
-    """
-    step = interval * (1.0 + PING_JITTER * (2.0 * rng.random() - 1.0))
-    at = scheduled + step
-    if at <= now:
-        at = now + step * rng.random()
-    return at
 
 
 class Held:
