@@ -39,7 +39,7 @@ CONNECTION_SPECS: tuple[OptionSpec, ...] = (
         "the others wait their turn, so a ramp faster than the server accepts queues in the "
         "generator (unmeasured) instead of in the server's accept queue, where handshakes "
         "time out (0: no bound)",
-        200,
+        100,
         int,
     ),
     OptionSpec(
