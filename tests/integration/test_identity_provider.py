@@ -210,3 +210,44 @@ def test_an_expired_token_file_stops_the_run_before_load_naming_the_line(tmp_pat
     assert "issue fresh tokens from the identity provider, or delete those lines" in run.stderr
     assert expired not in run.stderr
     assert not (tmp_path / "run" / "samples.csv").exists()
+
+
+@pytest.mark.slow
+def test_users_ask_a_provider_that_went_down_again_only_after_a_backoff(tmp_path, target_factory):
+    """The provider stops while sessions stay open: the refresh fails, and each user tries
+    again after the run's reconnect backoff (0.5 s doubling to 10 s), not at every turn."""
+    provider = start_identity_provider(tmp_path, access_ttl_s=ACCESS_TTL_S)
+    try:
+        target = idp_target(target_factory, provider)
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("JWT_", "WSLOAD_"))}
+        env["WSLOAD_OAUTH2_CLIENT_SECRET"] = CLIENT_SECRET
+        process = subprocess.Popen(
+            [sys.executable, "-m", "locust", "-f", str(REPO / "locustfiles" / "ws_auth.py")]
+            + ["--headless", "--only-summary", "--host", target.url]
+            + ["--results", str(tmp_path / "run"), "ChatUser", *REFRESH]
+            + ["-u", "3", "-r", "3", "-t", "16s", "--think-time", "0.1"]
+            + ["--ws-profile", str(write_profile(tmp_path, provider))]
+            + ["--token-source", "oauth2", "--credentials", str(write_credentials(tmp_path))],
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 40
+        while not list((tmp_path / "run").glob("turns.*")):  # users connected with tokens
+            if process.poll() is not None:
+                raise AssertionError(process.communicate()[1][-2000:])
+            assert time.monotonic() < deadline, "no turn within 40 s"
+            time.sleep(0.2)
+    finally:
+        provider.stop()  # down before any token is due (8 s lifetime, refreshed at 4 s left)
+    _, stderr = process.communicate(timeout=90)
+    samples = load_samples(tmp_path / "run")
+    asked = samples[samples["name"].isin(["http:refresh", "http:token"]) & ~samples["ok"]]
+    turns = samples[samples["name"] == "turn:e2e"]
+    assert len(turns) > 100, stderr[-2000:]  # the sessions stayed open and busy
+    per_user = asked.groupby("user").size()
+    # ~10 s between a user's first failed refresh and the end: asking again at every step
+    # was thousands of requests per user (refused at once), with the backoff under 20.
+    assert 1 <= per_user.max() <= 20, per_user.to_dict()

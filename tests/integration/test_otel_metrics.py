@@ -63,8 +63,8 @@ class Receiver:
         return found
 
 
-def test_otel_exports_wsloads_instruments_with_the_runs_own_numbers(tmp_path):
-    receiver = Receiver()
+def otel_env(receiver: Receiver) -> dict[str, str]:
+    """Locust's environment exporting metrics only, over OTLP/HTTP to ``receiver``."""
     env = {k: v for k, v in os.environ.items() if k != "JWT_SECRET_KEY"}
     env.update(
         OTEL_METRICS_EXPORTER="otlp",
@@ -75,6 +75,12 @@ def test_otel_exports_wsloads_instruments_with_the_runs_own_numbers(tmp_path):
         OTEL_METRIC_EXPORT_INTERVAL="1000",
         OTEL_SERVICE_NAME="wsload-test",
     )
+    return env
+
+
+def test_otel_exports_wsloads_instruments_with_the_runs_own_numbers(tmp_path):
+    receiver = Receiver()
+    env = otel_env(receiver)
     done = subprocess.run(
         [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py", "--headless", "--otel"]
         + ["-u", "4", "-r", "4", "-t", "5s", "--think-time", "0.2", "--only-summary"]
@@ -114,3 +120,26 @@ def test_otel_exports_wsloads_instruments_with_the_runs_own_numbers(tmp_path):
 
 def _points(points) -> list[tuple[dict[str, str], float]]:
     return [({a.key: a.value.string_value for a in p.attributes}, p.as_double) for p in points]
+
+
+def test_otel_on_a_master_with_workers_that_starts_the_embedded_target_runs_to_its_end(tmp_path):
+    """The target is spawned without a Python-level fork: OpenTelemetry's at-fork hook used
+    to run in the child before its exec and hang the run at start."""
+    receiver = Receiver()
+    env = otel_env(receiver)
+    done = subprocess.run(
+        [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py", "--headless", "--otel"]
+        + ["--processes", "2", "-u", "4", "-r", "4", "-t", "4s", "--think-time", "0.2"]
+        + ["--only-summary", "--results", str(tmp_path / "run")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    receiver.server.shutdown()
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "started the reference target" in done.stderr and "gate: PASSED" in done.stdout
+    turns = load_samples(tmp_path / "run").query("name == 'turn:e2e'")
+    assert len(turns) > 10
+    assert receiver.metrics("wsload.turns.completed")

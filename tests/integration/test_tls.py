@@ -10,20 +10,24 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import http.server
 import json
 import os
 import socket
 import ssl
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 import trustme
 
 from wsload import taxonomy
+from wsload.config.profile import OAuth2
 from wsload.errors import ConfigError
 from wsload.net.client import ClientOptions, ConnectError, Connection, connect, preflight
+from wsload.net.oauth2 import OAuth2Client, check_token_endpoint
 from wsload.net.tls import TlsResume, TlsSettings
 from wsload.protocol.carrier import place
 from wsload.protocol.upgrade import accept_for, parse_head
@@ -258,3 +262,45 @@ def test_tls_insecure_is_marked_in_run_json_and_the_summary(pki, tmp_path, raw_s
     assert "NOT verified" in run.stderr
     assert json.loads((folder / "run.json").read_text())["tls_insecure"] is True
     assert "WARNING: --tls-insecure" in render(folder)
+
+
+class TokenEndpoint(http.server.BaseHTTPRequestHandler):
+    """An OAuth2 token endpoint that grants every request one opaque token."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = json.dumps({"access_token": "opaque-token", "expires_in": 600}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def https_token_endpoint(cert: str):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), TokenEndpoint)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}/oauth/token"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_token_endpoint_check_before_load_trusts_the_runs_tls_ca(pki):
+    with https_token_endpoint(pki.server) as url:
+        client = OAuth2Client(url, OAuth2(grant="client_credentials"), "wsload", "s3cret")
+        with pytest.raises(ConfigError) as refused:
+            check_token_endpoint(client, timeout_s=5)  # the system's CAs only
+        assert "certificate this run does not trust" in str(refused.value)
+        assert "--tls-ca" in refused.value.fix
+        answer = check_token_endpoint(client, timeout_s=5, tls=TlsSettings(ca_file=pki.ca_file))
+        assert answer.access_token == "opaque-token"

@@ -12,7 +12,8 @@ import pytest
 
 from wsload.config.profile import load_profile
 from wsload.config.profile_warnings import isolation_gap, profile_warnings
-from wsload.protocol.dry_run import ERROR, WARNING, dry_run, shortest_turn, with_repeats
+from wsload.protocol.dry_run import ERROR, WARNING, dry_run
+from wsload.protocol.dry_run_frames import shortest_turn, with_repeats
 from wsload.protocol.grammar import Grammar
 
 DATA = Path(__file__).resolve().parents[1] / "data"

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from wsload.errors import ConfigError
 from wsload.gate.config import DEFAULT_GOODPUT_MS, GateConfig, build_config, load_threshold_file
-from wsload.gate.thresholds import (
+from wsload.gate.threshold_model import (
     STAT_WORDS,
     Metric,
     Threshold,
@@ -18,9 +18,8 @@ from wsload.gate.thresholds import (
     abort_problem,
     failure_stage,
     is_failure_id,
-    parse_duration,
-    parse_threshold,
 )
+from wsload.gate.thresholds import parse_duration, parse_threshold
 
 # strategies ---------------------------------------------------------------------------------
 FAILURE_IDS = [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 
@@ -197,6 +198,37 @@ def test_a_second_agent_started_is_a_duplicate_even_with_new_content():
 def test_span_names_come_from_the_common_prefix():
     assert span_name("tool_executing", "tool_completed") == "tool"
     assert span_name("begin", "end") == "begin"
+
+
+@pytest.mark.parametrize(
+    ("id_field", "expected_ms"), [("tool_name", [1000, 5000]), ("", [2000, 4000])]
+)
+def test_concurrent_spans_pair_by_their_id_field_else_in_order(id_field, expected_ms):
+    sequence = "agent_started (tool_executing | tool_completed)* agent_completed"
+    events = dataclasses.replace(PROFILE.events, sequence=sequence, span_id_field=id_field)
+    tr = TurnTracker(
+        events,
+        Grammar(sequence),
+        sent_at=SENT,
+        user_id=USER,
+        thread_id=THREAD,
+        timeout_s=60.0,
+        event_timeout_s=5.0,
+    )
+    turn = [
+        ("agent_started", None, 1),
+        ("tool_executing", "a", 2),
+        ("tool_executing", "b", 3),
+        ("tool_completed", "b", 4),  # b took 1 s
+        ("tool_completed", "a", 7),  # a took 5 s
+        ("agent_completed", None, 8),
+    ]
+    frames = [event(n, i, tool_name=t) for i, (n, t, _) in enumerate(turn)]
+    result = run(frames, [SENT + at for *_, at in turn], tr).result()
+    assert result.ok
+    assert [(name, round(ms)) for name, ms in result.spans_ms] == [
+        ("tool", ms) for ms in expected_ms
+    ]
 
 
 @pytest.mark.parametrize(

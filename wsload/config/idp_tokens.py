@@ -123,6 +123,7 @@ def check_token_source(options: RunOptions, run_time_s: float | None) -> list[st
             first.email if first else None,
             first.password if first else None,
             timeout_s=options.connect_timeout_s,
+            tls=options.tls,
         )
         if claim_text(unverified_claims(answer.access_token), claim) is None:
             warnings.append(

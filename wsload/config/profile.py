@@ -150,6 +150,7 @@ class Events:
     error: tuple[str, ...] = ("agent_error", "agent_failed", "tool_error")
     optional: tuple[str, ...] = ()
     spans: tuple[tuple[str, ...], ...] = (("tool_executing", "tool_completed"),)
+    span_id_field: str = ""  # a span's end closes the start with this field's value
     ignore: tuple[str, ...] = ("heartbeat", "pong")
     # Events carry a timestamp or id, so an identical frame within a turn is a resend.
     frames_are_unique: bool = True

@@ -30,13 +30,8 @@ from wsload.gate.config import (
     run_checks,
     security_defaults,
 )
-from wsload.gate.thresholds import (
-    Metric,
-    Threshold,
-    ThresholdError,
-    parse_duration,
-    parse_threshold,
-)
+from wsload.gate.threshold_model import Metric, Threshold, ThresholdError
+from wsload.gate.thresholds import parse_duration, parse_threshold
 
 _LAZY = {
     "wsload.gate.evaluate": (

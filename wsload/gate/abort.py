@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from wsload.gate.thresholds import Threshold, scope_rule
+from wsload.gate.threshold_model import Threshold, scope_rule
 
 
 @dataclass(frozen=True)

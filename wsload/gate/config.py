@@ -15,13 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from wsload.errors import ConfigError
-from wsload.gate.thresholds import (
-    MARKERS,
-    Threshold,
-    parse_duration,
-    parse_goodput_limit,
-    parse_threshold,
-)
+from wsload.gate.threshold_model import MARKERS, Threshold
+from wsload.gate.thresholds import parse_duration, parse_goodput_limit, parse_threshold
 
 # Per-turn service levels for goodput, in ms (docs/PROTOCOL.md "Service levels"): first
 # event <= 5 s, whole turn <= 60 s. Gaps get 1 s, the protocol's event-delivery bound, not

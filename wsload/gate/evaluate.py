@@ -25,7 +25,7 @@ import pandas as pd
 
 from wsload import taxonomy
 from wsload.gate.config import GateConfig
-from wsload.gate.thresholds import (
+from wsload.gate.threshold_model import (
     CONFORMANCE,
     GOODPUT,
     PROBE,

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from wsload.config.profile import Profile
 from wsload.errors import ConfigError
 from wsload.gate.config import GateConfig
-from wsload.gate.thresholds import GOODPUT, GROUPS, VALUE_UNITS
+from wsload.gate.threshold_model import GOODPUT, GROUPS, VALUE_UNITS
 from wsload.net.probes import AUTH_PROBES, CONFORMANCE_PROBES, stats_name
 from wsload.protocol.tracker import span_name
 from wsload.run.records import STREAM_NAMES

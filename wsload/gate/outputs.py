@@ -27,7 +27,7 @@ from wsload.gate.evaluate import (
     evaluate_run,
     format_number,
 )
-from wsload.gate.thresholds import format_decimal
+from wsload.gate.threshold_model import format_decimal
 
 JSON_FILE = "gate.json"
 JUNIT_FILE = "gate-junit.xml"

@@ -1,4 +1,4 @@
-"""Gate thresholds: the model, the grammar and its canonical text.
+"""Gate thresholds: the grammar and its canonical text (the model is in threshold_model.py).
 
 A threshold is one line a CI job holds a run to, e.g. ``turn:e2e p95 < 5s``. Parsing is
 strict (a unit that does not fit the metric is an error) because a gate that quietly reads
@@ -27,258 +27,38 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import operator
 import re
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from decimal import Decimal
-from fractions import Fraction
-from typing import Any, NoReturn
+from typing import NoReturn
 
-from wsload import taxonomy
 from wsload.errors import ConfigError
+from wsload.gate.threshold_model import (
+    ALL,
+    FAILURE_IDS,
+    GOODPUT,
+    KIND_WORDS,
+    MARKERS,
+    PERCENTILE,
+    STAT_WORDS,
+    UNITS_BY_KIND,
+    Metric,
+    Threshold,
+    ThresholdError,
+    abort_problem,
+    failure_stage,
+    format_decimal,
+    is_failure_id,
+    is_percentile,
+)
+from wsload.gate.threshold_model import TURN_NAME as TURN_NAME
 
-GOODPUT = "goodput"
-TURN = "turn"
-PROBE = "probe"
-CONFORMANCE = "conformance"
-ALL = "all"
-GROUPS = (TURN, PROBE, CONFORMANCE, ALL)
-TURN_NAME = "turn:e2e"
-PROBE_PREFIX = "probe:"
-CONFORMANCE_PREFIX = "conformance:"
-
-TIME_STATS = ("min", "max", "mean")  # and pNN / pNN.N
-OTHER_STATS = ("count", "failures", "failure_rate", "rate")
-STAT_WORDS = (*TIME_STATS, *OTHER_STATS)
-MARKERS = ("abort", "optional")
-OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-UNITS_BY_KIND = {"time": ("ms", "s"), "count": ("",), "share": ("%",), "rate": ("/s",)}
-# Stats names whose values are not times: a streamed answer's output tokens (a count, no
-# unit) and its tokens per second (``/s``); their percentiles take these units.
-VALUE_UNITS = {"turn:output_tokens": "count", "turn:tokens_per_s": "rate"}
-KIND_WORDS = {"time": "a time", "count": "a count", "share": "a share", "rate": "a rate"}
 _ALL_UNITS = ("ms", "s", "%", "/s")
-_UNIT_FACTOR = {"ms": Decimal(1), "s": Decimal(1000), "%": Decimal("0.01"), "/s": Decimal(1)}
-_UNIT_FACTOR[""] = Decimal(1)
-
-_FAILURE_IDS = frozenset(
-    value for key, value in vars(taxonomy).items() if key.isupper() and isinstance(value, str)
-)
-_PARAMETRISED_ID = re.compile(r"(?:http_\d{3}|closed_\d{4}|disconnected_\d{4})\Z", re.ASCII)
-_AUTH_IDS = frozenset(
-    {
-        taxonomy.AUTH_REJECTED,
-        taxonomy.AUTH_TIMEOUT,
-        taxonomy.IDENTITY_MISMATCH,
-        taxonomy.AUTH_MATERIAL_MISSING,
-    }
-)
-_TURN_IDS = frozenset(
-    {
-        taxonomy.EVENT_TIMEOUT,
-        taxonomy.SEQUENCE_MISSING,
-        taxonomy.SEQUENCE_ORDER,
-        taxonomy.SEQUENCE_DUPLICATE,
-        taxonomy.AGENT_ERROR,
-        taxonomy.FOREIGN_EVENT,
-    }
-)
-
-_NAME = re.compile(r"[\w:.\-/+]+")
-_WORD = re.compile(r"[A-Za-z_][\w.\-]*")
-_OP = re.compile(r"<=|>=|==|!=|<|>")
-_NUMBER = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
-_PERCENTILE = re.compile(r"p(\d+(?:\.\d+)?)\Z", re.ASCII)
-_STAT_SUFFIX = re.compile(r"\.(p\d+(?:\.\d+)?|min|max|mean|count|failures|failure_rate|rate)\Z")
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)(ms|s)\s*\Z", re.ASCII)
-
-
-def is_failure_id(word: str) -> bool:
-    """Whether ``word`` is a taxonomy id (``refused``, ``http_503``, ``closed_1008`` ...)."""
-    return word in _FAILURE_IDS or bool(_PARAMETRISED_ID.match(word))
-
-
-def failure_stage(failure: str) -> str | None:
-    """The stats name or group whose samples a failure id's failure rate is a share of."""
-    if failure in taxonomy.CONNECT_FAILURES or failure.startswith("http_"):
-        return "connect"
-    if failure in _AUTH_IDS or failure.startswith("closed_"):
-        return "auth"
-    if failure in _TURN_IDS or failure.startswith("disconnected_"):
-        return TURN
-    if failure == taxonomy.AUTH_NOT_ENFORCED:
-        return PROBE
-    if failure == taxonomy.HANDSHAKE_NOT_CONFORMANT:
-        return CONFORMANCE
-    return None  # protocol_error: an auth frame or a session frame; the user says which
-
-
-def format_decimal(value: Decimal) -> str:
-    """Shortest plain text of a limit: ``5``, ``0.25``, never ``5.0`` or ``1E+1``."""
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return text or "0"
-
-
-def _is_percentile(stat: str) -> bool:
-    return bool(_PERCENTILE.match(stat))
-
-
-@dataclass(frozen=True)
-class Metric:
-    """What a threshold measures: a selection of samples and a statistic over it."""
-
-    scope: str | None  # stats name, group (turn, probe, all), goodput; None: every sample
-    stat: str  # pNN, min, max, mean, count, failures, failure_rate, rate, share (goodput)
-    failure: str | None = None  # only samples that failed with this taxonomy id
-
-    @property
-    def kind(self) -> str:
-        """time, count, share or rate: decides the units the limit may take."""
-        if _is_percentile(self.stat) or self.stat in TIME_STATS:
-            return "time"
-        if self.stat in ("count", "failures"):
-            return "count"
-        if self.stat in ("failure_rate", "share"):
-            return "share"
-        return "rate"
-
-    @property
-    def unit_kind(self) -> str:
-        """The kind whose units the limit takes: a time statistic of a name whose values are
-        counts or rates (``turn:tokens_per_s p50 > 20/s``) takes theirs."""
-        kind = self.kind
-        if kind == "time" and self.scope in VALUE_UNITS:
-            return VALUE_UNITS[self.scope]
-        return kind
-
-    @property
-    def percentile(self) -> float | None:
-        """The percent of a ``pNN`` statistic (95.0, 99.9), else None."""
-        match = _PERCENTILE.match(self.stat)
-        return float(match.group(1)) if match else None
-
-    @property
-    def rate_scope(self) -> str | None:
-        """The scope a failure rate is a share of (a failure id's stage when none given)."""
-        if self.scope is None and self.failure is not None:
-            return failure_stage(self.failure)
-        return self.scope
-
-    def __str__(self) -> str:
-        if self.scope == GOODPUT:
-            return GOODPUT if self.stat == "share" else f"{GOODPUT}.{self.stat}"
-        if self.kind == "time":
-            return f"{self.scope} {self.stat}"
-        if self.failure is not None:
-            if self.scope is None:
-                return f"{self.failure}.{self.stat}"
-            if self.stat == "count":
-                return f"{self.scope}.{self.failure}"
-            return f"{self.scope}.{self.failure}.{self.stat}"
-        return f"{self.scope}.{self.stat}"
-
-
-def scope_rule(scope: str | None) -> tuple[str | None, str | None]:
-    """(exact stats name, name prefix) selecting a scope's samples; (None, None) is all."""
-    if scope is None or scope == ALL:
-        return None, None
-    if scope == TURN:
-        return TURN_NAME, None
-    if scope == PROBE:
-        return None, PROBE_PREFIX
-    if scope == CONFORMANCE:
-        return None, CONFORMANCE_PREFIX
-    return scope, None
-
-
-def abort_problem(metric: Metric, op: str) -> str | None:
-    """Why ``abort`` cannot go on this threshold, or None when it can.
-
-    Only thresholds that a running load can break for good are abortable: counts only
-    grow (so ``<``, ``<=``, ``==`` break at the sample that exceeds them), a max only rises,
-    a min only falls. Percentiles, means, shares and rates can recover until the end.
-    """
-    if metric.scope == GOODPUT:
-        return "goodput is decided per turn over the whole run"
-    if metric.kind == "count":
-        if op in ("<", "<=", "=="):
-            return None
-        return f"a count only grows, so {op} cannot be decided before the run ends"
-    if metric.stat == "max":
-        return None if op in ("<", "<=") else f"a max only rises, so {op} waits for the end"
-    if metric.stat == "min":
-        return None if op in (">", ">=") else f"a min only falls, so {op} waits for the end"
-    return f"{metric.stat} can change until the run ends"
-
-
-@dataclass(frozen=True)
-class Threshold:
-    """One gate condition: ``metric op value unit`` plus its markers."""
-
-    metric: Metric
-    op: str
-    value: Decimal
-    unit: str  # "", "ms", "s", "%", "/s"
-    abort: bool = False
-    optional: bool = False
-    description: str = field(default="", compare=False)
-    origin: str = field(default="command line", compare=False)
-    # A check wsload adds by itself (security defaults, run checks): when it measured
-    # nothing it says so, but only a check the user asked for fails for that.
-    implicit: bool = field(default=False, compare=False)
-    label: str = field(default="", compare=False)  # e.g. "security: isolation"
-
-    @property
-    def limit(self) -> Fraction:
-        """The limit in base units, exactly: ms, a fraction (not %), per second, a count."""
-        return Fraction(self.value * _UNIT_FACTOR[self.unit])
-
-    def holds(self, observed: float | Fraction | int) -> bool:
-        """Whether ``observed`` (base units) meets the threshold.
-
-        Counts and shares are exact fractions and compare exactly; measured floats compare
-        with the limit rounded to the nearest float, so ``<= 100.123ms`` holds for a sample
-        written as ``100.123``.
-        """
-        limit: float | Fraction = self.limit
-        if isinstance(observed, float):
-            limit = float(limit)
-        return OPERATORS[self.op](observed, limit)
-
-    @property
-    def value_text(self) -> str:
-        return f"{format_decimal(self.value)}{self.unit}"
-
-    def __str__(self) -> str:
-        markers = "".join(f" {m}" for m in MARKERS if getattr(self, m))
-        return f"{self.metric} {self.op} {self.value_text}{markers}"
-
-
-class ThresholdError(ConfigError):
-    """A threshold that does not parse; ``position`` indexes the offending character."""
-
-    def __init__(
-        self, text: str, position: int, problem: str, *, origin: str = "", fix: str | None = None
-    ) -> None:
-        self.text = text
-        self.position = position
-        self.problem = problem
-        shown = "".join(" " if c.isspace() else c for c in text)
-        where = f" ({origin})" if origin else ""
-        message = f"bad threshold{where}: {problem}\n    {shown}\n    {' ' * position}^"
-        super().__init__(message, fix=fix)
-
-
+_NAME = re.compile(r"[\w:.\-/+]+")
+_NUMBER = re.compile(r"\d+(?:\.\d+)?", re.ASCII)
+_OP = re.compile(r"<=|>=|==|!=|<|>")
+_STAT_SUFFIX = re.compile(r"\.(p\d+(?:\.\d+)?|min|max|mean|count|failures|failure_rate|rate)\Z")
+_WORD = re.compile(r"[A-Za-z_][\w.\-]*")
 _EXAMPLES = "e.g. 'turn:e2e p95 < 5s', 'auth.failure_rate < 1%', 'refused.count == 0'"
 
 
@@ -349,7 +129,7 @@ class _Parser:
             stat_at = self.i
             stat = word.group()
             self.i = word.end()
-            if not (_is_percentile(stat) or stat in STAT_WORDS):
+            if not (is_percentile(stat) or stat in STAT_WORDS):
                 self.fail(stat_at, f"unknown statistic {stat!r}", fix=_stat_fix(stat))
             self.expect_boundary("the statistic")
         return self.resolve(token, start, stat, stat_at)
@@ -404,7 +184,7 @@ class _Parser:
         if scope is not None and not scope:
             self.fail(start, "empty stats name before the statistic")
         assert stat is not None
-        if _is_percentile(stat):
+        if is_percentile(stat):
             stat = self.percentile(stat, stat_at)
         metric = Metric(scope, stat, failure)
         if scope == ALL and metric.kind == "time":
@@ -418,7 +198,7 @@ class _Parser:
     def missing_stat(self, token: str, start: int) -> NoReturn:
         head, dot, last = token.rpartition(".")
         if dot and head and last:
-            guess = difflib.get_close_matches(last, [*STAT_WORDS, *sorted(_FAILURE_IDS)], n=1)
+            guess = difflib.get_close_matches(last, [*STAT_WORDS, *sorted(FAILURE_IDS)], n=1)
             if guess:
                 self.fail(
                     start + len(head) + 1,
@@ -432,7 +212,7 @@ class _Parser:
         )
 
     def percentile(self, stat: str, at: int) -> str:
-        match = _PERCENTILE.match(stat)
+        match = PERCENTILE.match(stat)
         assert match is not None
         q = Decimal(match.group(1))
         if q > 100:

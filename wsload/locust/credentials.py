@@ -10,6 +10,7 @@ other sample.
 from __future__ import annotations
 
 import logging
+import random
 import time
 from typing import Any
 
@@ -51,6 +52,8 @@ class UserCredentials:
         self.refresh_token: str | None = None
         self.expires_at: float | None = None  # epoch seconds
         self._refresh_at: float | None = None  # epoch seconds; None: never
+        self._refresh_failures = 0  # refreshes failed in a row (their backoff)
+        self._rng = random.Random()
         self.lifetime_s: float = rt.options.token_lifetime_s
         opts = rt.options
         source = opts.token_source
@@ -110,8 +113,21 @@ class UserCredentials:
         return data is not None and self._take_pair(data)
 
     def refresh(self) -> bool:
-        """A new token before the old one expires: re-mint, or use the refresh token (at the
-        token endpoint when the run has one, else at the backend's refresh path)."""
+        """A new token before the old one expires (``_renew``). When that fails, the next
+        try waits the run's reconnect backoff: an identity provider that is down is not
+        asked again at every step of every user."""
+        if self._renew():
+            self._refresh_failures = 0
+            return True
+        if self._refresh_at is not None:
+            delay = self.rt.options.backoff.delay(self._refresh_failures, self._rng)
+            self._refresh_at = time.time() + delay
+            self._refresh_failures += 1
+        return False
+
+    def _renew(self) -> bool:
+        """Re-mint, or use the refresh token (at the token endpoint when the run has one,
+        else at the backend's refresh path), else log in or grant again."""
         if self.rt.options.token_source == "mint":
             return self.acquire()
         oauth2 = self.rt.options.oauth2

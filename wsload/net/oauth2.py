@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -26,6 +27,7 @@ from wsload.config.profile import OAuth2
 from wsload.config.templates import get_field
 from wsload.config.token_file import claim_expiry, unverified_claims
 from wsload.errors import ConfigError
+from wsload.net.tls import TlsSettings, new_client_context
 
 
 @dataclass(frozen=True)
@@ -169,20 +171,32 @@ def check_token_endpoint(
     password: str | None = None,
     *,
     timeout_s: float = 10.0,
+    tls: TlsSettings | None = None,
 ) -> TokenAnswer:
-    """One real grant before load: ``ConfigError`` with the cause and the fix if refused."""
+    """One real grant before load: ``ConfigError`` with the cause and the fix if refused.
+
+    Over https it trusts what the run's requests trust (``tls``: ``--tls-ca``,
+    ``--tls-insecure``, a client certificate), so the check and the load agree."""
     request = grant_request(client, username, password)
     http_request = urllib.request.Request(
         request.url, data=request.body.encode(), headers=request.headers, method="POST"
     )
     grant = client.spec.grant
     try:
-        with urllib.request.urlopen(http_request, timeout=timeout_s) as response:
+        context = new_client_context(tls) if tls is not None else None
+        with urllib.request.urlopen(http_request, timeout=timeout_s, context=context) as response:
             status, body = response.status, response.read()
     except urllib.error.HTTPError as exc:
         status, body = exc.code, exc.read()
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, ssl.SSLCertVerificationError):
+            raise ConfigError(
+                f"the token endpoint {client.endpoint} has a certificate this run does not "
+                f"trust: {reason.verify_message or reason}",
+                fix="pass the provider's CA with --tls-ca ca.pem (or --tls-insecure for a "
+                "throwaway test provider)",
+            ) from None
         raise ConfigError(
             f"the token endpoint {client.endpoint} cannot be reached: {reason}",
             fix="check oauth2.endpoint in the profile (or --oauth2-endpoint) and that the "

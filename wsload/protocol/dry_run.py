@@ -17,10 +17,7 @@ assumes about frames it has never seen (real frames in ``[examples]`` settle it)
 
 from __future__ import annotations
 
-import json
 import struct
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Any
 
 from wsload import taxonomy
@@ -28,241 +25,35 @@ from wsload.config.profile import Profile
 from wsload.config.profile_warnings import example_object as frame_object
 from wsload.config.templates import get_field
 from wsload.protocol import events as ev
-from wsload.protocol.frames import CLOSE, TEXT
-from wsload.protocol.grammar import Grammar
+from wsload.protocol.dry_run_frames import (
+    DRY_THREAD,
+    DRY_USER,
+    ERROR,
+    WARNING,
+    Clock,
+    DryRunReport,
+    Finding,
+    answer_101,
+    example_frames,
+    field_holding,
+    frame_text,
+    open_session,
+    server_frame,
+    show,
+)
+from wsload.protocol.frames import CLOSE
 from wsload.protocol.session import ClientSession
 from wsload.protocol.tracker import TurnTracker
-from wsload.protocol.upgrade import accept_for, build_request, parse_ws_url
-
-ERROR, WARNING = "error", "warning"
-DRY_USER, DRY_THREAD, DRY_RUN = "dry-run-user", "dry-run-thread", "dry-run-1"
-_T0 = 1000.0  # the dry run's clock: any start will do, it only has to move forward
-_STEP = 0.01
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One thing a run with this profile would count as a failure, and the key to change."""
-
-    level: str  # ERROR: the profile's own example frames fail; WARNING: an assumption
-    key: str  # the profile key to change
-    problem: str  # what a run would see
-    fix: str  # how to change the key
-
-    def __str__(self) -> str:
-        return f"{self.key}: {self.problem}; {self.fix}"
-
-
-@dataclass(frozen=True)
-class DryRunReport:
-    """What the dry run fed through the client and what it found."""
-
-    findings: tuple[Finding, ...]
-    fed: tuple[str, ...]  # one line per part: "ack (example)", "turn (synthesised): a b c"
-    synthesised: tuple[str, ...] = field(default=())  # the example keys made up
-
-    @property
-    def errors(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.level == ERROR)
-
-    @property
-    def warnings(self) -> tuple[Finding, ...]:
-        return tuple(f for f in self.findings if f.level == WARNING)
-
-
-# frames -----------------------------------------------------------------------------------
-def frame_text(frame: dict[str, Any] | str) -> str:
-    """The text of one example frame: a string as given, a table as compact JSON."""
-    if isinstance(frame, str):
-        return frame
-    return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
-
-
-def _server_frame(text: str | bytes, opcode: int = TEXT) -> bytes:
-    data = text.encode("utf-8") if isinstance(text, str) else text
-    n = len(data)
-    if n < 126:
-        head = bytes((0x80 | opcode, n))
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 127, n)
-    return head + data
-
-
-def _set_field(obj: dict[str, Any], dotted: str, value: Any) -> None:
-    *parents, last = dotted.split(".")
-    for part in parents:
-        child = obj.get(part)
-        if not isinstance(child, dict):
-            child = obj[part] = {}
-        obj = child
-    obj[last] = value
-
-
-def shortest_turn(grammar: Grammar, terminal: tuple[str, ...]) -> list[str] | None:
-    """The shortest event sequence the grammar accepts that ends with a terminal event."""
-    ends = frozenset(terminal)
-    queue: deque[tuple[frozenset[int], list[str]]] = deque([(grammar.initial, [])])
-    seen = {grammar.initial}
-    while queue:
-        states, names = queue.popleft()
-        if names and names[-1] in ends and grammar.accepts(states):
-            return names
-        if len(names) > 64:
-            continue
-        for name in sorted(grammar.expected(states)):
-            nxt = grammar.step(states, name)
-            if nxt and nxt not in seen:
-                seen.add(nxt)
-                queue.append((nxt, [*names, name]))
-    return None
-
-
-def with_repeats(grammar: Grammar, names: list[str]) -> list[str]:
-    """``names`` with each event the grammar lets repeat sent twice in a row (where valid)."""
-    out = list(names)
-    done: set[str] = set()
-    i = 0
-    while i < len(out):
-        name = out[i]
-        if name not in done and grammar.repeatable(name):
-            done.add(name)
-            candidate = [*out[: i + 1], name, *out[i + 1 :]]
-            if grammar.matches(candidate):
-                out = candidate
-                i += 1
-        i += 1
-    return out
-
-
-@dataclass
-class _Frames:
-    ack: dict[str, Any] | str
-    turn: list[dict[str, Any] | str]
-    next_turn: list[dict[str, Any] | str]
-    pong: dict[str, Any] | str
-    rejection: dict[str, Any] | str | None
-    close_code: int | None
-    made_up: set[str]
-
-
-def _frames(profile: Profile, grammar: Grammar) -> tuple[_Frames, list[Finding]]:
-    ex, events = profile.examples, profile.events
-    made_up: set[str] = set()
-    findings: list[Finding] = []
-    ack: dict[str, Any] | str = ex.ack
-    if not ack:
-        made_up.add("ack")
-        built: dict[str, Any] = {}
-        for key, value in (profile.ack.match[0] if profile.ack.match else {}).items():
-            _set_field(built, key, value)
-        _set_field(built, profile.ack.user_id_field, DRY_USER)
-        ack = built
-    turn: list[dict[str, Any] | str] = list(ex.turn)
-    if not turn:
-        made_up.add("turn")
-        names = shortest_turn(grammar, events.terminal)
-        if names is None:
-            findings.append(
-                Finding(
-                    ERROR,
-                    "events.terminal",
-                    f"no turn events.sequence accepts ends with a terminal event "
-                    f"({', '.join(events.terminal)}), so no turn can ever end well",
-                    "name as terminal the event that ends every turn",
-                )
-            )
-            names = []
-        ids = [
-            (events.user_id_field, DRY_USER),
-            (events.thread_id_field, DRY_THREAD),
-            (events.run_id_field, DRY_RUN),
-        ]
-        for name in with_repeats(grammar, names):
-            frame = {f: v for f, v in ids if f}
-            frame[events.type_field] = name
-            turn.append(frame)
-    next_turn = list(ex.next_turn)
-    if not next_turn:
-        made_up.add("next_turn")
-        next_turn = [_next_run(f, events.run_id_field) for f in turn]
-    pong: dict[str, Any] | str = ex.pong
-    if not pong:
-        made_up.add("pong")
-        pong = {profile.heartbeat.pong_type_field or events.type_field: profile.heartbeat.pong_type}
-    rejection: dict[str, Any] | str | None = ex.rejection
-    if not rejection:
-        made_up.add("rejection")
-        rejection = None
-        if profile.rejection.error_types:
-            rejection = {
-                profile.rejection.type_field or events.type_field: profile.rejection.error_types[0]
-            }
-            codes = profile.rejection.auth_error_codes
-            rejection[profile.rejection.error_code_field] = codes[0] if codes else "AUTH_FAILED"
-    close_code = ex.rejection_close_code or (
-        profile.rejection.close_codes[0] if profile.rejection.close_codes else None
-    )
-    return _Frames(ack, turn, next_turn, pong, rejection, close_code, made_up), findings
-
-
-def _next_run(frame: dict[str, Any] | str, run_field: str) -> dict[str, Any] | str:
-    """The same frame as the next turn would send it: another run id, if it has one."""
-    obj = frame_object(frame)
-    if not run_field or obj is None or run_field not in obj:
-        return frame
-    obj = {**obj, run_field: f"{obj[run_field]}-next"}
-    return obj if isinstance(frame, dict) else frame_text(obj)
-
-
-# the run ------------------------------------------------------------------------------------
-class _Clock:
-    def __init__(self) -> None:
-        self.now = _T0
-
-    def tick(self) -> float:
-        self.now += _STEP
-        return self.now
-
-
-def _open_session(profile: Profile, subject: str | None, clock: _Clock) -> ClientSession:
-    endpoint = parse_ws_url(f"ws://127.0.0.1{profile.endpoint.path}")
-    session = ClientSession(profile, build_request(endpoint), expected_subject=subject)
-    session.request_sent(clock.now)
-    return session
-
-
-def _answer_101(session: ClientSession) -> bytes:
-    return (
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept_for(session.request.key)}\r\n\r\n"
-    ).encode()
-
-
-def _show(frame: dict[str, Any] | str, limit: int = 90) -> str:
-    text = frame_text(frame)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-def _field_holding(obj: dict[str, Any] | None, values: set[str] | frozenset[str]) -> str | None:
-    """The top-level field of ``obj`` whose value is one of ``values``."""
-    if obj is None:
-        return None
-    for key, value in obj.items():
-        if isinstance(value, str) and value in values:
-            return key
-    return None
 
 
 class _DryRun:
     def __init__(self, profile: Profile) -> None:
         self.profile = profile
         self.grammar = profile.grammar
-        self.clock = _Clock()
+        self.clock = Clock()
         self.findings: list[Finding] = []
         self.fed: list[str] = []
-        self.frames, found = _frames(profile, self.grammar)
+        self.frames, found = example_frames(profile, self.grammar)
         self.findings.extend(found)
 
     def level(self, part: str) -> str:
@@ -297,14 +88,14 @@ class _DryRun:
         obj = frame_object(frame)
         user = get_field(obj, profile.ack.user_id_field) if obj is not None else None
         subject = DRY_USER if user is None else str(user)
-        session = _open_session(profile, subject, self.clock)
+        session = open_session(profile, subject, self.clock)
         if not profile.ack.required:
-            session.receive_data(_answer_101(session), self.clock.tick())
+            session.receive_data(answer_101(session), self.clock.tick())
             self.fed.append("ack: not required, the session opens with the 101")
             return session
-        self.fed.append(f"ack ({self.origin('ack')}): {_show(frame)}")
+        self.fed.append(f"ack ({self.origin('ack')}): {show(frame)}")
         got = session.receive_data(
-            _answer_101(session) + _server_frame(frame_text(frame)), self.clock.tick()
+            answer_101(session) + server_frame(frame_text(frame)), self.clock.tick()
         )
         acked = [e for e in got if isinstance(e, ev.Acked)]
         if acked:
@@ -338,14 +129,14 @@ class _DryRun:
 
     def pong(self, session: ClientSession) -> None:
         hb, frame = self.profile.heartbeat, self.frames.pong
-        self.fed.append(f"ping, then the pong ({self.origin('pong')}): {_show(frame)}")
+        self.fed.append(f"ping, then the pong ({self.origin('pong')}): {show(frame)}")
         session.ping(self.clock.tick())
-        got = session.receive_data(_server_frame(frame_text(frame)), self.clock.tick())
+        got = session.receive_data(server_frame(frame_text(frame)), self.clock.tick())
         if any(isinstance(e, ev.Pong) for e in got):
             return
         obj = frame_object(frame)
         seen = ", ".join(type(e).__name__ for e in got) or "nothing"
-        holder = _field_holding(obj, {hb.pong_type})
+        holder = field_holding(obj, {hb.pong_type})
         if holder is not None and holder != hb.pong_type_field:
             self.add(
                 "pong",
@@ -400,7 +191,7 @@ class _DryRun:
         session.begin_turn(tracker)
         ended = repeated = False
         for frame, obj in zip(frames, objects, strict=True):
-            got = session.receive_data(_server_frame(frame_text(frame)), self.clock.tick())
+            got = session.receive_data(server_frame(frame_text(frame)), self.clock.tick())
             for event in got:
                 if isinstance(event, ev.TurnEnded):
                     ended = True
@@ -426,7 +217,7 @@ class _DryRun:
         self, event: Any, frame: dict[str, Any] | str, obj: dict[str, Any] | None, part: str
     ) -> None:
         events = self.profile.events
-        shown = _show(frame, 60)
+        shown = show(frame, 60)
         if isinstance(event, ev.ProtocolError):
             if obj is None:
                 self.add(
@@ -438,7 +229,7 @@ class _DryRun:
                 return
             value = obj.get(events.type_field)
             if not isinstance(value, str):
-                holder = _field_holding(obj, self.known_names())
+                holder = field_holding(obj, self.known_names())
                 self.add(
                     part,
                     "events.type_field",
@@ -606,11 +397,11 @@ class _DryRun:
             self.fed.append("rejection: rejection.error_types is empty, none to try")
             return
         closing = f", then close {code}" if code else ", then the link drops"
-        self.fed.append(f"rejection ({self.origin('rejection')}): {_show(frame)}{closing}")
-        session = _open_session(profile, DRY_USER, self.clock)
-        data = _answer_101(session) + _server_frame(frame_text(frame))
+        self.fed.append(f"rejection ({self.origin('rejection')}): {show(frame)}{closing}")
+        session = open_session(profile, DRY_USER, self.clock)
+        data = answer_101(session) + server_frame(frame_text(frame))
         if code:
-            data += _server_frame(struct.pack("!H", code) + b"bad token", CLOSE)
+            data += server_frame(struct.pack("!H", code) + b"bad token", CLOSE)
         got = session.receive_data(data, self.clock.tick())
         if not code:
             got += session.receive_eof(self.clock.tick())
@@ -625,7 +416,7 @@ class _DryRun:
         rejected = next((e for e in got if isinstance(e, ev.Rejected)), None)
         obj = frame_object(frame)
         if rejected is None or rejected.error_code is None:
-            holder = _field_holding(obj, frozenset(rej.error_types))
+            holder = field_holding(obj, frozenset(rej.error_types))
             value = obj.get(rej.type_field) if obj is not None else None
             if holder is not None and holder != rej.type_field:
                 key, fix = "rejection.type_field", f'set rejection.type_field = "{holder}"'

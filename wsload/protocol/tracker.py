@@ -28,6 +28,7 @@ from typing import Any
 from wsload import taxonomy
 from wsload.config.profile import Events
 from wsload.config.stream import Stream, token_counter
+from wsload.config.templates import get_field
 from wsload.protocol.grammar import Grammar
 from wsload.protocol.streaming import StreamMetrics, measure
 
@@ -99,6 +100,7 @@ class _Rules:
         }
         self.span_ends = {s[1]: s[0] for s in events.spans if len(s) == 2}
         self.span_names = frozenset(self.span_starts) | frozenset(self.span_ends)
+        self.span_id_field = events.span_id_field
         self.grammar_names = grammar.names
         self.type_field = events.type_field
         self.user_id_field = events.user_id_field
@@ -172,7 +174,7 @@ class TurnTracker:
         self._seen_names: set[str] = set()
         self._skipped: list[str] = []
         self._grammar_broken = False
-        self._open_spans: dict[str, list[float]] = {}
+        self._open_spans: dict[str, list[tuple[Any, float]]] = {}
         self._spans_done: list[tuple[str, float]] = []
         self._token_at: list[float] | None = None  # arrival of each token event
         self._token_texts: list[str] = []
@@ -219,7 +221,7 @@ class TurnTracker:
             self._first[name] = at
         self._names.append(name)
         if name in rules.span_names:
-            self._span_event(name, at)
+            self._span_event(name, at, event)
         if name in rules.stream_events:
             self._token_event(event, at)
         # its verdict
@@ -324,13 +326,20 @@ class TurnTracker:
         texts = None if rules.text_path is None else self._token_texts
         return measure(self.sent_at, self._token_at, texts, rules.count_tokens)
 
-    def _span_event(self, name: str, at: float) -> None:
+    def _span_event(self, name: str, at: float, event: dict[str, Any]) -> None:
+        """Open or close a span. With ``events.span_id_field`` an end closes the open start
+        with the same id (concurrent steps), else, or without an id, the oldest open one."""
         rules = self._rules
+        span_id = get_field(event, rules.span_id_field) if rules.span_id_field else None
         if name in rules.span_starts:
-            self._open_spans.setdefault(name, []).append(at)
+            self._open_spans.setdefault(name, []).append((span_id, at))
         start = rules.span_ends.get(name)
-        if start is not None and self._open_spans.get(start):
-            began = self._open_spans[start].pop(0)
+        opened = self._open_spans.get(start) if start is not None else None
+        if opened:
+            index = 0
+            if span_id is not None:
+                index = next((i for i, (sid, _) in enumerate(opened) if sid == span_id), 0)
+            began = opened.pop(index)[1]
             self._spans_done.append((rules.span_starts[start][0], (at - began) * 1000.0))
 
     def _advance(self, name: str) -> None:

@@ -37,6 +37,7 @@ from wsload.config.tokens import SECRET_ENV
 from wsload.errors import ConfigError
 from wsload.net.budgets import raise_file_limit
 from wsload.target.config import Material, TargetConfig
+from wsload.target.spawn import SpawnedProcess
 
 log = logging.getLogger("wsload.target")
 
@@ -345,7 +346,7 @@ _REPO_ROOT = Path(__file__).resolve().parents[2]
 class RunningTarget:
     """A target subprocess that listens; ``stop()`` (or leaving the ``with``) ends it."""
 
-    process: subprocess.Popen[bytes]
+    process: SpawnedProcess
     host: str
     port: int
     workers: int
@@ -415,9 +416,7 @@ def start_target(
     cmd = [sys.executable, "-m", "wsload.target", "--port", "0", "--exit-with-parent"]
     cmd += list(extra_args)
     stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the target
-    proc = subprocess.Popen(
-        cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=stderr, env=env
-    )
+    proc = SpawnedProcess(cmd, env, stderr)  # no Python-level fork: see spawn.py
     target = None
     try:
         match = _read_listening_line(proc, timeout)
@@ -442,7 +441,7 @@ def start_target(
     return target
 
 
-def _read_listening_line(proc: subprocess.Popen[bytes], timeout: float) -> re.Match[str]:
+def _read_listening_line(proc: SpawnedProcess, timeout: float) -> re.Match[str]:
     assert proc.stdout is not None
     fd = proc.stdout.fileno()
     deadline = time.monotonic() + timeout
