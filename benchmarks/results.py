@@ -3,8 +3,9 @@
     .venv/bin/python benchmarks/results.py --only bytes,cost,master   # about a minute
     .venv/bin/python benchmarks/results.py --only big --turns 100000000 --folder /work/big
 
-Phases (the CSV writer and row shipping of before are loaded from a checkout given with
-``--baseline-repo``, default /work/main, and measured in the same process, interleaved):
+Phases (the CSV writer and row shipping of before are taken from this repository's history,
+``--baseline-rev``, default the commit before the tables, and measured in the same process,
+interleaved):
 
 * ``bytes``: bytes on disk per agent turn of the default protocol, from a real full-rate
   run (Locust, ChatUser, the embedded target with zero delays): the whole run folder's
@@ -18,8 +19,10 @@ Phases (the CSV writer and row shipping of before are loaded from a checkout giv
 * ``big``: a run of ``--turns`` turns (default 100 million) written through the real
   writer (``ArrowWriter.write_batches``, the master's path), with the default protocol's
   shape and random timings; then ``wsload summary``, ``wsload gate`` and ``wsload report``
-  on it, each timed with its peak memory. Mind the disk (about 7 GB per 100 million
-  turns): the folder is deleted at the end unless ``--keep``.
+  on it, each timed with its peak memory. Mind the disk (about 6 GB per 100 million
+  turns): the folder is deleted at the end unless ``--keep``. ``--layout columns`` (the
+  default) writes a run's layout, a column per event of the default profile;
+  ``--layout map`` every offset in the ``first_ms`` map, as older folders have it.
 """
 
 from __future__ import annotations
@@ -45,24 +48,33 @@ import msgpack  # noqa: E402
 import numpy as np  # noqa: E402
 import pyarrow as pa  # noqa: E402
 
+from wsload.config.profile import load_profile  # noqa: E402
 from wsload.protocol.tracker import TurnResult  # noqa: E402
 from wsload.run.batch import Batch  # noqa: E402
-from wsload.run.columns import TURNS  # noqa: E402
+from wsload.run.columns import TURNS, turn_events, turns_spec  # noqa: E402
 from wsload.run.records import TurnRecord, Who  # noqa: E402
 from wsload.run.wire import decode, encode  # noqa: E402
 from wsload.run.writer import ArrowWriter  # noqa: E402
 
 EVENTS = ("agent_started", "agent_thinking", "tool_executing", "tool_completed", "agent_completed")
 T0 = 1_800_000_000.0
+RUN_EVENTS = turn_events(load_profile())  # a run of the default profile: a column each
 
 
-def baseline_modules(repo: Path):
-    """The CSV writer and the row wire of ``repo`` (a checkout of before), by file."""
+def baseline_modules(rev: str):
+    """The CSV writer and the row wire as they were at ``rev`` (git history), by file."""
     loaded = []
+    folder = Path(tempfile.mkdtemp(prefix="wsload-baseline-"))
     for name in ("recorder", "wire"):
-        spec = importlib.util.spec_from_file_location(
-            f"baseline_{name}", repo / "wsload" / "run" / f"{name}.py"
-        )
+        source = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{rev}:wsload/run/{name}.py"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        path = folder / f"{name}.py"
+        path.write_text(source)
+        spec = importlib.util.spec_from_file_location(f"baseline_{name}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         loaded.append(module)
@@ -122,7 +134,7 @@ def phase_cost(args, old_recorder) -> None:
                 folder = Path(tmp)
                 started = cpu()
                 if label == "tables":
-                    writer = ArrowWriter(folder, "bench")
+                    writer = ArrowWriter(folder, "bench", events=RUN_EVENTS)
                 else:
                     writer = old_recorder.CsvWriter(folder, "bench")
                 for batch in batches:
@@ -143,7 +155,7 @@ def phase_cost(args, old_recorder) -> None:
 def phase_master(args, old_recorder, old_wire) -> None:
     records = default_turns(10_000)
     batch = seconds(records)[0]
-    new_message = msgpack.packb({**encode(batch), "final": False})
+    new_message = msgpack.packb({**encode(batch, turns_spec(RUN_EVENTS)), "final": False})
     old_message = msgpack.packb({**old_wire.Encoder().encode(batch), "final": False})
     print(
         f"master: message per 1,000 turns: tables {len(new_message) / 10:,.0f} B, "
@@ -155,7 +167,7 @@ def phase_master(args, old_recorder, old_wire) -> None:
             with tempfile.TemporaryDirectory() as tmp:
                 folder = Path(tmp)
                 if label == "tables":
-                    writer = ArrowWriter(folder, "bench")
+                    writer = ArrowWriter(folder, "bench", events=RUN_EVENTS)
                     started = cpu()
                     for _ in range(5):
                         writer.write_batches(decode(msgpack.unpackb(new_message)))
@@ -199,9 +211,16 @@ def phase_bytes(args) -> None:
         )
 
 
-def big_batch(rng: np.random.Generator, start: int, rows: int, per_second: int) -> pa.RecordBatch:
+SUBJECTS = pa.array([f"wsload-w1-{u:06d}" for u in range(200)], pa.string())
+SESSIONS = pa.array([f"w1-{u}-1" for u in range(200)], pa.string())
+
+
+def big_batch(
+    rng: np.random.Generator, start: int, rows: int, per_second: int, spec=TURNS
+) -> pa.RecordBatch:
     """``rows`` turns of the default protocol from turn ``start`` on, as the writer takes
-    them: random lognormal timings, 200 users, a failure in a hundred."""
+    them: random lognormal timings, 200 users, a failure in a hundred; in ``spec``'s
+    layout (event columns, or every offset in the ``first_ms`` map)."""
     n = rows
     index = np.arange(start, start + n)
     t = np.sort(rng.lognormal(3.5, 0.5, size=(n, len(EVENTS))).astype(np.float32), axis=1)
@@ -214,7 +233,7 @@ def big_batch(rng: np.random.Generator, start: int, rows: int, per_second: int) 
     gap_list = pa.ListArray.from_arrays(offsets, pa.array(gaps.ravel(), pa.float32()))
     span_values = pa.StructArray.from_arrays(
         [pa.array(np.full(n, "tool", dtype=object), pa.string()), pa.array(t[:, 3] - t[:, 2])],
-        fields=list(TURNS.schema.field("spans_ms").type.value_type),
+        fields=list(spec.schema.field("spans_ms").type.value_type),
     )
     spans = pa.ListArray.from_arrays(pa.array(np.arange(n + 1, dtype=np.int32)), span_values)
     failed = rng.random(n) < 0.01
@@ -224,14 +243,15 @@ def big_batch(rng: np.random.Generator, start: int, rows: int, per_second: int) 
         "node_users": pa.array(np.full(n, 200, np.int32)),
         "started_at": pa.array(T0 + index / per_second),
         "user": pa.array(user),
-        "subject": pa.array([f"wsload-w1-{u:06d}" for u in user], pa.string()),
-        "session": pa.array([f"w1-{u}-1" for u in user], pa.string()),
+        "subject": SUBJECTS.take(pa.array(user)),
+        "session": SESSIONS.take(pa.array(user)),
         "turn": pa.array(index),
         "inflight": pa.array(rng.integers(1, 50, n)),
         "sent_bytes": pa.array(np.full(n, 120)),
         "ok": pa.array(~failed),
         "ttfe_ms": pa.array(t[:, 0]),
-        "first_ms": first,
+        "first_ms": first if "first_ms." + EVENTS[0] not in spec.schema.names else None,
+        **{f"first_ms.{e}": pa.array(t[:, i]) for i, e in enumerate(EVENTS)},
         "gaps_ms": gap_list,
         "spans_ms": spans,
         "events": pa.array(np.full(n, 6)),
@@ -240,8 +260,11 @@ def big_batch(rng: np.random.Generator, start: int, rows: int, per_second: int) 
         "failure": pa.array(np.where(failed, "turn_timeout", None), pa.string()),
         "detail": pa.array(np.where(failed, "no terminal event in 30 s", ""), pa.string()),
     }
-    arrays = [columns[f.name] if f.name in columns else pa.nulls(n, f.type) for f in TURNS.schema]
-    return pa.RecordBatch.from_arrays(arrays, schema=TURNS.schema)
+    arrays = [
+        columns[f.name] if columns.get(f.name) is not None else pa.nulls(n, f.type)
+        for f in spec.schema
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=spec.schema)
 
 
 def timed(command: list[str]) -> str:
@@ -269,17 +292,19 @@ def phase_big(args) -> None:
     total = args.turns
     write_run_json(folder, {"run_id": "big", "started": T0, "stopped": None})
     rng = np.random.default_rng(5)
-    writer = ArrowWriter(folder, "big")
+    events = RUN_EVENTS if args.layout == "columns" else ()
+    writer = ArrowWriter(folder, "big", events=events)
+    spec = writer.specs["turns"]
     started, clock = cpu(), time.monotonic()
     chunk = 250_000
     for start in range(0, total, chunk):
         writer.write_batches({"turns": big_batch(rng, start, min(chunk, total - start),
-                                                 per_second)})  # fmt: skip
+                                                 per_second, spec)})  # fmt: skip
     writer.close()
     write_run_json(folder, {"run_id": "big", "started": T0, "stopped": T0 + total / per_second + 1})
     size = sum(p.stat().st_size for p in folder.iterdir())
     print(
-        f"big: {total:,} turns written in {time.monotonic() - clock:.0f} s "
+        f"big: {total:,} turns ({args.layout} layout) written in {time.monotonic() - clock:.0f} s "
         f"({cpu() - started:.0f} s CPU), {size / 1e9:.2f} GB, {size / total:.1f} B/turn"
     )
     wsload = str(Path(sys.executable).with_name("wsload"))
@@ -311,12 +336,23 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--report-max-turns", type=int, default=1_000_000)
     parser.add_argument("--skip-tools", action="store_true", help="only write the big run")
-    parser.add_argument("--baseline-repo", default="/work/main")
+    parser.add_argument(
+        "--layout",
+        choices=("columns", "map"),
+        default="columns",
+        help="big: a column per event of the default profile (a run's), or the first_ms "
+        "map alone (older folders)",
+    )
+    parser.add_argument(
+        "--baseline-rev",
+        default="c55ca9e^",
+        help="cost, master: the git revision whose CSV writer and row wire are the baseline",
+    )
     args = parser.parse_args()
     phases = set(args.only.split(","))
     old_recorder = old_wire = None
     if phases & {"cost", "master"}:
-        old_recorder, old_wire = baseline_modules(Path(args.baseline_repo))
+        old_recorder, old_wire = baseline_modules(args.baseline_rev)
     if "bytes" in phases:
         phase_bytes(args)
     if "cost" in phases:

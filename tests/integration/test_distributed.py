@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from wsload.run.summary import load_samples
+from wsload.run.tables import read_table
 
 REPO = Path(__file__).resolve().parents[2]
 LOCUST = [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py"]
@@ -82,6 +83,11 @@ def test_master_and_two_workers_write_one_folder_with_locusts_exact_counts(tmp_p
     assert {"w0", "w1"} <= set(health["node"])
     meta = json.loads((tmp_path / "run" / "run.json").read_text())
     assert meta["mode"] == "MasterRunner" and meta["stopped"] is not None
+    # workers and master agree on the profile's event columns: every offset has one
+    turns = read_table(tmp_path / "run", "turns")
+    assert "first_ms.agent_started" in turns.schema.names
+    assert turns.column("first_ms").null_count == turns.num_rows
+    assert turns.column("first_ms.agent_started").null_count < turns.num_rows
 
 
 def test_a_worker_killed_mid_run_keeps_its_rows_up_to_the_last_second(tmp_path):

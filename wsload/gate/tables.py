@@ -9,14 +9,15 @@ in the time of a few scans.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from wsload.gate.config import GateConfig
 from wsload.gate.thresholds import TURN_NAME
 from wsload.run import digest
-from wsload.run.summary_sql import time_span
-from wsload.run.tables import connect
+from wsload.run.columns import EVENT_PREFIX
+from wsload.run.summary_sql import rules, time_span
+from wsload.run.tables import connect, turn_events_of
 
 
 def _value(expression: str) -> str:
@@ -28,8 +29,9 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def _too_slow(name: str, limit: float) -> str | None:
-    """SQL true when a turn row has a ``name`` measurement above ``limit`` ms."""
+def _too_slow(name: str, limit: float, events: Sequence[str] = ()) -> str | None:
+    """SQL true when a turn row has a ``name`` measurement above ``limit`` ms (``events``:
+    the events with a column of their own in the turns view)."""
     bound = repr(float(limit))
     if name == TURN_NAME:
         return f"{_value('e2e_ms')} > {bound}"
@@ -46,17 +48,21 @@ def _too_slow(name: str, limit: float) -> str | None:
         return f"len(list_filter(gaps_ms, lambda g: {_value('g')} > {bound})) > 0"
     if not name.startswith("turn:"):
         return None  # connect, auth, ...: never a row of a turn
-    part = _quote(name.removeprefix("turn:"))
+    event = name.removeprefix("turn:")
+    part = _quote(event)
+    first = f"map_extract_value(first_ms, {part})"
+    if event in events:  # its own column (the map holds it only where a part has none)
+        first = f'coalesce("{(EVENT_PREFIX + event).replace(chr(34), chr(34) * 2)}", {first})'
     return (
-        f"(coalesce({_value(f'map_extract_value(first_ms, {part})')} > {bound}, false) OR "
+        f"(coalesce({_value(first)} > {bound}, false) OR "
         f"len(list_filter(spans_ms, lambda s: s.name = {part} AND {_value('s.ms')} > {bound}))"
         " > 0)"
     )
 
 
-def goodput_sql(limits_ms: Mapping[str, float]) -> str:
+def goodput_sql(limits_ms: Mapping[str, float], events: Sequence[str] = ()) -> str:
     """(good turns, turns) among turns started at or after the parameter."""
-    slow = [c for name, limit in limits_ms.items() if (c := _too_slow(name, limit))]
+    slow = [c for name, limit in limits_ms.items() if (c := _too_slow(name, limit, events))]
     ok = "(failure IS NULL OR failure = '')"
     good = " AND ".join([ok, *(f"NOT coalesce({c}, false)" for c in slow)])
     return f"SELECT count(*) FILTER (WHERE {good}), count(*) FROM turns WHERE started_at >= ?"
@@ -68,31 +74,30 @@ def evaluate_tables(folder: Path, config: GateConfig, *, stopped: float | None):
 
     con = connect(folder)
     try:
+        events = turn_events_of(con)
         first, last = con.execute(
             "SELECT min(least(a, b)), max(greatest(a, b)) FROM ("
             "SELECT min(started_at) AS a, max(started_at) AS b FROM turns UNION ALL "
-            "SELECT min(ts), max(ts) FROM samples WHERE arm BETWEEN 6 AND 13)"
+            f"SELECT min(ts), max(ts) FROM {rules(events, 6, 13)})"
         ).fetchone()
-        _, last_end = time_span(con)
+        _, last_end = time_span(con, events)
         if first is None:
-            counted = digest.tidy(con.execute(digest.digest_sql("false")).df())
+            counted = digest.tidy(con.execute(digest.digest_sql("false", events=events)).df())
             frame = _Frame(counted, None, {}, lambda _: (0, 0))
             return _evaluate_frame(frame, config, None, None)
         window_start = float(first) + config.warmup_s
         window_end = float(last_end) if last_end is not None else float(last)
         if stopped is not None and stopped > window_start:
             window_end = float(stopped)
-        rows = con.execute(
-            "SELECT kind, name, ok, failure, CASE WHEN ok THEN ms END AS ms, "
-            "ts >= ? AS inside, count(*) AS n FROM samples GROUP BY ALL",
-            [window_start],
-        ).df()
+        start = f"CAST('{window_start!r}' AS DOUBLE)"  # the very float, in every rule
+        inside = {"inside": f"ts >= {start}"}
+        rows = con.execute(digest.digest_sql(also=("ts",), events=events, by=inside)).df()
         before = rows.groupby("name")["n"].sum().astype(int).to_dict()
         counted = digest.tidy(rows.loc[rows["inside"].astype(bool)])
         duration = window_end - window_start if window_end > window_start else None
 
         def goodput(limits_ms: Mapping[str, float]) -> tuple[int, int]:
-            good, turns = con.execute(goodput_sql(limits_ms), [window_start]).fetchone()
+            good, turns = con.execute(goodput_sql(limits_ms, events), [window_start]).fetchone()
             return int(good), int(turns)
 
         frame = _Frame(counted, duration, before, goodput)

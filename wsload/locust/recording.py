@@ -135,6 +135,11 @@ class WorkerSink(Sink):
         assert isinstance(environment.runner, WorkerRunner)
         self.runner: WorkerRunner = environment.runner
         self.listeners = listeners
+        from wsload.run.columns import turns_spec  # pyarrow, once records flow
+
+        # the run's turns table: a column per event of the profile (the master's writer
+        # folds any it does not know into the first_ms map)
+        self.turns = turns_spec(run_events(environment))
         self._pool = gevent.get_hub().threadpool
         self._stop = gevent.event.Event()
         self._loop = gevent.spawn(self._ship_forever)
@@ -144,7 +149,7 @@ class WorkerSink(Sink):
         self.batch = Batch(self.node)
         from wsload.run.wire import encode  # pyarrow, once records flow
 
-        message = self._pool.apply(encode, (batch,))
+        message = self._pool.apply(encode, (batch, self.turns))
         for listener in self.listeners if batch else ():
             listener(list(batch.records()))
         if batch or final:
@@ -161,6 +166,19 @@ class WorkerSink(Sink):
         self._stop.set()
         self._loop.join()
         self._ship(final=True)
+
+
+def run_events(environment: Environment) -> tuple[str, ...]:
+    """The events of this run's profile that get a column of their own in the turns table
+    (none when the profile cannot be read here: every offset then goes in the map)."""
+    from wsload.errors import ConfigError
+    from wsload.locust.runtime import runtime_for  # the runtime imports this module
+    from wsload.run.columns import turn_events
+
+    try:
+        return turn_events(runtime_for(environment).profile)
+    except ConfigError:  # the users will say what is wrong; the records must still flow
+        return ()
 
 
 class Recording:

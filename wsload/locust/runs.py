@@ -60,9 +60,11 @@ class Run:
         self.environment = environment
         self.options = options
         self.run_id = run_id
+        from wsload.run.columns import turn_events
         from wsload.run.writer import ArrowWriter  # pyarrow: only a process that records
 
-        self.writer: ResultsWriter = ArrowWriter(folder, run_id)
+        events = turn_events(options.profile)  # a turns column each
+        self.writer: ResultsWriter = ArrowWriter(folder, run_id, events=events)
         self.started = time.time()
         self.stopped: float | None = None
         self.abort: str | None = None  # why the run was stopped early

@@ -16,12 +16,21 @@ other annotation is kept as its text. Every column is nullable.
 
 A turn's verdict and explanation are columns computed from the record (``e2e_ms``,
 ``failure``, ``detail``) in place of the tracker's raw lists (``failures``, ``names``,
-``elapsed_ms``) which only the long view's ancestors needed. Pure: pyarrow only.
+``elapsed_ms``) which only the long view's ancestors needed.
+
+A run knows its profile's events when it starts, so its turns table (``turns_spec``) holds
+one float32 column per event name, ``first_ms.<event>`` (a dot never occurs in a record
+field, so these names cannot clash with one): the offset of that event's first occurrence.
+``first_ms`` itself stays, a map holding only the events outside that set (an event the
+grammar does not name and the profile does not ignore), NULL on a turn that had none.
+``TURNS`` (no event columns: every offset in the map) is the layout of older run folders
+and of writers given no events; readers take both. Pure: pyarrow only.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import types
 import typing
 from collections.abc import Callable, Sequence
@@ -57,6 +66,11 @@ class Column:
     type: pa.DataType
     get: Callable[[Any], Any]
     path: str = ""  # the dotted field path it was read from ("": computed)
+    event: str = ""  # a turn's offset of this event (a ``first_ms.<event>`` column)
+
+
+def _is_flat(kind: pa.DataType) -> bool:
+    return not (pa.types.is_map(kind) or pa.types.is_list(kind) or pa.types.is_struct(kind))
 
 
 @dataclass(frozen=True)
@@ -67,64 +81,100 @@ class TableSpec:
     record: type
     columns: tuple[Column, ...]
 
-    @property
+    @functools.cached_property
     def schema(self) -> pa.Schema:
         return pa.schema(
             [("node", pa.string()), ("node_users", pa.int32())]
             + [(c.name, c.type) for c in self.columns]
         )
 
+    @functools.cached_property
+    def _flat(self) -> tuple[list[int], Callable[[Any], Any] | None]:
+        """The columns read straight off a record's fields (or properties), and one getter
+        of all of them at once (a tuple per record, made in C: the fast path)."""
+        picked = [
+            i
+            for i, c in enumerate(self.columns)
+            if not c.event and _is_flat(c.type) and isinstance(c.get, attrgetter)
+        ]
+        if len(picked) < 2:
+            return [], None
+        dotted = [_dotted(self.columns[i].get) for i in picked]
+        return picked, attrgetter(*dotted)
+
+    @functools.cached_property
+    def _others(self) -> int:
+        """Where the ``first_ms`` map is among the columns."""
+        return next(i for i, c in enumerate(self.columns) if c.path == _MAP_PATH)
+
     def table(self, node: str, rows: Sequence[tuple[int, Any]]) -> pa.RecordBatch:
         """A record batch of ``rows`` ((users, record) pairs) taken by ``node``."""
         records = [r for _, r in rows]
-        arrays = [
-            pa.array([node] * len(rows), pa.string()),
-            pa.array([u for u, _ in rows], pa.int32()),
-        ]
-        for column in self.columns:
-            arrays.append(_array(column, records))
-        return pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        arrays: list[pa.Array | None] = [None] * len(self.columns)
+        picked, getter = self._flat
+        if getter is not None and records:
+            for i, values in zip(picked, zip(*map(getter, records), strict=True), strict=True):
+                arrays[i] = _flat_array(self.columns[i].type, values)
+        events = [i for i, c in enumerate(self.columns) if c.event]
+        if events:  # the offsets of the events seen, in one conversion of the dicts
+            firsts = [r.result.first_ms for r in records]
+            seen = set().union(*firsts)
+            fields = [(self.columns[i].event, pa.float32()) for i in events]
+            found = pa.array(firsts, pa.struct([f for f in fields if f[0] in seen]))
+            for i in events:
+                event = self.columns[i].event
+                found_in = event in seen
+                arrays[i] = found.field(event) if found_in else pa.nulls(len(records), pa.float32())
+            if seen <= {self.columns[i].event for i in events}:  # nothing for the map
+                others = self._others
+                arrays[others] = pa.nulls(len(records), self.columns[others].type)
+        for i, column in enumerate(self.columns):
+            if arrays[i] is None:
+                arrays[i] = _array(column, records)
+        users = pa.array([u for u, _ in rows], pa.int32())
+        head = [pa.array([node] * len(rows), pa.string()), users]
+        return pa.RecordBatch.from_arrays(head + arrays, schema=self.schema)
 
 
-def _array(column: Column, records: list[Any]) -> pa.Array:
-    """One column of ``records``. Nested values are flattened by hand into offsets and
-    values (pyarrow's conversion of Python dicts and tuples costs several times more)."""
-    get, kind = column.get, column.type
-    values = [get(r) for r in records]
-    if pa.types.is_map(kind) or pa.types.is_list(kind):
-        offsets = [0]
-        flat: list[Any] = []
-        items: list[Any] = []  # a map's values (``flat`` holds its keys)
-        nulls = set()
-        is_map = pa.types.is_map(kind)
-        for i, value in enumerate(values):
-            if value is None:
-                nulls.add(i)
-            else:
-                flat.extend(value)
-                if is_map:
-                    items.extend(value.values())
-            offsets.append(len(flat))
-        mask = pa.array([i in nulls for i in range(len(values))]) if nulls else None
-        offset_array = pa.array(offsets, pa.int32())
-        if is_map:
-            keys = pa.array(flat, kind.key_type)
-            return pa.MapArray.from_arrays(
-                offset_array, keys, pa.array(items, kind.item_type), mask=mask
-            )
-        inner = kind.value_type
-        if pa.types.is_struct(inner):
-            parts = [
-                pa.array([pair[i] for pair in flat], inner.field(i).type)
-                for i in range(inner.num_fields)
-            ]
-            flat_array = pa.StructArray.from_arrays(parts, fields=list(inner))
-        else:
-            flat_array = pa.array(flat, inner)
-        return pa.ListArray.from_arrays(offset_array, flat_array, mask=mask)
+def _dotted(getter: attrgetter) -> str:
+    """The dotted name an ``attrgetter`` of one name reads (from its repr)."""
+    text = repr(getter)  # operator.attrgetter('result.ttfe_ms')
+    return text[text.index("(") + 2 : -2]
+
+
+def _flat_array(kind: pa.DataType, values: Sequence[Any]) -> pa.Array:
     if kind == pa.string() and values and not isinstance(values[0], str | None):
         values = [None if v is None else str(v) for v in values]
     return pa.array(values, kind)
+
+
+def _array(column: Column, records: list[Any]) -> pa.Array:
+    """One column of ``records``: pyarrow converts lists (of floats, of name-ms pairs)
+    fast; a map is flattened by hand into offsets, keys and values (its conversion of
+    Python dicts costs more, and older pyarrow lacks it)."""
+    get, kind = column.get, column.type
+    values = [get(r) for r in records]
+    if values.count(None) == len(values):
+        return pa.nulls(len(values), kind)
+    if pa.types.is_list(kind):
+        return pa.array(values, kind)
+    if pa.types.is_map(kind):
+        offsets = [0]
+        keys: list[str] = []
+        items: list[float] = []
+        for value in values:
+            if value is not None:
+                keys.extend(value)
+                items.extend(value.values())
+            offsets.append(len(keys))
+        mask = pa.array([v is None for v in values]) if None in values else None
+        return pa.MapArray.from_arrays(
+            pa.array(offsets, pa.int32()),
+            pa.array(keys, kind.key_type),
+            pa.array(items, kind.item_type),
+            mask=mask,
+        )
+    return _flat_array(kind, values)
 
 
 def _strip_optional(hint: Any) -> Any:
@@ -229,15 +279,78 @@ SESSIONS = derive("sessions", SessionEvent)
 HTTP = derive("http", HttpRequest)
 HEALTH = derive("health", HealthTick)
 
+EVENT_PREFIX = "first_ms."  # a turn's offset of one event: the column first_ms.<event>
+_MAP_PATH = "result.first_ms"
+
+
+def _first_of(event: str) -> Callable[[Any], Any]:
+    def get(record: TurnRecord) -> float | None:
+        return record.result.first_ms.get(event)
+
+    return get
+
+
+def _others_of(events: frozenset[str]) -> Callable[[Any], Any]:
+    def get(record: TurnRecord) -> dict[str, float] | None:
+        first = record.result.first_ms
+        if first.keys() <= events:
+            return None
+        return {k: v for k, v in first.items() if k not in events}
+
+    return get
+
+
+_TURN_SPECS: dict[tuple[str, ...], TableSpec] = {}
+
+
+def turns_spec(events: Sequence[str] = ()) -> TableSpec:
+    """The turns table of a run whose profile names ``events``: a ``first_ms.<event>``
+    column each, in place of the map, which keeps only the other events."""
+    key = tuple(dict.fromkeys(events))
+    spec = _TURN_SPECS.get(key)
+    if spec is not None:
+        return spec
+    if not key:
+        return TURNS
+    known = frozenset(key)
+    columns: list[Column] = []
+    for column in TURNS.columns:
+        if column.path == _MAP_PATH:
+            columns += [Column(EVENT_PREFIX + e, pa.float32(), _first_of(e), event=e) for e in key]
+            column = Column(column.name, column.type, _others_of(known), column.path)
+        columns.append(column)
+    spec = _TURN_SPECS[key] = TableSpec(TURNS.name, TURNS.record, tuple(columns))
+    return spec
+
+
+def event_columns(names: Sequence[str]) -> list[str]:
+    """The events that have a column of their own among the column ``names``."""
+    return [n[len(EVENT_PREFIX) :] for n in names if n.startswith(EVENT_PREFIX)]
+
+
+def turn_events(profile: Any) -> tuple[str, ...]:
+    """The event names a turn of ``profile`` can record an offset for: the grammar's, the
+    terminal and error events, the spans' and the streamed answer's, less the ignored."""
+    events = profile.events
+    stream = getattr(profile, "stream", None)
+    named = set(profile.grammar.names) | set(events.terminal) | set(events.error)
+    named |= set(events.optional)
+    named |= {name for span in events.spans for name in span}
+    named |= set(getattr(stream, "events", ()) or ())
+    return tuple(sorted(named - set(events.ignore)))
+
+
 TABLES: dict[str, TableSpec] = {
     t.name: t for t in (TURNS, CONNECTIONS, PROBES, SESSIONS, HTTP, HEALTH)
 }
 SPEC_OF: dict[type, TableSpec] = {t.record: t for t in TABLES.values()}
 
 
-def batches_of(node: str, items: Sequence[Record | int]) -> dict[str, pa.RecordBatch]:
+def batches_of(
+    node: str, items: Sequence[Record | int], turns: TableSpec | None = None
+) -> dict[str, pa.RecordBatch]:
     """A process's records (with user-count marks, as a ``Batch`` holds them) as one
-    record batch per table."""
+    record batch per table (``turns``: the run's turns table, default ``TURNS``)."""
     by_type: dict[type, list[tuple[int, Any]]] = {}
     users = 0
     for item in items:
@@ -249,4 +362,8 @@ def batches_of(node: str, items: Sequence[Record | int]) -> dict[str, pa.RecordB
         if rows is None:
             rows = by_type[kind] = []
         rows.append((users, item))
-    return {SPEC_OF[kind].name: SPEC_OF[kind].table(node, rows) for kind, rows in by_type.items()}
+    out = {}
+    for kind, rows in by_type.items():
+        spec = turns if turns is not None and kind is TurnRecord else SPEC_OF[kind]
+        out[spec.name] = spec.table(node, rows)
+    return out

@@ -15,22 +15,42 @@ default), computed with numpy's own formula on the value at each rank.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
 
 KEYS = ["kind", "name", "ok", "failure", "ms"]
 
 
-def digest_sql(where: str = "", *, also: tuple[str, ...] = ()) -> str:
+def digest_sql(
+    where: str = "",
+    *,
+    also: tuple[str, ...] = (),
+    events: Sequence[str] = (),
+    by: Mapping[str, str] | None = None,
+) -> str:
     """The digest of the long view (rows matching ``where``; ``also``: more long-view
-    columns the condition reads), over only the columns it needs."""
-    from wsload.run.long_view import long_view_sql
+    columns the condition or ``by`` read), over only the columns it needs; ``events``:
+    the turns view's event columns (``wsload.run.tables.turn_events_of``); ``by``: more
+    columns to count by (name -> SQL over the long view's columns).
 
+    Each rule of the long view is counted on its own (its kind and name are mostly
+    constants, so DuckDB hashes little more than the value) and the counts added up: a
+    quarter less work than counting the whole view at once."""
+    from wsload.run.long_view import _arms
+
+    extra = "".join(f"{expression} AS {name}, " for name, expression in (by or {}).items())
+    names = "".join(f"{name}, " for name in by or {})
     condition = f"WHERE {where}" if where else ""
-    source = long_view_sql(("kind", "name", "ok", "failure", "ms", *also))
+    counted = [
+        f"SELECT kind, name, ok, failure, CASE WHEN ok THEN ms END AS ms, {extra}count(*) AS n "
+        f"FROM ({arm}) {condition} GROUP BY ALL"
+        for arm in _arms(("kind", "name", "ok", "failure", "ms", *also), events)
+    ]
     return (
-        "SELECT kind, name, ok, failure, CASE WHEN ok THEN ms END AS ms, count(*) AS n "
-        f"FROM ({source}) {condition} GROUP BY ALL"
+        f"SELECT kind, name, ok, failure, ms, {names}CAST(sum(n) AS BIGINT) AS n "
+        f"FROM ({' UNION ALL '.join(counted)}) GROUP BY ALL"
     )
 
 

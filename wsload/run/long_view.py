@@ -48,6 +48,12 @@ def _ms(expression: str, digits: int = 3) -> str:
     return f"round(CAST({expression} AS DOUBLE), {digits})"
 
 
+class Rule(str):
+    """One rule of the long view: its SELECT, and its ``arm`` number as ``order``."""
+
+    order: float
+
+
 def _arm(
     source: str,
     *,
@@ -70,7 +76,7 @@ def _arm(
     order: float,
     sub: str = "0",
     keep: Sequence[str] | None = None,
-) -> str:
+) -> Rule:
     failed = f"({failure}) IS NOT NULL AND ({failure}) <> ''"
     expressions = {
         "node": "node",
@@ -99,10 +105,37 @@ def _arm(
         for column, expression in expressions.items()
         if keep is None or column in keep
     )
-    return f"SELECT {picked} FROM {source}" + (f" WHERE {where}" if where else "")
+    rule = Rule(f"SELECT {picked} FROM {source}" + (f" WHERE {where}" if where else ""))
+    rule.order = order
+    return rule
 
 
-def _stream_arms(keep: Sequence[str] | None) -> list[str]:
+# The turns columns each long-view column is made of, on the rows of a turn's lists
+_TURN_SOURCES = {
+    "node": ("node",),
+    "ts": ("started_at",),
+    "user": ('"user"',),
+    "subject": ("subject",),
+    "session": ("session",),
+    "turn": ("turn",),
+    "users": ("node_users",),
+}
+
+
+def _unnest(values: str, alias: str, keep: Sequence[str] | None, where: str = "") -> str:
+    """The turns with one row per element of the list ``values`` (``alias``; ``_i`` its
+    position), carrying only the turn's columns the ``keep`` columns are made of: DuckDB
+    carries every column it is given through an unnest."""
+    wanted = [c for c in _TURN_SOURCES if keep is None or c in keep]
+    columns = [source for c in wanted for source in _TURN_SOURCES[c]]
+    if keep is None or "sub" in keep:
+        columns.append(f"generate_subscripts({values}, 1) AS _i")
+    picked = "".join(f"{c}, " for c in columns)
+    condition = f" WHERE {where}" if where else ""
+    return f"(SELECT {picked}unnest({values}) AS {alias} FROM turns{condition})"
+
+
+def _stream_arms(keep: Sequence[str] | None) -> list[Rule]:
     """A streamed answer's samples (``turn:ttft``, ``turn:itl`` per gap, ``turn:tpot``,
     ``turn:output_tokens``, ``turn:tokens_per_s``), on turns with a first token event."""
     streamed = "ttft_ms IS NOT NULL"
@@ -110,8 +143,7 @@ def _stream_arms(keep: Sequence[str] | None) -> list[str]:
     return [
         _arm("turns", name="'turn:ttft'", ms=_ms("ttft_ms"), where=streamed, order=3.1,
              **common),
-        _arm("(SELECT *, unnest(itl_ms) AS _t, generate_subscripts(itl_ms, 1) AS _i "
-             f"FROM turns WHERE {streamed})", name="'turn:itl'", ms=_ms("_t"), order=3.2,
+        _arm(_unnest("itl_ms", "_t", keep, streamed), name="'turn:itl'", ms=_ms("_t"), order=3.2,
              sub="_i", **common),
         _arm("turns", name="'turn:tpot'", ms=_ms("tpot_ms"),
              where=f"{streamed} AND tpot_ms IS NOT NULL", order=3.3, **common),
@@ -123,22 +155,48 @@ def _stream_arms(keep: Sequence[str] | None) -> list[str]:
     ]  # fmt: skip
 
 
-def _arms(keep: Sequence[str] | None = None) -> list[str]:
-    """The rules, each a SELECT of the ``keep`` columns (all when None)."""
+def _quoted(text: str, quote: str = "'") -> str:
+    return quote + text.replace(quote, quote * 2) + quote
+
+
+def _event_arms(events: Sequence[str], keep: Sequence[str] | None) -> list[Rule]:
+    """A ``turn:<event>`` row per first occurrence: one scan of each event's column, and
+    the ``first_ms`` map unnested for the others (every event, in older folders). A
+    turn's event rows are ordered by their offsets (``sub``), which is the order they
+    came in (the tracker never dates an event before the one before it); a folder
+    without event columns keeps the map's own order."""
+    from wsload.run.columns import EVENT_PREFIX  # pyarrow: only once tables are read
+
+    arms = []
+    for event in events:
+        column = _quoted(EVENT_PREFIX + event, '"')
+        arms.append(
+            _arm("turns", kind="'event'", name=_quoted("turn:" + event), ms=_ms(column),
+                 turn="turn", order=1, sub=f"CAST({column} AS DOUBLE)",
+                 where=f"{column} IS NOT NULL", keep=keep)
+        )  # fmt: skip
+    # the map alone (older folders): its entries' order; beside columns: their offsets
+    sub = "CAST(_e.value AS DOUBLE)" if events else "_i"
+    arms.append(
+        _arm(_unnest("map_entries(first_ms)", "_e", keep, "first_ms IS NOT NULL"),
+             kind="'event'", name="'turn:' || _e.key", ms=_ms("_e.value"), turn="turn",
+             order=1, sub=sub, keep=keep)
+    )  # fmt: skip
+    return arms
+
+
+def _arms(keep: Sequence[str] | None = None, events: Sequence[str] = ()) -> list[Rule]:
+    """The rules, each a SELECT of the ``keep`` columns (all when None); ``events``: the
+    events with a column of their own in the turns table."""
     turn_part = {"turn": "turn", "order": 0, "keep": keep}
     arms = [
         _arm("turns", kind="'event'", name="'turn:ttfe'", ms=_ms("ttfe_ms"),
              where="ttfe_ms IS NOT NULL", **turn_part),
-        _arm("(SELECT *, unnest(map_entries(first_ms)) AS _e, "
-             "generate_subscripts(map_entries(first_ms), 1) AS _i FROM turns)", kind="'event'",
-             name="'turn:' || _e.key", ms=_ms("_e.value"), turn="turn", order=1, sub="_i",
-             keep=keep),
-        _arm("(SELECT *, unnest(gaps_ms) AS _g, generate_subscripts(gaps_ms, 1) AS _i "
-             "FROM turns)", kind="'gap'", name="'turn:gap'", ms=_ms("_g"), turn="turn",
-             order=2, sub="_i", keep=keep),
-        _arm("(SELECT *, unnest(spans_ms) AS _s, generate_subscripts(spans_ms, 1) AS _i "
-             "FROM turns)", kind="'span'", name="'turn:' || _s.name", ms=_ms("_s.ms"),
-             turn="turn", order=3, sub="_i", keep=keep),
+        *_event_arms(events, keep),
+        _arm(_unnest("gaps_ms", "_g", keep), kind="'gap'", name="'turn:gap'", ms=_ms("_g"),
+             turn="turn", order=2, sub="_i", keep=keep),
+        _arm(_unnest("spans_ms", "_s", keep), kind="'span'", name="'turn:' || _s.name",
+             ms=_ms("_s.ms"), turn="turn", order=3, sub="_i", keep=keep),
         *_stream_arms(keep),
         _arm("turns", kind="'intended'", name="'turn:e2e_intended'", ms=_ms("intended_ms"),
              where="intended_ms IS NOT NULL", turn="turn", order=4, keep=keep),
@@ -191,11 +249,21 @@ def _arms(keep: Sequence[str] | None = None) -> list[str]:
     return arms
 
 
-def long_view_sql(keep: Sequence[str] | None = None) -> str:
+def long_view_sql(
+    keep: Sequence[str] | None = None,
+    events: Sequence[str] = (),
+    arms: tuple[float, float] | None = None,
+) -> str:
     """The long view over the table views (``arm`` says which rule made a row, ``sub`` which
-    element of a turn's list); ``keep``: just those columns, which spares DuckDB making the
-    others for every measurement."""
-    return "\nUNION ALL\n".join(_arms(keep))
+    element of a turn's list, or for events its offset); ``keep``: just those columns,
+    which spares DuckDB making the others for every measurement; ``events``: the events
+    with a column of their own in the turns view (``tables.turn_events_of``); ``arms``:
+    only the rules numbered from..to (a filter on ``arm`` does not spare DuckDB the others)."""
+    picked = _arms(keep, events)
+    if arms is not None:
+        low, high = arms
+        picked = [rule for rule in picked if low <= rule.order <= high]
+    return "\nUNION ALL\n".join(picked)
 
 
 def load_long(

@@ -12,30 +12,50 @@ from pathlib import Path
 import pandas as pd
 
 from wsload.run import digest
-from wsload.run.tables import connect
+from wsload.run.columns import EVENT_PREFIX
+from wsload.run.long_view import long_view_sql
+from wsload.run.tables import connect, turn_events_of
 
 EXAMPLE_COLUMNS = '"user", subject, session, kind, name, ms, ok, failure, detail, ts'
 
 
-def time_span(con) -> tuple[float | None, float | None]:
+def _column(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def rules(events, low: float, high: float) -> str:
+    """The long view's rows of the rules numbered ``low`` to ``high`` only, as a subquery
+    (a filter on ``arm`` over the whole view would still unfold every turn)."""
+    return f"({long_view_sql(None, events, (low, high))})"
+
+
+def time_span(con, events=None) -> tuple[float | None, float | None]:
     """(first start, last end) of the measurements, health left out, as the long view has
     them: a turn's measurements all start at its start, so its last end is its start plus
     its largest value, read off its row without unfolding it."""
-    largest = (
-        "greatest(coalesce(ttfe_ms, 0), coalesce(list_max(map_values(first_ms)), 0), "
-        "coalesce(list_max(gaps_ms), 0), "
-        "coalesce(list_max(list_transform(spans_ms, lambda s: s.ms)), 0), "
-        "coalesce(intended_ms, 0), coalesce(e2e_ms, 0), "
+    if events is None:
+        events = turn_events_of(con)
+    parts = [
+        "ttfe_ms",
+        "list_max(map_values(first_ms))",
+        *(_column(EVENT_PREFIX + e) for e in events),
+        "list_max(gaps_ms)",
+        "list_max(list_transform(spans_ms, lambda s: s.ms))",
+        "intended_ms",
+        "e2e_ms",
         "CASE WHEN ttft_ms IS NOT NULL THEN greatest(ttft_ms, coalesce(list_max(itl_ms), 0), "
-        "coalesce(tpot_ms, 0), coalesce(output_tokens, 0), coalesce(tokens_per_s, 0)) END)"
+        "coalesce(tpot_ms, 0), coalesce(output_tokens, 0), coalesce(tokens_per_s, 0)) END",
+    ]
+    # the largest of a turn's ends is the largest of each kind of end over the turns (the
+    # rounding keeps the order): simple maxima DuckDB computes faster than one greatest
+    ends = ", ".join(
+        f"max(started_at + round(CAST(coalesce({part}, 0) AS DOUBLE), 3) / 1000.0)"
+        for part in parts
     )
-    turns = (
-        "SELECT min(started_at) AS first, "
-        f"max(started_at + round(CAST({largest} AS DOUBLE), 3) / 1000.0) AS last FROM turns"
-    )
+    turns = f"SELECT min(started_at) AS first, greatest({ends}) AS last FROM turns"
     others = (
-        "SELECT min(ts) AS first, max(ts + coalesce(ms, 0) / 1000.0) AS last FROM samples "
-        "WHERE arm BETWEEN 6 AND 10"  # connections, probes, sessions, http
+        "SELECT min(ts) AS first, max(ts + coalesce(ms, 0) / 1000.0) AS last FROM "
+        + rules(events, 6, 10)  # connections, probes, sessions, http
     )
     first, last = con.execute(
         f"SELECT min(first), max(last) FROM ({turns} UNION ALL {others})"
@@ -54,23 +74,25 @@ def render_facts(folder: Path, per_id: int = 3) -> tuple:
 
     con = connect(folder)
     try:
-        counted = digest.tidy(con.execute(digest.digest_sql()).df())
-        first, last_end = time_span(con)
-        (last_turn_end,) = con.execute(
-            "SELECT max(ts + coalesce(ms, 0) / 1000.0) FROM samples WHERE arm = 5"
+        events = turn_events_of(con)
+        counted = digest.tidy(con.execute(digest.digest_sql(events=events)).df())
+        first, last_end = time_span(con, events)
+        (last_turn_end,) = con.execute(  # the turn:e2e rows' (arm 5), off the turns table
+            "SELECT max(CAST(started_at AS DOUBLE) + "
+            "coalesce(round(CAST(e2e_ms AS DOUBLE), 3), 0) / 1000.0) FROM turns"
         ).fetchone()
         quoted = con.execute(
-            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE arm BETWEEN 6 AND 8 AND "
+            f"SELECT {EXAMPLE_COLUMNS} FROM {rules(events, 6, 8)} WHERE "
             "(kind IN ('probe', 'conformance') OR failure = 'identity_mismatch')"
         ).df()
         failed = con.execute(  # a turn's measurements but its e2e never fail (arms 0-4)
-            f"SELECT {EXAMPLE_COLUMNS} FROM samples WHERE arm BETWEEN 5 AND 13 AND NOT ok QUALIFY "
+            f"SELECT {EXAMPLE_COLUMNS} FROM {rules(events, 5, 13)} WHERE NOT ok QUALIFY "
             "row_number() OVER (PARTITION BY coalesce(failure, 'failed') ORDER BY ts, turn, "
             "arm, sub) <= ? ORDER BY ts, turn, arm, sub",
             [per_id],
         ).df()
         streamed = con.execute(  # a streamed turn's samples (arms 3.1 to 3.5)
-            "SELECT name, ms, ok FROM samples WHERE arm > 3 AND arm < 4"
+            f"SELECT name, ms, ok FROM {rules(events, 3.05, 3.95)}"
         ).df()
     finally:
         con.close()

@@ -124,14 +124,24 @@ def connect(folder: Path, *, memory_limit: str | None = None):  # -> duckdb.Duck
             files = ", ".join("'" + str(p).replace("'", "''") + "'" for p in parquet)
             arms.append(f"SELECT * FROM read_parquet([{files}], union_by_name = true)")
         pieces = [read_stream(p) for p in streams]
-        if pieces or not parquet:
-            pieces = [t.cast(spec.schema) if t.schema != spec.schema else t for t in pieces]
-            streamed = pa.concat_tables([spec.schema.empty_table(), *pieces])
+        if pieces or not parquet:  # parts of either turns layout (event columns or not)
+            streamed = pa.concat_tables(
+                [spec.schema.empty_table(), *pieces], promote_options="permissive"
+            )
             con.register(f"_{name}_streamed", streamed)
             arms.append(f"SELECT * FROM _{name}_streamed")
         con.execute(f"CREATE TEMP VIEW {name} AS " + " UNION ALL BY NAME ".join(arms))
-    con.execute(f"CREATE TEMP VIEW samples AS {long_view_sql()}")
+    con.execute(f"CREATE TEMP VIEW samples AS {long_view_sql(events=turn_events_of(con))}")
     return con
+
+
+def turn_events_of(con) -> list[str]:
+    """The events with a column of their own in the turns view of ``con`` (``connect``):
+    what ``long_view_sql`` and ``digest_sql`` take as ``events``."""
+    from wsload.run.columns import event_columns
+
+    names = [row[0] for row in con.execute("DESCRIBE turns").fetchall()]
+    return event_columns(names)
 
 
 def require_run_folder(folder: Path) -> Path:

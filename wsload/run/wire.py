@@ -18,7 +18,15 @@ from typing import Any
 import pyarrow as pa
 
 from wsload.run.batch import Batch
-from wsload.run.columns import _NAMESPACE, SPEC_OF, TABLES, TableSpec, batches_of
+from wsload.run.columns import (
+    _NAMESPACE,
+    EVENT_PREFIX,
+    SPEC_OF,
+    TABLES,
+    TableSpec,
+    batches_of,
+    event_columns,
+)
 from wsload.run.records import Record
 
 __all__ = ["decode", "encode", "records_of"]
@@ -26,10 +34,11 @@ __all__ = ["decode", "encode", "records_of"]
 _SHIP_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 
 
-def encode(batch: Batch) -> dict[str, Any]:
-    """A worker's message: the node, and each table's record batch as IPC stream bytes."""
+def encode(batch: Batch, turns: TableSpec | None = None) -> dict[str, Any]:
+    """A worker's message: the node, and each table's record batch as IPC stream bytes
+    (``turns``: the run's turns table, with its event columns)."""
     tables = {}
-    for name, records in batches_of(batch.node, batch.items).items():
+    for name, records in batches_of(batch.node, batch.items, turns).items():
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, records.schema, options=_SHIP_OPTIONS) as writer:
             writer.write_batch(records)
@@ -54,12 +63,28 @@ def records_of(batches: dict[str, pa.RecordBatch]) -> list[Record]:
     out: list[Any] = []
     for name, batch in batches.items():
         spec = TABLES[name]
-        out += [_build(spec, row) for row in batch.to_pylist()]
+        events = event_columns(batch.schema.names)
+        for row in batch.to_pylist():
+            if events:
+                _gather_events(row, events)
+            out.append(_build(spec, row))
     out.sort(key=lambda r: r.at if type(r) is SPEC_OF_HEALTH else r.started_at)
     return out
 
 
 SPEC_OF_HEALTH = TABLES["health"].record
+
+
+def _gather_events(row: dict[str, Any], events: list[str]) -> None:
+    """A turn row's event columns and its map as the one ``first_ms`` map, in the order
+    of the offsets (the order the tracker saw the events in)."""
+    pairs = list(row.get("first_ms") or ())
+    for event in events:
+        value = row.pop(EVENT_PREFIX + event)
+        if value is not None:
+            pairs.append((event, value))
+    pairs.sort(key=lambda pair: pair[1])
+    row["first_ms"] = pairs
 
 
 def _build(spec: TableSpec, row: dict[str, Any]) -> Any:

@@ -19,14 +19,24 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from wsload.run.batch import Batch
-from wsload.run.columns import TABLES, TableSpec, batches_of
+from wsload.run.columns import (
+    EVENT_PREFIX,
+    TABLES,
+    TableSpec,
+    batches_of,
+    event_columns,
+    turns_spec,
+)
+
+MAP_COLUMN = "first_ms"
+MAP_TYPE = pa.map_(pa.string(), pa.float32())
 
 STREAM_SUFFIX = ".arrows"
 PARQUET_SUFFIX = ".parquet"
 PART_ROWS = 2_000_000  # rows of a table per part: bounds the streams' size on disk
 ROW_GROUP_ROWS = 1_000_000
 COMPRESSION = "zstd"
-COMPRESSION_LEVEL = 6
+COMPRESSION_LEVEL = 3  # zstd 3: the size of 6 for about half its CPU
 
 
 def part_path(folder: Path, table: str, part: int, suffix: str) -> Path:
@@ -75,9 +85,13 @@ def compact(stream: Path) -> Path:
 
 
 def align(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
-    """``batch`` in ``schema``: a worker of another version may lack or add columns."""
+    """``batch`` in ``schema``: a worker of another version (or profile) may lack or add
+    columns. An event column (``first_ms.<event>``) the schema lacks goes into the
+    ``first_ms`` map, so no offset is lost whichever events each side knows."""
     if batch.schema.equals(schema):
         return batch
+    if MAP_COLUMN in schema.names:
+        batch = _fold_events(batch, set(event_columns(schema.names)))
     arrays = []
     for field in schema:
         index = batch.schema.get_field_index(field.name)
@@ -88,11 +102,36 @@ def align(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
+def _fold_events(batch: pa.RecordBatch, kept: set[str]) -> pa.RecordBatch:
+    """``batch`` with its event columns not in ``kept`` moved into its ``first_ms`` map
+    (entries in the order of their offsets, as the tracker saw them)."""
+    moved = [e for e in event_columns(batch.schema.names) if e not in kept]
+    if not moved:
+        return batch
+    columns = {e: batch.column(EVENT_PREFIX + e).to_pylist() for e in moved}
+    index = batch.schema.get_field_index(MAP_COLUMN)
+    maps = batch.column(index).to_pylist() if index >= 0 else [None] * batch.num_rows
+    merged = []
+    for row, entries in enumerate(maps):
+        pairs = list(entries or ())
+        pairs += [(e, values[row]) for e, values in columns.items() if values[row] is not None]
+        pairs.sort(key=lambda pair: pair[1])
+        merged.append(pairs or None)
+    gone = {MAP_COLUMN, *(EVENT_PREFIX + e for e in moved)}
+    names = [n for n in batch.schema.names if n not in gone]
+    arrays = [batch.column(n) for n in names] + [pa.array(merged, MAP_TYPE)]
+    return pa.RecordBatch.from_arrays(arrays, names=[*names, MAP_COLUMN])
+
+
 class ArrowWriter:
     """Appends records to the run folder's tables; compacts them when it closes."""
 
-    def __init__(self, folder: Path, run_id: str, *, part_rows: int = PART_ROWS) -> None:
+    def __init__(
+        self, folder: Path, run_id: str, *, part_rows: int = PART_ROWS, events: tuple = ()
+    ) -> None:
         self.folder = folder
+        # the run's turns table: a column per event of its profile (``turn_events``)
+        self.specs = {**TABLES, "turns": turns_spec(events)}
         self.run_id = run_id
         self.path = folder  # what the summary names as where the results are
         self.part_rows = part_rows
@@ -105,14 +144,14 @@ class ArrowWriter:
         """A process's records (a ``Batch``)."""
         if self.closed or not batch:
             return
-        self.write_batches(batches_of(batch.node, batch.items))
+        self.write_batches(batches_of(batch.node, batch.items, self.specs["turns"]))
 
     def write_batches(self, batches: dict[str, pa.RecordBatch]) -> None:
         """Record batches by table name, as a worker ships them."""
         if self.closed:
             return
         for name, batch in batches.items():
-            spec = TABLES.get(name)
+            spec = self.specs.get(name)
             if spec is None or batch.num_rows == 0:
                 continue
             stream = self._streams.get(name)
