@@ -53,7 +53,8 @@ from wsload.run.memory import memory_kb  # noqa: E402
 from wsload.target import start_target  # noqa: E402
 
 SECRET = "connections-benchmark-secret-0123456789abcdef"
-PER_PROCESS = 15000  # sessions per process (generator worker or target worker)
+PER_PROCESS = 15000  # sessions per target process (more processes: a bigger CPU share)
+PER_WORKER = 17000  # sessions per generator worker (fewer processes: less memory)
 STALL_S = 60.0  # a ramp that opened nothing more for this long is over
 
 
@@ -83,6 +84,15 @@ def tree_cpu_s(pid: int) -> float:
             times = proc.cpu_times()
             total += times.user + times.system
     return total
+
+
+def own_cpu_s(pid: int) -> float:
+    """CPU seconds (user and system) of ``pid`` alone."""
+    try:
+        times = psutil.Process(pid).cpu_times()
+    except psutil.Error:
+        return 0.0
+    return times.user + times.system
 
 
 def free_port() -> int:
@@ -118,9 +128,9 @@ def compression_modes() -> dict[str, tuple[list[str], list[str]]] | None:
 def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[str],
              label: str, target_extra: list[str] | None = None) -> dict[str, float]:  # fmt: skip
     """One ramp and hold; the figures it measured."""
-    processes = args.processes or max(1, math.ceil(sessions / PER_PROCESS))
+    processes = args.processes or max(1, math.ceil(sessions / PER_WORKER))
     workers = args.target_workers or max(1, math.ceil(sessions / PER_PROCESS))
-    sources = args.source_ips or _auto_sources(sessions)
+    sources = args.source_ips or _auto_sources(sessions, processes)
     target_args = ["--workers", str(workers), "--connections-per-user", "0"]
     if args.target_args:
         target_args += args.target_args.split()
@@ -130,7 +140,9 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
           f"+ master; --source-ips {sources}; {sessions:,} sessions at {args.rate}/s",
           flush=True)  # fmt: skip
     results = Path(tempfile.mkdtemp(prefix="wsload-connections-")) / "run"
-    ramp_bound = sessions / max(1.0, args.rate) * 3 + 60
+    # a ramp still opening sessions is not cut short on a busy machine: the bound allows
+    # 200 sessions a second whatever the rate asked (a stalled ramp ends after STALL_S)
+    ramp_bound = max(sessions / max(1.0, args.rate) * 3, sessions / 200) + 60
     env = dict(os.environ, JWT_SECRET_KEY=SECRET)
     per_user = args.sessions_per_user
     users = math.ceil(sessions / per_user)
@@ -159,6 +171,7 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
         base_tgt, _ = tree_kb(target.pid)
         started = time.monotonic()
         cpu_gen0, cpu_tgt0 = tree_cpu_s(locust.pid), tree_cpu_s(target.pid)
+        cpu_master0 = own_cpu_s(locust.pid)
         best, best_at = 0, started
         while True:  # the ramp: until all are open, or no progress for STALL_S
             time.sleep(2.0)
@@ -173,12 +186,22 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
         ramp_wall = time.monotonic() - started
         cpu_gen = tree_cpu_s(locust.pid) - cpu_gen0
         cpu_tgt = tree_cpu_s(target.pid) - cpu_tgt0
+        cpu_master = own_cpu_s(locust.pid) - cpu_master0
         print(f"[{label}] ramp over after {ramp_wall:.0f} s: {best:,} open at the target; CPU "
               f"used over the ramp: generator {cpu_gen / ramp_wall:.2f} cores, target "
               f"{cpu_tgt / ramp_wall:.2f} cores; machine load average "
               f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores", flush=True)  # fmt: skip
+        opened = max(1, best)
+        print(f"[{label}] ramp CPU per session: generator {cpu_gen / opened * 1000:.3f} ms "
+              f"({opened / max(cpu_gen, 1e-9):,.0f} sessions per generator CPU-second), target "
+              f"{cpu_tgt / opened * 1000:.3f} ms ({opened / max(cpu_tgt, 1e-9):,.0f} per target "
+              f"CPU-second); of the generator's, the master {cpu_master / opened * 1000:.3f} ms "
+              f"and the workers {(cpu_gen - cpu_master) / opened * 1000:.3f} ms "
+              f"({opened / max(cpu_gen - cpu_master, 1e-9):,.0f} sessions per worker "
+              f"CPU-second)", flush=True)  # fmt: skip
         held = best
         hold_from = time.time()
+        hold_cpu0 = (tree_cpu_s(locust.pid), tree_cpu_s(target.pid), time.monotonic())
         gen_kb = tgt_kb = 0.0
         hold_end = time.monotonic() + hold
         while time.monotonic() < hold_end and locust.poll() is None:
@@ -189,6 +212,12 @@ def run_once(args: argparse.Namespace, sessions: int, hold: float, extra: list[s
             gen_kb, gen_procs = tree_kb(locust.pid)
             tgt_kb, _ = tree_kb(target.pid)
         hold_to = time.time()
+        hold_wall = max(1e-9, time.monotonic() - hold_cpu0[2])
+        print(f"[{label}] CPU used over the hold: generator "
+              f"{(tree_cpu_s(locust.pid) - hold_cpu0[0]) / hold_wall:.2f} cores, target "
+              f"{(tree_cpu_s(target.pid) - hold_cpu0[1]) / hold_wall:.2f} cores (heartbeat "
+              f"every {args.heartbeat:g} s: {held / max(args.heartbeat, 1e-9):,.0f} pings/s)",
+              flush=True)  # fmt: skip
         print(f"[{label}] target held at least {held:,} for {hold:g} s; generator "
               f"{gen_kb / 1024:,.0f} MB in {gen_procs} processes, target "
               f"{tgt_kb / 1024:,.0f} MB", flush=True)  # fmt: skip
@@ -259,10 +288,11 @@ def measure_deflate(args: argparse.Namespace, modes: dict | None, plain_args: li
     return 0
 
 
-def _auto_sources(sessions: int) -> str:
+def _auto_sources(sessions: int, processes: int) -> str:
+    """Enough loopback addresses for the ports, and one of its own for each worker."""
     low, high = port_range()
     usable = int((high - low + 1) * 0.9)
-    count = max(1, math.ceil(sessions / usable)) + 1
+    count = max(processes, max(1, math.ceil(sessions / usable)) + 1)
     return f"127.0.0.2-127.0.0.{1 + count}"
 
 

@@ -38,6 +38,12 @@ def test_the_capacity_locustfile_never_imports_pandas():
     assert not {m for m in loaded if m.split(".")[0] in ("pandas", "matplotlib")}
 
 
+def test_the_connections_locustfile_loads_arrow_before_locust_forks_its_workers():
+    loaded = imports_of("connections")
+    assert "pyarrow.ipc" in loaded and "locust" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("pandas", "matplotlib")}
+
+
 def test_only_wsload_locust_imports_locust():
     importing = re.compile(r"^\s*(from|import)\s+locust\b", re.MULTILINE)
     offenders = [

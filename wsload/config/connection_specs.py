@@ -33,6 +33,16 @@ CONNECTION_SPECS: tuple[OptionSpec, ...] = (
         int,
     ),
     OptionSpec(
+        "--max-handshakes",
+        "WSLOAD_MAX_HANDSHAKES",
+        "connections.py: connection attempts in flight at once in each generator process; "
+        "the others wait their turn, so a ramp faster than the server accepts queues in the "
+        "generator (unmeasured) instead of in the server's accept queue, where handshakes "
+        "time out (0: no bound)",
+        100,
+        int,
+    ),
+    OptionSpec(
         "--trickle-interval",
         "WSLOAD_TRICKLE_INTERVAL",
         "connections.py: each held session sends one chat message every this many seconds "

@@ -71,6 +71,7 @@ _ZERO_OK = {
     "heartbeat_interval",
     "storm",
     "trickle_interval",
+    "max_handshakes",
     *ZERO_OK,
 }
 _CACHED_CONFIGS = 16  # option sets kept (the web UI may go back and forth)
@@ -118,6 +119,7 @@ class RunOptions:
     budget_check: bool = True  # local ports and open files checked before the ramp
     trickle_interval_s: float = 0.0  # connections.py: a chat message per session every S s
     sessions_per_user: int = 1  # connections.py: sessions one user holds
+    max_handshakes: int = 0  # connections.py: attempts in flight per process (0: unbounded)
 
 
 def _check_number(name: str, value: float | None, *, allow_zero: bool) -> None:
@@ -291,6 +293,7 @@ def _build(get: Callable[..., Any]) -> RunOptions:
         budget_check=not get("no_budget_check", False),
         trickle_interval_s=get("trickle_interval", 0.0),
         sessions_per_user=get("sessions_per_user", 1),
+        max_handshakes=get("max_handshakes", 0),
     )
 
 

@@ -7,6 +7,12 @@ sockets at once, pings each on time and runs an optional trickle of chat turns. 
 greenlet costs about as much memory as a session itself, so sharing one between several
 sessions is what keeps a held session near the cost of its socket and session state.
 A session that drops is recorded (``session:disconnect``) and opened again with backoff.
+
+Each held socket has one readiness watcher of its own for as long as it is held (a
+``select.poll`` under gevent would start and stop a watcher per socket on every wake), and
+heartbeats keep their phase: a ping sent late does not move the next one to the same
+moment as every other late ping, and each interval is jittered a little, so pings of
+sessions opened together, or delayed together by a stall, spread out instead of bunching.
 """
 
 from __future__ import annotations
@@ -16,13 +22,14 @@ import time
 from typing import Any
 
 import gevent
-from gevent import select as gselect
+import gevent.event
 from locust import User, task
 
 from wsload import taxonomy
 from wsload.locust.chat_connection import _FAILURES, PONG_TIMEOUT
 from wsload.locust.runtime import Runtime, runtime_for
 from wsload.net.client import ConnectError, Connection, attempt_record, connect
+from wsload.net.ping_schedule import next_ping_at
 from wsload.protocol.carrier import place
 from wsload.protocol.events import Closed, Event, Pong, TurnEnded
 from wsload.protocol.tracker import TurnTracker
@@ -32,12 +39,13 @@ _perf = time.perf_counter
 _FAR = float("inf")
 MIN_WAIT_S = 0.001  # a socket timeout of 0 would make a read non-blocking
 CLOSE_TIMEOUT_S = 0.5
+_READ = 1  # libev's EV_READ
 
 
 class Held:
     """One held session: its connection, who it is, and when it next has something to do."""
 
-    __slots__ = ("conn", "next_ping", "next_turn", "pong_due", "tracker", "turn", "who")
+    __slots__ = ("conn", "next_ping", "next_turn", "pong_due", "tracker", "turn", "watcher", "who")
 
     def __init__(self, conn: Connection, who: Who, now: float, interval: float, trickle: float):
         self.conn = conn
@@ -49,6 +57,7 @@ class Held:
         self.pong_due = _FAR
         self.tracker: TurnTracker | None = None
         self.turn = (0.0, 0, 0, 0)  # wall clock, turn number, inflight, bytes
+        self.watcher: Any = None  # the hub's readiness watcher of its socket
 
     def wake(self) -> float:
         """When this session next needs its user."""
@@ -65,7 +74,8 @@ class ConnectionUser(User):
         super().__init__(environment)
         self.rt: Runtime | None = None
         self.held: dict[int, Held] = {}  # by file descriptor
-        self.poller = gselect.poll()  # waits on every held socket at once
+        self.ready: list[int] = []  # descriptors whose watcher fired, not read yet
+        self.wakeup = gevent.event.Event()  # set by a watcher: something to read
         self.wanted = 1
         self.failed_attempts = 0
         self.reopen_at = 0.0
@@ -81,8 +91,8 @@ class ConnectionUser(User):
     def on_stop(self) -> None:
         held, self.held = self.held, {}
         self.rt.open_sessions -= len(held)
-        for fd in held:
-            self.poller.unregister(fd)
+        for session in held.values():
+            _unwatch(session)
         for session in held.values():
             if session.tracker is not None:  # cut short by the stop: not a turn's verdict
                 session.tracker = None
@@ -93,25 +103,40 @@ class ConnectionUser(User):
     @task
     def hold(self) -> None:
         """Keep the sessions open and serve them until the run stops."""
+        wakeup = self.wakeup
         while True:
             now = _perf()
             if len(self.held) < self.wanted and now >= self.reopen_at:
                 self._open()
                 continue
-            wake = self.reopen_at if len(self.held) < self.wanted else _FAR
-            for session in self.held.values():
-                due = session.wake()
-                if due < wake:
-                    wake = due
-            wait = None if wake == _FAR else max(MIN_WAIT_S, wake - _perf())
-            if not self.held:
-                gevent.sleep(wait or 1.0)
+            if self.ready:
+                self._serve_ready()
+            wake = self._due(_perf())
+            if len(self.held) < self.wanted and self.reopen_at < wake:
+                wake = self.reopen_at
+            if self.ready:
                 continue
-            for fd, _ in self.poller.poll(None if wait is None else wait * 1000.0):
-                session = self.held.get(fd)
-                if session is not None:
-                    self._read(session)
-            self._due(_perf())
+            wakeup.clear()  # before the wait: a watcher firing from here on wakes it
+            wait = None if wake == _FAR else max(MIN_WAIT_S, wake - _perf())
+            wakeup.wait(wait if wait is not None or self.held else 1.0)
+
+    def _readable(self, fd: int) -> None:
+        """A held socket has something to read (the hub calls this)."""
+        session = self.held.get(fd)
+        if session is not None and session.watcher is not None:
+            session.watcher.stop()  # until it is read: one wake-up per arrival
+        self.ready.append(fd)
+        self.wakeup.set()
+
+    def _serve_ready(self) -> None:
+        ready, self.ready = self.ready, []
+        for fd in ready:
+            session = self.held.get(fd)
+            if session is None:
+                continue
+            self._read(session)
+            if self.held.get(fd) is session and session.watcher is not None:
+                session.watcher.start(self._readable, fd)
 
     # sessions --------------------------------------------------------------------------
     def _open(self) -> None:
@@ -121,6 +146,9 @@ class ConnectionUser(User):
         who = Who(index, subject, f"{rt.node}-{index}-1")
         placement = place(rt.profile.auth, rt.url, rt.minter.mint(subject),
                           carrier=rt.options.carrier)  # fmt: skip
+        slots = handshake_slots(rt.options.max_handshakes)
+        if slots is not None:
+            slots.acquire()  # waiting here is not part of the attempt: nothing is sent yet
         rt.inflight_handshakes += 1
         inflight = rt.inflight_handshakes
         try:
@@ -131,6 +159,8 @@ class ConnectionUser(User):
             outcome = err
         finally:
             rt.inflight_handshakes -= 1
+            if slots is not None:
+                slots.release()
         record, conn = attempt_record(outcome, who, inflight)
         rt.record(record)
         if conn is None:
@@ -144,7 +174,8 @@ class ConnectionUser(User):
         held = Held(conn, who, _perf(), options.heartbeat_interval_s, options.trickle_interval_s)
         fd = conn.sock.fileno()
         self.held[fd] = held
-        self.poller.register(fd, gselect.POLLIN)
+        held.watcher = gevent.get_hub().loop.io(fd, _READ)
+        held.watcher.start(self._readable, fd)
         rt.open_sessions += 1
         if conn.pending:
             self._handle(held, conn.receive(MIN_WAIT_S) or [])
@@ -169,10 +200,17 @@ class ConnectionUser(User):
                 name, failure, size = _FAILURES[kind]
                 self._record(session.who, name, 0.0, failure, event.detail[:size])  # type: ignore[union-attr]
 
-    def _due(self, now: float) -> None:
-        """Pings, pong timeouts, turn deadlines and trickled turns that are due."""
+    def _due(self, now: float) -> float:
+        """Pings, pong timeouts, turn deadlines and trickled turns that are due; when the
+        next one will be."""
         options = self.rt.options
+        wake = _FAR
         for session in list(self.held.values()):
+            due = session.wake()
+            if due > now:  # nothing to do yet
+                if due < wake:
+                    wake = due
+                continue
             conn = session.conn
             if now >= session.pong_due:
                 timeout = options.pong_timeout_s
@@ -187,7 +225,9 @@ class ConnectionUser(User):
                 tracker.expire(now)
                 self._end_turn(session)
             if session.pong_due == _FAR and now >= session.next_ping:
-                session.next_ping = now + options.heartbeat_interval_s
+                session.next_ping = next_ping_at(
+                    session.next_ping, now, options.heartbeat_interval_s, _RNG
+                )
                 try:
                     conn.ping()
                 except OSError:
@@ -196,6 +236,11 @@ class ConnectionUser(User):
             if session.tracker is None and now >= session.next_turn:
                 session.next_turn = now + options.trickle_interval_s
                 self._begin_turn(session)
+            if session.conn is conn and self.held.get(conn.sock.fileno()) is session:
+                due = session.wake()
+                if due < wake:
+                    wake = due
+        return wake
 
     def _closed(self, session: Held, event: Closed) -> None:
         if session.tracker is not None:
@@ -206,7 +251,7 @@ class ConnectionUser(User):
         if fd is None:
             return  # closed by on_stop: no disconnect
         del self.held[fd]
-        self.poller.unregister(fd)
+        _unwatch(session)
         self.rt.open_sessions -= 1
         self._record(session.who, "session:disconnect", 0.0, taxonomy.disconnected(event.code),
                      event.reason[:120], close_code=event.code)  # fmt: skip
@@ -247,6 +292,32 @@ class ConnectionUser(User):
         self.rt.inflight_turns -= 1
         started, number, inflight, size = held.turn
         self.rt.record(TurnRecord(started, held.who, number, inflight, size, tracker.result()))
+
+
+_RNG = random.Random()
+_SLOTS: dict[int, Any] = {}  # the process's handshake semaphore, by its size
+
+
+def handshake_slots(limit: int) -> Any:
+    """The process's bound on connection attempts in flight (``--max-handshakes``); None
+    for no bound. A ramp faster than the server accepts then waits here, unmeasured, rather
+    than in the server's accept queue, where each handshake's clock is already running."""
+    if limit <= 0:
+        return None
+    slots = _SLOTS.get(limit)
+    if slots is None:
+        from gevent.lock import BoundedSemaphore
+
+        _SLOTS.clear()
+        slots = _SLOTS[limit] = BoundedSemaphore(limit)
+    return slots
+
+
+def _unwatch(session: Held) -> None:
+    watcher, session.watcher = session.watcher, None
+    if watcher is not None:
+        watcher.stop()
+        watcher.close()
 
 
 # A worker opening thousands of sessions a second on a busy machine can miss Locust's

@@ -28,6 +28,9 @@ from typing import Any, Protocol
 
 from wsload.protocol.frames import decode_json
 
+# json.dumps(..., separators=...) builds an encoder per call; every heartbeat comes through here
+_COMPACT = json.JSONEncoder(separators=(",", ":"))
+
 
 class CodecError(ValueError):
     """A message the codec cannot make an event of; ``detail`` says why, for the sample."""
@@ -79,7 +82,7 @@ class JsonTextCodec:
         raise CodecError("a binary frame where JSON text was expected")
 
     def encode(self, message: Any) -> str:
-        return json.dumps(message, separators=(",", ":"))
+        return _COMPACT.encode(message)
 
     def wrap(self, payload: str) -> str:
         return payload

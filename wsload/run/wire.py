@@ -11,6 +11,7 @@ Pure: no Locust, no sockets.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from typing import Any
 
@@ -102,8 +103,15 @@ def _is_span_list(kind: pa.DataType) -> bool:
     return pa.types.is_list(kind) and pa.types.is_struct(kind.value_type)
 
 
+@functools.cache
+def _hints(cls: type) -> dict[str, Any]:
+    """A record class's field types, resolved once (per record, it was most of a master's
+    CPU in a connection ramp)."""
+    return typing.get_type_hints(cls, localns=_NAMESPACE | {c.__name__: c for c in SPEC_OF})
+
+
 def _make(cls: type, prefix: str, values: dict[str, Any]) -> Any:
-    hints = typing.get_type_hints(cls, localns=_NAMESPACE | {c.__name__: c for c in SPEC_OF})
+    hints = _hints(cls)
     kwargs = {}
     for field in dataclasses.fields(cls):
         dotted = prefix + field.name
