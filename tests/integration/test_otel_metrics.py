@@ -78,20 +78,28 @@ def otel_env(receiver: Receiver) -> dict[str, str]:
     return env
 
 
+def run_with_otel(receiver: Receiver, *args: str) -> subprocess.CompletedProcess:
+    """A headless Locust run with ``--otel`` exporting to ``receiver`` (stopped after)."""
+    try:
+        return subprocess.run(
+            [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py", "--headless"]
+            + ["--otel", "--only-summary", *args],
+            cwd=REPO,
+            env=otel_env(receiver),
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    finally:
+        receiver.server.shutdown()
+
+
 def test_otel_exports_wsloads_instruments_with_the_runs_own_numbers(tmp_path):
     receiver = Receiver()
-    env = otel_env(receiver)
-    done = subprocess.run(
-        [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py", "--headless", "--otel"]
-        + ["-u", "4", "-r", "4", "-t", "5s", "--think-time", "0.2", "--only-summary"]
-        + ["--target-args", "--skip-events 0.2", "--results", str(tmp_path / "run")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    receiver.server.shutdown()
+    done = run_with_otel(
+        receiver, "-u", "4", "-r", "4", "-t", "5s", "--think-time", "0.2",
+        "--target-args", "--skip-events 0.2", "--results", str(tmp_path / "run"),
+    )  # fmt: skip
     # 1: the injected turn failures fail Locust's default exit code, as in any run
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-3000:]
     assert {path for path, _ in receiver.requests} == {"/v1/metrics"}
@@ -126,18 +134,10 @@ def test_otel_on_a_master_with_workers_that_starts_the_embedded_target_runs_to_i
     """The target is spawned without a Python-level fork: OpenTelemetry's at-fork hook used
     to run in the child before its exec and hang the run at start."""
     receiver = Receiver()
-    env = otel_env(receiver)
-    done = subprocess.run(
-        [sys.executable, "-m", "locust", "-f", "locustfiles/ws_auth.py", "--headless", "--otel"]
-        + ["--processes", "2", "-u", "4", "-r", "4", "-t", "4s", "--think-time", "0.2"]
-        + ["--only-summary", "--results", str(tmp_path / "run")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=90,
-    )
-    receiver.server.shutdown()
+    done = run_with_otel(
+        receiver, "--processes", "2", "-u", "4", "-r", "4", "-t", "4s", "--think-time", "0.2",
+        "--results", str(tmp_path / "run"),
+    )  # fmt: skip
     assert done.returncode == 0, done.stderr[-3000:]
     assert "started the reference target" in done.stderr and "gate: PASSED" in done.stdout
     turns = load_samples(tmp_path / "run").query("name == 'turn:e2e'")
