@@ -52,3 +52,41 @@ def test_only_wsload_locust_imports_locust():
         if importing.search(path.read_text()) and "locust" not in path.relative_to(PACKAGE).parts
     ]
     assert offenders == []
+
+
+def test_what_ends_a_run_on_a_native_thread_imports_nothing_there():
+    """Every module the end of a run imports inside its functions is imported on the hub
+    first (END_OF_RUN_MODULES): an import on gevent's native thread takes patched locks."""
+    import ast
+    import importlib.util
+    from pathlib import Path
+
+    from wsload.locust.runs import END_OF_RUN_MODULES
+
+    seen, lazy = set(), set()
+    todo = ["wsload.run.writer", "wsload.run.summary", "wsload.gate.evaluate"]
+    while todo:  # every results and gate module they reach, at import time or later
+        name = todo.pop()
+        if name in seen or not name.startswith(("wsload.run", "wsload.gate")):
+            continue
+        seen.add(name)
+        tree = ast.parse(Path(importlib.util.find_spec(name).origin).read_text())
+        in_functions = {
+            id(node)
+            for fn in ast.walk(tree)
+            if isinstance(fn, ast.FunctionDef)
+            for node in ast.walk(fn)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            todo.extend(names)
+            if id(node) in in_functions:
+                lazy.update(names)
+    missing = {m for m in lazy if m.split(".")[0] in ("wsload", "duckdb", "pyarrow", "pandas")}
+    missing -= set(END_OF_RUN_MODULES) | {"typing"}
+    assert not missing, sorted(missing)

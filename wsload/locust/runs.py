@@ -39,6 +39,11 @@ FINAL_WAIT_S = 5.0  # how long a master waits for its workers' last records
 END_OF_RUN_MODULES = (
     "duckdb",
     "pyarrow.parquet",
+    "wsload.errors",
+    "wsload.run.columns",
+    "wsload.run.digest",
+    "wsload.run.long_view",
+    "wsload.run.stream_summary",
     "wsload.run.tables",
     "wsload.run.summary",
     "wsload.run.summary_sql",
