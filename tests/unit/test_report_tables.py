@@ -165,3 +165,22 @@ def test_a_run_too_big_for_a_memory_cap_in_pandas_gets_its_report_under_it(tmp_p
     )
     assert in_memory.returncode != 0
     assert "MemoryError" in in_memory.stderr or "Out of Memory" in in_memory.stderr
+
+
+def test_a_report_over_its_memory_limit_ends_in_one_message_naming_the_fix(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    write_run_json(folder, {"run_id": "run", "started": T0, "stopped": None})
+    writer = ArrowWriter(folder, "run")
+    writer.write_batches({"turns": _big_batch()(np.random.default_rng(4), 0, 20_000, 2_000)})
+    writer.close()
+    done = subprocess.run(
+        [sys.executable, "-m", "wsload", "report", str(folder), "--memory-limit", "1MB"],
+        capture_output=True,
+        text=True,
+        timeout=100,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert "needs more memory than --memory-limit 1MB" in done.stderr
+    assert "fix: pass a larger --memory-limit" in done.stderr

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = ["MEMORY_LIMIT", "add_arguments", "build_report", "run"]
 
-MEMORY_LIMIT = "1GB"  # DuckDB's for the report's queries: the report's memory, whatever the run
+MEMORY_LIMIT = "3GB"  # DuckDB's for the report's queries: the report's memory, whatever the run
 
 
 def build_report(run_dir: Any, **kwargs: Any) -> ReportFiles:
@@ -80,6 +80,19 @@ def run(args: argparse.Namespace) -> int:
             memory_limit=args.memory_limit,
         )
     except ConfigError as error:
+        print(f"wsload: error: {error}", file=sys.stderr)
+        return EXIT_CONFIG_ERROR
+    except Exception as exc:
+        import duckdb  # loaded by then: the report reads the tables with it
+
+        if not isinstance(exc, duckdb.OutOfMemoryException):
+            raise
+        error = ConfigError(
+            f"the report of {args.run_dir} needs more memory than --memory-limit "
+            f"{args.memory_limit} lets its queries use",
+            fix="pass a larger --memory-limit, as much as the machine has free "
+            "(most of what is over the limit spills to disk, but not every query can)",
+        )
         print(f"wsload: error: {error}", file=sys.stderr)
         return EXIT_CONFIG_ERROR
     print(f"wsload report: {files.html}")
