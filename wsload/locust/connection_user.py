@@ -83,6 +83,7 @@ class ConnectionUser(User):
         self.wakeup = gevent.event.Event()  # set by a watcher: something to read
         self.wanted = 1
         self.next_ping = _FAR  # when every held session of this user pings next
+        self.opener: gevent.Greenlet | None = None  # the session being opened, if any
         self.failed_attempts = 0
         self.reopen_at = 0.0
         self.last_who: Who | None = None
@@ -98,6 +99,10 @@ class ConnectionUser(User):
             self.next_ping = _perf() + interval * random.random()
 
     def on_stop(self) -> None:
+        opener = self.opener
+        if opener is not None:  # a handshake under way: its outcome is the run's
+            opener.join(timeout=CLOSE_TIMEOUT_S)
+            opener.kill()
         held, self.held = self.held, {}
         self.rt.open_sessions -= len(held)
         for session in held.values():
@@ -114,14 +119,14 @@ class ConnectionUser(User):
         """Keep the sessions open and serve them until the run stops."""
         wakeup = self.wakeup
         while True:
-            now = _perf()
-            if len(self.held) < self.wanted and now >= self.reopen_at:
-                self._open()
-                continue
+            opening = self.opener is None and len(self.held) < self.wanted
+            if opening and _perf() >= self.reopen_at:
+                self.opener = gevent.spawn(self._open_one)
+                opening = False
             if self.ready:
                 self._serve_ready()
             wake = self._due(_perf())
-            if len(self.held) < self.wanted and self.reopen_at < wake:
+            if opening and self.reopen_at < wake:
                 wake = self.reopen_at
             if self.ready:
                 continue
@@ -150,6 +155,15 @@ class ConnectionUser(User):
                 session.watcher.start(self._readable, fd)
 
     # sessions --------------------------------------------------------------------------
+    def _open_one(self) -> None:
+        """Open a session on a greenlet of its own: while a handshake waits (for a slot,
+        for a slow server), the user keeps pinging and reading the sessions it holds."""
+        try:
+            self._open()
+        finally:
+            self.opener = None
+            self.wakeup.set()
+
     def _open(self) -> None:
         """Open one session (its own subject and token); on failure, back off."""
         rt = self.rt
