@@ -121,7 +121,7 @@ class ConnectionUser(User):
         while True:
             opening = self.opener is None and len(self.held) < self.wanted
             if opening and _perf() >= self.reopen_at:
-                self.opener = gevent.spawn(self._open_one)
+                self.opener = gevent.spawn(self._open_missing)
                 opening = False
             if self.ready:
                 self._serve_ready()
@@ -155,11 +155,15 @@ class ConnectionUser(User):
                 session.watcher.start(self._readable, fd)
 
     # sessions --------------------------------------------------------------------------
-    def _open_one(self) -> None:
-        """Open a session on a greenlet of its own: while a handshake waits (for a slot,
-        for a slow server), the user keeps pinging and reading the sessions it holds."""
+    def _open_missing(self) -> None:
+        """Open the sessions missing, on a greenlet of its own: while a handshake waits (for
+        a slot, for a slow server), the user keeps pinging and reading the sessions it
+        holds. A failed attempt ends it; the user starts another after the backoff."""
         try:
-            self._open()
+            while len(self.held) < self.wanted and _perf() >= self.reopen_at:
+                self._open()
+                if self.rt.options.trickle_interval_s > 0:
+                    self.wakeup.set()  # the user schedules the new session's first turn
         finally:
             self.opener = None
             self.wakeup.set()
