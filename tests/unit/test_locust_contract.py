@@ -135,7 +135,7 @@ def test_batched_records_match_per_sample_logging_across_seconds_and_flushes():
 
 VECTORED = textwrap.dedent(
     """
-    import random
+    import math, random
     from collections import Counter
     from locust import stats as locust_stats
     from wsload.locust.stats import VECTOR_MIN, figures_of
@@ -143,7 +143,7 @@ VECTORED = textwrap.dedent(
     rng = random.Random(3)
     ties = [k + 0.5 for k in range(100)] + [k * 10 + 5.0 for k in range(10, 100)]
     ties += [k * 100 + 50.0 for k in range(10, 100)] + [k * 1000 + 500.0 for k in range(10, 99)]
-    near = [v + d for v in ties for d in (-1e-9, -1e-12, 1e-12, 1e-9)]
+    near = [math.nextafter(v, to) for v in ties for to in (0.0, 1e9)]
     edges = [0.0, 99.49999999999999, 99.5, 100.0, 999.4999, 999.5, 1000.0, 9999.5, 10000.0]
     spread = [rng.choice([rng.uniform(0, 99), rng.uniform(100, 9999), rng.uniform(1e4, 1e6)])
               for _ in range(20000)]
