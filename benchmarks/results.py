@@ -31,7 +31,9 @@ interleaved):
   from git, run with this venv). Per core: turns over the window divided by the
   generator's CPU seconds over it (``time.process_time`` in the Locust process, its
   writer thread included), so a busy machine slows it down without skewing it. Each
-  repeat runs every variant, interleaved; the recording's share is 1 - tables/no-tables.
+  repeat runs every variant, interleaved. The recording's share of the generator's CPU
+  is sampled by py-spy (``pip install py-spy``) over the window of the ``tables`` and
+  ``baseline`` runs: the samples with the recording's code in their stack.
 * ``big``: a run of ``--turns`` turns (default 100 million) written through the real
   writer (``ArrowWriter.write_batches``, the master's path), with the default protocol's
   shape and random timings; then ``wsload summary``, ``wsload gate`` and ``wsload report``
@@ -387,10 +389,49 @@ def full_run(args, variant: str, tree: Path) -> dict:
             stderr=subprocess.DEVNULL,
         )
         pin(proc.pid, 0)
+        profile = Path(tmp) / "profile.txt"
+        spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
+            "py-spy"
+        )
+        if spy and variant != "no-tables":
+            time.sleep(args.full_warm + 0.5)  # the window, as the Locust process measures it
+            subprocess.run(
+                [spy, "record", "--pid", str(proc.pid), "--duration", str(int(args.full_window)),
+                 "--rate", "250", "--format", "raw", "--nonblocking", "-o", str(profile)],
+                capture_output=True, timeout=args.full_window + 60,
+            )  # fmt: skip
         proc.wait(timeout=seconds + 120)
         figures = json.loads(out.read_text())
+        if profile.exists():
+            figures["recording"] = recording_share(profile.read_text())
+            if args.full_profiles:
+                kept = Path(args.full_profiles) / f"{variant}-{time.time():.0f}.txt"
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(profile, kept)
     figures["per_core"] = figures["turns"] / max(figures["cpu"], 1e-9)
     return figures
+
+
+# Where the recording of a turn runs: Recording.record (into the stats batch and the
+# sink), the stats batch logged into Locust's stats, the tables built and written.
+RECORDING_FILES = tuple(
+    f"wsload/{name}.py"
+    for name in ("locust/recording", "locust/stats", "run/batch", "run/columns", "run/writer")
+)
+
+
+def recording_share(raw: str) -> float:
+    """The share of py-spy's samples (raw format: ``frame;frame;... count`` lines, busy
+    threads only) with a frame of the recording in their stack."""
+    total = recording = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        if any(part in stack for part in RECORDING_FILES):
+            recording += int(count)
+    return recording / total if total else float("nan")
 
 
 def phase_full(args) -> None:
@@ -411,16 +452,22 @@ def phase_full(args) -> None:
             f"{args.repeats}: {', '.join(f'{r:,.0f}' for r in rates)}; generator CPU "
             f"{shares:.0%}, {rate:,.0f} turns/s; garbage collector {collected:.1%} of it)"
         )
-    per_repeat = [
-        (t["per_core"], n["per_core"], b["per_core"])
-        for t, n, b in zip(runs["tables"], runs["no-tables"], runs["baseline"], strict=True)
-    ]
-    share = med(1 - t / n for t, n, _ in per_repeat)
-    us = med((1 / t - 1 / n) * 1e6 for t, n, _ in per_repeat)
+    for variant in ("tables", "baseline"):
+        shares = [r["recording"] for r in runs[variant] if "recording" in r]
+        if shares:
+            share = med(shares)
+            us = med(r["recording"] * r["cpu"] / r["turns"] * 1e6 for r in runs[variant])
+            print(
+                f"full: {variant:<9} recording {share:.1%} of the generator's CPU, {us:.1f} us "
+                f"per turn (py-spy samples in Recording.record, the stats batch and the "
+                f"tables; median of {len(shares)}: {', '.join(f'{s:.1%}' for s in shares)})"
+            )
+    tables = [r["per_core"] for r in runs["tables"]]
+    ratios = [t / b["per_core"] for t, b in zip(tables, runs["baseline"], strict=True)]
+    no_tables = [t / n["per_core"] for t, n in zip(tables, runs["no-tables"], strict=True)]
     print(
-        f"full: recording's tables share of a core {share:.1%} ({us:.1f} us per turn; median "
-        f"of per-repeat 1 - tables/no-tables); tables / baseline = "
-        f"{med(t / b for t, _, b in per_repeat):.2f}"
+        f"full: tables / baseline {med(ratios):.2f}, tables / no-tables {med(no_tables):.2f} "
+        "(medians of per-repeat ratios of turns/s per core)"
     )
 
 
@@ -542,6 +589,7 @@ def main() -> None:
     parser.add_argument("--full-users", type=int, default=200, help="full: chat sessions")
     parser.add_argument("--full-warm", type=float, default=4.0, help="full: warm-up seconds")
     parser.add_argument("--full-window", type=float, default=10.0, help="full: measured seconds")
+    parser.add_argument("--full-profiles", help="full: keep py-spy's raw profiles in this folder")
     parser.add_argument(
         "--full-baseline-rev",
         default="f4e6719",
