@@ -39,6 +39,7 @@ CONTEXT_KEY = "wsload"
 
 # Called once a second (and at the end of a run) with the records taken since, in the
 # order taken; on the event loop, so it must be quick (count, aggregate, never block).
+# A listener with a true ``failures_only`` attribute may be given the failed records only.
 RecordsListener = Callable[[Sequence[Record]], None]
 
 
@@ -94,11 +95,12 @@ class LocalSink(Sink):
     def _write(self) -> None:
         arrived, self._arrived = self._arrived, []
         if arrived:
-            from wsload.run.wire import records_of  # pyarrow, once records flow
+            from wsload.run.wire import failed_only, records_of  # pyarrow, once records flow
+        every_row = not all(getattr(each, "failures_only", False) for each in self.listeners)
         for shipped in arrived:
             self._pool.apply(self.writer.write_batches, (shipped,))
             if self.listeners:
-                self._tell(records_of(shipped))
+                self._tell(records_of(shipped if every_row else failed_only(shipped)))
         if self.batch:
             batch, self.batch = self.batch, Batch(self.node)
             self._pool.apply(self.writer.write, (batch,))
