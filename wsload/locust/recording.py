@@ -25,7 +25,7 @@ from typing import Any
 import gevent
 import gevent.event
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import Runner, WorkerRunner
 
 from wsload.locust.stats import REQUEST_TYPE, Failure, StatsBatch
 from wsload.run.batch import Batch
@@ -48,11 +48,10 @@ class Sink:
 
     def __init__(self, node: str, environment: Environment) -> None:
         self.batch = Batch(node)
-        self._runner = environment.runner
+        self._users = user_counter(environment.runner)
 
     def add(self, record: Record) -> None:
-        runner = self._runner
-        self.batch.add(record, runner.user_count if runner is not None else 0)
+        self.batch.add(record, self._users())
 
     def add_shipped(self, batches: dict[str, Any]) -> None:
         """Record batches by table taken elsewhere (a worker's, on the master)."""
@@ -168,6 +167,16 @@ class WorkerSink(Sink):
         self._stop.set()
         self._loop.join()
         self._ship(final=True)
+
+
+def user_counter(runner: Runner | None) -> Callable[[], int]:
+    """What reads the users a process runs, for every record it takes: a local runner's
+    or a worker's ``user_count`` is the size of its set of user greenlets, read in C."""
+    if runner is None:
+        return int  # int() == 0
+    if type(runner).user_count is Runner.user_count:
+        return runner.user_greenlets.greenlets.__len__
+    return lambda: runner.user_count
 
 
 def run_events(environment: Environment) -> tuple[str, ...]:
