@@ -10,7 +10,8 @@ import pytest
 from wsload_runs import locust
 
 from wsload.analysis import load_run
-from wsload.analysis.connections import connection_capacity, memory_timeline
+from wsload.analysis.connections import capacity_rows, connection_capacity, memory_timeline
+from wsload.analysis.table_run import open_run
 from wsload.reports import build_report
 
 
@@ -94,6 +95,9 @@ def test_sessions_are_held_with_heartbeats_from_source_addresses_and_reported(tm
     cap = connection_capacity(run)
     assert (cap.peak_sessions, cap.held_cleanly, cap.failures) == (100, 100, {})
     assert cap.ramp_per_s is not None and cap.ramp_per_s > 0
+    # out of core: the same figures from the connection rows alone, without the heartbeats
+    slim = capacity_rows(open_run(folder))
+    assert connection_capacity(slim) == cap and "ping" not in set(slim.samples["name"])
     report = build_report(folder, output=tmp_path / "report")
     text = report.markdown.read_text()
     assert "Largest count held cleanly: **100 sessions**" in text

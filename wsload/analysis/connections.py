@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -36,6 +37,37 @@ class ConnectionCapacity:
     generator_peak_kb: float | None = None  # all generator processes at the peak
     target_kb_per_session: float | None = None
     target_peak_kb: float | None = None
+
+
+def capacity_rows(run: Any) -> Run:
+    """What the connection analysis reads, in pandas whatever the run's size: for a run
+    queried out of core (``open_run``), its connects, acks, disconnects and every failed
+    row, but not the successful heartbeats, which are nearly all rows of a long hold (a
+    ping per session every 25 s: 14 million an hour at 100,000 sessions). A run loaded
+    with ``load_run`` is returned as it is."""
+    from wsload.analysis.table_run import is_table_run
+
+    if not is_table_run(run):
+        return run
+    samples = run.df(
+        "SELECT node, session, ts, t_s, name, ms AS latency_ms, ok, failure FROM m "
+        "WHERE name IN ('connect', 'auth', 'session:disconnect') "
+        "OR (failure IS NOT NULL AND failure <> '') ORDER BY ts, arm, sub"
+    )
+    samples["ok"] = samples["ok"].astype(bool)
+    empty = pd.DataFrame()
+    return Run(
+        path=run.path,
+        meta=run.meta,
+        started=run.started,
+        samples=samples,
+        turns=empty,
+        sessions=empty,
+        health=run.health,
+        steps=run.steps,
+        timeline=run.timeline,
+        stages=list(run.stages),
+    )
 
 
 def is_connection_run(run: Run) -> bool:

@@ -27,7 +27,7 @@ from wsload.analysis import (
     name_order,
     turn_waterfall,
 )
-from wsload.analysis.connections import is_connection_run
+from wsload.analysis.connections import capacity_rows, is_connection_run
 from wsload.analysis.stats import name_percentiles
 from wsload.analysis.table_run import TableRun, is_table_run, open_run
 from wsload.errors import ConfigError
@@ -134,7 +134,7 @@ def write_report(
 
     _overview(doc, run, cap)
     if is_connection_run(run):  # a run that held sessions: what it held
-        connections_section(doc, run.loaded if is_table_run(run) else run, figure)
+        connections_section(doc, capacity_rows(run), figure)
     _health(doc, run, window_s, figure)
     doc.h2("Latency over time")
     doc.p(
