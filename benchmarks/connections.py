@@ -96,8 +96,11 @@ def own_cpu_s(pid: int) -> float:
 
 
 def free_port() -> int:
+    """A port free on every address: Locust's master binds ``*``, and a port the kernel
+    picks for 127.0.0.1 alone may still be held on 127.0.0.2 by a connection of the last
+    run (TIME_WAIT)."""
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("0.0.0.0", 0))
         return sock.getsockname()[1]
 
 
