@@ -117,16 +117,19 @@ def percentile_table(
     view: str = "m0",
     extra: str = "",
     params: list | None = None,
+    columns: Sequence[str] = (),
 ) -> pd.DataFrame:
     """``stats.percentile_table`` over the rows of ``view`` matching ``where`` (``extra``:
-    more columns computed per row, e.g. a window; ``params`` for ``where``)."""
+    more columns computed per row, e.g. a window; ``params`` for ``where``; ``columns``:
+    the long view's columns ``where`` and ``extra`` read besides name, ok and ms)."""
+    rows = run.rows(["name", "ok", "ms", *columns], view)
     keys = [*by, "name"]
     columns = [*keys, "count", "failures", "failure_rate"]
     columns += [_pcol(q) for q in quantiles] + ["mean_ms", "max_ms"]
     named, name_params = _names_filter(names)
     nonnull = " AND ".join(f'"{k}" IS NOT NULL' for k in keys)
     source = (
-        f"SELECT * FROM (SELECT *{', ' + extra if extra else ''} FROM {view} "
+        f"SELECT * FROM (SELECT *{', ' + extra if extra else ''} FROM {rows} "
         f"WHERE ({where}){named}) WHERE {nonnull}"
     )
     args = [*(params or []), *name_params]
@@ -192,7 +195,8 @@ def _users_column(run: TableRun, where: str, params: list, max_groups: int) -> s
     """The SQL of ``total_users``, binned as ``stats._total_users_at``'s callers bin it
     when the rows matching ``where`` hold more than ``max_groups`` distinct counts."""
     distinct, top = run.one(
-        f"SELECT count(DISTINCT total_users), max(total_users) FROM m_users WHERE {where}",
+        "SELECT count(DISTINCT total_users), max(total_users) FROM "
+        f"{run.rows(['name'], 'm_users')} WHERE {where}",
         params,
     )
     if not distinct or distinct <= max_groups:
@@ -232,7 +236,7 @@ def failure_summary(run: TableRun) -> pd.DataFrame:
     table = run.df(
         "SELECT coalesce(failure, 'unknown') AS failure, count(*) AS count, "
         "list(DISTINCT name) AS names, min(t_s) AS first_s, max(t_s) AS last_s "
-        "FROM m0 WHERE NOT ok GROUP BY ALL"
+        f"FROM {run.rows(['failure', 'name', 'ok'])} WHERE NOT ok GROUP BY ALL"
     )
     if table.empty:
         return pd.DataFrame(columns=columns)
@@ -247,7 +251,8 @@ def failure_summary(run: TableRun) -> pd.DataFrame:
 def failures_over_time(run: TableRun, window_s: float) -> pd.DataFrame:
     counts = run.df(
         'SELECT CAST(floor(t_s / CAST(? AS DOUBLE)) AS BIGINT) AS "window", '
-        "coalesce(failure, 'unknown') AS failure, count(*) AS count FROM m0 WHERE NOT ok "
+        "coalesce(failure, 'unknown') AS failure, count(*) AS count FROM "
+        f"{run.rows(['failure', 'ok'])} WHERE NOT ok "
         'GROUP BY ALL ORDER BY "window", failure',
         [window_s],
     )
@@ -263,7 +268,8 @@ def auth_failures_by_users(run: TableRun, name: str = "auth", max_groups: int = 
     users = _users_column(run, "name = ?", [name], max_groups)
     table = run.df(
         f"SELECT {users} AS users, count(*) AS attempts, count(*) FILTER (WHERE NOT ok) "
-        "AS failures FROM m_users WHERE name = ? GROUP BY ALL ORDER BY users",
+        f"AS failures FROM {run.rows(['name', 'ok'], 'm_users')} WHERE name = ? "
+        "GROUP BY ALL ORDER BY users",
         [name],
     )
     if table.empty:
@@ -275,13 +281,18 @@ def auth_failures_by_users(run: TableRun, name: str = "auth", max_groups: int = 
 
 _EVENTS = "kind = 'event' AND turn IS NOT NULL AND session IS NOT NULL"
 _OK_TURNS = "kind = 'turn' AND turn IS NOT NULL AND session IS NOT NULL AND ok"
+_EVENT_COLUMNS = ("session", "turn", "name", "ms")
+_TURN_COLUMNS = ("node", "session", "turn", "ok", "ms")
 
 
 def stage_order(run: TableRun) -> list[str]:
     """The turn's events in the order they arrive: by the median of their first arrival
     (``turn:ttfe`` left out, as ``Run.stages``)."""
     medians = exact_quantiles(
-        run, f"SELECT name, ms, true AS ok FROM m0 WHERE {_EVENTS}", ["name"], [0.5]
+        run,
+        f"SELECT name, ms, true AS ok FROM {run.rows(_EVENT_COLUMNS)} WHERE {_EVENTS}",
+        ["name"],
+        [0.5],
     )
     if medians.empty:
         return []
@@ -299,8 +310,9 @@ def turn_waterfall(run: TableRun, stat: str = "mean") -> pd.DataFrame:
 def _waterfall(run: TableRun, stat: str) -> pd.DataFrame:
     columns = ["stage", "start_ms", "end_ms", "duration_ms", "turns"]
     events = (
-        f"SELECT e.name, e.ms, true AS ok FROM (SELECT node, session, turn, name, ms FROM m0 "
-        f"WHERE {_EVENTS}) e JOIN (SELECT node, session, turn FROM m0 WHERE {_OK_TURNS}) t "
+        f"SELECT e.name, e.ms, true AS ok FROM (SELECT node, session, turn, name, ms FROM "
+        f"{run.rows(['node', *_EVENT_COLUMNS])} WHERE {_EVENTS}) e JOIN (SELECT node, session, "
+        f"turn FROM {run.rows(['node', 'session', 'turn', 'ok'])} WHERE {_OK_TURNS}) t "
         "ON e.node = t.node AND e.session = t.session AND e.turn = t.turn"
     )
     if stat == "mean":
@@ -338,12 +350,14 @@ def _turn_counts(run: TableRun) -> tuple[int, int, float]:
     def compute() -> tuple[int, int, float]:
         rows, distinct, ok, mean = run.one(
             "SELECT count(*), count(DISTINCT (node, session, turn)), count(*) FILTER (WHERE ok), "
-            "avg(ms) FILTER (WHERE ok) FROM m0 WHERE kind = 'turn' AND turn IS NOT NULL"
+            f"avg(ms) FILTER (WHERE ok) FROM {run.rows(_TURN_COLUMNS)} "
+            "WHERE kind = 'turn' AND turn IS NOT NULL"
         )
         if rows != distinct:
             rows, ok, mean = run.one(
                 "SELECT count(*), count(*) FILTER (WHERE ok), avg(ms) FILTER (WHERE ok) FROM "
-                "(SELECT DISTINCT ON (node, session, turn) ok, ms FROM m0 WHERE kind = 'turn' "
+                "(SELECT DISTINCT ON (node, session, turn) ok, ms FROM "
+                f"{run.rows([*_TURN_COLUMNS, 'arm', 'sub'])} WHERE kind = 'turn' "
                 "AND turn IS NOT NULL ORDER BY node, session, turn, ts DESC, arm DESC, sub DESC)"
             )
         return int(rows), int(ok), math.nan if mean is None else float(mean)
@@ -365,10 +379,13 @@ def overview(run: TableRun) -> dict[str, int]:
     sessions, ok_sessions = run.one(
         "SELECT count(*), count(*) FILTER (WHERE connects > 0 AND opened) FROM (SELECT "
         "count(*) FILTER (WHERE name = 'connect') AS connects, coalesce(bool_and(ok) FILTER "
-        "(WHERE name IN ('connect', 'auth')), true) AS opened FROM m0 "
+        "(WHERE name IN ('connect', 'auth')), true) AS opened FROM "
+        f"{run.rows(['node', 'session', 'name', 'ok', 'arm'])} "
         "WHERE session IS NOT NULL AND arm >= 5 GROUP BY node, session)"
     )
-    samples, failed = run.one("SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM m0")
+    samples, failed = run.one(
+        f"SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM {run.rows(['ok'])}"
+    )
     return {
         "turns": int(turns),
         "ok_turns": int(ok_turns),
@@ -393,7 +410,8 @@ def step_counts(run: TableRun, rated: Sequence[str], e2e_limit_ms: float) -> pd.
         f"count(*) FILTER (WHERE {counted} AND name = 'auth' AND NOT ok) AS auth_failed, "
         "count(*) FILTER (WHERE in_hold AND kind = 'turn' AND turn IS NOT NULL) AS turns, "
         "count(*) FILTER (WHERE in_hold AND kind = 'turn' AND turn IS NOT NULL AND ok AND "
-        "ms <= CAST(? AS DOUBLE)) AS good FROM m WHERE step IS NOT NULL GROUP BY step",
+        "ms <= CAST(? AS DOUBLE)) AS good "
+        f"FROM {run.rows(['name', 'turn', 'ok'], 'm')} WHERE step IS NOT NULL GROUP BY step",
         [*rated, *rated, e2e_limit_ms],
     )
     return frame.set_index("step")
@@ -403,7 +421,7 @@ def stream_figures(run: TableRun) -> list:
     """``wsload.run.stream_summary.stream_figures`` of the run's streamed answers."""
     from wsload.run.stream_summary import STREAM_ROWS, StreamFigures
 
-    source = "SELECT name, ms, ok FROM m0 WHERE kind = 'stream'"
+    source = f"SELECT name, ms, ok FROM {run.rows(['name', 'ms', 'ok'])} WHERE kind = 'stream'"
     counts = run.df(
         f"SELECT name, count(ms) AS n, avg(ms) AS mean FROM ({source}) WHERE ok GROUP BY name"
     ).set_index("name")
