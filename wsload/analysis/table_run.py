@@ -149,10 +149,14 @@ def open_run(path: str | Path, *, memory_limit: str | None = None) -> TableRun |
 def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str | None = None):
     """Open ``folder``'s tables (see the module doc); ConfigError when it holds no samples."""
     from wsload.errors import ConfigError
+    from wsload.run.long_view import long_view_sql
 
     meta = _read_meta(folder)
     con = connect(folder, memory_limit=memory_limit)
-    first, total = con.execute("SELECT min(ts), count(*) FROM samples").fetchone()
+    events = turn_events_of(con)
+    first, total = con.execute(
+        f"SELECT min(ts), count(*) FROM ({long_view_sql(keep=['ts'], events=events)})"
+    ).fetchone()
     if not total:
         con.close()
         raise ConfigError(
@@ -163,7 +167,6 @@ def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str |
     if isinstance(started, int | float) and started <= origin + 1.0:
         origin = float(started)
     con.execute("CREATE TEMP TABLE wsload_origin AS SELECT CAST(? AS DOUBLE) AS origin", [origin])
-    events = turn_events_of(con)
     con.execute(f"CREATE TEMP VIEW m0 AS {_measurements(origin, M0_COLUMNS, events)}")
     health = _health_rows(con, origin)
     last_counts = _last_counts(con, origin, events)
@@ -210,12 +213,27 @@ def _health_rows(con: Any, origin: float) -> pd.DataFrame:
 
 def _last_counts(con: Any, origin: float, events: Sequence[str]) -> pd.DataFrame:
     """Per node and second, the last users count a measurement ended with (what
-    ``users_timeline`` keeps of every row), in the order load_run reads the rows."""
+    ``users_timeline`` keeps of every row), in the order load_run reads the rows.
+
+    One pass keeps, per node, second and users count, the latest end: cheap keys, no row
+    order. Only a second whose latest end two counts share needs the order of the rows
+    (start, turn, rule, element), and then a second pass finds it."""
+    second = f"floor((ended - {_double(origin)}) / 1.0)"
+    rows = _measurements(origin, ("node", "ms", "users"), events)
+    latest = con.execute(
+        "WITH per AS (SELECT node, "
+        f"{second} AS second, users, max(ended) AS ts FROM ({rows}) GROUP BY ALL), "
+        "ranked AS (SELECT *, max(ts) OVER (PARTITION BY node, second) AS top FROM per) "
+        "SELECT node, ts, users, count(*) OVER (PARTITION BY node, second) AS ties "
+        "FROM ranked WHERE ts = top OR (ts IS NULL AND top IS NULL)"
+    ).df()
+    if len(latest) and int(latest["ties"].max()) == 1:
+        return latest[["node", "ts", "users"]]
     rows = _measurements(origin, ("node", "ms", "users", "turn", "arm", "sub"), events)
     return con.execute(
         "SELECT node, max(ended) AS ts, arg_max(users, (ended, ts, "
         "coalesce(turn, 9223372036854775807), arm, sub)) AS users "
-        f"FROM ({rows}) GROUP BY node, floor((ended - {_double(origin)}) / 1.0)"
+        f"FROM ({rows}) GROUP BY node, {second}"
     ).df()
 
 
