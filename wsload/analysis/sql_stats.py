@@ -12,6 +12,7 @@ that numpy computes), so the numbers are pandas' to the last bit.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -328,14 +329,33 @@ def turn_waterfall(run: TableRun, stat: str = "mean") -> pd.DataFrame:
     return run.answer(("waterfall", stat), lambda: _waterfall(run, stat)).copy()
 
 
+def _ok_turn_events(run: TableRun) -> str:
+    """The event rows of the successful turns: those of each turn whose e2e row succeeded
+    (joined on node, session and turn); when no turn is recorded twice, each event row's
+    e2e row is its own turns row's, so the event rules read only the successful turns."""
+    _turn_counts(run)
+    if not run.answers["turns unique"]:
+        return (
+            f"SELECT e.name, e.ms, true AS ok FROM (SELECT node, session, turn, name, ms FROM "
+            f"{run.rows(['node', *_EVENT_COLUMNS])} WHERE {_EVENTS}) e JOIN (SELECT node, "
+            f"session, turn FROM {run.rows(['node', 'session', 'turn', 'ok'])} WHERE "
+            f"{_OK_TURNS}) t ON e.node = t.node AND e.session = t.session AND e.turn = t.turn"
+        )
+    from wsload.run.long_view import long_view_sql
+
+    rules = long_view_sql(["ts", *_EVENT_COLUMNS, "kind"], run.events, arms=(1, 1))
+    # the e2e rule's row conditions (its ``ok``, turn, session, and m0's ts)
+    succeeded = (
+        "(SELECT * FROM turns WHERE NOT (failure IS NOT NULL AND failure <> '') AND "
+        "turn IS NOT NULL AND NULLIF(session, '') IS NOT NULL AND started_at IS NOT NULL) turns"
+    )
+    rules = re.sub(r"\bFROM turns\b", f"FROM {succeeded}", rules)
+    return f"SELECT name, ms, true AS ok FROM ({rules}) WHERE ts IS NOT NULL AND {_EVENTS}"
+
+
 def _waterfall(run: TableRun, stat: str) -> pd.DataFrame:
     columns = ["stage", "start_ms", "end_ms", "duration_ms", "turns"]
-    events = (
-        f"SELECT e.name, e.ms, true AS ok FROM (SELECT node, session, turn, name, ms FROM "
-        f"{run.rows(['node', *_EVENT_COLUMNS])} WHERE {_EVENTS}) e JOIN (SELECT node, session, "
-        f"turn FROM {run.rows(['node', 'session', 'turn', 'ok'])} WHERE {_OK_TURNS}) t "
-        "ON e.node = t.node AND e.session = t.session AND e.turn = t.turn"
-    )
+    events = _ok_turn_events(run)
     if stat == "mean":
         at = run.df(
             f"SELECT name, avg(ms) AS at, count(ms) AS n FROM ({events}) GROUP BY name"
@@ -369,11 +389,13 @@ def _turn_counts(run: TableRun) -> tuple[int, int, float]:
     ``load_run`` keeps it; a turn recorded twice is counted once."""
 
     def compute() -> tuple[int, int, float]:
+        # distinct hashes prove distinct turns (a collision only takes the slower way)
         rows, distinct, ok, mean = run.one(
-            "SELECT count(*), count(DISTINCT (node, session, turn)), count(*) FILTER (WHERE ok), "
-            f"avg(ms) FILTER (WHERE ok) FROM {run.rows(_TURN_COLUMNS)} "
+            "SELECT count(*), count(DISTINCT hash(node, session, turn)), "
+            f"count(*) FILTER (WHERE ok), avg(ms) FILTER (WHERE ok) FROM {run.rows(_TURN_COLUMNS)} "
             "WHERE kind = 'turn' AND turn IS NOT NULL"
         )
+        run.answers["turns unique"] = rows == distinct
         if rows != distinct:
             rows, ok, mean = run.one(
                 "SELECT count(*), count(*) FILTER (WHERE ok), avg(ms) FILTER (WHERE ok) FROM "
