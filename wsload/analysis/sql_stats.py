@@ -18,7 +18,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from .table_run import TableRun
+from .table_run import NAME_COUNTS, TableRun
 
 QUANTILES = (0.50, 0.95, 0.99)
 OPENING = ("connect", "auth")
@@ -173,13 +173,13 @@ def name_counts(run: TableRun) -> str:
     value of failures left out): the per-name table and the overview's sample counts
     come from this one pass over all the rows."""
 
-    def compute() -> str:
+    def compute() -> str:  # load_table_run makes it along with the users timeline
         run.con.execute(
-            "CREATE OR REPLACE TEMP TABLE wsload_names AS SELECT name, ok, "
+            f"CREATE OR REPLACE TEMP TABLE {NAME_COUNTS} AS SELECT name, ok, "
             "CASE WHEN ok AND NOT isnan(ms) THEN ms END AS ms, count(*) AS n "
             f"FROM {run.rows(['name', 'ok', 'ms'])} GROUP BY ALL"
         )
-        return "wsload_names"
+        return NAME_COUNTS
 
     return run.answer("name counts", compute)
 
@@ -310,12 +310,7 @@ _TURN_COLUMNS = ("node", "session", "turn", "ok", "ms")
 def stage_order(run: TableRun) -> list[str]:
     """The turn's events in the order they arrive: by the median of their first arrival
     (``turn:ttfe`` left out, as ``Run.stages``)."""
-    medians = exact_quantiles(
-        run,
-        f"SELECT name, ms, true AS ok FROM {run.rows(_EVENT_COLUMNS)} WHERE {_EVENTS}",
-        ["name"],
-        [0.5],
-    )
+    medians = exact_quantiles(run, _event_rules(run, "", (0, 1)), ["name"], [0.5])
     if medians.empty:
         return []
     medians["stage"] = medians["name"].astype(str).str.removeprefix("turn:")
@@ -329,28 +324,34 @@ def turn_waterfall(run: TableRun, stat: str = "mean") -> pd.DataFrame:
     return run.answer(("waterfall", stat), lambda: _waterfall(run, stat)).copy()
 
 
+def _event_rules(run: TableRun, turns: str, arms: tuple[float, float]) -> str:
+    """The rows of ``m0`` matching ``_EVENTS`` that the long view's rules numbered ``arms``
+    make of the turns matching ``turns``: the turn, session and time conditions are put on
+    the turns table, so the rules make neither column for each of their rows."""
+    from wsload.run.long_view import long_view_sql
+
+    rules = long_view_sql(["ts", "kind", "name", "ms"], run.events, arms=arms)
+    table = (
+        "(SELECT * FROM turns WHERE turn IS NOT NULL AND NULLIF(session, '') IS NOT NULL "
+        f"AND started_at IS NOT NULL{turns}) turns"
+    )
+    rules = re.sub(r"\bFROM turns\b", f"FROM {table}", rules)
+    return f"SELECT name, ms, true AS ok FROM ({rules}) WHERE kind = 'event'"
+
+
 def _ok_turn_events(run: TableRun) -> str:
     """The event rows of the successful turns: those of each turn whose e2e row succeeded
     (joined on node, session and turn); when no turn is recorded twice, each event row's
     e2e row is its own turns row's, so the event rules read only the successful turns."""
     _turn_counts(run)
-    if not run.answers["turns unique"]:
-        return (
-            f"SELECT e.name, e.ms, true AS ok FROM (SELECT node, session, turn, name, ms FROM "
-            f"{run.rows(['node', *_EVENT_COLUMNS])} WHERE {_EVENTS}) e JOIN (SELECT node, "
-            f"session, turn FROM {run.rows(['node', 'session', 'turn', 'ok'])} WHERE "
-            f"{_OK_TURNS}) t ON e.node = t.node AND e.session = t.session AND e.turn = t.turn"
-        )
-    from wsload.run.long_view import long_view_sql
-
-    rules = long_view_sql(["ts", *_EVENT_COLUMNS, "kind"], run.events, arms=(1, 1))
-    # the e2e rule's row conditions (its ``ok``, turn, session, and m0's ts)
-    succeeded = (
-        "(SELECT * FROM turns WHERE NOT (failure IS NOT NULL AND failure <> '') AND "
-        "turn IS NOT NULL AND NULLIF(session, '') IS NOT NULL AND started_at IS NOT NULL) turns"
+    if run.answers["turns unique"]:  # the e2e rule's ``ok``
+        return _event_rules(run, " AND NOT (failure IS NOT NULL AND failure <> '')", (1, 1))
+    return (
+        f"SELECT e.name, e.ms, true AS ok FROM (SELECT node, session, turn, name, ms FROM "
+        f"{run.rows(['node', *_EVENT_COLUMNS])} WHERE {_EVENTS}) e JOIN (SELECT node, "
+        f"session, turn FROM {run.rows(['node', 'session', 'turn', 'ok'])} WHERE "
+        f"{_OK_TURNS}) t ON e.node = t.node AND e.session = t.session AND e.turn = t.turn"
     )
-    rules = re.sub(r"\bFROM turns\b", f"FROM {succeeded}", rules)
-    return f"SELECT name, ms, true AS ok FROM ({rules}) WHERE ts IS NOT NULL AND {_EVENTS}"
 
 
 def _waterfall(run: TableRun, stat: str) -> pd.DataFrame:

@@ -31,6 +31,7 @@ from .steps import derive_steps, empty_steps, read_steps_file, users_timeline
 # in seconds since the start, as load_run places it on the users timeline. The view ``m0``
 # has the columns below; each query of ``wsload.analysis`` asks ``TableRun.rows`` for the
 # few it reads: DuckDB makes every column of a UNION ALL's arms, read or not.
+NAME_COUNTS = "wsload_names"  # every measurement counted by name, outcome and value
 M0_COLUMNS = ("node", "ts", "user", "subject", "session", "turn", "kind", "name", "ms", "ok",
               "failure", "users", "arm", "sub")  # fmt: skip
 
@@ -194,6 +195,7 @@ def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str |
         events=events,
         layers=layers,
     )
+    run.answers["name counts"] = NAME_COUNTS  # made by _last_counts
     from .sql_stats import stage_order
 
     run.stages.extend(stage_order(run))
@@ -217,16 +219,29 @@ def _last_counts(con: Any, origin: float, events: Sequence[str]) -> pd.DataFrame
 
     One pass keeps, per node, second and users count, the latest end: cheap keys, no row
     order. Only a second whose latest end two counts share needs the order of the rows
-    (start, turn, rule, element), and then a second pass finds it."""
+    (start, turn, rule, element), and then a second pass finds it. The same pass counts
+    every measurement by name, outcome and value into ``NAME_COUNTS`` (see
+    ``sql_stats.name_counts``): the long view is read once for both."""
     second = f"floor((ended - {_double(origin)}) / 1.0)"
-    rows = _measurements(origin, ("node", "ms", "users"), events)
+    rows = _measurements(origin, ("node", "ms", "users", "name", "ok"), events)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE wsload_pass AS SELECT node, second, users, name, ok, "
+        "value, max(ended) AS ts, count(*) AS n, GROUPING(node) AS by_name FROM (SELECT "
+        f"node, users, name, ok, ended, {second} AS second, "
+        f"CASE WHEN ok AND NOT isnan(ms) THEN ms END AS value FROM ({rows})) "
+        "GROUP BY GROUPING SETS ((node, second, users), (name, ok, value))"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {NAME_COUNTS} AS SELECT name, ok, value AS ms, n "
+        "FROM wsload_pass WHERE by_name = 1"
+    )
     latest = con.execute(
-        "WITH per AS (SELECT node, "
-        f"{second} AS second, users, max(ended) AS ts FROM ({rows}) GROUP BY ALL), "
+        "WITH per AS (SELECT node, second, users, ts FROM wsload_pass WHERE by_name = 0), "
         "ranked AS (SELECT *, max(ts) OVER (PARTITION BY node, second) AS top FROM per) "
         "SELECT node, ts, users, count(*) OVER (PARTITION BY node, second) AS ties "
         "FROM ranked WHERE ts = top OR (ts IS NULL AND top IS NULL)"
     ).df()
+    con.execute("DROP TABLE wsload_pass")
     if len(latest) and int(latest["ties"].max()) == 1:
         return latest[["node", "ts", "users"]]
     rows = _measurements(origin, ("node", "ms", "users", "turn", "arm", "sub"), events)
