@@ -17,14 +17,17 @@ from wsload.run.records import SessionEvent, Who
 from wsload.run.writer import ArrowWriter
 
 
-def write_tied_run(folder) -> None:
-    """``write_run``'s records, then two session rows of different user counts ending at
-    the same instant, the last of their second: the later start wins, as load_run orders."""
+def write_tied_run(folder, *, ramp: bool = False) -> None:
+    """``write_run``'s records (``ramp``: with 3 more users each second), then two session
+    rows of different user counts ending at the same instant, the last of their second:
+    the later start wins, as load_run orders them."""
     folder.mkdir(parents=True)
     meta = {"run_id": "r-1", "started": T0, "stopped": None}
     write_run_json(folder, meta)
     writer = ArrowWriter(folder, "r-1")
-    for batch in seconds_of_records():
+    for second, batch in enumerate(seconds_of_records()):
+        if ramp:
+            batch.items = [3 * second + 1 if type(i) is int else i for i in batch.items]
         writer.write(batch)
     tied = Batch("w1")
     tied.add(SessionEvent(T0 + 13.5, Who(1, "s", "x"), "session:refresh", 250.0), 4)
@@ -36,17 +39,20 @@ def write_tied_run(folder) -> None:
 
 def test_a_second_whose_last_end_two_user_counts_share_orders_them_as_load_run(tmp_path):
     folder = tmp_path / "run"
-    write_tied_run(folder)
+    write_tied_run(folder, ramp=True)
     pandas_run, table_run = load_run(folder), load_table_run(folder)
     try:
         same(pandas_run.timeline, table_run.timeline)
         counts = _last_counts(table_run.con, table_run.started, table_run.events)
         last = counts.sort_values("ts").iloc[-1]
         assert (last["ts"], last["users"]) == (T0 + 13.75, 4)
-        same(
-            stats.percentiles_by_users(pandas_run, NAMES),
-            stats.percentiles_by_users(table_run, NAMES),
-        )
+        for max_groups in (25, 3, 2):  # users binned from the counted values
+            expected = stats.percentiles_by_users(pandas_run, NAMES, max_groups=max_groups)
+            got = stats.percentiles_by_users(table_run, NAMES, max_groups=max_groups)
+            same(expected, got)
+            assert set(got["basis"]) == {"concurrency"}
+            assert got["users"].nunique() <= max_groups
+        assert stats.percentiles_by_users(table_run, NAMES)["users"].nunique() > 3
     finally:
         table_run.close()
 

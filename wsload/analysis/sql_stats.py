@@ -119,10 +119,12 @@ def percentile_table(
     extra: str = "",
     params: list | None = None,
     columns: Sequence[str] = (),
+    max_groups: int | None = None,
 ) -> pd.DataFrame:
     """``stats.percentile_table`` over the rows of ``view`` matching ``where`` (``extra``:
     more columns computed per row, e.g. a window; ``params`` for ``where``; ``columns``:
-    the long view's columns ``where`` and ``extra`` read besides name, ok and ms)."""
+    the long view's columns ``where`` and ``extra`` read besides name, ok and ms;
+    ``max_groups``: more distinct values of the first of ``by`` are binned, see ``_bin``)."""
     rows = run.rows(["name", "ok", "ms", *columns], view)
     keys = [*by, "name"]
     columns = [*keys, "count", "failures", "failure_rate"]
@@ -137,7 +139,7 @@ def percentile_table(
     cols = ", ".join(f'"{k}"' for k in keys)
     if not by and view == "m0" and where == "true" and not extra:  # per name: counted once
         source = f"SELECT name, ok, ms, n FROM {name_counts(run)} WHERE name IS NOT NULL{named}"
-        counted = "sum(n)"
+        counted = "CAST(sum(n) AS BIGINT)"
     else:
         counted = "count(*)"
     # one pass over the rows: each group's values counted, the failures apart
@@ -145,8 +147,10 @@ def percentile_table(
         f"CREATE OR REPLACE TEMP TABLE wsload_counted AS SELECT {cols}, ok, "
         f"CASE WHEN ok AND NOT isnan(ms) THEN ms END AS ms, {counted} AS n "
         f"FROM ({source}) GROUP BY ALL",
-        name_params if counted == "sum(n)" else args,
+        name_params if counted != "count(*)" else args,
     )
+    if max_groups is not None:
+        _bin(run, keys, max_groups)
     counts = run.df(
         f"SELECT {cols}, sum(n) AS count, coalesce(sum(n) FILTER (WHERE NOT ok), 0) AS failures, "
         "sum(ms * n) / sum(n) FILTER (WHERE ms IS NOT NULL) AS mean_ms, max(ms) AS max_ms "
@@ -166,6 +170,25 @@ def percentile_table(
         table = table.join(per_q)
     table = table.reindex(columns=columns[len(keys) :])
     return table.reset_index()
+
+
+def _bin(run: TableRun, keys: Sequence[str], max_groups: int) -> None:
+    """Bin the first of ``keys`` in ``wsload_counted`` as ``stats._total_users_at``'s
+    callers bin users: more than ``max_groups`` distinct values make bins of equal width,
+    labelled by their largest value (the counts of a bin's values summed)."""
+    key = f'"{keys[0]}"'
+    distinct, top = run.one(f"SELECT count(DISTINCT {key}), max({key}) FROM wsload_counted")
+    if not distinct or distinct <= max_groups:
+        return
+    width = int(np.ceil(top / max_groups))
+    rest = ", ".join(f'"{k}"' for k in keys[1:])
+    run.con.execute(
+        "CREATE OR REPLACE TEMP TABLE wsload_binned AS SELECT "
+        f"CAST(ceil({key} / {width}) AS BIGINT) * {width} AS {key}, {rest}, ok, ms, "
+        "CAST(sum(n) AS BIGINT) AS n FROM wsload_counted GROUP BY ALL"
+    )
+    run.con.execute("DROP TABLE wsload_counted")
+    run.con.execute("ALTER TABLE wsload_binned RENAME TO wsload_counted")
 
 
 def name_counts(run: TableRun) -> str:
@@ -236,14 +259,14 @@ def percentiles_by_users(
         table["basis"] = "step"
         return table
     named, params = _names_filter(names)
-    users = _users_column(run, f"true{named}", params, max_groups)
     table = percentile_table(
         run,
         f"true{named}",
         by=["users_at"],
         view="m_users",
-        extra=f"{users} AS users_at",
+        extra="total_users AS users_at",
         params=params,
+        max_groups=max_groups,
     ).rename(columns={"users_at": "users"})
     if table.empty:
         table = pd.DataFrame(columns=["users", *table.columns[1:]])
