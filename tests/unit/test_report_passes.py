@@ -5,7 +5,7 @@ the successful turns alone, each query reading only the long view's columns it n
 from __future__ import annotations
 
 import pandas as pd
-from test_report_tables import NAMES, same
+from test_report_tables import NAMES, STEPS_CSV, same
 from test_results_tables import T0, seconds_of_records
 
 from wsload.analysis import load_run, stats
@@ -88,6 +88,23 @@ def test_the_per_name_table_and_the_sample_counts_come_from_one_counting_pass(tm
                                       f"{name_counts(table_run)}")  # fmt: skip
         assert total == len(pandas_run.samples)
         assert failed == int((~pandas_run.samples["ok"]).sum()) > 0
+    finally:
+        table_run.close()
+
+
+def test_windows_steps_and_users_of_a_few_names_come_from_one_counting_pass(tmp_path):
+    folder = tmp_path / "run"
+    write_tied_run(folder)
+    (folder / "steps.csv").write_text(STEPS_CSV)
+    pandas_run, table_run = load_run(folder), load_table_run(folder)
+    try:
+        same(
+            stats.window_percentiles(pandas_run, None, NAMES),
+            stats.window_percentiles(table_run, None, NAMES),
+        )
+        same(stats.step_percentiles(pandas_run, NAMES), stats.step_percentiles(table_run, NAMES))
+        passes = [k for k in table_run.answers if isinstance(k, tuple) and k[0] == "load counts"]
+        assert passes == [("load counts", tuple(sorted(NAMES)))]
     finally:
         table_run.close()
 

@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+from .sql_load_counts import STEP_ROWS, default_window_s, load_counts
 from .table_run import NAME_COUNTS, TableRun
 
 QUANTILES = (0.50, 0.95, 0.99)
@@ -120,11 +121,13 @@ def percentile_table(
     params: list | None = None,
     columns: Sequence[str] = (),
     max_groups: int | None = None,
+    counted: str | None = None,
 ) -> pd.DataFrame:
     """``stats.percentile_table`` over the rows of ``view`` matching ``where`` (``extra``:
     more columns computed per row, e.g. a window; ``params`` for ``where``; ``columns``:
     the long view's columns ``where`` and ``extra`` read besides name, ok and ms;
-    ``max_groups``: more distinct values of the first of ``by`` are binned, see ``_bin``)."""
+    ``max_groups``: more distinct values of the first of ``by`` are binned, see ``_bin``;
+    ``counted``: the SQL of those rows already counted, (keys, ok, ms, n))."""
     rows = run.rows(["name", "ok", "ms", *columns], view)
     keys = [*by, "name"]
     columns = [*keys, "count", "failures", "failure_rate"]
@@ -138,16 +141,17 @@ def percentile_table(
     args = [*(params or []), *name_params]
     cols = ", ".join(f'"{k}"' for k in keys)
     if not by and view == "m0" and where == "true" and not extra:  # per name: counted once
-        source = f"SELECT name, ok, ms, n FROM {name_counts(run)} WHERE name IS NOT NULL{named}"
-        counted = "CAST(sum(n) AS BIGINT)"
-    else:
-        counted = "count(*)"
+        counted = f"SELECT name, ok, ms, n FROM {name_counts(run)}"
+    count = "count(*)"
+    if counted is not None:
+        source = f"SELECT * FROM ({counted}) WHERE {nonnull}{named}"
+        count, args = "CAST(sum(n) AS BIGINT)", name_params
     # one pass over the rows: each group's values counted, the failures apart
     run.con.execute(
         f"CREATE OR REPLACE TEMP TABLE wsload_counted AS SELECT {cols}, ok, "
-        f"CASE WHEN ok AND NOT isnan(ms) THEN ms END AS ms, {counted} AS n "
+        f"CASE WHEN ok AND NOT isnan(ms) THEN ms END AS ms, {count} AS n "
         f"FROM ({source}) GROUP BY ALL",
-        name_params if counted != "count(*)" else args,
+        args,
     )
     if max_groups is not None:
         _bin(run, keys, max_groups)
@@ -209,12 +213,16 @@ def name_counts(run: TableRun) -> str:
 
 def window_table(run: TableRun, window_s: float, names: Iterable[str] | None) -> pd.DataFrame:
     """Percentiles per time window of ``window_s`` (by start) and name."""
+    counted = None
+    if window_s == default_window_s(run):
+        counted = load_counts(run, names, "window")
     return percentile_table(
         run,
         by=["window"],
         names=names,
         extra='CAST(floor(t_s / CAST(? AS DOUBLE)) AS BIGINT) AS "window"',
         params=[window_s],
+        counted=counted,
     )
 
 
@@ -225,11 +233,7 @@ def step_percentiles(run: TableRun, names: Iterable[str] | None = None) -> pd.Da
 
 def _step_percentiles(run: TableRun, names: Iterable[str] | None) -> pd.DataFrame:
     table = percentile_table(
-        run,
-        "step IS NOT NULL AND (in_hold OR name IN ('connect', 'auth'))",
-        ["step"],
-        names,
-        view="m",
+        run, STEP_ROWS, ["step"], names, view="m", counted=load_counts(run, names, "step")
     )
     users = run.steps.set_index("step")["users"]
     table.insert(1, "users", table["step"].map(users).astype(int))
@@ -267,6 +271,7 @@ def percentiles_by_users(
         extra="total_users AS users_at",
         params=params,
         max_groups=max_groups,
+        counted=load_counts(run, names, "users_at"),
     ).rename(columns={"users_at": "users"})
     if table.empty:
         table = pd.DataFrame(columns=["users", *table.columns[1:]])
