@@ -240,12 +240,14 @@ def _step_percentiles(run: TableRun, names: Iterable[str] | None) -> pd.DataFram
     return table
 
 
-def _users_column(run: TableRun, where: str, params: list, max_groups: int) -> str:
+def _users_column(
+    run: TableRun, where: str, params: list, max_groups: int, *, turns: bool = True
+) -> str:
     """The SQL of ``total_users``, binned as ``stats._total_users_at``'s callers bin it
     when the rows matching ``where`` hold more than ``max_groups`` distinct counts."""
     distinct, top = run.one(
         "SELECT count(DISTINCT total_users), max(total_users) FROM "
-        f"{run.rows(['name'], 'm_users')} WHERE {where}",
+        f"{run.rows(['name'], 'm_users', turns=turns)} WHERE {where}",
         params,
     )
     if not distinct or distinct <= max_groups:
@@ -315,10 +317,11 @@ def failures_over_time(run: TableRun, window_s: float) -> pd.DataFrame:
 
 def auth_failures_by_users(run: TableRun, name: str = "auth", max_groups: int = 25):
     columns = ["users", "attempts", "failures", "failure_rate"]
-    users = _users_column(run, "name = ?", [name], max_groups)
+    turns = name.startswith("turn:")
+    users = _users_column(run, "name = ?", [name], max_groups, turns=turns)
     table = run.df(
         f"SELECT {users} AS users, count(*) AS attempts, count(*) FILTER (WHERE NOT ok) "
-        f"AS failures FROM {run.rows(['name', 'ok'], 'm_users')} WHERE name = ? "
+        f"AS failures FROM {run.rows(['name', 'ok'], 'm_users', turns=turns)} WHERE name = ? "
         "GROUP BY ALL ORDER BY users",
         [name],
     )
@@ -335,10 +338,41 @@ _EVENT_COLUMNS = ("session", "turn", "name", "ms")
 _TURN_COLUMNS = ("node", "session", "turn", "ok", "ms")
 
 
+def _event_counts(run: TableRun) -> str | None:
+    """When no turn is recorded twice: a temporary table of the event rows (``_EVENTS``)
+    counted by name, value and whether their turn succeeded, read in one pass for both
+    the stage order and the waterfall; else None."""
+    _turn_counts(run)
+    if not run.answers["turns unique"]:
+        return None
+
+    def compute() -> str:
+        failed = "(failure IS NOT NULL AND failure <> '')"  # the e2e rule's
+        parts = [
+            f"SELECT name, {ok} AS succeeded, ms, count(*) AS n FROM "
+            f"({_event_rules(run, f' AND {cond}', (0, 1))}) GROUP BY ALL"
+            for ok, cond in (("true", f"NOT {failed}"), ("false", failed))
+        ]
+        run.con.execute(
+            "CREATE OR REPLACE TEMP TABLE wsload_events AS " + " UNION ALL ".join(parts)
+        )
+        return "wsload_events"
+
+    return run.answer("event counts", compute)
+
+
 def stage_order(run: TableRun) -> list[str]:
     """The turn's events in the order they arrive: by the median of their first arrival
     (``turn:ttfe`` left out, as ``Run.stages``)."""
-    medians = exact_quantiles(run, _event_rules(run, "", (0, 1)), ["name"], [0.5])
+    table = _event_counts(run)
+    if table is None:
+        medians = exact_quantiles(run, _event_rules(run, "", (0, 1)), ["name"], [0.5])
+    else:
+        counted = (
+            f"SELECT name, ms, sum(n) AS n FROM {table} WHERE ms IS NOT NULL AND NOT isnan(ms) "
+            "GROUP BY name, ms"
+        )
+        medians = quantiles_of_counts(run, counted, ["name"], [0.5])
     if medians.empty:
         return []
     medians["stage"] = medians["name"].astype(str).str.removeprefix("turn:")
@@ -384,6 +418,20 @@ def _ok_turn_events(run: TableRun) -> str:
 
 def _waterfall(run: TableRun, stat: str) -> pd.DataFrame:
     columns = ["stage", "start_ms", "end_ms", "duration_ms", "turns"]
+    table = _event_counts(run)
+    if table is not None:
+        valued = f"SELECT name, ms, n FROM {table} WHERE succeeded AND ms IS NOT NULL"
+        counts = run.df(
+            f"SELECT name, sum(ms * n) / sum(n) AS at, CAST(sum(n) AS BIGINT) AS n "
+            f"FROM ({valued}) GROUP BY name"
+        ).set_index("name")
+        if stat == "mean":
+            at = counts
+        else:
+            counted = f"SELECT * FROM ({valued}) WHERE NOT isnan(ms)"
+            at = quantiles_of_counts(run, counted, ["name"], [0.5]).set_index("name")
+            at = at.rename(columns={"q0": "at"}).join(counts[["n"]])
+        return _waterfall_rows(run, at, columns)
     events = _ok_turn_events(run)
     if stat == "mean":
         at = run.df(
@@ -393,6 +441,11 @@ def _waterfall(run: TableRun, stat: str) -> pd.DataFrame:
         at = exact_quantiles(run, events, ["name"], [0.5]).set_index("name")
         counts = run.df(f"SELECT name, count(ms) AS n FROM ({events}) GROUP BY name")
         at = at.rename(columns={"q0": "at"}).join(counts.set_index("name"))
+    return _waterfall_rows(run, at, columns)
+
+
+def _waterfall_rows(run: TableRun, at: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """The waterfall of ``at``: per event name, its time (``at``) and turns (``n``)."""
     rows = []
     previous = 0.0
     for stage in run.stages:

@@ -31,12 +31,18 @@ from .steps import derive_steps, empty_steps, read_steps_file, users_timeline
 # in seconds since the start, as load_run places it on the users timeline. The view ``m0``
 # has the columns below; each query of ``wsload.analysis`` asks ``TableRun.rows`` for the
 # few it reads: DuckDB makes every column of a UNION ALL's arms, read or not.
+OTHER_RULES = (6.0, 10.99)  # the rules of connections, probes, sessions and http
 NAME_COUNTS = "wsload_names"  # every measurement counted by name, outcome and value
 M0_COLUMNS = ("node", "ts", "user", "subject", "session", "turn", "kind", "name", "ms", "ok",
               "failure", "users", "arm", "sub")  # fmt: skip
 
 
-def _measurements(origin: float, keep: Sequence[str], events: Sequence[str]) -> str:
+def _measurements(
+    origin: float,
+    keep: Sequence[str],
+    events: Sequence[str],
+    arms: tuple[float, float] | None = None,
+) -> str:
     """The rows of ``m0`` with only the long view's ``keep`` columns (``kind`` and ``ts``
     always): ``t_s``; with ``ms``, ``ended`` and ``end_s``."""
     from wsload.run.long_view import long_view_sql
@@ -48,10 +54,8 @@ def _measurements(origin: float, keep: Sequence[str], events: Sequence[str]) -> 
     if "ms" in columns:
         picked.append("ts + coalesce(ms, 0) / 1000.0 AS ended")
         picked.append(f"(ts - {start}) + coalesce(ms, 0) / 1000.0 AS end_s")
-    return (
-        f"SELECT {', '.join(picked)} FROM ({long_view_sql(keep=columns, events=events)}) "
-        "WHERE kind <> 'health' AND ts IS NOT NULL"
-    )
+    view = long_view_sql(keep=columns, events=events, arms=arms)
+    return f"SELECT {', '.join(picked)} FROM ({view}) WHERE kind <> 'health' AND ts IS NOT NULL"
 
 
 # Its step: a measurement belongs to the last step it ended in (load_run's assign_steps);
@@ -108,15 +112,17 @@ class TableRun:
             self.answers[key] = compute()
         return self.answers[key]
 
-    def rows(self, columns: Sequence[str], view: str = "m0") -> str:
+    def rows(self, columns: Sequence[str], view: str = "m0", *, turns: bool = True) -> str:
         """The SQL of ``view`` (``m0``, ``m`` or ``m_users``) with only the long view's
         ``columns`` (and ``kind``, ``ts``, ``t_s``; with ``ms`` the end columns), as a
-        parenthesised subquery: a query reading few columns is several times faster."""
+        parenthesised subquery: a query reading few columns is several times faster.
+        ``turns=False`` leaves out the turns' rules (every name they make starts with
+        ``turn:``): for a query of other names."""
         if view in ("m", "m_users"):
             columns = [*columns, "ms"]
         if view == "m_users":
             columns = [*columns, "users"]
-        sql = _measurements(self.started, columns, self.events)
+        sql = _measurements(self.started, columns, self.events, None if turns else OTHER_RULES)
         if view in ("m", "m_users"):
             sql = self.layers["m"].replace("{m0}", f"({sql})")
         if view == "m_users":
@@ -155,8 +161,12 @@ def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str |
     meta = _read_meta(folder)
     con = connect(folder, memory_limit=memory_limit)
     events = turn_events_of(con)
+    # the first start and whether there is any row: every turn has its e2e row, all of a
+    # turn's rows start at its start, so the turns are read without unfolding them
+    others = long_view_sql(keep=["ts"], events=events, arms=(6, 14))
     first, total = con.execute(
-        f"SELECT min(ts), count(*) FROM ({long_view_sql(keep=['ts'], events=events)})"
+        "SELECT min(first), sum(n) FROM (SELECT min(started_at) AS first, count(*) AS n "
+        f"FROM turns UNION ALL SELECT min(ts), count(*) FROM ({others}))"
     ).fetchone()
     if not total:
         con.close()
