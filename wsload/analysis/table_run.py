@@ -206,7 +206,7 @@ def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str |
         layers=layers,
     )
     run.answers["name counts"] = NAME_COUNTS  # made by _last_counts
-    from .sql_stats import stage_order
+    from .sql_turns import stage_order
 
     run.stages.extend(stage_order(run))
     return run
