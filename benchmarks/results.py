@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/results.py --only bytes,cost,master   # about a minute
     .venv/bin/python benchmarks/results.py --only big --turns 100000000 --folder /work/big
+    .venv/bin/python benchmarks/results.py --only full --repeats 3   # about 2 minutes
 
 Phases (the CSV writer and row shipping of before are taken from this repository's history,
 ``--baseline-rev``, default the commit before the tables, and measured in the same process,
@@ -13,9 +14,27 @@ interleaved):
 * ``cost``: CPU per turn of the recorder (records to the tables, the compaction at the
   stop amortised in) against the CSV writer on the same records, and its share of a
   generator core at 10,000 turns/s.
+* ``recording``: CPU per turn of the whole recording of a turn as a standalone Locust
+  process does it, a second of turns (10,000) made at a time, outside the timing:
+  ``Recording.record`` for each turn (into the stats batch and the
+  sink), the stats batch logged into Locust's stats every 2,500 turns (a quarter second
+  at 10,000 turns/s), the sink's tables written every 10,000 turns (a second), the
+  compaction at the stop; each part's CPU apart. Against ``--full-baseline-rev``'s tree
+  (from git, run with this venv), interleaved, each in a process of its own.
 * ``master``: master CPU per 1,000 turns in distributed mode: a worker's second of turns
   as Locust carries it (msgpack), taken apart and written by the master, against the
   row shipping of before.
+* ``full``: turns/s per generator core of the full path (Locust, ChatUser, the embedded
+  target with zero delays, pinned as ``benchmarks/generator.py`` pins them: target on CPU
+  1, generator on CPU 0), with the recording as it is (``tables``), with the tables writer
+  disabled (``no-tables``: records still taken, batched and put into Locust's stats, never
+  turned into tables), and at ``--full-baseline-rev`` (``baseline``: that revision's tree,
+  from git, run with this venv). Per core: turns over the window divided by the
+  generator's CPU seconds over it (``time.process_time`` in the Locust process, its
+  writer thread included), so a busy machine slows it down without skewing it. Each
+  repeat runs every variant, interleaved. The recording's share of the generator's CPU
+  is sampled by py-spy (``pip install py-spy``) over the window of the ``tables`` and
+  ``baseline`` runs: the samples with the recording's code in their stack.
 * ``big``: a run of ``--turns`` turns (default 100 million) written through the real
   writer (``ArrowWriter.write_batches``, the master's path), with the default protocol's
   shape and random timings; then ``wsload summary``, ``wsload gate`` and ``wsload report``
@@ -28,12 +47,15 @@ interleaved):
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import itertools
+import json
 import os
 import random
 import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -211,6 +233,247 @@ def phase_bytes(args) -> None:
         )
 
 
+# Runs Locust in this process after argv[1:] (cwd: the tree to run); writes to the file in
+# WSLOAD_BENCH_OUT the turns and CPU seconds over the window (WSLOAD_BENCH_WINDOW, after
+# WSLOAD_BENCH_WARM seconds); with WSLOAD_BENCH_NO_TABLES the tables writer writes nothing.
+FULL_PATH = """
+import gc, json, os, sys, time
+sys.path.insert(0, os.getcwd())
+import gevent
+from locust import events
+collecting = [0.0, 0.0]  # CPU seconds in the garbage collector, when the last one began
+
+def collector(phase, _):
+    if phase == "start":
+        collecting[1] = time.process_time()
+    else:
+        collecting[0] += time.process_time() - collecting[1]
+
+gc.callbacks.append(collector)
+if os.environ.get("WSLOAD_BENCH_NO_TABLES"):
+    from wsload.run import writer
+    writer.ArrowWriter.write = lambda self, batch: None
+
+@events.init.add_listener
+def measure(environment, **_):
+    def window():
+        gevent.sleep(float(os.environ["WSLOAD_BENCH_WARM"]))
+        entry = environment.stats.get("turn:e2e", "WS")
+        turns, cpu, wall = entry.num_requests, time.process_time(), time.monotonic()
+        collected = collecting[0]
+        gevent.sleep(float(os.environ["WSLOAD_BENCH_WINDOW"]))
+        figures = {"turns": entry.num_requests - turns, "cpu": time.process_time() - cpu,
+                   "seconds": time.monotonic() - wall, "gc": collecting[0] - collected}
+        with open(os.environ["WSLOAD_BENCH_OUT"], "w") as out:
+            json.dump(figures, out)
+    gevent.spawn(window)
+
+sys.argv = ["locust", *sys.argv[1:]]
+from locust.main import main
+main()
+"""
+
+
+# Records argv[1] turns through a standalone process's recorder (cwd: the tree to run) and
+# prints the CPU microseconds per turn of each part as JSON.
+RECORDING = """
+import json, os, sys, tempfile, time
+sys.path[:0] = [os.getcwd(), os.path.join(os.getcwd(), "benchmarks")]
+from pathlib import Path
+from locust import User
+from locust.env import Environment
+from wsload.locust.recording import LocalSink, Recording
+from wsload.run.writer import ArrowWriter
+from results import RUN_EVENTS, default_turns
+
+class Chat(User):
+    pass
+
+turns = int(sys.argv[1])
+environment = Environment(user_classes=[Chat])
+environment.create_local_runner()
+recording = Recording(environment)
+parts = dict.fromkeys(("record", "stats", "tables", "compaction"), 0.0)
+clock = time.process_time
+with tempfile.TemporaryDirectory() as tmp:
+    writer = ArrowWriter(Path(tmp), "bench", events=RUN_EVENTS)
+    sink = recording.sink = LocalSink("", environment, writer, [])
+    for second in range(0, turns, 10_000):  # a second's turns at a time, as users make them
+        records = default_turns(10_000, seed=second)
+        for start in range(0, len(records), 2_500):
+            began = clock()
+            for record in records[start : start + 2_500]:
+                recording.record(record)
+            took = clock()
+            recording.stats.flush()
+            logged = clock()
+            parts["record"] += took - began
+            parts["stats"] += logged - took
+        sink.flush()
+        parts["tables"] += clock() - logged
+        del records
+    began = clock()
+    recording.sink = None
+    sink.close()
+    writer.close()
+    parts["compaction"] += clock() - began
+print(json.dumps({k: v / turns * 1e6 for k, v in parts.items()}))
+"""
+
+
+def recording_run(args, tree: Path) -> dict[str, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", RECORDING, str(args.cost_turns)],
+        cwd=tree,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@contextlib.contextmanager
+def tree_at(rev: str):
+    """This repository's tree at ``rev`` (git archive), in a temporary folder."""
+    with tempfile.TemporaryDirectory(prefix="wsload-rev-") as tmp:
+        archive = subprocess.run(
+            ["git", "-C", str(REPO), "archive", rev], capture_output=True, check=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        yield Path(tmp)
+
+
+def phase_recording(args) -> None:
+    with tree_at(args.full_baseline_rev) as base:
+        trees = {"now": REPO, "baseline": base}
+        runs: dict[str, list[dict[str, float]]] = {label: [] for label in trees}
+        for _ in range(args.repeats):  # interleaved: the machine is shared
+            for label, tree in trees.items():
+                runs[label].append(recording_run(args, tree))
+    med = statistics.median
+    for label, rows in runs.items():
+        totals = [sum(row.values()) for row in rows]
+        parts = ", ".join(f"{part} {med(row[part] for row in rows):.2f}" for part in rows[0])
+        print(
+            f"recording: {label:<8} {med(totals):5.2f} us CPU per turn (median of "
+            f"{args.repeats}: {', '.join(f'{t:.2f}' for t in totals)}; {parts}); "
+            f"{med(totals) * 10_000 / 1e6:.1%} of a core at 10,000 turns/s"
+        )
+    ratios = [
+        sum(n.values()) / sum(b.values())
+        for n, b in zip(runs["now"], runs["baseline"], strict=True)
+    ]
+    print(f"recording: now / baseline = {med(ratios):.2f} (median of per-repeat ratios)")
+
+
+def full_run(args, variant: str, tree: Path) -> dict:
+    """One full-path run of ``variant`` from ``tree``: turns and CPU over the window."""
+    from generator import FAST_TURN, SECRET, fresh_target, locust, pin
+
+    with fresh_target(*FAST_TURN) as t, tempfile.TemporaryDirectory() as tmp:
+        seconds = args.full_warm + args.full_window + 2
+        cmd = locust("ws_auth.py", t.url, args.full_users, seconds, Path(tmp) / "run",
+                     "--think-time", "0", "--heartbeat-interval", "0")  # fmt: skip
+        out = Path(tmp) / "figures.json"
+        env = {
+            **os.environ,
+            "JWT_SECRET_KEY": SECRET,
+            "WSLOAD_BENCH_OUT": str(out),
+            "WSLOAD_BENCH_WARM": str(args.full_warm),
+            "WSLOAD_BENCH_WINDOW": str(args.full_window),
+        }
+        if variant == "no-tables":
+            env["WSLOAD_BENCH_NO_TABLES"] = "1"
+        proc = subprocess.Popen(
+            [sys.executable, "-c", FULL_PATH, *cmd[3:]],
+            cwd=tree,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        pin(proc.pid, 0)
+        profile = Path(tmp) / "profile.txt"
+        spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
+            "py-spy"
+        )
+        if spy and variant != "no-tables":
+            time.sleep(args.full_warm + 0.5)  # the window, as the Locust process measures it
+            subprocess.run(
+                [spy, "record", "--pid", str(proc.pid), "--duration", str(int(args.full_window)),
+                 "--rate", "250", "--format", "raw", "--nonblocking", "-o", str(profile)],
+                capture_output=True, timeout=args.full_window + 60,
+            )  # fmt: skip
+        proc.wait(timeout=seconds + 120)
+        figures = json.loads(out.read_text())
+        if profile.exists():
+            figures["recording"] = recording_share(profile.read_text())
+            if args.full_profiles:
+                kept = Path(args.full_profiles) / f"{variant}-{time.time():.0f}.txt"
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy(profile, kept)
+    figures["per_core"] = figures["turns"] / max(figures["cpu"], 1e-9)
+    return figures
+
+
+# Where the recording of a turn runs: Recording.record (into the stats batch and the
+# sink), the stats batch logged into Locust's stats, the tables built and written.
+RECORDING_FILES = tuple(
+    f"wsload/{name}.py"
+    for name in ("locust/recording", "locust/stats", "run/batch", "run/columns", "run/writer")
+)
+
+
+def recording_share(raw: str) -> float:
+    """The share of py-spy's samples (raw format: ``frame;frame;... count`` lines, busy
+    threads only) with a frame of the recording in their stack."""
+    total = recording = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        total += int(count)
+        if any(part in stack for part in RECORDING_FILES):
+            recording += int(count)
+    return recording / total if total else float("nan")
+
+
+def phase_full(args) -> None:
+    with tree_at(args.full_baseline_rev) as base:
+        variants = {"tables": REPO, "no-tables": REPO, "baseline": base}
+        runs: dict[str, list[dict]] = {v: [] for v in variants}
+        for _ in range(args.repeats):  # interleaved: the machine is shared
+            for variant, tree in variants.items():
+                runs[variant].append(full_run(args, variant, tree))
+    med = statistics.median
+    for variant, rows in runs.items():
+        rates = [r["per_core"] for r in rows]
+        shares = med(r["cpu"] / r["seconds"] for r in rows)
+        rate = med(r["turns"] / r["seconds"] for r in rows)
+        collected = med(r["gc"] / r["cpu"] for r in rows)
+        print(
+            f"full: {variant:<9} {med(rates):7,.0f} turns/s per generator core (median of "
+            f"{args.repeats}: {', '.join(f'{r:,.0f}' for r in rates)}; generator CPU "
+            f"{shares:.0%}, {rate:,.0f} turns/s; garbage collector {collected:.1%} of it)"
+        )
+    for variant in ("tables", "baseline"):
+        shares = [r["recording"] for r in runs[variant] if "recording" in r]
+        if shares:
+            share = med(shares)
+            us = med(r["recording"] * r["cpu"] / r["turns"] * 1e6 for r in runs[variant])
+            print(
+                f"full: {variant:<9} recording {share:.1%} of the generator's CPU, {us:.1f} us "
+                f"per turn (py-spy samples in Recording.record, the stats batch and the "
+                f"tables; median of {len(shares)}: {', '.join(f'{s:.1%}' for s in shares)})"
+            )
+    tables = [r["per_core"] for r in runs["tables"]]
+    ratios = [t / b["per_core"] for t, b in zip(tables, runs["baseline"], strict=True)]
+    no_tables = [t / n["per_core"] for t, n in zip(tables, runs["no-tables"], strict=True)]
+    print(
+        f"full: tables / baseline {med(ratios):.2f}, tables / no-tables {med(no_tables):.2f} "
+        "(medians of per-repeat ratios of turns/s per core)"
+    )
+
+
 SUBJECTS = pa.array([f"wsload-w1-{u:06d}" for u in range(200)], pa.string())
 SESSIONS = pa.array([f"w1-{u}-1" for u in range(200)], pa.string())
 
@@ -326,6 +589,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cost-turns", type=int, default=50_000)
     parser.add_argument("--bytes-seconds", type=int, default=12)
+    parser.add_argument("--full-users", type=int, default=200, help="full: chat sessions")
+    parser.add_argument("--full-warm", type=float, default=4.0, help="full: warm-up seconds")
+    parser.add_argument("--full-window", type=float, default=10.0, help="full: measured seconds")
+    parser.add_argument("--full-profiles", help="full: keep py-spy's raw profiles in this folder")
+    parser.add_argument(
+        "--full-baseline-rev",
+        default="f4e6719",
+        help="recording, full: the git revision whose recording is the baseline",
+    )
     parser.add_argument("--turns", type=int, default=100_000_000)
     parser.add_argument("--folder", default=os.path.join(tempfile.gettempdir(), "wsload-big"))
     parser.add_argument("--keep", action="store_true")
@@ -351,8 +623,12 @@ def main() -> None:
         phase_bytes(args)
     if "cost" in phases:
         phase_cost(args, old_recorder)
+    if "recording" in phases:
+        phase_recording(args)
     if "master" in phases:
         phase_master(args, old_recorder, old_wire)
+    if "full" in phases:
+        phase_full(args)
     if "big" in phases:
         phase_big(args)
 

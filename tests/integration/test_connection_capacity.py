@@ -98,3 +98,22 @@ def test_sessions_are_held_with_heartbeats_from_source_addresses_and_reported(tm
     text = report.markdown.read_text()
     assert "Largest count held cleanly: **100 sessions**" in text
     assert (tmp_path / "report" / "connections.png").stat().st_size > 10_000
+
+
+def test_a_user_keeps_pinging_its_sessions_while_another_of_its_handshakes_stalls(tmp_path):
+    """A third of the upgrades are answered after 3 s: the sessions a user already holds
+    keep their 0.5 s heartbeat meanwhile (a user blocked in a handshake would let them
+    go silent, which a real server's heartbeat timeout punishes)."""
+    folder = tmp_path / "run"
+    done = locust("connections.py", "-u", "4", "--sessions-per-user", "4", "-r", "4",
+                  "-t", "8s", "--heartbeat-interval", "0.5", "--results", str(folder),
+                  "--target-args", "--slow-handshake 3 --slow-handshake-fraction 0.3 --seed 7",
+                  timeout=90)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    samples = load_run(folder).samples
+    connects = samples.loc[samples["name"] == "connect"]
+    assert (connects["latency_ms"] > 2500).sum() >= 2  # some handshakes did stall
+    pings = samples.loc[samples["name"] == "ping"].sort_values("ts")
+    assert len(pings) >= 50 and pings["ok"].all()
+    gaps = pings.groupby("session")["ts"].diff().dropna()
+    assert gaps.max() < 1.5, gaps.sort_values().tail()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -96,7 +97,14 @@ def test_a_worker_killed_mid_run_keeps_its_rows_up_to_the_last_second(tmp_path):
         *("-u", "20", "-r", "20", "-t", "16s", "--think-time", "0.2"),
         *("--results", str(tmp_path / "run")),
     )
-    time.sleep(10)
+    # both workers' rows reach the folder first (a loaded machine starts workers slowly)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(1)
+        with contextlib.suppress(Exception):  # the first second of a folder being written
+            if load_samples(tmp_path / "run")["node"].nunique() == 2:
+                break
+    time.sleep(3)
     victim = workers[0]
     victim.send_signal(signal.SIGKILL)
     killed_at = time.time()

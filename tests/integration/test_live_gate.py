@@ -83,11 +83,13 @@ def test_a_slow_first_event_fails_its_threshold_with_exit_1(tmp_path):
     assert offline.returncode == 1
 
 
-def test_a_permissive_server_aborts_the_run_at_the_first_accepted_probe(tmp_path):
+@pytest.mark.parametrize("spread", [(), ("--processes", "2")], ids=["standalone", "workers"])
+def test_a_permissive_server_aborts_the_run_at_the_first_accepted_probe(tmp_path, spread):
+    # with workers, the master gets their failed rows back from Arrow columns, and only those
     run, took = locust(
         tmp_path,
         *("-u", "5", "-r", "5", "-t", "40s", "--think-time", "0.2", "--probe-interval", "0.1"),
-        *("--target-args", "--auth-mode demo"),
+        *("--target-args", "--auth-mode demo", *spread),
     )
     assert run.returncode == 1
     assert "aborting the run" in run.stderr and "auth_not_enforced" in run.stderr

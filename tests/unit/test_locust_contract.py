@@ -131,3 +131,37 @@ def test_batched_records_match_per_sample_logging_across_seconds_and_flushes():
         [sys.executable, "-c", BATCHED], capture_output=True, text=True, timeout=60
     )
     assert run.returncode == 0 and run.stdout.strip() == "same", run.stderr[-2000:]
+
+
+VECTORED = textwrap.dedent(
+    """
+    import math, random
+    from collections import Counter
+    from locust import stats as locust_stats
+    from wsload.locust.stats import VECTOR_MIN, figures_of
+
+    rng = random.Random(3)
+    ties = [k + 0.5 for k in range(100)] + [k * 10 + 5.0 for k in range(10, 100)]
+    ties += [k * 100 + 50.0 for k in range(10, 100)] + [k * 1000 + 500.0 for k in range(10, 99)]
+    near = [math.nextafter(v, to) for v in ties for to in (0.0, 1e9)]
+    edges = [0.0, 99.49999999999999, 99.5, 100.0, 999.4999, 999.5, 1000.0, 9999.5, 10000.0]
+    spread = [rng.choice([rng.uniform(0, 99), rng.uniform(100, 9999), rng.uniform(1e4, 1e6)])
+              for _ in range(20000)]
+    for values in (ties, near, edges * 10, spread, spread[:VECTOR_MIN - 1]):
+        count, total, low, high, buckets = figures_of(values)
+        assert buckets == Counter(map(locust_stats.bucket_response_time, values)), values[:5]
+        assert all(type(k) is int for k in buckets)
+        assert (count, low, high) == (len(values), min(values), max(values))
+        assert abs(total - sum(values)) < 1e-9 * max(1.0, sum(values))
+    swapped = lambda ms: int(ms) // 7  # a bucketing a user swapped in is called as is
+    assert figures_of(spread, swapped)[4] == Counter(map(swapped, spread))
+    print("same")
+    """
+)
+
+
+def test_bucketing_many_values_at_once_counts_exactly_as_locusts_own_function():
+    run = subprocess.run(
+        [sys.executable, "-c", VECTORED], capture_output=True, text=True, timeout=60
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "same", run.stderr[-2000:]

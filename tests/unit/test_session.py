@@ -126,7 +126,7 @@ def test_an_ack_in_the_101s_segment_is_taken_at_the_101s_arrival():
     upgraded, acked = session.receive_data(answer_101(session) + event(ACK), T0 + 0.05)
     assert (upgraded.at, acked.at, acked.auth_ms) == (T0 + 0.05, T0 + 0.05, 0.0)
     assert (acked.user_id, acked.mismatch, session.user_id) == ("alice", None, "alice")
-    assert session.ack == ACK and session.auth_ms == 0.0 and session.open
+    assert acked.message == ACK and session.auth_ms == 0.0 and session.open
 
 
 def test_the_101_may_come_in_pieces_and_the_ack_later():

@@ -19,7 +19,7 @@ from wsload.run.records import (
     Who,
 )
 from wsload.run.summary import load_samples
-from wsload.run.wire import decode, encode, records_of
+from wsload.run.wire import decode, encode, failed_only, records_of
 from wsload.run.writer import ArrowWriter
 
 WHO = Who(4, "wsload-w1-000004", "w1-4-2")
@@ -101,6 +101,18 @@ def test_the_master_hands_its_listeners_the_records_the_worker_took():
         assert type(mine) is type(theirs)
         assert list(mine.samples()) == list(theirs.samples())
         assert mine.failure == theirs.failure
+
+
+def test_a_failures_only_listener_gets_back_exactly_the_failed_records():
+    shipped = decode(encode(batch_of(records())))
+    failed = records_of(failed_only(shipped))
+    want = [r for r in records() if r.failure is not None]
+    assert sorted((type(r).__name__, r.failure) for r in failed) == sorted(
+        (type(r).__name__, r.failure) for r in want
+    )
+    assert len(want) == 4 and set(failed_only(shipped)) == {"turns", "connections", "probes",
+                                                             "sessions"}  # fmt: skip
+    assert failed_only(decode(encode(batch_of(records()[:2], (1, 1))))) == {}
 
 
 def test_a_worker_batch_is_compact_on_the_wire():

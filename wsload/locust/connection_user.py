@@ -9,14 +9,20 @@ sessions is what keeps a held session near the cost of its socket and session st
 A session that drops is recorded (``session:disconnect``) and opened again with backoff.
 
 Each held socket has one readiness watcher of its own for as long as it is held (a
-``select.poll`` under gevent would start and stop a watcher per socket on every wake), and
-heartbeats keep their phase: a ping sent late does not move the next one to the same
-moment as every other late ping, and each interval is jittered a little, so pings of
-sessions opened together, or delayed together by a stall, spread out instead of bunching.
+``select.poll`` under gevent would start and stop a watcher per socket on every wake).
+Heartbeats go out per user: all its sessions ping together, on the user's own phase, so one
+wake-up of its greenlet sends them all and their pongs mostly come back to one wake-up too
+(per session, a wake-up cost as much as the ping). The phase is random per user, a ping sent
+late does not move the next one to the same moment as every other late ping, and each
+interval is jittered a little, so users started together, or delayed together by a stall,
+spread out instead of bunching. Wake-ups fall on a process-wide grid of ``WAKE_GRID_S``:
+users due within one step wake in the same turn of the event loop, and the pings of that
+step leave back to back, so the server reads them in one go instead of being woken for each.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from typing import Any
@@ -40,19 +46,19 @@ _FAR = float("inf")
 MIN_WAIT_S = 0.001  # a socket timeout of 0 would make a read non-blocking
 CLOSE_TIMEOUT_S = 0.5
 _READ = 1  # libev's EV_READ
+WAKE_GRID_S = 0.02  # pings and deadlines are late by less than this, never early
 
 
 class Held:
     """One held session: its connection, who it is, and when it next has something to do."""
 
-    __slots__ = ("conn", "next_ping", "next_turn", "pong_due", "tracker", "turn", "watcher", "who")
+    __slots__ = ("conn", "next_turn", "pong_due", "tracker", "turn", "watcher", "who")
 
-    def __init__(self, conn: Connection, who: Who, now: float, interval: float, trickle: float):
+    def __init__(self, conn: Connection, who: Who, now: float, trickle: float):
         self.conn = conn
         self.who = who
-        # spread the first ping and turn over a period, so sessions opened together do not
-        # ping together for the whole hold
-        self.next_ping = now + interval * random.random() if interval > 0 else _FAR
+        # spread the first turn over a period, so sessions opened together do not send
+        # together for the whole hold
         self.next_turn = now + trickle * random.random() if trickle > 0 else _FAR
         self.pong_due = _FAR
         self.tracker: TurnTracker | None = None
@@ -60,10 +66,9 @@ class Held:
         self.watcher: Any = None  # the hub's readiness watcher of its socket
 
     def wake(self) -> float:
-        """When this session next needs its user."""
-        ping = self.next_ping if self.pong_due == _FAR else self.pong_due
+        """When this session next needs its user (its pings are the user's)."""
         turn = self.tracker.deadline() if self.tracker is not None else self.next_turn
-        return ping if ping < turn else turn
+        return self.pong_due if self.pong_due < turn else turn
 
 
 class ConnectionUser(User):
@@ -77,6 +82,8 @@ class ConnectionUser(User):
         self.ready: list[int] = []  # descriptors whose watcher fired, not read yet
         self.wakeup = gevent.event.Event()  # set by a watcher: something to read
         self.wanted = 1
+        self.next_ping = _FAR  # when every held session of this user pings next
+        self.opener: gevent.Greenlet | None = None  # the session being opened, if any
         self.failed_attempts = 0
         self.reopen_at = 0.0
         self.last_who: Who | None = None
@@ -87,8 +94,15 @@ class ConnectionUser(User):
     def on_start(self) -> None:
         self.rt = runtime_for(self.environment)
         self.wanted = self.rt.options.sessions_per_user
+        interval = self.rt.options.heartbeat_interval_s
+        if interval > 0:  # a random phase: users started together do not ping together
+            self.next_ping = _perf() + interval * random.random()
 
     def on_stop(self) -> None:
+        opener = self.opener
+        if opener is not None:  # a handshake under way: its outcome is the run's
+            opener.join(timeout=CLOSE_TIMEOUT_S)
+            opener.kill()
         held, self.held = self.held, {}
         self.rt.open_sessions -= len(held)
         for session in held.values():
@@ -105,18 +119,20 @@ class ConnectionUser(User):
         """Keep the sessions open and serve them until the run stops."""
         wakeup = self.wakeup
         while True:
-            now = _perf()
-            if len(self.held) < self.wanted and now >= self.reopen_at:
-                self._open()
-                continue
+            opening = self.opener is None and len(self.held) < self.wanted
+            if opening and _perf() >= self.reopen_at:
+                self.opener = gevent.spawn(self._open_missing)
+                opening = False
             if self.ready:
                 self._serve_ready()
             wake = self._due(_perf())
-            if len(self.held) < self.wanted and self.reopen_at < wake:
+            if opening and self.reopen_at < wake:
                 wake = self.reopen_at
             if self.ready:
                 continue
             wakeup.clear()  # before the wait: a watcher firing from here on wakes it
+            if wake != _FAR:
+                wake = math.ceil(wake / WAKE_GRID_S) * WAKE_GRID_S
             wait = None if wake == _FAR else max(MIN_WAIT_S, wake - _perf())
             wakeup.wait(wait if wait is not None or self.held else 1.0)
 
@@ -139,6 +155,19 @@ class ConnectionUser(User):
                 session.watcher.start(self._readable, fd)
 
     # sessions --------------------------------------------------------------------------
+    def _open_missing(self) -> None:
+        """Open the sessions missing, on a greenlet of its own: while a handshake waits (for
+        a slot, for a slow server), the user keeps pinging and reading the sessions it
+        holds. A failed attempt ends it; the user starts another after the backoff."""
+        try:
+            while len(self.held) < self.wanted and _perf() >= self.reopen_at:
+                self._open()
+                if self.rt.options.trickle_interval_s > 0:
+                    self.wakeup.set()  # the user schedules the new session's first turn
+        finally:
+            self.opener = None
+            self.wakeup.set()
+
     def _open(self) -> None:
         """Open one session (its own subject and token); on failure, back off."""
         rt = self.rt
@@ -171,7 +200,7 @@ class ConnectionUser(User):
         self.failed_attempts = 0
         conn.session.thread_id = f"{rt.node}-{index}"
         options = rt.options
-        held = Held(conn, who, _perf(), options.heartbeat_interval_s, options.trickle_interval_s)
+        held = Held(conn, who, _perf(), options.trickle_interval_s)
         fd = conn.sock.fileno()
         self.held[fd] = held
         held.watcher = gevent.get_hub().loop.io(fd, _READ)
@@ -204,10 +233,13 @@ class ConnectionUser(User):
         """Pings, pong timeouts, turn deadlines and trickled turns that are due; when the
         next one will be."""
         options = self.rt.options
-        wake = _FAR
+        ping_all = now >= self.next_ping  # every session's heartbeat, in one go
+        if ping_all:
+            self.next_ping = next_ping_at(self.next_ping, now, options.heartbeat_interval_s, _RNG)
+        wake = self.next_ping
         for session in list(self.held.values()):
             due = session.wake()
-            if due > now:  # nothing to do yet
+            if due > now and not ping_all:  # nothing to do yet
                 if due < wake:
                     wake = due
                 continue
@@ -224,10 +256,7 @@ class ConnectionUser(User):
             if tracker is not None and now >= tracker.deadline():
                 tracker.expire(now)
                 self._end_turn(session)
-            if session.pong_due == _FAR and now >= session.next_ping:
-                session.next_ping = next_ping_at(
-                    session.next_ping, now, options.heartbeat_interval_s, _RNG
-                )
+            if ping_all and session.pong_due == _FAR:
                 try:
                     conn.ping()
                 except OSError:

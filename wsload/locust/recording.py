@@ -25,7 +25,7 @@ from typing import Any
 import gevent
 import gevent.event
 from locust.env import Environment
-from locust.runners import WorkerRunner
+from locust.runners import Runner, WorkerRunner
 
 from wsload.locust.stats import REQUEST_TYPE, Failure, StatsBatch
 from wsload.run.batch import Batch
@@ -39,6 +39,7 @@ CONTEXT_KEY = "wsload"
 
 # Called once a second (and at the end of a run) with the records taken since, in the
 # order taken; on the event loop, so it must be quick (count, aggregate, never block).
+# A listener with a true ``failures_only`` attribute may be given the failed records only.
 RecordsListener = Callable[[Sequence[Record]], None]
 
 
@@ -47,11 +48,10 @@ class Sink:
 
     def __init__(self, node: str, environment: Environment) -> None:
         self.batch = Batch(node)
-        self._runner = environment.runner
+        self._users = user_counter(environment.runner)
 
     def add(self, record: Record) -> None:
-        runner = self._runner
-        self.batch.add(record, runner.user_count if runner is not None else 0)
+        self.batch.add(record, self._users())
 
     def add_shipped(self, batches: dict[str, Any]) -> None:
         """Record batches by table taken elsewhere (a worker's, on the master)."""
@@ -95,11 +95,12 @@ class LocalSink(Sink):
     def _write(self) -> None:
         arrived, self._arrived = self._arrived, []
         if arrived:
-            from wsload.run.wire import records_of  # pyarrow, once records flow
+            from wsload.run.wire import failed_only, records_of  # pyarrow, once records flow
+        every_row = not all(getattr(each, "failures_only", False) for each in self.listeners)
         for shipped in arrived:
             self._pool.apply(self.writer.write_batches, (shipped,))
             if self.listeners:
-                self._tell(records_of(shipped))
+                self._tell(records_of(shipped if every_row else failed_only(shipped)))
         if self.batch:
             batch, self.batch = self.batch, Batch(self.node)
             self._pool.apply(self.writer.write, (batch,))
@@ -166,6 +167,16 @@ class WorkerSink(Sink):
         self._stop.set()
         self._loop.join()
         self._ship(final=True)
+
+
+def user_counter(runner: Runner | None) -> Callable[[], int]:
+    """What reads the users a process runs, for every record it takes: a local runner's
+    or a worker's ``user_count`` is the size of its set of user greenlets, read in C."""
+    if runner is None:
+        return int  # int() == 0
+    if type(runner).user_count is Runner.user_count:
+        return runner.user_greenlets.greenlets.__len__
+    return lambda: runner.user_count
 
 
 def run_events(environment: Environment) -> tuple[str, ...]:

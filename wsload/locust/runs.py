@@ -78,7 +78,7 @@ class Run:
         self.watch = watch if watch.active else None
         listeners: list[RecordsListener] = list(PROCESS.listeners)
         if self.watch is not None:
-            listeners.append(self._watch)
+            listeners.append(AbortListener(self))
         self.sink = LocalSink(node, environment, self.writer, listeners)
         self.senders: set[str] = set()  # workers that shipped records for this run
         self.finals: set[str] = set()  # workers whose last records arrived
@@ -199,6 +199,23 @@ class Run:
         if crashed:
             code = max(code, on_error)
         environment.process_exit_code = code
+
+
+class AbortListener:
+    """A run's abort watch as a records listener. When every abort threshold counts
+    failures, it says so (``failures_only``), and a master turns only its workers' failed
+    rows back into records for it."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    @property
+    def failures_only(self) -> bool:
+        watch = self.run.watch
+        return watch is not None and watch.failures_only
+
+    def __call__(self, records: Sequence[Record]) -> None:
+        self.run._watch(records)
 
 
 def _import_end_of_run_modules() -> None:

@@ -2,7 +2,10 @@
 
 Logged one by one, Locust's per-entry bookkeeping (clock, cache, min, max, and all of it
 again for the total) runs a dozen times per agent turn. Batched, it runs once per entry
-per batch, and every sample still lands in the clock second it was taken in.
+per batch, and every sample still lands in the clock second it was taken in. A batch's
+turns are taken apart a column at a time (every TTFE, every gap, ... in one pass each) and
+each name's values are summed and bucketed at once with numpy (``figures_of``): about
+2 µs of CPU per turn instead of 5.6 sample by sample.
 ``tests/unit/test_locust_contract.py`` holds both to Locust's own ``log_request``.
 """
 
@@ -10,6 +13,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from itertools import chain
+from operator import attrgetter
 from typing import Any
 
 import gevent
@@ -18,6 +23,17 @@ from locust import stats as locust_stats
 from wsload.run.records import Record, TurnRecord
 
 REQUEST_TYPE = "WS"
+# Locust's own bucketing, which ``bucket_counts`` reproduces with numpy on many values
+_LOCUST_BUCKET = locust_stats.bucket_response_time
+VECTOR_MIN = 64  # values of one name in one batch from which numpy pays off
+_RESULT = attrgetter("result")
+_TTFE = attrgetter("ttfe_ms")
+_FIRSTS = attrgetter("first_ms")
+_GAPS = attrgetter("gaps_ms")
+_SPANS = attrgetter("spans_ms")
+_SENT = attrgetter("sent_bytes")
+_INTENDED = attrgetter("intended_ms")
+_FAILURES = attrgetter("failures")
 
 
 class Failure(Exception):
@@ -44,47 +60,93 @@ def log_samples(
     """Log samples into Locust's stats exactly as ``log_request`` would, one per value.
 
     ``StatsEntry.log`` reads the clock and makes half a dozen calls per sample, for the
-    entry and again for the total; this reads the clock once and updates each entry, and
-    the total, in one pass. ``now`` is when the samples were taken (default: now).
+    entry and again for the total; this reads the clock once, takes each name's values
+    apart once (``figures_of``) and adds the figures to its entry and to the total.
+    ``now`` is when the samples were taken (default: now).
     """
     if now is None:
         now = time.time()
     second = int(now)
     bucket = locust_stats.bucket_response_time  # looked up each time: Locust lets users swap it
     entries = stats.entries
-    everything: list[float] = []
     total_buckets: Counter[int] = Counter()
-    length_total = 0
+    count = length_total = 0
+    total = 0.0
+    low: float | None = None
+    high = 0.0
     for name, values in by_name.items():
+        if not values:
+            continue
         length = lengths.get(name, 0)
-        buckets = Counter(map(bucket, values))  # each value bucketed once, for both entries
-        _log_values(entries[(name, method)], values, buckets, length, now, second)
-        everything.extend(values)
-        total_buckets.update(buckets)
+        figures = figures_of(values, bucket)  # each value bucketed once, for both entries
+        _log_figures(entries[(name, method)], figures, length, now, second)
+        count += figures[0]
+        total += figures[1]
+        low = figures[2] if low is None else min(low, figures[2])
+        high = max(high, figures[3])
+        total_buckets.update(figures[4])
         length_total += length
-    _log_values(stats.total, everything, total_buckets, length_total, now, second)
+    if count:
+        figures = (count, total, low, high, total_buckets)
+        _log_figures(stats.total, figures, length_total, now, second)  # type: ignore[arg-type]
 
 
-def _log_values(
-    entry: Any,
-    values: list[float],
-    buckets: Counter[int],
-    length: int,
-    now: float,
-    second: int,
-) -> None:
+# (count, sum, min, max, count per bucket) of one name's values in one batch
+Figures = tuple[int, float, float, float, Counter[int]]
+
+
+def figures_of(values: list[float], bucket: Any = None) -> Figures:
+    """What Locust's stats keep of ``values``: their count, sum, min, max and how many
+    fall in each of Locust's response-time buckets.
+
+    Locust rounds a time to about two significant digits (``bucket_response_time``: Python's
+    ``round``, half to even, of the exact value, to 1, 10, 100 or 1000 ms by magnitude).
+    Called once per value that is a dozen function calls per turn; on many values numpy
+    does the same rounding at once, and the rare value whose scaled form sits within a
+    rounding error of a tie is bucketed by Locust's own function, so every count is exact.
+    A bucketing a user swapped in is always called as is.
+    """
+    if bucket is None:
+        bucket = locust_stats.bucket_response_time
+    if len(values) < VECTOR_MIN:
+        return len(values), sum(values), min(values), max(values), Counter(map(bucket, values))
+    import numpy as np  # once samples flow: importing the load shapes must stay light
+
+    times = np.array(values, dtype=np.float64)
+    figures = len(values), float(times.sum()), float(times.min()), float(times.max())
+    if bucket is not _LOCUST_BUCKET:
+        return *figures, Counter(map(bucket, values))
+    scale = np.where(
+        times < 100, 1.0, np.where(times < 1000, 10.0, np.where(times < 10000, 100.0, 1000.0))
+    )
+    scaled = times / scale
+    keys = (np.rint(scaled) * scale).astype(np.int64)
+    scaled -= np.floor(scaled)
+    tie = np.abs(scaled - 0.5) < 1e-6
+    if tie.any():  # exact halves (and near ones the division may have moved): Locust's way
+        for i in np.flatnonzero(tie).tolist():
+            keys[i] = bucket(values[i])
+    found, counts = np.unique(keys, return_counts=True)
+    return *figures, Counter(dict(zip(found.tolist(), counts.tolist(), strict=True)))
+
+
+def bucket_counts(values: list[float], bucket: Any = None) -> Counter[int]:
+    """How many ``values`` fall in each of Locust's response-time buckets."""
+    return figures_of(values, bucket)[4]
+
+
+def _log_figures(entry: Any, figures: Figures, length: int, now: float, second: int) -> None:
     if (
         entry.use_response_times_cache
         and entry.last_request_timestamp
         and second > int(entry.last_request_timestamp)
     ):
         entry._cache_response_times(second - 1)
-    count = len(values)
+    count, total, low, high, buckets = figures
     entry.num_requests += count
     entry.num_reqs_per_sec[second] += count
     entry.last_request_timestamp = now
-    entry.total_response_time += sum(values)
-    low, high = min(values), max(values)
+    entry.total_response_time += total
     if entry.min_response_time is None or low < entry.min_response_time:
         entry.min_response_time = low
     if high > entry.max_response_time:
@@ -146,34 +208,61 @@ class StatsBatch:
         by_name: dict[str, list[float]] = {}
         lengths: dict[str, int] = {}
         errors: list[tuple[str, Failure]] = []
-        names = self._stat_names
-        for record in records:
-            if type(record) is TurnRecord:
-                result = record.result
-                if result.ttfe_ms is not None:
-                    _put(by_name, "turn:ttfe", result.ttfe_ms)
-                for name, ms in result.first_ms.items():
-                    _put(by_name, names.get(name) or self._stat_name(name), ms)
-                if result.gaps_ms:
-                    _extend(by_name, "turn:gap", result.gaps_ms)
-                for span, ms in result.spans_ms:
-                    _put(by_name, names.get(span) or self._stat_name(span), ms)
-                if record.ttft_ms is not None:
-                    _put_stream(by_name, record)
-                if record.intended_ms is not None:
-                    _put(by_name, "turn:e2e_intended", record.intended_ms)
-                _put(by_name, "turn:e2e", record.e2e_ms)
-                lengths["turn:e2e"] = lengths.get("turn:e2e", 0) + record.sent_bytes
-                if result.failure is not None:
-                    errors.append(("turn:e2e", Failure(result.failure)))
-                continue
-            for sample in record.samples():
-                _put(by_name, sample.name, sample.ms)
-                if sample.failure is not None:
-                    errors.append((sample.name, Failure(sample.failure, sample.detail)))
+        turns = [r for r in records if type(r) is TurnRecord]
+        if turns:
+            self._put_turns(by_name, lengths, errors, turns)
+        if len(turns) < len(records):
+            for record in records:
+                if type(record) is TurnRecord:
+                    continue
+                for sample in record.samples():
+                    _put(by_name, sample.name, sample.ms)
+                    if sample.failure is not None:
+                        errors.append((sample.name, Failure(sample.failure, sample.detail)))
         log_samples(self.stats, REQUEST_TYPE, by_name, lengths, now=self.at)
         if errors:
             log_errors(self.stats, REQUEST_TYPE, errors, now=self.at)
+
+    def _put_turns(
+        self,
+        by_name: dict[str, list[float]],
+        lengths: dict[str, int],
+        errors: list[tuple[str, Failure]],
+        turns: list[TurnRecord],
+    ) -> None:
+        """The samples of ``turns`` by stats name, a column at a time (each column is read
+        off all the turns in one C-level pass instead of a call per sample)."""
+        names = self._stat_names
+        results = list(map(_RESULT, turns))
+        ttfe = [ms for ms in map(_TTFE, results) if ms is not None]
+        if ttfe:
+            _extend(by_name, "turn:ttfe", ttfe)
+        firsts = list(map(_FIRSTS, results))
+        for event in dict.fromkeys(chain.from_iterable(firsts)):
+            values = [first[event] for first in firsts if event in first]
+            _extend(by_name, names.get(event) or self._stat_name(event), values)
+        gaps = list(chain.from_iterable(map(_GAPS, results)))
+        if gaps:
+            _extend(by_name, "turn:gap", gaps)
+        spans = list(chain.from_iterable(map(_SPANS, results)))
+        for span in dict.fromkeys([name for name, _ in spans]):
+            values = [ms for name, ms in spans if name == span]
+            _extend(by_name, names.get(span) or self._stat_name(span), values)
+        for record in turns:
+            if record.ttft_ms is not None:
+                _put_stream(by_name, record)
+        intended = [ms for ms in map(_INTENDED, turns) if ms is not None]
+        if intended:
+            _extend(by_name, "turn:e2e_intended", intended)
+        e2e = [  # TurnRecord.e2e_ms, inline
+            r.e2e_ms if r.ok and r.e2e_ms is not None else r.elapsed_ms for r in results
+        ]
+        _extend(by_name, "turn:e2e", e2e)
+        lengths["turn:e2e"] = lengths.get("turn:e2e", 0) + sum(map(_SENT, turns))
+        if any(map(_FAILURES, results)):
+            for result in results:
+                if result.failures:
+                    errors.append(("turn:e2e", Failure(result.failure)))  # type: ignore[arg-type]
 
     def _stat_name(self, name: str) -> str:
         stat = self._stat_names[name] = f"turn:{name}"

@@ -167,10 +167,6 @@ class Connection:
         return self.session.user_id
 
     @property
-    def ack(self) -> dict[str, Any] | None:
-        return self.session.ack
-
-    @property
     def close_code(self) -> int | None:
         return self.session.close_code
 

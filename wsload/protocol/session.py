@@ -166,7 +166,6 @@ class ClientSession:
         "_ping_sent_at",
         "_replies",
         "_rules",
-        "ack",
         "auth_ms",
         "bytes_received",
         "close_code",
@@ -211,7 +210,6 @@ class ClientSession:
         self._data_frame = client_frame  # deflate.frame once permessage-deflate is agreed
         self.upgraded_at: float | None = None
         self.auth_ms: float | None = None
-        self.ack: dict[str, Any] | None = None
         self.user_id: str | None = None
         self.thread_id: str | None = None  # the user's current thread, for strays
         self.close_code: int | None = None
@@ -456,7 +454,6 @@ class ClientSession:
         if matches_any(message, rules.ack_matchers):
             self.state = OPEN
             self.auth_ms = auth_ms = (at - self.upgraded_at) * 1000.0  # type: ignore[operator]
-            self.ack = message
             user_id = get_field(message, rules.user_id_field) if rules.user_id_field else None
             self.user_id = None if user_id is None else str(user_id)
             mismatch = None

@@ -39,6 +39,32 @@ COMPRESSION = "zstd"
 COMPRESSION_LEVEL = 3  # zstd 3: the size of 6 for about half its CPU
 
 
+def string_columns(schema: pa.Schema) -> list[str]:
+    """The Parquet paths of ``schema``'s string leaves (``spans_ms.list.element.name``).
+
+    Only these are dictionary-encoded: a few names repeated (nodes, subjects, events,
+    failures) shrink to small ids, while a dictionary of random timings costs most of the
+    compaction's CPU and makes the file larger than plain values under zstd.
+    """
+    paths: list[str] = []
+
+    def walk(path: str, kind: pa.DataType) -> None:
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            paths.append(path)
+        elif pa.types.is_map(kind):
+            walk(f"{path}.key_value.key", kind.key_type)
+            walk(f"{path}.key_value.value", kind.item_type)
+        elif pa.types.is_list(kind) or pa.types.is_large_list(kind):
+            walk(f"{path}.list.element", kind.value_type)
+        elif pa.types.is_struct(kind):
+            for field in kind:
+                walk(f"{path}.{field.name}", field.type)
+
+    for field in schema:
+        walk(field.name, field.type)
+    return paths
+
+
 def part_path(folder: Path, table: str, part: int, suffix: str) -> Path:
     return folder / f"{table}.{part:05d}{suffix}"
 
@@ -76,7 +102,7 @@ def compact(stream: Path) -> Path:
         compression=COMPRESSION,
         compression_level=COMPRESSION_LEVEL,
         row_group_size=ROW_GROUP_ROWS,
-        use_dictionary=True,
+        use_dictionary=string_columns(table.schema),
         write_statistics=True,
     )
     os.replace(temporary, target)
