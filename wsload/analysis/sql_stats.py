@@ -334,6 +334,7 @@ def overview(run: TableRun) -> dict[str, int]:
     """Turns (and how many succeeded), sessions (opened and authenticated), samples (and
     how many failed), counted as ``load_run``'s tables count them."""
     from .sql_turns import _turn_counts
+
     turns, ok_turns, _ = _turn_counts(run)
     # a turn's rows all carry its e2e row's session: the rows from the e2e arm on suffice
     sessions, ok_sessions = run.one(
