@@ -11,13 +11,13 @@ that numpy computes), so the numbers are pandas' to the last bit.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-from .table_run import TableRun
+from .sql_load_counts import STEP_ROWS, default_window_s, load_counts
+from .table_run import NAME_COUNTS, TableRun
 
 QUANTILES = (0.50, 0.95, 0.99)
 OPENING = ("connect", "auth")
@@ -117,27 +117,42 @@ def percentile_table(
     view: str = "m0",
     extra: str = "",
     params: list | None = None,
+    columns: Sequence[str] = (),
+    max_groups: int | None = None,
+    counted: str | None = None,
 ) -> pd.DataFrame:
     """``stats.percentile_table`` over the rows of ``view`` matching ``where`` (``extra``:
-    more columns computed per row, e.g. a window; ``params`` for ``where``)."""
+    more columns computed per row, e.g. a window; ``params`` for ``where``; ``columns``:
+    the long view's columns ``where`` and ``extra`` read besides name, ok and ms;
+    ``max_groups``: more distinct values of the first of ``by`` are binned, see ``_bin``;
+    ``counted``: the SQL of those rows already counted, (keys, ok, ms, n))."""
+    rows = run.rows(["name", "ok", "ms", *columns], view)
     keys = [*by, "name"]
     columns = [*keys, "count", "failures", "failure_rate"]
     columns += [_pcol(q) for q in quantiles] + ["mean_ms", "max_ms"]
     named, name_params = _names_filter(names)
     nonnull = " AND ".join(f'"{k}" IS NOT NULL' for k in keys)
     source = (
-        f"SELECT * FROM (SELECT *{', ' + extra if extra else ''} FROM {view} "
+        f"SELECT * FROM (SELECT *{', ' + extra if extra else ''} FROM {rows} "
         f"WHERE ({where}){named}) WHERE {nonnull}"
     )
     args = [*(params or []), *name_params]
     cols = ", ".join(f'"{k}"' for k in keys)
+    if not by and view == "m0" and where == "true" and not extra:  # per name: counted once
+        counted = f"SELECT name, ok, ms, n FROM {name_counts(run)}"
+    count = "count(*)"
+    if counted is not None:
+        source = f"SELECT * FROM ({counted}) WHERE {nonnull}{named}"
+        count, args = "CAST(sum(n) AS BIGINT)", name_params
     # one pass over the rows: each group's values counted, the failures apart
     run.con.execute(
         f"CREATE OR REPLACE TEMP TABLE wsload_counted AS SELECT {cols}, ok, "
-        "CASE WHEN ok AND NOT isnan(ms) THEN ms END AS ms, count(*) AS n "
+        f"CASE WHEN ok AND NOT isnan(ms) THEN ms END AS ms, {count} AS n "
         f"FROM ({source}) GROUP BY ALL",
         args,
     )
+    if max_groups is not None:
+        _bin(run, keys, max_groups)
     counts = run.df(
         f"SELECT {cols}, sum(n) AS count, coalesce(sum(n) FILTER (WHERE NOT ok), 0) AS failures, "
         "sum(ms * n) / sum(n) FILTER (WHERE ms IS NOT NULL) AS mean_ms, max(ms) AS max_ms "
@@ -159,14 +174,53 @@ def percentile_table(
     return table.reset_index()
 
 
+def _bin(run: TableRun, keys: Sequence[str], max_groups: int) -> None:
+    """Bin the first of ``keys`` in ``wsload_counted`` as ``stats._total_users_at``'s
+    callers bin users: more than ``max_groups`` distinct values make bins of equal width,
+    labelled by their largest value (the counts of a bin's values summed)."""
+    key = f'"{keys[0]}"'
+    distinct, top = run.one(f"SELECT count(DISTINCT {key}), max({key}) FROM wsload_counted")
+    if not distinct or distinct <= max_groups:
+        return
+    width = int(np.ceil(top / max_groups))
+    rest = ", ".join(f'"{k}"' for k in keys[1:])
+    run.con.execute(
+        "CREATE OR REPLACE TEMP TABLE wsload_binned AS SELECT "
+        f"CAST(ceil({key} / {width}) AS BIGINT) * {width} AS {key}, {rest}, ok, ms, "
+        "CAST(sum(n) AS BIGINT) AS n FROM wsload_counted GROUP BY ALL"
+    )
+    run.con.execute("DROP TABLE wsload_counted")
+    run.con.execute("ALTER TABLE wsload_binned RENAME TO wsload_counted")
+
+
+def name_counts(run: TableRun) -> str:
+    """A temporary table of every measurement counted by name, outcome and value (the
+    value of failures left out): the per-name table and the overview's sample counts
+    come from this one pass over all the rows."""
+
+    def compute() -> str:  # load_table_run makes it along with the users timeline
+        run.con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {NAME_COUNTS} AS SELECT name, ok, "
+            "CASE WHEN ok AND NOT isnan(ms) THEN ms END AS ms, count(*) AS n "
+            f"FROM {run.rows(['name', 'ok', 'ms'])} GROUP BY ALL"
+        )
+        return NAME_COUNTS
+
+    return run.answer("name counts", compute)
+
+
 def window_table(run: TableRun, window_s: float, names: Iterable[str] | None) -> pd.DataFrame:
     """Percentiles per time window of ``window_s`` (by start) and name."""
+    counted = None
+    if window_s == default_window_s(run):
+        counted = load_counts(run, names, "window")
     return percentile_table(
         run,
         by=["window"],
         names=names,
         extra='CAST(floor(t_s / CAST(? AS DOUBLE)) AS BIGINT) AS "window"',
         params=[window_s],
+        counted=counted,
     )
 
 
@@ -177,22 +231,21 @@ def step_percentiles(run: TableRun, names: Iterable[str] | None = None) -> pd.Da
 
 def _step_percentiles(run: TableRun, names: Iterable[str] | None) -> pd.DataFrame:
     table = percentile_table(
-        run,
-        "step IS NOT NULL AND (in_hold OR name IN ('connect', 'auth'))",
-        ["step"],
-        names,
-        view="m",
+        run, STEP_ROWS, ["step"], names, view="m", counted=load_counts(run, names, "step")
     )
     users = run.steps.set_index("step")["users"]
     table.insert(1, "users", table["step"].map(users).astype(int))
     return table
 
 
-def _users_column(run: TableRun, where: str, params: list, max_groups: int) -> str:
+def _users_column(
+    run: TableRun, where: str, params: list, max_groups: int, *, turns: bool = True
+) -> str:
     """The SQL of ``total_users``, binned as ``stats._total_users_at``'s callers bin it
     when the rows matching ``where`` hold more than ``max_groups`` distinct counts."""
     distinct, top = run.one(
-        f"SELECT count(DISTINCT total_users), max(total_users) FROM m_users WHERE {where}",
+        "SELECT count(DISTINCT total_users), max(total_users) FROM "
+        f"{run.rows(['name'], 'm_users', turns=turns)} WHERE {where}",
         params,
     )
     if not distinct or distinct <= max_groups:
@@ -210,14 +263,15 @@ def percentiles_by_users(
         table["basis"] = "step"
         return table
     named, params = _names_filter(names)
-    users = _users_column(run, f"true{named}", params, max_groups)
     table = percentile_table(
         run,
         f"true{named}",
         by=["users_at"],
         view="m_users",
-        extra=f"{users} AS users_at",
+        extra="total_users AS users_at",
         params=params,
+        max_groups=max_groups,
+        counted=load_counts(run, names, "users_at"),
     ).rename(columns={"users_at": "users"})
     if table.empty:
         table = pd.DataFrame(columns=["users", *table.columns[1:]])
@@ -232,7 +286,7 @@ def failure_summary(run: TableRun) -> pd.DataFrame:
     table = run.df(
         "SELECT coalesce(failure, 'unknown') AS failure, count(*) AS count, "
         "list(DISTINCT name) AS names, min(t_s) AS first_s, max(t_s) AS last_s "
-        "FROM m0 WHERE NOT ok GROUP BY ALL"
+        f"FROM {run.rows(['failure', 'name', 'ok'])} WHERE NOT ok GROUP BY ALL"
     )
     if table.empty:
         return pd.DataFrame(columns=columns)
@@ -247,7 +301,8 @@ def failure_summary(run: TableRun) -> pd.DataFrame:
 def failures_over_time(run: TableRun, window_s: float) -> pd.DataFrame:
     counts = run.df(
         'SELECT CAST(floor(t_s / CAST(? AS DOUBLE)) AS BIGINT) AS "window", '
-        "coalesce(failure, 'unknown') AS failure, count(*) AS count FROM m0 WHERE NOT ok "
+        "coalesce(failure, 'unknown') AS failure, count(*) AS count FROM "
+        f"{run.rows(['failure', 'ok'])} WHERE NOT ok "
         'GROUP BY ALL ORDER BY "window", failure',
         [window_s],
     )
@@ -260,10 +315,12 @@ def failures_over_time(run: TableRun, window_s: float) -> pd.DataFrame:
 
 def auth_failures_by_users(run: TableRun, name: str = "auth", max_groups: int = 25):
     columns = ["users", "attempts", "failures", "failure_rate"]
-    users = _users_column(run, "name = ?", [name], max_groups)
+    turns = name.startswith("turn:")
+    users = _users_column(run, "name = ?", [name], max_groups, turns=turns)
     table = run.df(
         f"SELECT {users} AS users, count(*) AS attempts, count(*) FILTER (WHERE NOT ok) "
-        "AS failures FROM m_users WHERE name = ? GROUP BY ALL ORDER BY users",
+        f"AS failures FROM {run.rows(['name', 'ok'], 'm_users', turns=turns)} WHERE name = ? "
+        "GROUP BY ALL ORDER BY users",
         [name],
     )
     if table.empty:
@@ -273,102 +330,24 @@ def auth_failures_by_users(run: TableRun, name: str = "auth", max_groups: int = 
     return table[columns]
 
 
-_EVENTS = "kind = 'event' AND turn IS NOT NULL AND session IS NOT NULL"
-_OK_TURNS = "kind = 'turn' AND turn IS NOT NULL AND session IS NOT NULL AND ok"
-
-
-def stage_order(run: TableRun) -> list[str]:
-    """The turn's events in the order they arrive: by the median of their first arrival
-    (``turn:ttfe`` left out, as ``Run.stages``)."""
-    medians = exact_quantiles(
-        run, f"SELECT name, ms, true AS ok FROM m0 WHERE {_EVENTS}", ["name"], [0.5]
-    )
-    if medians.empty:
-        return []
-    medians["stage"] = medians["name"].astype(str).str.removeprefix("turn:")
-    medians = medians.sort_values("stage").sort_values("q0", kind="stable")
-    return [s for s in medians["stage"] if s != "ttfe"]
-
-
-def turn_waterfall(run: TableRun, stat: str = "mean") -> pd.DataFrame:
-    """``stats.turn_waterfall``: the mean (or median) first arrival of each event over the
-    successful turns."""
-    return run.answer(("waterfall", stat), lambda: _waterfall(run, stat)).copy()
-
-
-def _waterfall(run: TableRun, stat: str) -> pd.DataFrame:
-    columns = ["stage", "start_ms", "end_ms", "duration_ms", "turns"]
-    events = (
-        f"SELECT e.name, e.ms, true AS ok FROM (SELECT node, session, turn, name, ms FROM m0 "
-        f"WHERE {_EVENTS}) e JOIN (SELECT node, session, turn FROM m0 WHERE {_OK_TURNS}) t "
-        "ON e.node = t.node AND e.session = t.session AND e.turn = t.turn"
-    )
-    if stat == "mean":
-        at = run.df(
-            f"SELECT name, avg(ms) AS at, count(ms) AS n FROM ({events}) GROUP BY name"
-        ).set_index("name")
-    else:
-        at = exact_quantiles(run, events, ["name"], [0.5]).set_index("name")
-        counts = run.df(f"SELECT name, count(ms) AS n FROM ({events}) GROUP BY name")
-        at = at.rename(columns={"q0": "at"}).join(counts.set_index("name"))
-    rows = []
-    previous = 0.0
-    for stage in run.stages:
-        key = f"turn:{stage}"
-        if key not in at.index or not at.at[key, "n"]:
-            continue
-        value = float(at.at[key, "at"])
-        rows.append(
-            {
-                "stage": stage,
-                "start_ms": previous,
-                "end_ms": value,
-                "duration_ms": value - previous,
-                "turns": int(at.at[key, "n"]),
-            }
-        )
-        previous = max(previous, value)
-    return pd.DataFrame(rows, columns=columns)
-
-
-def _turn_counts(run: TableRun) -> tuple[int, int, float]:
-    """(turns, successful turns, their mean e2e ms): a turn is its last e2e row, as
-    ``load_run`` keeps it; a turn recorded twice is counted once."""
-
-    def compute() -> tuple[int, int, float]:
-        rows, distinct, ok, mean = run.one(
-            "SELECT count(*), count(DISTINCT (node, session, turn)), count(*) FILTER (WHERE ok), "
-            "avg(ms) FILTER (WHERE ok) FROM m0 WHERE kind = 'turn' AND turn IS NOT NULL"
-        )
-        if rows != distinct:
-            rows, ok, mean = run.one(
-                "SELECT count(*), count(*) FILTER (WHERE ok), avg(ms) FILTER (WHERE ok) FROM "
-                "(SELECT DISTINCT ON (node, session, turn) ok, ms FROM m0 WHERE kind = 'turn' "
-                "AND turn IS NOT NULL ORDER BY node, session, turn, ts DESC, arm DESC, sub DESC)"
-            )
-        return int(rows), int(ok), math.nan if mean is None else float(mean)
-
-    return run.answer("turn counts", compute)
-
-
-def ok_turns_e2e(run: TableRun) -> tuple[int, float]:
-    """(successful turns, their mean e2e ms)."""
-    _, ok, mean = _turn_counts(run)
-    return ok, mean
-
-
 def overview(run: TableRun) -> dict[str, int]:
     """Turns (and how many succeeded), sessions (opened and authenticated), samples (and
     how many failed), counted as ``load_run``'s tables count them."""
+    from .sql_turns import _turn_counts
+
     turns, ok_turns, _ = _turn_counts(run)
     # a turn's rows all carry its e2e row's session: the rows from the e2e arm on suffice
     sessions, ok_sessions = run.one(
         "SELECT count(*), count(*) FILTER (WHERE connects > 0 AND opened) FROM (SELECT "
         "count(*) FILTER (WHERE name = 'connect') AS connects, coalesce(bool_and(ok) FILTER "
-        "(WHERE name IN ('connect', 'auth')), true) AS opened FROM m0 "
+        "(WHERE name IN ('connect', 'auth')), true) AS opened FROM "
+        f"{run.rows(['node', 'session', 'name', 'ok', 'arm'])} "
         "WHERE session IS NOT NULL AND arm >= 5 GROUP BY node, session)"
     )
-    samples, failed = run.one("SELECT count(*), count(*) FILTER (WHERE NOT ok) FROM m0")
+    samples, failed = run.one(
+        "SELECT coalesce(sum(n), 0), coalesce(sum(n) FILTER (WHERE NOT ok), 0) "
+        f"FROM {name_counts(run)}"
+    )
     return {
         "turns": int(turns),
         "ok_turns": int(ok_turns),
@@ -393,8 +372,12 @@ def step_counts(run: TableRun, rated: Sequence[str], e2e_limit_ms: float) -> pd.
         f"count(*) FILTER (WHERE {counted} AND name = 'auth' AND NOT ok) AS auth_failed, "
         "count(*) FILTER (WHERE in_hold AND kind = 'turn' AND turn IS NOT NULL) AS turns, "
         "count(*) FILTER (WHERE in_hold AND kind = 'turn' AND turn IS NOT NULL AND ok AND "
-        "ms <= CAST(? AS DOUBLE)) AS good FROM m WHERE step IS NOT NULL GROUP BY step",
-        [*rated, *rated, e2e_limit_ms],
+        "ms <= CAST(? AS DOUBLE)) AS good "
+        f"FROM {run.rows(['name', 'turn', 'ok'], 'm')} WHERE step IS NOT NULL "
+        # the rows any count takes, in terms DuckDB pushes into the long view's rules (so
+        # the rules of other names are not read at all)
+        f"AND (name IN ({marks}, 'auth') OR kind = 'turn') GROUP BY step",
+        [*rated, *rated, e2e_limit_ms, *rated],
     )
     return frame.set_index("step")
 
@@ -403,7 +386,7 @@ def stream_figures(run: TableRun) -> list:
     """``wsload.run.stream_summary.stream_figures`` of the run's streamed answers."""
     from wsload.run.stream_summary import STREAM_ROWS, StreamFigures
 
-    source = "SELECT name, ms, ok FROM m0 WHERE kind = 'stream'"
+    source = f"SELECT name, ms, ok FROM {run.rows(['name', 'ms', 'ok'])} WHERE kind = 'stream'"
     counts = run.df(
         f"SELECT name, count(ms) AS n, avg(ms) AS mean FROM ({source}) WHERE ok GROUP BY name"
     ).set_index("name")

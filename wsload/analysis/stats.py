@@ -224,7 +224,7 @@ def turn_waterfall(run: Run, stat: str = "mean") -> pd.DataFrame:
     """The average successful turn, stage by stage: when each event first arrives (ms after
     the message was sent) and how long it took since the stage before."""
     if is_table_run(run):
-        return _sql().turn_waterfall(run, stat)
+        return _sql_turns().turn_waterfall(run, stat)
     turns = run.turns.loc[run.turns["ok"]] if "ok" in run.turns else run.turns
     rows = []
     previous = 0.0
@@ -252,7 +252,7 @@ def turn_waterfall(run: Run, stat: str = "mean") -> pd.DataFrame:
 def ok_turns_e2e(run: Run | TableRun) -> tuple[int, float]:
     """(successful turns, their mean e2e ms)."""
     if is_table_run(run):
-        return _sql().ok_turns_e2e(run)
+        return _sql_turns().ok_turns_e2e(run)
     turns = run.turns.loc[run.turns["ok"]]
     return len(turns), float(turns["e2e_ms"].mean())
 
@@ -269,6 +269,12 @@ def _sql():
     from . import sql_stats
 
     return sql_stats
+
+
+def _sql_turns():
+    from . import sql_turns
+
+    return sql_turns
 
 
 def health_warnings(

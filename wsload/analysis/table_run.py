@@ -11,6 +11,7 @@ with DuckDB queries over ``m``, with the same numbers as over ``load_run``'s fra
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -20,21 +21,43 @@ import numpy as np
 import pandas as pd
 
 from wsload.run.meta import crash_notice
-from wsload.run.tables import connect, has_tables, require_run_folder
+from wsload.run.tables import connect, has_tables, require_run_folder, turn_events_of
 
 from .run import Run, _health, _read_meta, load_run, merge_timeline, resolve_run_path
 from .steps import derive_steps, empty_steps, read_steps_file, users_timeline
 
 # The long view without health rows, with what the analysis adds. ``ended`` is the epoch
 # end (``ts`` plus the latency) as load_run compares it with the steps, ``end_s`` the same
-# in seconds since the start, as load_run places it on the users timeline.
-_MEASUREMENTS = """
-SELECT node, ts, ts - o.origin AS t_s, "user", subject, session, turn, kind, name, ms, ok,
-       failure, coalesce(users, 0) AS users, arm, sub,
-       ts + coalesce(ms, 0) / 1000.0 AS ended,
-       (ts - o.origin) + coalesce(ms, 0) / 1000.0 AS end_s
-FROM samples, wsload_origin o WHERE kind <> 'health' AND ts IS NOT NULL
-"""
+# in seconds since the start, as load_run places it on the users timeline. The view ``m0``
+# has the columns below; each query of ``wsload.analysis`` asks ``TableRun.rows`` for the
+# few it reads: DuckDB makes every column of a UNION ALL's arms, read or not.
+OTHER_RULES = (6.0, 10.99)  # the rules of connections, probes, sessions and http
+NAME_COUNTS = "wsload_names"  # every measurement counted by name, outcome and value
+M0_COLUMNS = ("node", "ts", "user", "subject", "session", "turn", "kind", "name", "ms", "ok",
+              "failure", "users", "arm", "sub")  # fmt: skip
+
+
+def _measurements(
+    origin: float,
+    keep: Sequence[str],
+    events: Sequence[str],
+    arms: tuple[float, float] | None = None,
+) -> str:
+    """The rows of ``m0`` with only the long view's ``keep`` columns (``kind`` and ``ts``
+    always): ``t_s``; with ``ms``, ``ended`` and ``end_s``."""
+    from wsload.run.long_view import long_view_sql
+
+    columns = list(dict.fromkeys([*keep, "kind", "ts"]))
+    picked = ["coalesce(users, 0) AS users" if c == "users" else f'"{c}"' for c in columns]
+    start = _double(origin)
+    picked.append(f"ts - {start} AS t_s")
+    if "ms" in columns:
+        picked.append("ts + coalesce(ms, 0) / 1000.0 AS ended")
+        picked.append(f"(ts - {start}) + coalesce(ms, 0) / 1000.0 AS end_s")
+    view = long_view_sql(keep=columns, events=events, arms=arms)
+    return f"SELECT {', '.join(picked)} FROM ({view}) WHERE kind <> 'health' AND ts IS NOT NULL"
+
+
 # Its step: a measurement belongs to the last step it ended in (load_run's assign_steps);
 # with up to _INLINE_STEPS steps as CASE expressions, else by joining the steps table.
 _INLINE_STEPS = 200
@@ -64,6 +87,8 @@ class TableRun:
     last_sample_end: float | None
     stages: list[str] = field(default_factory=list)
     answers: dict[Any, Any] = field(default_factory=dict, repr=False)  # see ``answer``
+    events: list[str] = field(default_factory=list)  # the turns' event columns
+    layers: dict[str, str] = field(default_factory=dict, repr=False)  # see ``rows``
 
     run_id = Run.run_id
     stopped_cleanly = Run.stopped_cleanly
@@ -86,6 +111,23 @@ class TableRun:
         if key not in self.answers:
             self.answers[key] = compute()
         return self.answers[key]
+
+    def rows(self, columns: Sequence[str], view: str = "m0", *, turns: bool = True) -> str:
+        """The SQL of ``view`` (``m0``, ``m`` or ``m_users``) with only the long view's
+        ``columns`` (and ``kind``, ``ts``, ``t_s``; with ``ms`` the end columns), as a
+        parenthesised subquery: a query reading few columns is several times faster.
+        ``turns=False`` leaves out the turns' rules (every name they make starts with
+        ``turn:``): for a query of other names."""
+        if view in ("m", "m_users"):
+            columns = [*columns, "ms"]
+        if view == "m_users":
+            columns = [*columns, "users"]
+        sql = _measurements(self.started, columns, self.events, None if turns else OTHER_RULES)
+        if view in ("m", "m_users"):
+            sql = self.layers["m"].replace("{m0}", f"({sql})")
+        if view == "m_users":
+            sql = self.layers["m_users"].replace("{m}", f"({sql})")
+        return f"({sql})"
 
     def df(self, sql: str, params: list[Any] | None = None) -> pd.DataFrame:
         return self.con.execute(sql, params or []).df()
@@ -114,10 +156,18 @@ def open_run(path: str | Path, *, memory_limit: str | None = None) -> TableRun |
 def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str | None = None):
     """Open ``folder``'s tables (see the module doc); ConfigError when it holds no samples."""
     from wsload.errors import ConfigError
+    from wsload.run.long_view import long_view_sql
 
     meta = _read_meta(folder)
     con = connect(folder, memory_limit=memory_limit)
-    first, total = con.execute("SELECT min(ts), count(*) FROM samples").fetchone()
+    events = turn_events_of(con)
+    # the first start and whether there is any row: every turn has its e2e row, all of a
+    # turn's rows start at its start, so the turns are read without unfolding them
+    others = long_view_sql(keep=["ts"], events=events, arms=(6, 14))
+    first, total = con.execute(
+        "SELECT min(first), sum(n) FROM (SELECT min(started_at) AS first, count(*) AS n "
+        f"FROM turns UNION ALL SELECT min(ts), count(*) FROM ({others}))"
+    ).fetchone()
     if not total:
         con.close()
         raise ConfigError(
@@ -128,17 +178,18 @@ def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str |
     if isinstance(started, int | float) and started <= origin + 1.0:
         origin = float(started)
     con.execute("CREATE TEMP TABLE wsload_origin AS SELECT CAST(? AS DOUBLE) AS origin", [origin])
-    con.execute(f"CREATE TEMP VIEW m0 AS {_MEASUREMENTS}")
+    con.execute(f"CREATE TEMP VIEW m0 AS {_measurements(origin, M0_COLUMNS, events)}")
     health = _health_rows(con, origin)
-    last_counts = _last_counts(con)
+    last_counts = _last_counts(con, origin, events)
     timeline = merge_timeline(users_timeline(last_counts, origin), health, origin)
     steps = read_steps_file(folder)
     if steps is None:
         steps = derive_steps(timeline, origin, min_hold_s) if len(timeline) else empty_steps()
     for column in ("start", "end"):
         steps[f"{column}_time"] = pd.to_datetime(steps[column], unit="s", utc=True)
-    _steps_view(con, steps)
-    _users_view(con, timeline)
+    layers = {"m": _steps_layer(con, steps), "m_users": _users_layer(con, timeline)}
+    con.execute("CREATE TEMP VIEW m AS " + layers["m"].replace("{m0}", "m0"))
+    con.execute("CREATE TEMP VIEW m_users AS " + layers["m_users"].replace("{m}", "m"))
     nodes = sorted(str(n) for n in last_counts["node"].dropna().unique())
     last = last_counts["ts"].max() if len(last_counts) else None
     run = TableRun(
@@ -151,8 +202,11 @@ def load_table_run(folder: Path, *, min_hold_s: float = 2.0, memory_limit: str |
         timeline=timeline,
         nodes=nodes,
         last_sample_end=None if last is None else float(last),
+        events=events,
+        layers=layers,
     )
-    from .sql_stats import stage_order
+    run.answers["name counts"] = NAME_COUNTS  # made by _last_counts
+    from .sql_turns import stage_order
 
     run.stages.extend(stage_order(run))
     return run
@@ -169,13 +223,42 @@ def _health_rows(con: Any, origin: float) -> pd.DataFrame:
     return _health(rows, origin)
 
 
-def _last_counts(con: Any) -> pd.DataFrame:
+def _last_counts(con: Any, origin: float, events: Sequence[str]) -> pd.DataFrame:
     """Per node and second, the last users count a measurement ended with (what
-    ``users_timeline`` keeps of every row), in the order load_run reads the rows."""
+    ``users_timeline`` keeps of every row), in the order load_run reads the rows.
+
+    One pass keeps, per node, second and users count, the latest end: cheap keys, no row
+    order. Only a second whose latest end two counts share needs the order of the rows
+    (start, turn, rule, element), and then a second pass finds it. The same pass counts
+    every measurement by name, outcome and value into ``NAME_COUNTS`` (see
+    ``sql_stats.name_counts``): the long view is read once for both."""
+    second = f"floor((ended - {_double(origin)}) / 1.0)"
+    rows = _measurements(origin, ("node", "ms", "users", "name", "ok"), events)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE wsload_pass AS SELECT node, second, users, name, ok, "
+        "value, max(ended) AS ts, count(*) AS n, GROUPING(node) AS by_name FROM (SELECT "
+        f"node, users, name, ok, ended, {second} AS second, "
+        f"CASE WHEN ok AND NOT isnan(ms) THEN ms END AS value FROM ({rows})) "
+        "GROUP BY GROUPING SETS ((node, second, users), (name, ok, value))"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {NAME_COUNTS} AS SELECT name, ok, value AS ms, n "
+        "FROM wsload_pass WHERE by_name = 1"
+    )
+    latest = con.execute(
+        "WITH per AS (SELECT node, second, users, ts FROM wsload_pass WHERE by_name = 0), "
+        "ranked AS (SELECT *, max(ts) OVER (PARTITION BY node, second) AS top FROM per) "
+        "SELECT node, ts, users, count(*) OVER (PARTITION BY node, second) AS ties "
+        "FROM ranked WHERE ts = top OR (ts IS NULL AND top IS NULL)"
+    ).df()
+    con.execute("DROP TABLE wsload_pass")
+    if len(latest) and int(latest["ties"].max()) == 1:
+        return latest[["node", "ts", "users"]]
+    rows = _measurements(origin, ("node", "ms", "users", "turn", "arm", "sub"), events)
     return con.execute(
         "SELECT node, max(ended) AS ts, arg_max(users, (ended, ts, "
-        "coalesce(turn, 9223372036854775807), arm, sub)) AS users FROM m0 "
-        "GROUP BY node, floor((ended - (SELECT origin FROM wsload_origin)) / 1.0)"
+        "coalesce(turn, 9223372036854775807), arm, sub)) AS users "
+        f"FROM ({rows}) GROUP BY node, {second}"
     ).df()
 
 
@@ -184,19 +267,18 @@ def _double(value: float) -> str:
     return f"CAST('{float(value)!r}' AS DOUBLE)"
 
 
-def _steps_view(con: Any, steps: pd.DataFrame) -> None:
-    """``m``: ``m0`` with ``step``, ``step_users`` and ``in_hold`` (see ``_STEPPED``)."""
+def _steps_layer(con: Any, steps: pd.DataFrame) -> str:
+    """The SQL of ``m``: the rows of ``{m0}`` with ``step``, ``step_users`` and ``in_hold``
+    (see ``_STEPPED``)."""
     if len(steps) > _INLINE_STEPS:
         table = steps[["step", "users", "start", "hold_start", "end"]]
         con.register("wsload_steps", table.astype({"step": "int64", "users": "int64"}))
-        con.execute(f"CREATE TEMP VIEW m AS {_STEPPED}")
-        return
+        return _STEPPED.replace("FROM m0 LEFT", "FROM {m0} m0 LEFT")
     if steps.empty:
-        con.execute(
-            "CREATE TEMP VIEW m AS SELECT *, CAST(NULL AS BIGINT) AS step, "
-            "CAST(NULL AS BIGINT) AS step_users, false AS in_hold FROM m0"
+        return (
+            "SELECT *, CAST(NULL AS BIGINT) AS step, "
+            "CAST(NULL AS BIGINT) AS step_users, false AS in_hold FROM {m0}"
         )
-        return
     inside, held, number, users = [], [], [], []
     for row in steps.iloc[::-1].itertuples(index=False):  # the last step matching wins
         within = f"ended >= {_double(row.start)} AND ended < {_double(row.end)}"
@@ -204,34 +286,33 @@ def _steps_view(con: Any, steps: pd.DataFrame) -> None:
         held.append(f"({within} AND ended >= {_double(row.hold_start)})")
         number.append(f"WHEN {within} THEN {int(row.step)}")
         users.append(f"WHEN {within} THEN {int(row.users)}")
-    con.execute(
-        f"CREATE TEMP VIEW m AS SELECT *, CAST(CASE {' '.join(number)} END AS BIGINT) AS step, "
+    return (
+        f"SELECT *, CAST(CASE {' '.join(number)} END AS BIGINT) AS step, "
         f"CAST(CASE {' '.join(users)} END AS BIGINT) AS step_users, "
-        f"({' OR '.join(held)}) AS in_hold FROM m0"
+        f"({' OR '.join(held)}) AS in_hold FROM {{m0}}"
     )
 
 
-def _users_view(con: Any, timeline: pd.DataFrame) -> None:
-    """``m_users``: ``m`` with the users running across nodes at each measurement's end
-    (the last timeline second at or before it, never less than the row's own count)."""
+def _users_layer(con: Any, timeline: pd.DataFrame) -> str:
+    """The SQL of ``m_users``: the rows of ``{m}`` with the users running across nodes at
+    each measurement's end (the last timeline second at or before it, never less than
+    the row's own count)."""
     if timeline.empty:
-        con.execute("CREATE TEMP VIEW m_users AS SELECT *, users AS total_users FROM m")
-        return
+        return "SELECT *, users AS total_users FROM {m}"
     table = timeline[["t_s", "users"]].astype({"users": "int64"})
     con.register("wsload_timeline", table.assign(i=np.arange(len(table), dtype="int64")))
     first = int(timeline["users"].iloc[0])
     t_s = timeline["t_s"].to_numpy(dtype=float)
     if (t_s == t_s[0] + np.arange(len(t_s))).all():  # one row a second: look it up
         start, last = int(t_s[0]), len(t_s) - 1
-        con.execute(
-            "CREATE TEMP VIEW m_users AS SELECT m.*, greatest(tl.users, m.users) AS total_users "
-            "FROM m JOIN wsload_timeline tl ON tl.i = "
+        return (
+            "SELECT m.*, greatest(tl.users, m.users) AS total_users "
+            "FROM {m} m JOIN wsload_timeline tl ON tl.i = "
             f"least(greatest(CAST(floor(m.end_s) AS BIGINT) - {start}, 0), {last})"
         )
-        return
-    con.execute(
-        "CREATE TEMP VIEW m_users AS SELECT m.*, greatest(coalesce(tl.users, "
-        f"{first}), m.users) AS total_users FROM m ASOF LEFT JOIN wsload_timeline tl "
+    return (
+        "SELECT m.*, greatest(coalesce(tl.users, "
+        f"{first}), m.users) AS total_users FROM {{m}} m ASOF LEFT JOIN wsload_timeline tl "
         "ON m.end_s >= tl.t_s"
     )
 

@@ -32,6 +32,7 @@ import gevent.event
 from locust import User, task
 
 from wsload import taxonomy
+from wsload.heap import PeakFreezer
 from wsload.locust.chat_connection import _FAILURES, PONG_TIMEOUT
 from wsload.locust.runtime import Runtime, runtime_for
 from wsload.net.client import ConnectError, Connection, attempt_record, connect
@@ -206,6 +207,7 @@ class ConnectionUser(User):
         held.watcher = gevent.get_hub().loop.io(fd, _READ)
         held.watcher.start(self._readable, fd)
         rt.open_sessions += 1
+        _FREEZER.held(rt.open_sessions)
         if conn.pending:
             self._handle(held, conn.receive(MIN_WAIT_S) or [])
 
@@ -324,6 +326,7 @@ class ConnectionUser(User):
 
 
 _RNG = random.Random()
+_FREEZER = PeakFreezer()  # this process's held sessions, frozen out of full collections
 _SLOTS: dict[int, Any] = {}  # the process's handshake semaphore, by its size
 
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from wsload.heap import PeakFreezer
 from wsload.target.agent import (
     correlation,
 )
@@ -61,6 +62,7 @@ EXPIRED_REASON = b"Token expired"
 TRY_AGAIN_REASON = b"Try again later"
 LINGER_POLL_S = 0.25
 SOCKETIO_PATH = "/ws/socket.io"
+_FREEZER = PeakFreezer()  # this process's sessions, frozen out of full collections
 CARRIER_CONNECT = "connect"  # a token in the Socket.IO CONNECT packet's auth payload
 
 
@@ -196,6 +198,7 @@ async def _upgrade(request: web.Request, state: TargetState) -> web.StreamRespon
     await ws.prepare(request)
     counters.connections += 1
     counters.active += 1
+    _FREEZER.held(counters.active)
     state.sockets.add(ws)
     try:
         if state.config.socketio and request.path.endswith("/"):
