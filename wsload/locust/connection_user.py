@@ -84,7 +84,7 @@ class ConnectionUser(User):
         self.wakeup = gevent.event.Event()  # set by a watcher: something to read
         self.wanted = 1
         self.next_ping = _FAR  # when every held session of this user pings next
-        self.opener: gevent.Greenlet | None = None  # the session being opened, if any
+        self.opener: gevent.Greenlet | None = None  # opening missing sessions, if any
         self.failed_attempts = 0
         self.reopen_at = 0.0
         self.last_who: Who | None = None
