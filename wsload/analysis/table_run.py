@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +99,6 @@ class TableRun:
     @property
     def crash_notice(self) -> str | None:
         return crash_notice(self.meta, self.last_sample_end)
-
-    @cached_property
-    def loaded(self) -> Run:
-        """The whole run in pandas, for the few views not computed out of core."""
-        return load_run(self.path)
 
     def answer(self, key: Any, compute: Any) -> Any:
         """``compute()``, once per ``key``: the report asks some questions twice."""

@@ -23,7 +23,7 @@ from locust import stats as locust_stats
 from wsload.run.records import Record, TurnRecord
 
 REQUEST_TYPE = "WS"
-# Locust's own bucketing, which ``bucket_counts`` reproduces with numpy on many values
+# Locust's own bucketing, which ``figures_of`` reproduces with numpy on many values
 _LOCUST_BUCKET = locust_stats.bucket_response_time
 VECTOR_MIN = 64  # values of one name in one batch from which numpy pays off
 _RESULT = attrgetter("result")
@@ -33,6 +33,7 @@ _GAPS = attrgetter("gaps_ms")
 _SPANS = attrgetter("spans_ms")
 _SENT = attrgetter("sent_bytes")
 _INTENDED = attrgetter("intended_ms")
+_E2E = attrgetter("e2e_ms")  # TurnRecord.e2e_ms: the e2e, else the elapsed time
 _FAILURES = attrgetter("failures")
 
 
@@ -128,11 +129,6 @@ def figures_of(values: list[float], bucket: Any = None) -> Figures:
             keys[i] = bucket(values[i])
     found, counts = np.unique(keys, return_counts=True)
     return *figures, Counter(dict(zip(found.tolist(), counts.tolist(), strict=True)))
-
-
-def bucket_counts(values: list[float], bucket: Any = None) -> Counter[int]:
-    """How many ``values`` fall in each of Locust's response-time buckets."""
-    return figures_of(values, bucket)[4]
 
 
 def _log_figures(entry: Any, figures: Figures, length: int, now: float, second: int) -> None:
@@ -254,10 +250,7 @@ class StatsBatch:
         intended = [ms for ms in map(_INTENDED, turns) if ms is not None]
         if intended:
             _extend(by_name, "turn:e2e_intended", intended)
-        e2e = [  # TurnRecord.e2e_ms, inline
-            r.e2e_ms if r.ok and r.e2e_ms is not None else r.elapsed_ms for r in results
-        ]
-        _extend(by_name, "turn:e2e", e2e)
+        _extend(by_name, "turn:e2e", list(map(_E2E, turns)))
         lengths["turn:e2e"] = lengths.get("turn:e2e", 0) + sum(map(_SENT, turns))
         if any(map(_FAILURES, results)):
             for result in results:
