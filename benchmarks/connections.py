@@ -48,7 +48,13 @@ import psutil  # noqa: E402
 from wsload.analysis import load_run  # noqa: E402
 from wsload.analysis.connections import connection_capacity, memory_timeline  # noqa: E402
 from wsload.config.options import OPTION_SPECS  # noqa: E402
-from wsload.net.budgets import FILES_RESERVE, FILES_SHARE, port_range, raise_file_limit  # noqa: E402
+from wsload.net.budgets import (  # noqa: E402
+    FILES_RESERVE,
+    FILES_SHARE,
+    PORTS_COMFORT,
+    port_range,
+    raise_file_limit,
+)
 from wsload.run.memory import memory_kb  # noqa: E402
 from wsload.target import start_target  # noqa: E402
 
@@ -292,10 +298,11 @@ def measure_deflate(args: argparse.Namespace, modes: dict | None, plain_args: li
 
 
 def _auto_sources(sessions: int, processes: int) -> str:
-    """Enough loopback addresses for the ports, and one of its own for each worker."""
+    """Enough loopback addresses that each keeps under ``PORTS_COMFORT`` of its ports (the
+    kernel's search for a free port gets slow past half), and one for each worker."""
     low, high = port_range()
-    usable = int((high - low + 1) * 0.9)
-    count = max(processes, max(1, math.ceil(sessions / usable)) + 1)
+    comfortable = int((high - low + 1) * PORTS_COMFORT)
+    count = max(processes, max(1, math.ceil(sessions / comfortable)))
     return f"127.0.0.2-127.0.0.{1 + count}"
 
 

@@ -13,7 +13,14 @@ import pytest
 
 from wsload import taxonomy
 from wsload.errors import ConfigError
-from wsload.net.budgets import Budget, check_budgets, port_range, raise_file_limit, target_budget
+from wsload.net.budgets import (
+    Budget,
+    check_budgets,
+    port_range,
+    port_search_advice,
+    raise_file_limit,
+    target_budget,
+)
 from wsload.net.sockets import classify_socket_error, describe
 from wsload.protocol.upgrade import Endpoint
 
@@ -59,6 +66,20 @@ def test_more_sessions_than_ephemeral_ports_of_one_address_names_source_ips():
     with pytest.raises(ConfigError) as remote:
         check_budgets(budget(users=60_000, processes=4), loopback=False, embedded_target=False)
     assert "secondary addresses to the NIC" in remote.value.fix
+
+
+def test_ports_that_fit_but_fill_past_a_quarter_get_advice_naming_enough_source_ips():
+    crowded = budget(users=100_000, processes=6, source_ips=6)  # 16,667 of 28,232 each
+    advice = port_search_advice(crowded, loopback=True)
+    assert advice is not None and "16,667 connections per source address" in advice
+    assert "59% of its 28,232 ephemeral ports" in advice
+    assert "--source-ips 127.0.0.2-127.0.0.13" in advice  # 12 addresses: 8,334 each, 30%
+    assert port_search_advice(budget(users=100_000, processes=6, source_ips=12),
+                              loopback=True) is None  # fmt: skip
+    remote = port_search_advice(crowded, loopback=False)
+    assert remote is not None and "secondary addresses to the NIC" in remote
+    # past the ports themselves it is the budget check's error, not advice
+    assert port_search_advice(budget(users=60_000, processes=4), loopback=True) is None
 
 
 def test_the_embedded_target_needs_enough_processes_for_the_sessions():

@@ -62,7 +62,7 @@ OPTION_SPECS: tuple[OptionSpec, ...] = (
     + METRICS_SPECS
     + CONNECTION_SPECS
 )
-_DESTS = tuple(spec.dest for spec in OPTION_SPECS)
+OPTION_DESTS = tuple(spec.dest for spec in OPTION_SPECS)
 _ZERO_OK = {
     "send_interval",
     "messages_per_session",
@@ -72,6 +72,7 @@ _ZERO_OK = {
     "storm",
     "trickle_interval",
     "max_handshakes",
+    "io_batch",
     *ZERO_OK,
 }
 _CACHED_CONFIGS = 16  # option sets kept (the web UI may go back and forth)
@@ -120,6 +121,7 @@ class RunOptions:
     trickle_interval_s: float = 0.0  # connections.py: a chat message per session every S s
     sessions_per_user: int = 1  # connections.py: sessions one user holds
     max_handshakes: int = 0  # connections.py: attempts in flight per process (0: unbounded)
+    io_batch_ms: float = 0.0  # connections.py: network events gather this long per wake
 
 
 def _check_number(name: str, value: float | None, *, allow_zero: bool) -> None:
@@ -142,7 +144,7 @@ def run_config(ns: Any) -> RunOptions:
     key = tuple(spec.coerce(getattr(ns, spec.dest, None)) for spec in OPTION_SPECS)
     config = _configs.get(key)
     if config is None:
-        values = dict(zip(_DESTS, key, strict=True))
+        values = dict(zip(OPTION_DESTS, key, strict=True))
         config = _build(lambda dest, default=None: _or(values[dest], default))
         if len(_configs) >= _CACHED_CONFIGS:
             del _configs[next(iter(_configs))]
@@ -294,6 +296,7 @@ def _build(get: Callable[..., Any]) -> RunOptions:
         trickle_interval_s=get("trickle_interval", 0.0),
         sessions_per_user=get("sessions_per_user", 1),
         max_handshakes=get("max_handshakes", 0),
+        io_batch_ms=get("io_batch", 0.0),
     )
 
 

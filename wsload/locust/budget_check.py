@@ -18,7 +18,14 @@ from locust.runners import MasterRunner
 
 from wsload.config.options import RunOptions, websocket_url
 from wsload.locust.process import PROCESS
-from wsload.net.budgets import Budget, check_budgets, port_range, raise_file_limit, target_budget
+from wsload.net.budgets import (
+    Budget,
+    check_budgets,
+    port_range,
+    port_search_advice,
+    raise_file_limit,
+    target_budget,
+)
 from wsload.net.source_ips import check_bindable
 from wsload.protocol.upgrade import parse_ws_url
 
@@ -77,8 +84,10 @@ def check_local_budgets(environment: Environment, options: RunOptions) -> None:
         ports=port_range(),
     )
     embedded = PROCESS.target is not None
-    check_budgets(
-        budget, loopback=address is not None and address.is_loopback, embedded_target=embedded
-    )
+    loopback = address is not None and address.is_loopback
+    check_budgets(budget, loopback=loopback, embedded_target=embedded)
+    advice = port_search_advice(budget, loopback=loopback)
+    if advice is not None:
+        log.warning(advice)
     if embedded:
         target_budget(users, PROCESS.target.workers, hard)

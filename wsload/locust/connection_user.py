@@ -18,6 +18,8 @@ interval is jittered a little, so users started together, or delayed together by
 spread out instead of bunching. Wake-ups fall on a process-wide grid of ``WAKE_GRID_S``:
 users due within one step wake in the same turn of the event loop, and the pings of that
 step leave back to back, so the server reads them in one go instead of being woken for each.
+Reads are batched the same way (``--io-batch``, ``wsload.net.io_batch``): the process lets
+arrivals gather for a few milliseconds per wake, their times being the kernel's.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from wsload.heap import PeakFreezer
 from wsload.locust.chat_connection import _FAILURES, PONG_TIMEOUT
 from wsload.locust.runtime import Runtime, runtime_for
 from wsload.net.client import ConnectError, Connection, attempt_record, connect
+from wsload.net.io_batch import batch_io
 from wsload.net.ping_schedule import next_ping_at
 from wsload.protocol.carrier import place
 from wsload.protocol.events import Closed, Event, Pong, TurnEnded
@@ -94,6 +97,7 @@ class ConnectionUser(User):
 
     def on_start(self) -> None:
         self.rt = runtime_for(self.environment)
+        _batch_reads(self.rt)
         self.wanted = self.rt.options.sessions_per_user
         interval = self.rt.options.heartbeat_interval_s
         if interval > 0:  # a random phase: users started together do not ping together
@@ -343,6 +347,21 @@ def handshake_slots(limit: int) -> Any:
         _SLOTS.clear()
         slots = _SLOTS[limit] = BoundedSemaphore(limit)
     return slots
+
+
+def _batch_reads(rt: Runtime) -> None:
+    """Once per process: let arrivals gather for ``--io-batch`` ms before the loop reads
+    them (``wsload.net.io_batch``), where their times come from the kernel (``ws://``)."""
+    global _BATCHED
+    if _BATCHED:
+        return
+    _BATCHED = True
+    stamped = rt.client_options.kernel_timestamps and rt.url.startswith("ws://")
+    if rt.options.io_batch_ms > 0 and stamped:
+        batch_io(rt.options.io_batch_ms / 1000.0)
+
+
+_BATCHED = False
 
 
 def _unwatch(session: Held) -> None:

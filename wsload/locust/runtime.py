@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import operator
 import uuid
 from collections.abc import Callable
 
@@ -12,7 +13,7 @@ from locust.env import Environment
 from locust.runners import WorkerRunner
 
 from wsload.config.idp_tokens import run_minter
-from wsload.config.options import OPTION_SPECS, RunOptions, from_namespace, http_base, websocket_url
+from wsload.config.options import OPTION_DESTS, RunOptions, from_namespace, http_base, websocket_url
 from wsload.config.templates import JsonTemplate
 from wsload.config.token_file import FileToken
 from wsload.config.tokens import Credential, TokenMinter, node_tag, subject_for
@@ -142,10 +143,22 @@ def recording_for(environment: Environment) -> Recording:
     return PROCESS.recording
 
 
+_VALUES = operator.attrgetter(*OPTION_DESTS)
+
+
+def _option_values(options: object) -> tuple[object, ...]:
+    """Every wsload option's value: the runtime's key, read at each user start (thousands a
+    second in a capacity ramp), so in one C call where every option is set."""
+    try:
+        return _VALUES(options)
+    except AttributeError:  # options parsed without wsload's (a test's bare namespace)
+        return tuple(getattr(options, dest, None) for dest in OPTION_DESTS)
+
+
 def runtime_for(environment: Environment) -> Runtime:
     """The process's runtime, rebuilt when the options or host changed (web UI, master)."""
     options = environment.parsed_options
-    key = (environment.host, *(getattr(options, s.dest, None) for s in OPTION_SPECS))
+    key = (environment.host, *_option_values(options))
     if PROCESS.runtime is None or PROCESS.runtime_key != key:
         PROCESS.runtime = Runtime(environment, from_namespace(options), recording_for(environment))
         PROCESS.runtime_key = key

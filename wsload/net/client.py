@@ -32,6 +32,7 @@ from wsload.net.sockets import (
     close_quietly,
     describe,
     enable_kernel_timestamps,
+    kernel_connect_ms,
     read_stamped,
     resolve,
 )
@@ -62,10 +63,10 @@ class Timings:
 
     started_at: float  # wall clock (epoch seconds) when the attempt began
     dns_ms: float | None = None
-    tcp_ms: float | None = None
+    tcp_ms: float | None = None  # SYN to SYN-ACK as the kernel timed it, where it did
     tls_ms: float | None = None
-    upgrade_ms: float | None = None
-    connect_ms: float | None = None  # TCP connect start to a valid 101 (all of the above)
+    upgrade_ms: float | None = None  # upgrade request sent to the 101's arrival
+    connect_ms: float | None = None  # a valid 101: the sum of the phases above
     auth_ms: float | None = None  # 101 to the ack, or to the rejection
     tls_resumed: bool | None = None  # wss://: whether the TLS session was resumed
 
@@ -333,7 +334,7 @@ def connect(
         sock.settimeout(opts.connect_timeout_s)
         sock.connect(address)
         t_ready = t_tcp = _perf()
-        timings.tcp_ms = _elapsed_ms(t_dns, t_tcp)
+        timings.tcp_ms = kernel_connect_ms(sock) or _elapsed_ms(t_dns, t_tcp)
         kernel = False
         if endpoint.secure:
             phase_timeout = taxonomy.TLS
@@ -364,7 +365,8 @@ def connect(
         )
         sent = session.request_bytes()
         sock.settimeout(opts.handshake_timeout_s)
-        session.request_sent(t_ready)  # the 101 came after the request went out
+        t_sent = _perf()
+        session.request_sent(t_sent)  # the 101 came after the request went out
         sock.sendall(sent)
         events: list[Event] = []
         while not events:
@@ -389,8 +391,11 @@ def connect(
         timings.tls_resumed = sock.session_reused
         if tls_resume is not None:
             tls_resume.remember(sock, endpoint)
-    timings.upgrade_ms = _elapsed_ms(t_ready, t_up)
-    timings.connect_ms = _elapsed_ms(t0, t_up)
+    timings.upgrade_ms = _elapsed_ms(t_sent, t_up)
+    # the sum of the phases: the generator's own time between them (building the request,
+    # waking to see the connect done) is not the server's
+    timings.connect_ms = timings.dns_ms + timings.tcp_ms + (timings.tls_ms or 0.0)
+    timings.connect_ms += timings.upgrade_ms
     conn = Connection(sock, session, endpoint, timings, kernel_timestamps=kernel)
     problem = missing_from(placement, profile.auth, sent)
     if problem is not None:

@@ -56,6 +56,32 @@ def arrival(ancillary: list[tuple[int, int, bytes]], now: float) -> float:
     return now
 
 
+# Linux ``struct tcp_info``: eight one-byte fields, then 32-bit ones; ``tcpi_rtt`` (µs) is
+# the 16th of those and ``tcpi_total_retrans`` the 24th.
+_TCP_INFO = struct.Struct("=8B24I")
+_RTT, _TOTAL_RETRANS = 8 + 15, 8 + 23
+
+
+def kernel_connect_ms(sock: Any) -> float | None:
+    """The TCP handshake as the kernel timed it: SYN sent to SYN-ACK received, in ms.
+
+    Right after a connect the kernel's smoothed RTT is its one sample, taken from the SYN
+    to its answer in softirq, so it holds nothing of how late this process woke to see the
+    connect done (a busy or batching generator wakes milliseconds later). A retransmitted
+    SYN is timed from its last copy, so then (and where there is no ``TCP_INFO``) None:
+    the caller's own clock, which holds the retransmission wait, stands.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        info = _TCP_INFO.unpack_from(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104))
+    except (OSError, struct.error):
+        return None
+    if info[_TOTAL_RETRANS] or not info[_RTT]:
+        return None
+    return info[_RTT] / 1000.0
+
+
 # errors of the generator's own machine: no free local port for this source address and
 # destination (EADDRNOTAVAIL at connect), no file descriptor left in the process or the
 # system, no socket buffer or kernel memory
