@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/results.py --only bytes,cost,master   # about a minute
     .venv/bin/python benchmarks/results.py --only big --turns 100000000 --folder /work/big
-    .venv/bin/python benchmarks/results.py --only full --repeats 3   # about 2 minutes
+    .venv/bin/python benchmarks/results.py --only full --repeats 5   # about 6 minutes
 
 Phases (the CSV writer and row shipping of before are taken from this repository's history,
 ``--baseline-rev``, default the commit before the tables, and measured in the same process,
@@ -28,13 +28,16 @@ interleaved):
   target with zero delays, pinned as ``benchmarks/generator.py`` pins them: target on CPU
   1, generator on CPU 0), with the recording as it is (``tables``), with the tables writer
   disabled (``no-tables``: records still taken, batched and put into Locust's stats, never
-  turned into tables), and at ``--full-baseline-rev`` (``baseline``: that revision's tree,
-  from git, run with this venv). Per core: turns over the window divided by the
+  turned into tables), with no recording at all (``no-recording``: ``Recording.record``
+  only counts the turns), and at ``--full-baseline-rev`` (``baseline``: that revision's
+  tree, from git, run with this venv). Per core: turns over the window divided by the
   generator's CPU seconds over it (``time.process_time`` in the Locust process, its
   writer thread included), so a busy machine slows it down without skewing it. Each
-  repeat runs every variant, interleaved. The recording's share of the generator's CPU
-  is sampled by py-spy (``pip install py-spy``) over the window of the ``tables`` and
-  ``baseline`` runs: the samples with the recording's code in their stack.
+  repeat runs every variant, interleaved. The recording's share of the generator's CPU at
+  saturation is ``1 - tables / no-recording`` per repeat: everything recording costs in
+  place, the garbage its records make and the caches they take included.
+  ``--full-sampled`` adds runs sampled by py-spy (``pip install py-spy``), which slows
+  them: the share of samples with the recording's code in their stack.
 * ``big``: a run of ``--turns`` turns (default 100 million) written through the real
   writer (``ArrowWriter.write_batches``, the master's path), with the default protocol's
   shape and random timings; then ``wsload summary``, ``wsload gate`` and ``wsload report``
@@ -253,16 +256,28 @@ gc.callbacks.append(collector)
 if os.environ.get("WSLOAD_BENCH_NO_TABLES"):
     from wsload.run import writer
     writer.ArrowWriter.write = lambda self, batch: None
+counted = None
+if os.environ.get("WSLOAD_BENCH_NO_RECORDING"):  # turns counted, nothing else
+    from wsload.locust.recording import Recording
+    from wsload.run.records import TurnRecord
+    counted = [0]
+
+    def count(self, record):
+        if type(record) is TurnRecord:
+            counted[0] += 1
+
+    Recording.record = count
 
 @events.init.add_listener
 def measure(environment, **_):
     def window():
         gevent.sleep(float(os.environ["WSLOAD_BENCH_WARM"]))
         entry = environment.stats.get("turn:e2e", "WS")
-        turns, cpu, wall = entry.num_requests, time.process_time(), time.monotonic()
+        done = (lambda: counted[0]) if counted else (lambda: entry.num_requests)
+        turns, cpu, wall = done(), time.process_time(), time.monotonic()
         collected = collecting[0]
         gevent.sleep(float(os.environ["WSLOAD_BENCH_WINDOW"]))
-        figures = {"turns": entry.num_requests - turns, "cpu": time.process_time() - cpu,
+        figures = {"turns": done() - turns, "cpu": time.process_time() - cpu,
                    "seconds": time.monotonic() - wall, "gc": collecting[0] - collected}
         with open(os.environ["WSLOAD_BENCH_OUT"], "w") as out:
             json.dump(figures, out)
@@ -384,6 +399,8 @@ def full_run(args, variant: str, tree: Path) -> dict:
         }
         if variant == "no-tables":
             env["WSLOAD_BENCH_NO_TABLES"] = "1"
+        if variant == "no-recording":
+            env["WSLOAD_BENCH_NO_RECORDING"] = "1"
         proc = subprocess.Popen(
             [sys.executable, "-c", FULL_PATH, *cmd[3:]],
             cwd=tree,
@@ -396,7 +413,7 @@ def full_run(args, variant: str, tree: Path) -> dict:
         spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which(
             "py-spy"
         )
-        if spy and variant != "no-tables":
+        if spy and variant.endswith("sampled"):
             time.sleep(args.full_warm + 0.5)  # the window, as the Locust process measures it
             subprocess.run(
                 [spy, "record", "--pid", str(proc.pid), "--duration", str(int(args.full_window)),
@@ -439,7 +456,9 @@ def recording_share(raw: str) -> float:
 
 def phase_full(args) -> None:
     with tree_at(args.full_baseline_rev) as base:
-        variants = {"tables": REPO, "no-tables": REPO, "baseline": base}
+        variants = {"tables": REPO, "no-tables": REPO, "no-recording": REPO, "baseline": base}
+        if args.full_sampled:
+            variants |= {"tables sampled": REPO, "baseline sampled": base}
         runs: dict[str, list[dict]] = {v: [] for v in variants}
         for _ in range(args.repeats):  # interleaved: the machine is shared
             for variant, tree in variants.items():
@@ -451,26 +470,35 @@ def phase_full(args) -> None:
         rate = med(r["turns"] / r["seconds"] for r in rows)
         collected = med(r["gc"] / r["cpu"] for r in rows)
         print(
-            f"full: {variant:<9} {med(rates):7,.0f} turns/s per generator core (median of "
+            f"full: {variant:<12} {med(rates):7,.0f} turns/s per generator core (median of "
             f"{args.repeats}: {', '.join(f'{r:,.0f}' for r in rates)}; generator CPU "
             f"{shares:.0%}, {rate:,.0f} turns/s; garbage collector {collected:.1%} of it)"
         )
-    for variant in ("tables", "baseline"):
-        shares = [r["recording"] for r in runs[variant] if "recording" in r]
+    for variant in ("tables sampled", "baseline sampled"):
+        shares = [r["recording"] for r in runs.get(variant, ()) if "recording" in r]
         if shares:
             share = med(shares)
             us = med(r["recording"] * r["cpu"] / r["turns"] * 1e6 for r in runs[variant])
             print(
-                f"full: {variant:<9} recording {share:.1%} of the generator's CPU, {us:.1f} us "
+                f"full: {variant:<16} recording {share:.1%} of the generator's CPU, {us:.1f} us "
                 f"per turn (py-spy samples in Recording.record, the stats batch and the "
                 f"tables; median of {len(shares)}: {', '.join(f'{s:.1%}' for s in shares)})"
             )
     tables = [r["per_core"] for r in runs["tables"]]
     ratios = [t / b["per_core"] for t, b in zip(tables, runs["baseline"], strict=True)]
     no_tables = [t / n["per_core"] for t, n in zip(tables, runs["no-tables"], strict=True)]
+    bare = [t / n["per_core"] for t, n in zip(tables, runs["no-recording"], strict=True)]
+    base = [b["per_core"] / n["per_core"] for b, n in
+            zip(runs["baseline"], runs["no-recording"], strict=True)]  # fmt: skip
     print(
-        f"full: tables / baseline {med(ratios):.2f}, tables / no-tables {med(no_tables):.2f} "
-        "(medians of per-repeat ratios of turns/s per core)"
+        f"full: tables / baseline {med(ratios):.2f}, tables / no-tables {med(no_tables):.2f}, "
+        f"tables / no-recording {med(bare):.2f} (medians of per-repeat ratios of turns/s per "
+        "core)"
+    )
+    print(
+        f"full: recording {1 - med(bare):.1%} of the generator's CPU at saturation (1 - tables "
+        f"/ no-recording, per repeat: {', '.join(f'{1 - b:.1%}' for b in bare)}); the "
+        f"baseline's {1 - med(base):.1%} (1 - baseline / no-recording)"
     )
 
 
@@ -593,6 +621,9 @@ def main() -> None:
     parser.add_argument("--full-warm", type=float, default=4.0, help="full: warm-up seconds")
     parser.add_argument("--full-window", type=float, default=10.0, help="full: measured seconds")
     parser.add_argument("--full-profiles", help="full: keep py-spy's raw profiles in this folder")
+    parser.add_argument(
+        "--full-sampled", action="store_true", help="full: also runs sampled by py-spy"
+    )
     parser.add_argument(
         "--full-baseline-rev",
         default="f4e6719",

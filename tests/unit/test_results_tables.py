@@ -17,7 +17,7 @@ from wsload.gate.thresholds import parse_threshold
 from wsload.net.probes import ProbeResult
 from wsload.protocol.tracker import TurnResult
 from wsload.run.batch import Batch
-from wsload.run.columns import TABLES, TURNS
+from wsload.run.columns import TABLES, TURNS, batches_of
 from wsload.run.export import export_csv
 from wsload.run.recorder import write_run_json
 from wsload.run.records import (
@@ -255,3 +255,31 @@ def test_a_classic_csv_drops_a_torn_last_line_and_a_ts_cut_short(tmp_path):
     assert samples["ts"].min() == 1800000000.5
     config = GateConfig(thresholds=(), security=False, run_checks=False)
     assert evaluate(samples, config).duration_s < 0.01  # the 2 ms measured, not 1.8e9 s
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["turns-only", "mixed-records"])
+def test_every_row_keeps_its_records_values_and_the_user_count_it_was_taken_under(mixed):
+    rng = random.Random(3)
+    batch = Batch("w2")
+    expected = []
+    for number in range(1, 400):
+        users = 5 + number // 90  # a few changes of the user count, as a ramp makes them
+        if mixed and number % 50 == 0:
+            batch.add(HealthTick(T0 + number, 50.0, 1.0, users), users)
+        turn = a_turn(rng, T0 + number, number)
+        batch.add(turn, users)
+        expected.append((users, turn))
+    tables = batches_of("w2", batch.items)
+    turns = tables["turns"].to_pydict()
+    assert turns["node"] == ["w2"] * len(expected)
+    assert turns["node_users"] == [users for users, _ in expected]
+    assert turns["turn"] == [turn.turn for _, turn in expected]
+    assert turns["failure"] == [
+        t.result.failure if t.result.failures else None for _, t in expected
+    ]
+    assert turns["detail"] == [t.detail if t.result.failures else "" for _, t in expected]
+    assert None in turns["failure"] and "" in turns["detail"]  # both kinds of turn are there
+    assert ("health" in tables) is mixed
+    if mixed:
+        ticks = [5 + number // 90 for number in range(50, 400, 50)]
+        assert tables["health"].column("node_users").to_pylist() == ticks

@@ -350,18 +350,17 @@ def handshake_slots(limit: int) -> Any:
 
 
 def _batch_reads(rt: Runtime) -> None:
-    """Once per process: let arrivals gather for ``--io-batch`` ms before the loop reads
-    them (``wsload.net.io_batch``), where their times come from the kernel (``ws://``)."""
-    global _BATCHED
-    if _BATCHED:
-        return
-    _BATCHED = True
+    """Let arrivals gather for ``--io-batch`` ms before the loop reads them
+    (``wsload.net.io_batch``), where their times come from the kernel (``ws://``); set
+    again only when a run (from the web UI, say) asks for another interval."""
     stamped = rt.client_options.kernel_timestamps and rt.url.startswith("ws://")
-    if rt.options.io_batch_ms > 0 and stamped:
-        batch_io(rt.options.io_batch_ms / 1000.0)
+    interval = rt.options.io_batch_ms / 1000.0 if stamped else 0.0
+    if interval != _BATCHING[0]:
+        _BATCHING[0] = interval
+        batch_io(interval)
 
 
-_BATCHED = False
+_BATCHING = [0.0]  # this process's read-batching interval, seconds
 
 
 def _unwatch(session: Held) -> None:

@@ -29,10 +29,12 @@ and of writers given no events; readers take both. Pure: pyarrow only.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import types
 import typing
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from operator import attrgetter
@@ -108,7 +110,11 @@ class TableSpec:
 
     def table(self, node: str, rows: Sequence[tuple[int, Any]]) -> pa.RecordBatch:
         """A record batch of ``rows`` ((users, record) pairs) taken by ``node``."""
-        records = [r for _, r in rows]
+        return self.table_of(node, [r for _, r in rows], [u for u, _ in rows])
+
+    def table_of(self, node: str, records: list[Any], users: list[int]) -> pa.RecordBatch:
+        """A record batch of ``records`` taken by ``node``, ``users`` the user count of
+        each."""
         arrays: list[pa.Array | None] = [None] * len(self.columns)
         parts: dict[str, list[Any]] = {"": records}
         for i, part, getter in self._flat if records else ():
@@ -132,8 +138,7 @@ class TableSpec:
         for i, column in enumerate(self.columns):
             if arrays[i] is None:
                 arrays[i] = _array(column, records)
-        users = pa.array([u for u, _ in rows], pa.int32())
-        head = [pa.array([node] * len(rows), pa.string()), users]
+        head = [pa.array([node] * len(records), pa.string()), pa.array(users, pa.int32())]
         return pa.RecordBatch.from_arrays(head + arrays, schema=self.schema)
 
 
@@ -143,8 +148,13 @@ def _dotted(getter: attrgetter) -> str:
     return text[text.index("(") + 2 : -2]
 
 
+def _all_none(values: list[Any]) -> bool:
+    """Whether the records left a column empty (a C-level count, only when it may be)."""
+    return not values or (values[0] is None and values.count(None) == len(values))
+
+
 def _flat_array(kind: pa.DataType, values: list[Any]) -> pa.Array:
-    if values.count(None) == len(values):  # a column the records leave empty (a C-level count)
+    if _all_none(values):
         return pa.nulls(len(values), kind)
     if kind == pa.string() and values and not isinstance(values[0], str | None):
         values = [None if v is None else str(v) for v in values]
@@ -156,8 +166,10 @@ def _array(column: Column, records: list[Any]) -> pa.Array:
     fast; a map is flattened by hand into offsets, keys and values (its conversion of
     Python dicts costs more, and older pyarrow lacks it)."""
     get, kind = column.get, column.type
-    values = [get(r) for r in records]
-    if values.count(None) == len(values):
+    if get is _turn_failure or get is _turn_detail:
+        return _failure_array(get, records)
+    values = list(map(get, records))
+    if _all_none(values):
         return pa.nulls(len(values), kind)
     if pa.types.is_list(kind):
         return pa.array(values, kind)
@@ -258,6 +270,20 @@ def _turn_detail(record: TurnRecord) -> str:
     return record.detail if record.result.failures else ""
 
 
+_FAILURES_OF = attrgetter("result.failures")
+
+
+def _failure_array(get: Callable[[Any], Any], records: list[Any]) -> pa.Array:
+    """The failure or detail column: most turns have no failure, so those rows take a
+    constant and only the failed ones are read one by one."""
+    failed = list(map(bool, map(_FAILURES_OF, records)))
+    empty = None if get is _turn_failure else ""
+    if not any(failed):
+        return pa.array([empty] * len(records), pa.string())
+    values = [get(r) if f else empty for r, f in zip(records, failed, strict=True)]
+    return pa.array(values, pa.string())
+
+
 TURNS = derive(
     "turns",
     TurnRecord,
@@ -354,19 +380,52 @@ def batches_of(
 ) -> dict[str, pa.RecordBatch]:
     """A process's records (with user-count marks, as a ``Batch`` holds them) as one
     record batch per table (``turns``: the run's turns table, default ``TURNS``)."""
-    by_type: dict[type, list[tuple[int, Any]]] = {}
-    users = 0
-    for item in items:
-        kind = type(item)
-        if kind is int:
-            users = item  # type: ignore[assignment]
-            continue
-        rows = by_type.get(kind)
-        if rows is None:
-            rows = by_type[kind] = []
-        rows.append((users, item))
+    by_type = _by_kind(items)
     out = {}
-    for kind, rows in by_type.items():
+    for kind, (records, counts) in by_type.items():
         spec = turns if turns is not None and kind is TurnRecord else SPEC_OF[kind]
-        out[spec.name] = spec.table(node, rows)
+        out[spec.name] = spec.table_of(node, records, counts)
+    return out
+
+
+def _by_kind(items: Sequence[Any]) -> dict[type, tuple[list[Any], list[int]]]:
+    """The records of ``items`` by kind, each with the user count it was taken under.
+
+    A second's records are nearly all of one kind (turns), with a few others (a health
+    tick, session events) and user-count marks between them: the few are found with
+    C-level scans and walked one by one, and the many go over in slices between them.
+    """
+    kinds = list(map(type, items))
+    tally = Counter(kinds)
+    tally.pop(int, None)
+    if not tally:
+        return {}
+    many = max(tally, key=tally.__getitem__)
+    few: list[int] = []  # positions of marks and of the other kinds' records
+    for kind in (int, *tally):
+        if kind is many:
+            continue
+        at = -1
+        with contextlib.suppress(ValueError):
+            while True:
+                at = kinds.index(kind, at + 1)
+                few.append(at)
+    few.sort()
+    out: dict[type, tuple[list[Any], list[int]]] = {kind: ([], []) for kind in tally}
+    records, counts = out[many]
+    users = 0
+    start = 0  # the first item after the last of the few
+    for at in (*few, len(items)):
+        records += items[start:at]
+        counts += [users] * (at - start)
+        start = at + 1
+        if at == len(items):
+            break
+        item = items[at]
+        if kinds[at] is int:
+            users = item
+        else:
+            mine = out[kinds[at]]
+            mine[0].append(item)
+            mine[1].append(users)
     return out
