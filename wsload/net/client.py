@@ -333,14 +333,13 @@ def connect(
             opts.source.bind(sock)
         sock.settimeout(opts.connect_timeout_s)
         sock.connect(address)
-        t_ready = t_tcp = _perf()
+        t_tcp = _perf()
         timings.tcp_ms = kernel_connect_ms(sock) or _elapsed_ms(t_dns, t_tcp)
         kernel = False
         if endpoint.secure:
             phase_timeout = taxonomy.TLS
             sock = tls.handshake(sock, endpoint, opts.tls_settings, tls_resume)
-            t_ready = _perf()
-            timings.tls_ms = _elapsed_ms(t_tcp, t_ready)
+            timings.tls_ms = _elapsed_ms(t_tcp, _perf())
         elif opts.kernel_timestamps:  # before the upgrade: the 101 and the ack share a clock
             kernel = enable_kernel_timestamps(sock)
         phase_timeout = taxonomy.HANDSHAKE_TIMEOUT
