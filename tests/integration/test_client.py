@@ -13,7 +13,8 @@ import pytest
 from wsload import taxonomy
 from wsload.config.tokens import TokenMinter
 from wsload.errors import ConfigError
-from wsload.net.client import ClientOptions, ConnectError, connect, preflight
+from wsload.net.client import ClientOptions, ConnectError, connect
+from wsload.net.raw_exchange import preflight
 from wsload.protocol.carrier import Placement, place
 from wsload.protocol.tracker import TurnTracker
 from wsload.protocol.upgrade import GUID, parse_head

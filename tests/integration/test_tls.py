@@ -26,8 +26,9 @@ import trustme
 from wsload import taxonomy
 from wsload.config.profile import OAuth2
 from wsload.errors import ConfigError
-from wsload.net.client import ClientOptions, ConnectError, Connection, connect, preflight
+from wsload.net.client import ClientOptions, ConnectError, Connection, connect
 from wsload.net.oauth2 import OAuth2Client, check_token_endpoint
+from wsload.net.raw_exchange import preflight
 from wsload.net.tls import TlsResume, TlsSettings
 from wsload.protocol.carrier import place
 from wsload.protocol.upgrade import accept_for, parse_head

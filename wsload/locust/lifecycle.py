@@ -39,7 +39,7 @@ from wsload.locust.runs import FINAL_WAIT_S, Run
 from wsload.locust.runtime import node_of, recording_for
 from wsload.locust.spawn_messages import cache_default_args
 from wsload.locust.target import start_embedded_target, stop_embedded_target
-from wsload.net.client import preflight
+from wsload.net.raw_exchange import preflight
 from wsload.net.transport_check import check_framing
 from wsload.run.meta import TLS_INSECURE_NOTICE
 from wsload.run.recorder import prepare_run_folder

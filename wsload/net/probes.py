@@ -29,7 +29,8 @@ from wsload import taxonomy
 from wsload.config.profile import Profile
 from wsload.config.token_file import unverified_claims
 from wsload.config.tokens import TokenMinter
-from wsload.net.client import ClientOptions, ConnectError, connect, exchange_head
+from wsload.net.client import ClientOptions, ConnectError, connect
+from wsload.net.raw_exchange import exchange_head
 from wsload.protocol.carrier import Placement, place
 from wsload.protocol.upgrade import build_request, parse_ws_url
 
