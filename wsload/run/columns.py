@@ -108,11 +108,7 @@ class TableSpec:
         """Where the ``first_ms`` map is among the columns."""
         return next(i for i, c in enumerate(self.columns) if c.path == _MAP_PATH)
 
-    def table(self, node: str, rows: Sequence[tuple[int, Any]]) -> pa.RecordBatch:
-        """A record batch of ``rows`` ((users, record) pairs) taken by ``node``."""
-        return self.table_of(node, [r for _, r in rows], [u for u, _ in rows])
-
-    def table_of(self, node: str, records: list[Any], users: list[int]) -> pa.RecordBatch:
+    def table(self, node: str, records: list[Any], users: list[int]) -> pa.RecordBatch:
         """A record batch of ``records`` taken by ``node``, ``users`` the user count of
         each."""
         arrays: list[pa.Array | None] = [None] * len(self.columns)
@@ -384,7 +380,7 @@ def batches_of(
     out = {}
     for kind, (records, counts) in by_type.items():
         spec = turns if turns is not None and kind is TurnRecord else SPEC_OF[kind]
-        out[spec.name] = spec.table_of(node, records, counts)
+        out[spec.name] = spec.table(node, records, counts)
     return out
 
 
