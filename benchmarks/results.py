@@ -17,8 +17,9 @@ interleaved):
 * ``recording``: CPU per turn of the whole recording of a turn as a standalone Locust
   process does it, a second of turns (10,000) made at a time, outside the timing:
   ``Recording.record`` for each turn (into the stats batch and the
-  sink), the stats batch logged into Locust's stats every 2,500 turns (a quarter second
-  at 10,000 turns/s), the sink's tables written every 10,000 turns (a second), the
+  sink); every 500 turns (50 ms at 10,000 turns/s) the stats batch takes them apart and
+  the sink makes them columns; the stats logged into Locust's stats every 2,500 turns
+  (a quarter second), the sink's tables written every 10,000 turns (a second), the
   compaction at the stop; each part's CPU apart. Against ``--full-baseline-rev``'s tree
   (from git, run with this venv), interleaved, each in a process of its own.
 * ``master``: master CPU per 1,000 turns in distributed mode: a worker's second of turns
@@ -268,9 +269,68 @@ if os.environ.get("WSLOAD_BENCH_NO_RECORDING"):  # turns counted, nothing else
 
     Recording.record = count
 
+alternate = float(os.environ.get("WSLOAD_BENCH_ALTERNATE") or 0)
+switch = [True]
+if alternate:  # the recording on and off in turns, every ``alternate`` seconds
+    from wsload.locust.recording import Recording
+    from wsload.run.records import TurnRecord
+    counted = [0]
+    recorded = Recording.record
+
+    def count_or_record(self, record):
+        if type(record) is TurnRecord:
+            counted[0] += 1
+        if switch[0]:
+            recorded(self, record)
+
+    def count(self, record):
+        if type(record) is TurnRecord:
+            counted[0] += 1
+        recorded(self, record)
+
+    if os.environ.get("WSLOAD_BENCH_ALTERNATE_TABLES"):  # only the results sink switched
+        from wsload.locust.recording import Sink
+        added = Sink.add
+
+        def add(self, record):
+            if switch[0]:
+                added(self, record)
+
+        Sink.add = add
+        Recording.record = count
+    else:
+        Recording.record = count_or_record
+
+
+# Phases of ``alternate`` seconds, the recording on in every other one. An "on" phase ends
+# with the recording's pending work done (stats logged, tables written), so each phase's CPU
+# is its own.
+def phases(environment):
+    from wsload.locust.runtime import recording_for
+
+    recording = recording_for(environment)
+    out = []
+    ends = time.monotonic() + float(os.environ["WSLOAD_BENCH_WINDOW"])
+    while time.monotonic() < ends:
+        switch[0] = not switch[0]
+        turns, cpu, collected = counted[0], time.process_time(), collecting[0]
+        gevent.sleep(alternate)
+        if switch[0]:
+            recording.flush()
+            if recording.sink is not None:
+                recording.sink.flush()
+        out.append({"on": switch[0], "turns": counted[0] - turns,
+                    "cpu": time.process_time() - cpu, "gc": collecting[0] - collected})
+    return out
+
 @events.init.add_listener
 def measure(environment, **_):
     def window():
+        if alternate:
+            gevent.sleep(float(os.environ["WSLOAD_BENCH_WARM"]))
+            with open(os.environ["WSLOAD_BENCH_OUT"], "w") as out:
+                json.dump({"phases": phases(environment)}, out)
+            return
         gevent.sleep(float(os.environ["WSLOAD_BENCH_WARM"]))
         entry = environment.stats.get("turn:e2e", "WS")
         done = (lambda: counted[0]) if counted else (lambda: entry.num_requests)
@@ -313,19 +373,28 @@ clock = time.process_time
 with tempfile.TemporaryDirectory() as tmp:
     writer = ArrowWriter(Path(tmp), "bench", events=RUN_EVENTS)
     sink = recording.sink = LocalSink("", environment, writer, [])
+    # the 50 ms steps (trees before them log and write the records whole)
+    take_apart = getattr(recording.stats, "take_apart", None)
+    columns = getattr(sink, "_columns", None)
     for second in range(0, turns, 10_000):  # a second's turns at a time, as users make them
         records = default_turns(10_000, seed=second)
-        for start in range(0, len(records), 2_500):
+        for start in range(0, len(records), 500):  # 50 ms of turns
             began = clock()
-            for record in records[start : start + 2_500]:
+            for record in records[start : start + 500]:
                 recording.record(record)
             took = clock()
-            recording.stats.flush()
+            if (start + 500) % 2_500 == 0:
+                recording.stats.flush()
+            elif take_apart:
+                take_apart()
             logged = clock()
+            if start + 500 == len(records):
+                sink.flush()
+            elif columns:
+                columns()
             parts["record"] += took - began
             parts["stats"] += logged - took
-        sink.flush()
-        parts["tables"] += clock() - logged
+            parts["tables"] += clock() - logged
         del records
     began = clock()
     recording.sink = None
@@ -401,6 +470,10 @@ def full_run(args, variant: str, tree: Path) -> dict:
             env["WSLOAD_BENCH_NO_TABLES"] = "1"
         if variant == "no-recording":
             env["WSLOAD_BENCH_NO_RECORDING"] = "1"
+        if variant.startswith("alternating"):
+            env["WSLOAD_BENCH_ALTERNATE"] = str(args.full_phase)
+        if variant == "alternating tables":
+            env["WSLOAD_BENCH_ALTERNATE_TABLES"] = "1"
         proc = subprocess.Popen(
             [sys.executable, "-c", FULL_PATH, *cmd[3:]],
             cwd=tree,
@@ -428,6 +501,8 @@ def full_run(args, variant: str, tree: Path) -> dict:
                 kept = Path(args.full_profiles) / f"{variant}-{time.time():.0f}.txt"
                 kept.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy(profile, kept)
+    if "phases" in figures:
+        return figures
     figures["per_core"] = figures["turns"] / max(figures["cpu"], 1e-9)
     return figures
 
@@ -456,13 +531,21 @@ def recording_share(raw: str) -> float:
 
 def phase_full(args) -> None:
     with tree_at(args.full_baseline_rev) as base:
-        variants = {"tables": REPO, "no-tables": REPO, "no-recording": REPO, "baseline": base}
+        variants = {
+            "tables": REPO,
+            "no-tables": REPO,
+            "no-recording": REPO,
+            "baseline": base,
+            "alternating": REPO,
+            "alternating tables": REPO,
+        }
         if args.full_sampled:
             variants |= {"tables sampled": REPO, "baseline sampled": base}
         runs: dict[str, list[dict]] = {v: [] for v in variants}
         for _ in range(args.repeats):  # interleaved: the machine is shared
             for variant, tree in variants.items():
                 runs[variant].append(full_run(args, variant, tree))
+    alternating = {v: runs.pop(v) for v in ("alternating", "alternating tables")}
     med = statistics.median
     for variant, rows in runs.items():
         rates = [r["per_core"] for r in rows]
@@ -499,6 +582,36 @@ def phase_full(args) -> None:
         f"full: recording {1 - med(bare):.1%} of the generator's CPU at saturation (1 - tables "
         f"/ no-recording, per repeat: {', '.join(f'{1 - b:.1%}' for b in bare)}); the "
         f"baseline's {1 - med(base):.1%} (1 - baseline / no-recording)"
+    )
+    for variant, rows in alternating.items():
+        print_alternating(args, variant, rows)
+
+
+def print_alternating(args, variant: str, runs: list[dict]) -> None:
+    """The recording's share from runs that switch it on and off every ``--full-phase``
+    seconds: one share per pair of neighbouring phases (``1 - on / off`` of their turns
+    per CPU second), so a machine that slows down for a while slows both sides of a pair."""
+    shares, collector = [], {True: [], False: []}
+    for run in runs:
+        phases = run["phases"][1:]  # the first follows the warm-up's switch
+        for a, b in itertools.pairwise(phases):
+            if a["on"] == b["on"] or not (a["cpu"] and b["cpu"]):
+                continue
+            on, off = (a, b) if a["on"] else (b, a)
+            shares.append(1 - (on["turns"] / on["cpu"]) / (off["turns"] / off["cpu"]))
+        for phase in phases:
+            collector[phase["on"]].append(phase["gc"] / max(phase["cpu"], 1e-9))
+    if not shares:
+        return
+    quartiles = statistics.quantiles(shares, n=4)
+    what = "the results tables" if variant.endswith("tables") else "the recording"
+    print(
+        f"full: {variant:<18} {what} {statistics.median(shares):.1%} of the generator's CPU "
+        f"at saturation, on and off every {args.full_phase:g} s in one process (median of "
+        f"{len(shares)} neighbouring phase pairs over {len(runs)} runs, quartiles "
+        f"{quartiles[0]:.1%} to {quartiles[2]:.1%}; garbage collector "
+        f"{statistics.median(collector[True]):.1%} on, {statistics.median(collector[False]):.1%}"
+        " off)"
     )
 
 
@@ -623,6 +736,12 @@ def main() -> None:
     parser.add_argument("--full-profiles", help="full: keep py-spy's raw profiles in this folder")
     parser.add_argument(
         "--full-sampled", action="store_true", help="full: also runs sampled by py-spy"
+    )
+    parser.add_argument(
+        "--full-phase",
+        type=float,
+        default=1.0,
+        help="full: seconds of each phase of the alternating run (recording on, then off)",
     )
     parser.add_argument(
         "--full-baseline-rev",

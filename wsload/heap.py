@@ -1,4 +1,18 @@
-"""Many held sessions and Python's cyclic garbage collector.
+"""A load-generating process and Python's cyclic garbage collector.
+
+``tune_collector`` runs when the load starts. What is alive then (modules, Locust, the
+profile) stays alive to the end: it is frozen (``gc.freeze``), so full passes do not walk
+it again and again. And the young generation is made larger (``YOUNG_THRESHOLD``): a
+saturated chat generator makes tens of thousands of container objects a second that live
+a few milliseconds (parsed events, a turn's tracker state, its record until the recording
+makes columns of it, ``wsload.locust.recording``). Python's default young collection every
+700 objects ran about 60 times a second; each walked what happened to be alive and
+promoted it to be walked again by the older generations. At 10,000 nearly everything is
+freed by reference counting before a young collection comes; the collector took 3.5% of a
+saturated generator's CPU with the default and next to none with this
+(``benchmarks/results.py --only full``, "garbage collector").
+
+Many held sessions:
 
 A process holding thousands of sessions keeps hundreds of thousands of long-lived objects
 (sockets, watchers, protocol state). The collector walks all of them in each of its full
@@ -21,6 +35,17 @@ from __future__ import annotations
 import gc
 
 FREEZE_STEP = 1000  # sessions held more than at the last freeze
+YOUNG_THRESHOLD = 10_000  # container objects allocated (net) between young collections
+
+
+def tune_collector() -> None:
+    """Freeze what is alive and enlarge the young generation (never shrinking a larger
+    one set by the user's locustfile)."""
+    gc.collect()
+    gc.freeze()
+    young, middle, old = gc.get_threshold()
+    if young and young < YOUNG_THRESHOLD:  # 0: the user turned automatic collection off
+        gc.set_threshold(YOUNG_THRESHOLD, middle, old)
 
 
 class PeakFreezer:

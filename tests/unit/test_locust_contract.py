@@ -105,6 +105,8 @@ BATCHED = SAME + textwrap.dedent(
             if sample.failure is not None:
                 theirs.log_error("WS", sample.name, sample.failure)
         batched.add(record)
+        if i % 7 == 3:
+            batched.take_apart()  # the 50 ms step: taken apart now, logged later
         if i % 50 == 0:
             batched.flush()  # a timed flush or a worker's report, mid-second
     batched.flush()

@@ -11,7 +11,6 @@ last records.
 from __future__ import annotations
 
 import contextlib
-import gc
 import logging
 import sys
 import time
@@ -29,6 +28,7 @@ from wsload.config.options import RunOptions, from_namespace, websocket_url
 from wsload.config.profile_warnings import profile_warnings
 from wsload.errors import EXIT_CONFIG_ERROR, ConfigError
 from wsload.gate.names import check_gate_names
+from wsload.heap import tune_collector
 from wsload.locust.arguments import add_options
 from wsload.locust.budget_check import check_local_budgets, raise_limits
 from wsload.locust.health import sample_health
@@ -183,7 +183,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
         if not _begin_run(environment, node):
             return
     _now.health = gevent.spawn(sample_health, environment, recording.observe)
-    _tune_gc()
+    tune_collector()  # the load starts: what is alive now stays alive
 
 
 def _begin_run(environment: Environment, node: str) -> bool:
@@ -282,17 +282,6 @@ def _drain_last_records(runner: MasterRunner, run: Run) -> None:
             return  # the socket is gone: nothing more will come
         if msg.type == RECORDS_MESSAGE:
             _on_records_from_worker(msg)
-
-
-def _tune_gc() -> None:
-    """Keep the cyclic garbage collector from stalling the users.
-
-    Everything alive when the load starts (modules, Locust, the profile) stays alive to the
-    end; freezing it keeps the collector's full passes from walking it again and again
-    during the run.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 @events.report_to_master.add_listener

@@ -19,8 +19,9 @@ request event see them too (Locust's own listener then counts them); it costs sp
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
@@ -32,8 +33,14 @@ from wsload.run.batch import Batch
 from wsload.run.recorder import ResultsWriter
 from wsload.run.records import Record, TurnRecord
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from wsload.run.columns import TableSpec
+
 RECORDS_MESSAGE = "wsload_records"
-SHIP_INTERVAL_S = 1.0
+SHIP_INTERVAL_S = 1.0  # how often records are written (or shipped to the master)
+COLUMNS_INTERVAL_S = 0.05  # how often records become columns (``Sink``)
 # The context key of request events wsload fires itself: its request listener skips them.
 CONTEXT_KEY = "wsload"
 
@@ -44,11 +51,37 @@ RecordsListener = Callable[[Sequence[Record]], None]
 
 
 class Sink:
-    """Where a process's records go between being taken and being written or shipped."""
+    """Where a process's records go between being taken and being written or shipped.
 
-    def __init__(self, node: str, environment: Environment) -> None:
+    Every ``COLUMNS_INTERVAL_S`` the records taken since become Arrow columns, one record
+    batch per table; once a second (``SHIP_INTERVAL_S``) those pieces are joined and
+    delivered on one of gevent's native threads. So no record outlives about 50 ms:
+    thousands of records a second kept for a whole second would be walked by the garbage
+    collector again and again, and promoted to be walked by its full passes too, for
+    nothing (reference counting frees them). Only listeners keep records that long: the
+    ones they take (every record, or the failed ones when each listener says
+    ``failures_only``). The columns are made on the event loop: 50 ms of a saturated
+    core's turns take about a millisecond, while handing each piece to a native thread
+    cost about as much again.
+    """
+
+    def __init__(
+        self,
+        node: str,
+        environment: Environment,
+        turns: TableSpec,
+        listeners: Sequence[RecordsListener] = (),
+    ) -> None:
+        self.node = node
+        self.turns = turns  # the run's turns table, with its event columns
+        self.listeners = listeners
         self.batch = Batch(node)
         self._users = user_counter(environment.runner)
+        self._pieces: list[dict[str, pa.RecordBatch]] = []
+        self._kept: list[Record] = []  # the records the listeners will take
+        self._pool = gevent.get_hub().threadpool
+        self._stop = gevent.event.Event()
+        self._loop = gevent.spawn(self._forever)
 
     def add(self, record: Record) -> None:
         self.batch.add(record, self._users())
@@ -57,13 +90,59 @@ class Sink:
         """Record batches by table taken elsewhere (a worker's, on the master)."""
 
     def close(self) -> None:
-        """Deliver what is pending."""
+        """Stop the clock (a piece being made is finished, never dropped), then deliver
+        what is pending."""
+        self._stop.set()
+        self._loop.join()
+        self._deliver(final=True)
+
+    def _deliver(self, final: bool = False) -> None:
+        """Write or ship what was taken since the last delivery."""
+        raise NotImplementedError
+
+    def _columns(self) -> None:
+        """The records taken since the last call, as Arrow columns."""
+        batch = self.batch
+        if not batch:
+            return
+        self.batch = Batch(self.node)
+        listeners = self.listeners
+        if listeners:
+            records = batch.records()
+            if all(getattr(each, "failures_only", False) for each in listeners):
+                self._kept += [r for r in records if r.failure is not None]
+            else:
+                self._kept += records
+        from wsload.run.columns import batches_of  # pyarrow, once records flow
+
+        self._pieces.append(batches_of(self.node, batch.items, self.turns))
+
+    def _taken(self) -> tuple[list[dict[str, pa.RecordBatch]], list[Record]]:
+        """(the pieces of columns, the records for the listeners) taken since the last
+        call; the pieces are joined off the event loop (``joined``)."""
+        self._columns()
+        pieces, self._pieces = self._pieces, []
+        kept, self._kept = self._kept, []
+        return pieces, kept
+
+    def _forever(self) -> None:
+        due = time.monotonic() + SHIP_INTERVAL_S
+        while not self._stop.wait(COLUMNS_INTERVAL_S):
+            if time.monotonic() < due:
+                self._columns()
+                continue
+            due += SHIP_INTERVAL_S
+            self._deliver()
+
+    def _tell(self, records: Sequence[Record]) -> None:
+        for listener in self.listeners:
+            listener(records)
 
 
 class LocalSink(Sink):
-    """Writes what came in once a second, formatting it on one of gevent's native threads.
+    """Writes what came in once a second, on one of gevent's native threads.
 
-    At full load a second of records is tens of thousands of lines. Written on the event
+    At full load a second of records is tens of thousands of rows. Written on the event
     loop in one go they would stall every user for tens of milliseconds; on a native thread
     the writer gets its share of the interpreter in 5 ms turns and the users keep running.
     It is stopped by an event and waited for, never killed, so no record is lost.
@@ -76,23 +155,18 @@ class LocalSink(Sink):
         writer: ResultsWriter,
         listeners: Sequence[RecordsListener],
     ) -> None:
-        super().__init__(node, environment)
-        self.node = node
         self.writer = writer
-        self.listeners = listeners
         self._arrived: list[dict[str, Any]] = []
-        self._stop = gevent.event.Event()
-        self._pool = gevent.get_hub().threadpool
-        self._loop = gevent.spawn(self._write_forever)
+        super().__init__(node, environment, writer.specs["turns"], listeners)
 
     def add_shipped(self, batches: dict[str, Any]) -> None:
         self._arrived.append(batches)
 
     def flush(self) -> None:
         """Write and hand to the listeners what has come in so far, now."""
-        self._write()
+        self._deliver()
 
-    def _write(self) -> None:
+    def _deliver(self, final: bool = False) -> None:
         arrived, self._arrived = self._arrived, []
         if arrived:
             from wsload.run.wire import failed_only, records_of  # pyarrow, once records flow
@@ -101,25 +175,12 @@ class LocalSink(Sink):
             self._pool.apply(self.writer.write_batches, (shipped,))
             if self.listeners:
                 self._tell(records_of(shipped if every_row else failed_only(shipped)))
-        if self.batch:
-            batch, self.batch = self.batch, Batch(self.node)
-            self._pool.apply(self.writer.write, (batch,))
-            if self.listeners:
-                self._tell(list(batch.records()))
+        pieces, kept = self._taken()
+        if pieces:
+            self._pool.apply(_write_joined, (self.writer, pieces))
+        if kept:
+            self._tell(kept)
         self.writer.flush()
-
-    def _tell(self, records: Sequence[Record]) -> None:
-        for listener in self.listeners:
-            listener(records)
-
-    def _write_forever(self) -> None:
-        while not self._stop.wait(SHIP_INTERVAL_S):
-            self._write()
-
-    def close(self) -> None:
-        self._stop.set()
-        self._loop.join()
-        self._write()
 
 
 class WorkerSink(Sink):
@@ -131,42 +192,35 @@ class WorkerSink(Sink):
         environment: Environment,
         listeners: Sequence[RecordsListener] = (),
     ) -> None:
-        super().__init__(node, environment)
-        self.node = node
         assert isinstance(environment.runner, WorkerRunner)
         self.runner: WorkerRunner = environment.runner
-        self.listeners = listeners
         from wsload.run.columns import turns_spec  # pyarrow, once records flow
 
         # the run's turns table: a column per event of the profile (the master's writer
         # folds any it does not know into the first_ms map)
-        self.turns = turns_spec(run_events(environment))
-        self._pool = gevent.get_hub().threadpool
-        self._stop = gevent.event.Event()
-        self._loop = gevent.spawn(self._ship_forever)
+        super().__init__(node, environment, turns_spec(run_events(environment)), listeners)
 
-    def _ship(self, final: bool = False) -> None:
-        batch = self.batch
-        self.batch = Batch(self.node)
-        from wsload.run.wire import encode  # pyarrow, once records flow
-
-        message = self._pool.apply(encode, (batch, self.turns))
-        for listener in self.listeners if batch else ():
-            listener(list(batch.records()))
-        if batch or final:
+    def _deliver(self, final: bool = False) -> None:
+        pieces, kept = self._taken()
+        message = self._pool.apply(_encode_joined, (self.node, pieces))
+        if kept:
+            self._tell(kept)
+        if pieces or final:
             message["final"] = final
             self.runner.send_message(RECORDS_MESSAGE, message)
 
-    def _ship_forever(self) -> None:
-        while not self._stop.wait(SHIP_INTERVAL_S):
-            self._ship()
 
-    def close(self) -> None:
-        """Stop shipping once a second (a batch being encoded is shipped, never dropped),
-        then ship the rest as the final message."""
-        self._stop.set()
-        self._loop.join()
-        self._ship(final=True)
+def _write_joined(writer: ResultsWriter, pieces: list[dict[str, pa.RecordBatch]]) -> None:
+    from wsload.run.columns import joined
+
+    writer.write_batches(joined(pieces))
+
+
+def _encode_joined(node: str, pieces: list[dict[str, pa.RecordBatch]]) -> dict[str, Any]:
+    from wsload.run.columns import joined
+    from wsload.run.wire import encode_tables
+
+    return encode_tables(node, joined(pieces))
 
 
 def user_counter(runner: Runner | None) -> Callable[[], int]:

@@ -26,6 +26,7 @@ REQUEST_TYPE = "WS"
 # Locust's own bucketing, which ``figures_of`` reproduces with numpy on many values
 _LOCUST_BUCKET = locust_stats.bucket_response_time
 VECTOR_MIN = 64  # values of one name in one batch from which numpy pays off
+TAKE_APART_S = 0.05  # how long a record waits to be taken apart into its samples
 _RESULT = attrgetter("result")
 _TTFE = attrgetter("ttfe_ms")
 _FIRSTS = attrgetter("first_ms")
@@ -173,11 +174,14 @@ def log_errors(stats: Any, method: str, errors: list[tuple[str, Any]], now: floa
 class StatsBatch:
     """Records waiting to be logged into Locust's stats; a batch never spans two seconds.
 
-    Adding a record is one list append (this runs for every turn of every user); the
-    samples are taken apart when the batch is logged: when the second changes, by
-    ``flush_forever`` at least every quarter second, before a worker's stats report or a
-    reset, and when the test stops, so nothing that reads Locust's stats sees a sample
-    late by more than that quarter second.
+    Adding a record is one list append (this runs for every turn of every user). Every
+    ``TAKE_APART_S`` the pending records are taken apart into values by stats name, so no
+    record outlives about that: thousands of records a second kept longer would be walked
+    by the garbage collector again and again, and promoted to be walked by its full
+    passes. The values are logged when the second changes, by ``flush_forever`` at least
+    every quarter second, before a worker's stats report or a reset, and when the test
+    stops, so nothing that reads Locust's stats sees a sample late by more than that
+    quarter second.
     """
 
     def __init__(self, stats: Any) -> None:
@@ -186,6 +190,10 @@ class StatsBatch:
         self.second = 0
         self.at = 0.0  # when the last pending record was added
         self._stat_names: dict[str, str] = {}  # event or span name -> "turn:<name>"
+        # the samples taken apart and not yet logged: values and bytes by name, failures
+        self._by_name: dict[str, list[float]] = {}
+        self._lengths: dict[str, int] = {}
+        self._errors: list[tuple[str, Failure]] = []
 
     def add(self, record: Record) -> None:
         now = time.time()
@@ -196,17 +204,15 @@ class StatsBatch:
         self.at = now
         self.pending.append(record)
 
-    def flush(self) -> None:
-        """Log the pending records into Locust's stats, as taken at the last one's time."""
+    def take_apart(self) -> None:
+        """The pending records' samples into the values waiting to be logged."""
         if not self.pending:
             return
         records, self.pending = self.pending, []
-        by_name: dict[str, list[float]] = {}
-        lengths: dict[str, int] = {}
-        errors: list[tuple[str, Failure]] = []
+        by_name, errors = self._by_name, self._errors
         turns = [r for r in records if type(r) is TurnRecord]
         if turns:
-            self._put_turns(by_name, lengths, errors, turns)
+            self._put_turns(by_name, self._lengths, errors, turns)
         if len(turns) < len(records):
             for record in records:
                 if type(record) is TurnRecord:
@@ -215,6 +221,14 @@ class StatsBatch:
                     _put(by_name, sample.name, sample.ms)
                     if sample.failure is not None:
                         errors.append((sample.name, Failure(sample.failure, sample.detail)))
+
+    def flush(self) -> None:
+        """Log the pending samples into Locust's stats, as taken at the last one's time."""
+        self.take_apart()
+        if not self._by_name and not self._errors:
+            return
+        by_name, lengths, errors = self._by_name, self._lengths, self._errors
+        self._by_name, self._lengths, self._errors = {}, {}, []
         log_samples(self.stats, REQUEST_TYPE, by_name, lengths, now=self.at)
         if errors:
             log_errors(self.stats, REQUEST_TYPE, errors, now=self.at)
@@ -262,8 +276,13 @@ class StatsBatch:
         return stat
 
     def flush_forever(self, interval_s: float = 0.25) -> None:
+        """Take the records apart every ``TAKE_APART_S``, log them every ``interval_s``."""
+        takes = max(1, round(interval_s / TAKE_APART_S))
         while True:
-            gevent.sleep(interval_s)
+            for _ in range(takes - 1):
+                gevent.sleep(TAKE_APART_S)
+                self.take_apart()
+            gevent.sleep(TAKE_APART_S)
             self.flush()
 
 

@@ -384,6 +384,22 @@ def batches_of(
     return out
 
 
+def joined(pieces: Sequence[dict[str, pa.RecordBatch]]) -> dict[str, pa.RecordBatch]:
+    """Pieces of record batches by table (``batches_of`` every few milliseconds) as one
+    record batch per table, in order: what a second of them is written or shipped as."""
+    by_name: dict[str, list[pa.RecordBatch]] = {}
+    for piece in pieces:
+        for name, batch in piece.items():
+            by_name.setdefault(name, []).append(batch)
+    out = {}
+    for name, batches in by_name.items():
+        if len(batches) == 1:
+            out[name] = batches[0]
+        else:
+            out[name] = pa.Table.from_batches(batches).combine_chunks().to_batches()[0]
+    return out
+
+
 def _by_kind(items: Sequence[Any]) -> dict[type, tuple[list[Any], list[int]]]:
     """The records of ``items`` by kind, each with the user count it was taken under.
 

@@ -139,6 +139,7 @@ class ResultsWriter(Protocol):
     path: Path
     run_id: str
     closed: bool
+    specs: dict[str, Any]  # the tables it writes by name (the run's turns table among them)
 
     def write(self, batch: Batch) -> None:
         """Append a batch's records (called off the event loop, one batch at a time)."""

@@ -29,7 +29,7 @@ from wsload.run.columns import (
 )
 from wsload.run.records import Record
 
-__all__ = ["decode", "encode", "failed_only", "records_of"]
+__all__ = ["decode", "encode", "encode_tables", "failed_only", "records_of"]
 # lz4 halves a second of turns for a few percent of the worker's encoding time
 _SHIP_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 
@@ -37,13 +37,18 @@ _SHIP_OPTIONS = pa.ipc.IpcWriteOptions(compression="lz4", use_threads=False)
 def encode(batch: Batch, turns: TableSpec | None = None) -> dict[str, Any]:
     """A worker's message: the node, and each table's record batch as IPC stream bytes
     (``turns``: the run's turns table, with its event columns)."""
+    return encode_tables(batch.node, batches_of(batch.node, batch.items, turns))
+
+
+def encode_tables(node: str, batches: dict[str, pa.RecordBatch]) -> dict[str, Any]:
+    """A worker's message of record batches by table (``encode`` of columns made already)."""
     tables = {}
-    for name, records in batches_of(batch.node, batch.items, turns).items():
+    for name, records in batches.items():
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, records.schema, options=_SHIP_OPTIONS) as writer:
             writer.write_batch(records)
         tables[name] = sink.getvalue().to_pybytes()
-    return {"node": batch.node, "tables": tables}
+    return {"node": node, "tables": tables}
 
 
 def decode(message: dict[str, Any]) -> dict[str, pa.RecordBatch]:
