@@ -39,6 +39,12 @@ interleaved):
   place, the garbage its records make and the caches they take included.
   ``--full-sampled`` adds runs sampled by py-spy (``pip install py-spy``), which slows
   them: the share of samples with the recording's code in their stack.
+  This machine's speed drifts by a fifth from one run to the next, so two more variants
+  measure the share inside one process: ``alternating`` switches the recording on and off
+  every ``--full-phase`` seconds (default 1; an "on" phase ends with its stats logged and
+  its tables written), ``alternating tables`` only the results sink (Locust's stats stay
+  on). Each pair of neighbouring phases gives a share, ``1 - on / off`` of their turns per
+  CPU second; their median is printed with its quartiles.
 * ``big``: a run of ``--turns`` turns (default 100 million) written through the real
   writer (``ArrowWriter.write_batches``, the master's path), with the default protocol's
   shape and random timings; then ``wsload summary``, ``wsload gate`` and ``wsload report``
@@ -368,6 +374,11 @@ turns = int(sys.argv[1])
 environment = Environment(user_classes=[Chat])
 environment.create_local_runner()
 recording = Recording(environment)
+try:  # the collector as a load's start leaves it (trees before this had none)
+    from wsload.heap import tune_collector
+    tune_collector()
+except ImportError:
+    pass
 parts = dict.fromkeys(("record", "stats", "tables", "compaction"), 0.0)
 clock = time.process_time
 with tempfile.TemporaryDirectory() as tmp:

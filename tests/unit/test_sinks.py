@@ -70,6 +70,13 @@ SINK = textwrap.dedent(
         written_early = read_table(Path(tmp), "turns").num_rows
         gevent.sleep(SHIP_INTERVAL_S)
         written = read_table(Path(tmp), "turns").num_rows
+        for i in range(30, 35):  # a flush while the clock's delivery is writing
+            sink.add(turn(i))
+        sink._columns()
+        gevent.spawn(sink.deliver)
+        gevent.sleep(0)  # it has taken the records and waits for the writer thread
+        sink.flush()
+        heard_by_flush = len(heard)
         sink.close()
         writer.close()
         print(json.dumps({
@@ -80,6 +87,7 @@ SINK = textwrap.dedent(
             "turns": read_table(Path(tmp), "turns")["turn"].to_pylist(),
             "sessions": read_table(Path(tmp), "sessions").num_rows,
             "heard": [getattr(r, "turn", "session") for r in heard],
+            "heard_by_flush": heard_by_flush,
         }))
     """
 )
@@ -107,6 +115,13 @@ def test_records_become_columns_at_once_and_only_listeners_keep_them(listeners, 
     assert figures["kept"] == kept  # nothing else holds on to a record
     assert figures["written_early"] == 0  # columns wait for the second's write
     assert figures["written_in_a_second"] == 30  # then the whole second is on disk
-    assert figures["turns"] == list(range(30))  # every turn once, in the order taken
+    assert figures["turns"] == list(range(35))  # every turn once, in the order taken
     assert figures["sessions"] == 1
-    assert figures["heard"] == heard
+    assert figures["heard"] == heard + [i for i in range(30, 35) if i in later(listeners)]
+    # a flush returns once the delivery under way told the listeners what it took
+    assert figures["heard_by_flush"] == len(figures["heard"])
+
+
+def later(listeners: str) -> set[int]:
+    """The turns added while a delivery is under way that the listeners take."""
+    return {"none": set(), "every": set(range(30, 35)), "failures": {30, 33}}[listeners]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.event
+import gevent.lock
 from locust.env import Environment
 from locust.runners import Runner, WorkerRunner
 
@@ -80,6 +81,9 @@ class Sink:
         self._pieces: list[dict[str, pa.RecordBatch]] = []
         self._kept: list[Record] = []  # the records the listeners will take
         self._pool = gevent.get_hub().threadpool
+        # one delivery at a time: a flush waits for the one under way (its records and
+        # what the listeners are told) before it delivers the rest
+        self._delivering = gevent.lock.Semaphore()
         self._stop = gevent.event.Event()
         self._loop = gevent.spawn(self._forever)
 
@@ -94,10 +98,14 @@ class Sink:
         what is pending."""
         self._stop.set()
         self._loop.join()
-        self._deliver(final=True)
+        self.deliver(final=True)
 
-    def _deliver(self, final: bool = False) -> None:
-        """Write or ship what was taken since the last delivery."""
+    def deliver(self, final: bool = False) -> None:
+        """Write or ship what was taken since the last delivery, now."""
+        with self._delivering:
+            self._deliver(final)
+
+    def _deliver(self, final: bool) -> None:
         raise NotImplementedError
 
     def _columns(self) -> None:
@@ -132,7 +140,7 @@ class Sink:
                 self._columns()
                 continue
             due += SHIP_INTERVAL_S
-            self._deliver()
+            self.deliver()
 
     def _tell(self, records: Sequence[Record]) -> None:
         for listener in self.listeners:
@@ -164,9 +172,9 @@ class LocalSink(Sink):
 
     def flush(self) -> None:
         """Write and hand to the listeners what has come in so far, now."""
-        self._deliver()
+        self.deliver()
 
-    def _deliver(self, final: bool = False) -> None:
+    def _deliver(self, final: bool) -> None:
         arrived, self._arrived = self._arrived, []
         if arrived:
             from wsload.run.wire import failed_only, records_of  # pyarrow, once records flow
@@ -200,7 +208,7 @@ class WorkerSink(Sink):
         # folds any it does not know into the first_ms map)
         super().__init__(node, environment, turns_spec(run_events(environment)), listeners)
 
-    def _deliver(self, final: bool = False) -> None:
+    def _deliver(self, final: bool) -> None:
         pieces, kept = self._taken()
         message = self._pool.apply(_encode_joined, (self.node, pieces))
         if kept:
