@@ -131,10 +131,18 @@ class TableSpec:
             if seen <= {self.columns[i].event for i in events}:  # nothing for the map
                 others = self._others
                 arrays[others] = pa.nulls(len(records), self.columns[others].type)
+        failed: list[int] | None = None  # where the failed turns are, once looked for
         for i, column in enumerate(self.columns):
-            if arrays[i] is None:
+            if arrays[i] is not None:
+                continue
+            if column.get is _turn_failure or column.get is _turn_detail:
+                if failed is None:
+                    failed = _positions(list(map(bool, map(_FAILURES_OF, records))))
+                arrays[i] = _failure_array(column.get, records, failed)
+            else:
                 arrays[i] = _array(column, records)
-        head = [pa.array([node] * len(records), pa.string()), pa.array(users, pa.int32())]
+        nodes = pa.repeat(pa.scalar(node, pa.string()), len(records))
+        head = [nodes, pa.array(users, pa.int32())]
         return pa.RecordBatch.from_arrays(head + arrays, schema=self.schema)
 
 
@@ -162,8 +170,6 @@ def _array(column: Column, records: list[Any]) -> pa.Array:
     fast; a map is flattened by hand into offsets, keys and values (its conversion of
     Python dicts costs more, and older pyarrow lacks it)."""
     get, kind = column.get, column.type
-    if get is _turn_failure or get is _turn_detail:
-        return _failure_array(get, records)
     values = list(map(get, records))
     if _all_none(values):
         return pa.nulls(len(values), kind)
@@ -269,14 +275,26 @@ def _turn_detail(record: TurnRecord) -> str:
 _FAILURES_OF = attrgetter("result.failures")
 
 
-def _failure_array(get: Callable[[Any], Any], records: list[Any]) -> pa.Array:
+def _positions(flags: list[bool]) -> list[int]:
+    """Where ``flags`` are true, found with C-level scans (they are few)."""
+    found: list[int] = []
+    at = -1
+    with contextlib.suppress(ValueError):
+        while True:
+            at = flags.index(True, at + 1)
+            found.append(at)
+    return found
+
+
+def _failure_array(get: Callable[[Any], Any], records: list[Any], failed: list[int]) -> pa.Array:
     """The failure or detail column: most turns have no failure, so those rows take a
-    constant and only the failed ones are read one by one."""
-    failed = list(map(bool, map(_FAILURES_OF, records)))
+    constant and only the ones at ``failed`` are read."""
     empty = None if get is _turn_failure else ""
-    if not any(failed):
-        return pa.array([empty] * len(records), pa.string())
-    values = [get(r) if f else empty for r, f in zip(records, failed, strict=True)]
+    if not failed:
+        return pa.repeat(pa.scalar(empty, pa.string()), len(records))
+    values = [empty] * len(records)
+    for at in failed:
+        values[at] = get(records[at])
     return pa.array(values, pa.string())
 
 
