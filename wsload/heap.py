@@ -8,17 +8,16 @@ a few milliseconds (parsed events, a turn's tracker state, its record until the 
 makes columns of it, ``wsload.locust.recording``). Python's default young collection every
 700 objects ran about 60 times a second; each walked what happened to be alive and
 promoted it to be walked again by the older generations. At 10,000 nearly everything is
-freed by reference counting before a young collection comes; the collector took 3.5% of a
-saturated generator's CPU with the default and next to none with this
-(``benchmarks/results.py --only full``, "garbage collector").
+freed by reference counting before a young collection comes: the collector took 3.5% of
+a saturated generator's CPU with the default and 0.0% with this (``benchmarks/results.py
+--only full``, "garbage collector").
 
-Many held sessions:
-
-A process holding thousands of sessions keeps hundreds of thousands of long-lived objects
-(sockets, watchers, protocol state). The collector walks all of them in each of its full
-passes, which come every time the long-lived set has grown by a quarter, and a pass over a
-million objects stalls the process for a good fraction of a second: handshakes and
-heartbeats wait, and that wait would be measured as the server's latency. Measured on a
+Many held sessions: a process holding thousands of sessions keeps hundreds of thousands
+of long-lived objects (sockets, watchers, protocol state). The collector walks all of them
+in each of its full passes, which come every time the long-lived set has grown by a
+quarter, and a pass over a million objects stalls the process for a good fraction of a
+second: handshakes and heartbeats wait, and that wait would be measured as the server's
+latency. Measured on a
 ramp to 100,000 sessions on 2 cores, those passes took about a third of the reference
 target's CPU per session and a sixth of the generator's.
 

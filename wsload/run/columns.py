@@ -137,7 +137,7 @@ class TableSpec:
                 continue
             if column.get is _turn_failure or column.get is _turn_detail:
                 if failed is None:
-                    failed = _positions(list(map(bool, map(_FAILURES_OF, records))))
+                    failed = _positions(list(map(bool, map(_FAILURES_OF, records))), True)
                 arrays[i] = _failure_array(column.get, records, failed)
             else:
                 arrays[i] = _array(column, records)
@@ -275,13 +275,13 @@ def _turn_detail(record: TurnRecord) -> str:
 _FAILURES_OF = attrgetter("result.failures")
 
 
-def _positions(flags: list[bool]) -> list[int]:
-    """Where ``flags`` are true, found with C-level scans (they are few)."""
+def _positions(values: list[Any], wanted: Any) -> list[int]:
+    """Where ``wanted`` is among ``values``, found with C-level scans (it is rare)."""
     found: list[int] = []
     at = -1
     with contextlib.suppress(ValueError):
         while True:
-            at = flags.index(True, at + 1)
+            at = values.index(wanted, at + 1)
             found.append(at)
     return found
 
@@ -433,13 +433,8 @@ def _by_kind(items: Sequence[Any]) -> dict[type, tuple[list[Any], list[int]]]:
     many = max(tally, key=tally.__getitem__)
     few: list[int] = []  # positions of marks and of the other kinds' records
     for kind in (int, *tally):
-        if kind is many:
-            continue
-        at = -1
-        with contextlib.suppress(ValueError):
-            while True:
-                at = kinds.index(kind, at + 1)
-                few.append(at)
+        if kind is not many:
+            few += _positions(kinds, kind)
     few.sort()
     out: dict[type, tuple[list[Any], list[int]]] = {kind: ([], []) for kind in tally}
     records, counts = out[many]
