@@ -114,10 +114,9 @@ class Sink:
         if not batch:
             return
         self.batch = Batch(self.node)
-        listeners = self.listeners
-        if listeners:
+        if self.listeners:
             records = batch.records()
-            if all(getattr(each, "failures_only", False) for each in listeners):
+            if self._failures_only():
                 self._kept += [r for r in records if r.failure is not None]
             else:
                 self._kept += records
@@ -141,6 +140,10 @@ class Sink:
                 continue
             due += SHIP_INTERVAL_S
             self.deliver()
+
+    def _failures_only(self) -> bool:
+        """Whether every listener takes the failed records only."""
+        return all(getattr(each, "failures_only", False) for each in self.listeners)
 
     def _tell(self, records: Sequence[Record]) -> None:
         for listener in self.listeners:
@@ -178,11 +181,10 @@ class LocalSink(Sink):
         arrived, self._arrived = self._arrived, []
         if arrived:
             from wsload.run.wire import failed_only, records_of  # pyarrow, once records flow
-        every_row = not all(getattr(each, "failures_only", False) for each in self.listeners)
         for shipped in arrived:
             self._pool.apply(self.writer.write_batches, (shipped,))
             if self.listeners:
-                self._tell(records_of(shipped if every_row else failed_only(shipped)))
+                self._tell(records_of(failed_only(shipped) if self._failures_only() else shipped))
         pieces, kept = self._taken()
         if pieces:
             self._pool.apply(_write_joined, (self.writer, pieces))
