@@ -212,10 +212,10 @@ class WorkerSink(Sink):
 
     def _deliver(self, final: bool) -> None:
         pieces, kept = self._taken()
-        message = self._pool.apply(_encode_joined, (self.node, pieces))
         if kept:
             self._tell(kept)
-        if pieces or final:
+        if pieces or final:  # an idle second sends (and encodes) nothing
+            message = self._pool.apply(_encode_joined, (self.node, pieces))
             message["final"] = final
             self.runner.send_message(RECORDS_MESSAGE, message)
 

@@ -142,7 +142,8 @@ class ResultsWriter(Protocol):
     specs: dict[str, Any]  # the tables it writes by name (the run's turns table among them)
 
     def write(self, batch: Batch) -> None:
-        """Append a batch's records (called off the event loop, one batch at a time)."""
+        """Append a batch's records (``write_batches`` of their columns; the sinks make
+        the columns themselves, every 50 ms, and call ``write_batches``)."""
 
     def flush(self) -> None:
         """Hand what is written to the OS: a killed process loses nothing flushed."""
